@@ -1,0 +1,312 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sync/singleflight"
+)
+
+// Options configures a Cache. Zero values take the documented defaults.
+type Options struct {
+	Dir   string // holds index/ (Badger), data/ (file contents) and tmp/
+	Store Store
+	Log   *slog.Logger
+
+	UploadConcurrency int           // parallel uploads and deletes; default 8
+	RetryMin          time.Duration // first retry delay for a failed upload; default 1s
+	RetryMax          time.Duration // cap on the retry delay; default 1m
+	NegativeTTL       time.Duration // how long "not in the store" is believed; default 2s
+	// RevalidateAfter is how old a confirmation that a clean or remote file
+	// still exists in the store may get before a lookup asks the store again
+	// (HEAD), so deletes and rewrites by other hosts are seen. 0 disables.
+	RevalidateAfter time.Duration
+	StoreTimeout    time.Duration // bound on a lookup or a fetch of a missing file; default 30s
+	// MaxKeyLen is the longest path the store accepts (1024 minus the prefix).
+	MaxKeyLen int
+}
+
+func (o *Options) setDefaults() {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.UploadConcurrency <= 0 {
+		o.UploadConcurrency = 8
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = time.Minute
+	}
+	if o.NegativeTTL <= 0 {
+		o.NegativeTTL = 2 * time.Second
+	}
+	if o.StoreTimeout <= 0 {
+		o.StoreTimeout = 30 * time.Second
+	}
+	if o.MaxKeyLen <= 0 {
+		o.MaxKeyLen = 1024
+	}
+}
+
+// Cache is the write-back cache. Its methods are safe for concurrent use.
+//
+// Lock order: openFile.mu, then Cache.mu, then queue.mu. No lock is held
+// across a call to the store.
+type Cache struct {
+	opts    Options
+	log     *slog.Logger
+	store   Store
+	ix      *index
+	dataDir string
+	tmpDir  string
+
+	mu       sync.Mutex           // guards every index read-modify-write, and the fields below
+	open     map[string]*openFile // open files by current path
+	negative map[string]time.Time // paths the store lacked, until the time given
+	verified map[string]time.Time // when the store last confirmed a clean/remote file
+
+	fetches singleflight.Group // one GET per missing file, shared by readers
+	q       *queue
+	// storeDownUntil (unix nanos) skips remote lookups for a moment after
+	// the store failed one, so creating files during an outage stays fast.
+	storeDownUntil atomic.Int64
+
+	stop    context.CancelFunc
+	bg      sync.WaitGroup
+	closed  atomic.Bool
+	started atomic.Bool
+}
+
+// Open opens (or creates) the cache in opts.Dir. It reads nothing but the
+// index's own files: pending work is found later, by Start.
+func Open(opts Options) (*Cache, error) {
+	opts.setDefaults()
+	if opts.Store == nil {
+		return nil, errors.New("cache: no store")
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("cache: no directory")
+	}
+	c := &Cache{
+		opts:     opts,
+		log:      opts.Log,
+		store:    opts.Store,
+		dataDir:  filepath.Join(opts.Dir, "data"),
+		tmpDir:   filepath.Join(opts.Dir, "tmp"),
+		open:     map[string]*openFile{},
+		negative: map[string]time.Time{},
+		verified: map[string]time.Time{},
+	}
+	for _, d := range []string{opts.Dir, c.dataDir, c.tmpDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("cache: create %s: %w", d, err)
+		}
+	}
+	// tmp/ holds only fetches that were in flight when the daemon stopped;
+	// none of them is referenced by the index.
+	if err := os.RemoveAll(c.tmpDir); err != nil {
+		return nil, fmt.Errorf("cache: clear %s: %w", c.tmpDir, err)
+	}
+	if err := os.MkdirAll(c.tmpDir, 0o700); err != nil {
+		return nil, fmt.Errorf("cache: create %s: %w", c.tmpDir, err)
+	}
+	ix, err := openIndex(opts.Dir, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	c.ix = ix
+	c.q = newQueue(c)
+	return c, nil
+}
+
+// Start begins background work: upload workers, re-queueing of every upload
+// and delete the index says is owed, and housekeeping. Call it once the
+// mount is serving, so that a long backlog does not delay the mount.
+func (c *Cache) Start() {
+	if !c.started.CompareAndSwap(false, true) {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stop = cancel
+	c.q.start(ctx, c.opts.UploadConcurrency)
+	c.bg.Add(2)
+	go func() {
+		defer c.bg.Done()
+		n := 0
+		err := c.ix.forPending(func(p string) {
+			c.q.add(p)
+			n++
+		})
+		if err != nil {
+			c.log.Error("scan of owed uploads failed", "err", err)
+		}
+		if n > 0 {
+			c.log.Info("resuming owed uploads and deletes from the index", "count", n)
+		}
+	}()
+	go func() {
+		defer c.bg.Done()
+		c.janitor(ctx)
+	}()
+}
+
+// Close stops the workers and closes the index. Owed work stays recorded in
+// the index and resumes at the next Start. Call Drain first to wait for it.
+func (c *Cache) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if c.stop != nil {
+		c.stop()
+	}
+	c.q.wait()
+	c.bg.Wait()
+	c.mu.Lock()
+	for _, of := range c.open {
+		if of.data != nil {
+			of.data.Close()
+		}
+	}
+	c.mu.Unlock()
+	return c.ix.close()
+}
+
+// Drain waits until no upload or delete is owed, or ctx ends. It returns
+// the number of paths still owed.
+func (c *Cache) Drain(ctx context.Context) (int, error) {
+	return c.q.drain(ctx)
+}
+
+// Sync makes every committed index change durable (fsync).
+func (c *Cache) Sync() error { return c.ix.db.Sync() }
+
+// Dir is the cache directory.
+func (c *Cache) Dir() string { return c.opts.Dir }
+
+// janitor forgets expired negative lookups and stale verifications, so
+// those maps hold only what a recent lookup needs.
+func (c *Cache) janitor(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			c.mu.Lock()
+			for p, until := range c.negative {
+				if now.After(until) {
+					delete(c.negative, p)
+				}
+			}
+			for p, at := range c.verified {
+				if now.Sub(at) > c.opts.RevalidateAfter {
+					delete(c.verified, p)
+				}
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+// update runs fn in a read-write index transaction. Callers hold c.mu.
+func (c *Cache) update(fn func(txn *badger.Txn) error) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return c.ix.db.Update(fn)
+}
+
+// view runs fn in a read-only index transaction.
+func (c *Cache) view(fn func(txn *badger.Txn) error) error {
+	return c.ix.db.View(fn)
+}
+
+// checkPath rejects paths the store cannot hold or that could escape the
+// cache: empty components, "." and "..", NUL bytes, over-long keys.
+func (c *Cache) checkPath(p string) error {
+	if p == "" {
+		return nil
+	}
+	if len(p) > c.opts.MaxKeyLen {
+		return fmt.Errorf("%q: %w", p, ErrNameTooLong)
+	}
+	return validPath(p)
+}
+
+func validPath(p string) error {
+	if strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsRune(p, 0) {
+		return fmt.Errorf("path %q: %w", p, ErrInvalid)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == "" || part == "." || part == ".." {
+			return fmt.Errorf("path %q: %w", p, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// newDataID names a new local data file.
+func newDataID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// dataPath is where the data file named id lives; the two-character fan-out
+// keeps directories small.
+func (c *Cache) dataPath(id string) string {
+	return filepath.Join(c.dataDir, id[:2], id)
+}
+
+// createData makes a new, empty data file.
+func (c *Cache) createData() (string, *os.File, error) {
+	id := newDataID()
+	p := c.dataPath(id)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
+			f, err = os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		}
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("create data file: %w", err)
+	}
+	return id, f, nil
+}
+
+func (c *Cache) removeData(id string) {
+	if id == "" {
+		return
+	}
+	if err := os.Remove(c.dataPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Warn("could not remove data file", "id", id, "err", err)
+	}
+}
+
+func (c *Cache) storeIsDown() bool {
+	return time.Now().UnixNano() < c.storeDownUntil.Load()
+}
+
+// noteStoreError marks the store as down for a moment when err says it
+// could not be reached (as opposed to a plain "not found").
+func (c *Cache) noteStoreError(err error) {
+	if err != nil && !isNotFound(err) && !errors.Is(err, context.Canceled) {
+		c.storeDownUntil.Store(time.Now().Add(5 * time.Second).UnixNano())
+	}
+}

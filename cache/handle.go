@@ -1,0 +1,397 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// openFile is the state shared by every handle open on one file.
+type openFile struct {
+	// mu is held shared by each write and truncate, exclusively by flush
+	// and by whoever sets data, so a flush always sees whole writes.
+	mu   sync.RWMutex
+	data *os.File // the local data file; nil while the bytes are only in the store
+
+	// Guarded by Cache.mu:
+	path     string // current path; rename moves it
+	refs     int
+	unlinked bool // the name is gone; writes go on, but nothing is recorded
+
+	// dirty is set (under Cache.mu) by the first write after a flush and
+	// cleared by the flush that records it.
+	dirty atomic.Bool
+}
+
+// Handle is one open file description.
+type Handle struct {
+	c        *Cache
+	of       *openFile
+	writable bool
+	released atomic.Bool
+}
+
+// OpenFile opens the file at p. flags are the open(2) flags; O_TRUNC on a
+// writable open empties the file without fetching it.
+func (c *Cache) OpenFile(ctx context.Context, p string, flags int) (*Handle, error) {
+	if err := c.checkPath(p); err != nil {
+		return nil, err
+	}
+	writable := flags&os.O_WRONLY != 0 || flags&os.O_RDWR != 0
+	c.mu.Lock()
+	var r record
+	var ok bool
+	err := c.view(func(txn *badger.Txn) error {
+		var err error
+		r, ok, err = getRecord(txn, p)
+		return err
+	})
+	switch {
+	case err != nil:
+		c.mu.Unlock()
+		return nil, err
+	case !ok:
+		c.mu.Unlock()
+		return nil, fmt.Errorf("open %q: %w", p, ErrNotExist)
+	case r.Dir:
+		c.mu.Unlock()
+		return nil, fmt.Errorf("open %q: %w", p, ErrIsDir)
+	}
+	of := c.open[p]
+	if of == nil {
+		of = &openFile{path: p}
+		if r.State != Remote {
+			of.data = c.openDataLocked(p, r)
+		}
+		c.open[p] = of
+	}
+	of.refs++
+	c.mu.Unlock()
+
+	h := &Handle{c: c, of: of, writable: writable}
+	if writable && flags&os.O_TRUNC != 0 {
+		err = h.Truncate(ctx, 0)
+	} else if writable {
+		err = h.ensureData(ctx)
+	}
+	if err != nil {
+		h.Release(ctx)
+		return nil, err
+	}
+	return h, nil
+}
+
+// openDataLocked opens the data file of a local record. A missing file, or
+// a clean one whose size disagrees with the index (a torn write before a
+// power loss, or tampering), is dropped so the bytes are fetched again.
+func (c *Cache) openDataLocked(p string, r record) *os.File {
+	f, err := os.OpenFile(c.dataPath(r.Data), os.O_RDWR, 0)
+	if err == nil && r.State == Clean {
+		if fi, serr := f.Stat(); serr != nil || fi.Size() != r.Size {
+			f.Close()
+			f, err = nil, fmt.Errorf("data file has the wrong size")
+		}
+	}
+	if err == nil {
+		return f
+	}
+	if r.State != Clean {
+		// The only copy of unsent bytes is gone: say so loudly; reads see
+		// an I/O error rather than invented data.
+		c.log.Error("data file of a dirty file is missing", "path", p, "err", err)
+		return nil
+	}
+	c.log.Warn("dropping bad local copy; it will be fetched again", "path", p, "err", err)
+	r.State, r.Data = Remote, ""
+	if uerr := c.update(func(txn *badger.Txn) error { return putRecord(txn, p, r) }); uerr != nil {
+		c.log.Error("index update failed", "path", p, "err", uerr)
+	}
+	return nil
+}
+
+// ensureData makes the bytes local, fetching them from the store once.
+func (h *Handle) ensureData(ctx context.Context) error {
+	of := h.of
+	of.mu.RLock()
+	ready := of.data != nil
+	of.mu.RUnlock()
+	if ready {
+		return nil
+	}
+	c := h.c
+	c.mu.Lock()
+	p := of.path
+	c.mu.Unlock()
+	if err := c.fetch(ctx, p); err != nil {
+		return err
+	}
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if of.data != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var r record
+	var ok bool
+	err := c.view(func(txn *badger.Txn) error {
+		var err error
+		r, ok, err = getRecord(txn, of.path)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !ok || r.Dir || r.State == Remote {
+		return fmt.Errorf("read %q: local copy vanished: %w", p, ErrStore)
+	}
+	of.data = c.openDataLocked(of.path, r)
+	if of.data == nil {
+		return fmt.Errorf("read %q: %w", p, ErrStore)
+	}
+	return nil
+}
+
+// ReadAt reads from the file, fetching it first if only the store has it.
+func (h *Handle) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
+	if err := h.ensureData(ctx); err != nil {
+		return 0, err
+	}
+	h.of.mu.RLock()
+	defer h.of.mu.RUnlock()
+	n, err := h.of.data.ReadAt(b, off)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
+}
+
+// beginWrite holds of.mu shared with the file marked dirty, so that the
+// write it guards is covered by the next flush. The caller must RUnlock.
+func (h *Handle) beginWrite(ctx context.Context) error {
+	if !h.writable {
+		return fmt.Errorf("write: %w", ErrInvalid)
+	}
+	if err := h.ensureData(ctx); err != nil {
+		return err
+	}
+	of := h.of
+	of.mu.RLock()
+	for !of.dirty.Load() {
+		of.mu.RUnlock()
+		if err := h.c.markDirty(of); err != nil {
+			return err
+		}
+		of.mu.RLock()
+	}
+	return nil
+}
+
+// WriteAt writes to the local data file only; the upload happens after close.
+func (h *Handle) WriteAt(ctx context.Context, b []byte, off int64) (int, error) {
+	if err := h.beginWrite(ctx); err != nil {
+		return 0, err
+	}
+	defer h.of.mu.RUnlock()
+	return h.of.data.WriteAt(b, off)
+}
+
+// Truncate sets the file's size. Emptying a file that only the store has
+// does not fetch it.
+func (h *Handle) Truncate(ctx context.Context, size int64) error {
+	if size < 0 {
+		return ErrInvalid
+	}
+	if size == 0 {
+		if err := h.emptyData(); err != nil {
+			return err
+		}
+	}
+	if err := h.beginWrite(ctx); err != nil {
+		return err
+	}
+	defer h.of.mu.RUnlock()
+	return h.of.data.Truncate(size)
+}
+
+// emptyData gives a store-only file an empty local data file.
+func (h *Handle) emptyData() error {
+	of, c := h.of, h.c
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if of.data != nil {
+		return nil
+	}
+	id, f, err := c.createData()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err = c.update(func(txn *badger.Txn) error {
+		r, ok, err := getRecord(txn, of.path)
+		if err != nil || !ok {
+			return errors.Join(err, ErrNotExist)
+		}
+		r.State, r.Data, r.Size, r.Gen = Dirty, id, 0, r.Gen+1
+		r.MTime = time.Now().UnixNano()
+		if err := putRecord(txn, of.path, r); err != nil {
+			return err
+		}
+		return setPending(txn, of.path)
+	})
+	if err != nil {
+		f.Close()
+		c.removeData(id)
+		return err
+	}
+	of.data = f
+	of.dirty.Store(true)
+	c.q.cancel(of.path)
+	return nil
+}
+
+// markDirty records that a new version of the file is being written: the
+// generation moves on (so an upload in flight cannot mark it clean) and an
+// upload is owed.
+func (c *Cache) markDirty(of *openFile) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if of.dirty.Load() {
+		return nil
+	}
+	if !of.unlinked {
+		err := c.update(func(txn *badger.Txn) error {
+			r, ok, err := getRecord(txn, of.path)
+			if err != nil || !ok {
+				return errors.Join(err, ErrNotExist)
+			}
+			r.Gen++
+			r.State = Dirty
+			if err := putRecord(txn, of.path, r); err != nil {
+				return err
+			}
+			return setPending(txn, of.path)
+		})
+		if err != nil {
+			return err
+		}
+		c.q.cancel(of.path)
+	}
+	of.dirty.Store(true)
+	return nil
+}
+
+// Flush records the size written and queues the upload. It is what makes
+// close() durable against a daemon crash: the bytes are in the data file
+// and the index says an upload is owed.
+func (h *Handle) Flush(ctx context.Context) error {
+	if !h.writable {
+		return nil
+	}
+	return h.commit(false)
+}
+
+// Fsync is Flush plus fsync of the data file and the index, so the file
+// also survives power loss.
+func (h *Handle) Fsync(ctx context.Context) error {
+	if err := h.commit(true); err != nil {
+		return err
+	}
+	return h.c.Sync()
+}
+
+func (h *Handle) commit(syncData bool) error {
+	of, c := h.of, h.c
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if of.data == nil {
+		return nil
+	}
+	if syncData {
+		if err := of.data.Sync(); err != nil {
+			return fmt.Errorf("fsync data file: %w", err)
+		}
+	}
+	if !of.dirty.Load() {
+		return nil
+	}
+	fi, err := of.data.Stat()
+	if err != nil {
+		return fmt.Errorf("stat data file: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := of.path
+	if !of.unlinked {
+		err = c.update(func(txn *badger.Txn) error {
+			r, ok, err := getRecord(txn, p)
+			if err != nil || !ok {
+				return errors.Join(err, ErrNotExist)
+			}
+			r.Size = fi.Size()
+			r.MTime = fi.ModTime().UnixNano()
+			r.Gen++
+			r.State = Dirty
+			if err := putRecord(txn, p, r); err != nil {
+				return err
+			}
+			return setPending(txn, p)
+		})
+		if err != nil {
+			return err
+		}
+		c.q.add(p)
+	}
+	of.dirty.Store(false)
+	return nil
+}
+
+// Release closes the handle; the last one closes the data file.
+func (h *Handle) Release(ctx context.Context) error {
+	if !h.released.CompareAndSwap(false, true) {
+		return nil
+	}
+	var err error
+	if h.writable && h.of.dirty.Load() {
+		err = h.commit(false)
+	}
+	c, of := h.c, h.of
+	c.mu.Lock()
+	of.refs--
+	last := of.refs == 0
+	if last && c.open[of.path] == of {
+		delete(c.open, of.path)
+	}
+	c.mu.Unlock()
+	if last {
+		of.mu.Lock()
+		if of.data != nil {
+			err = errors.Join(err, of.data.Close())
+			of.data = nil
+		}
+		of.mu.Unlock()
+	}
+	return err
+}
+
+// Size is the file's current size as this handle sees it.
+func (h *Handle) Size() (int64, bool) {
+	h.of.mu.RLock()
+	defer h.of.mu.RUnlock()
+	if h.of.data == nil {
+		return 0, false
+	}
+	fi, err := h.of.data.Stat()
+	if err != nil {
+		return 0, false
+	}
+	return fi.Size(), true
+}

@@ -1,0 +1,167 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// index wraps the Badger database that records every known file and every
+// owed upload or delete. All read-modify-write transactions run under
+// Cache.mu, so they never conflict with each other.
+type index struct {
+	db  *badger.DB
+	ino *badger.Sequence
+}
+
+// rootIno is the inode number of the mount's root directory.
+const rootIno = 1
+
+func openIndex(dir string, log *slog.Logger) (*index, error) {
+	opts := badger.DefaultOptions(filepath.Join(dir, "index")).
+		WithLogger(badgerLogger{log}).
+		// Writes reach the OS at commit (they survive a daemon crash); fsync
+		// is paid only when a caller asks for it, through Sync.
+		WithSyncWrites(false).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithValueThreshold(1 << 10).
+		WithCompactL0OnClose(true)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open index in %s: %w (is another s3mediafs using this cache_dir?)", dir, err)
+	}
+	seq, err := db.GetSequence([]byte("s:ino"), 1024)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open inode sequence: %w", err)
+	}
+	return &index{db: db, ino: seq}, nil
+}
+
+func (ix *index) close() error {
+	err := ix.ino.Release()
+	return errors.Join(err, ix.db.Close())
+}
+
+// nextIno allocates a fresh inode number.
+func (ix *index) nextIno() (uint64, error) {
+	for {
+		n, err := ix.ino.Next()
+		if err != nil {
+			return 0, err
+		}
+		if n > rootIno {
+			return n, nil
+		}
+	}
+}
+
+// get reads the record at path p; ok is false when there is none.
+func getRecord(txn *badger.Txn, p string) (record, bool, error) {
+	item, err := txn.Get(entryKey(p))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return record{}, false, nil
+	}
+	if err != nil {
+		return record{}, false, err
+	}
+	var r record
+	err = item.Value(func(v []byte) error {
+		var derr error
+		r, derr = decodeRecord(v)
+		return derr
+	})
+	if err != nil {
+		return record{}, false, fmt.Errorf("index entry %q: %w", p, err)
+	}
+	return r, true, nil
+}
+
+func putRecord(txn *badger.Txn, p string, r record) error {
+	return txn.Set(entryKey(p), r.encode())
+}
+
+func deleteRecord(txn *badger.Txn, p string) error {
+	return txn.Delete(entryKey(p))
+}
+
+func hasPending(txn *badger.Txn, p string) (bool, error) {
+	_, err := txn.Get(pendingKey(p))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func setPending(txn *badger.Txn, p string) error   { return txn.Set(pendingKey(p), nil) }
+func clearPending(txn *badger.Txn, p string) error { return txn.Delete(pendingKey(p)) }
+
+// isTombstone reports an owed delete: a pending marker with no record.
+func isTombstone(txn *badger.Txn, p string) (bool, error) {
+	if _, ok, err := getRecord(txn, p); ok || err != nil {
+		return false, err
+	}
+	return hasPending(txn, p)
+}
+
+// forChildren calls fn for each direct child of dir, in name order.
+func forChildren(txn *badger.Txn, dir string, fn func(name string, r record) error) error {
+	prefix := childrenPrefix(dir)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		name := string(item.Key()[len(prefix):])
+		var r record
+		err := item.Value(func(v []byte) error {
+			var derr error
+			r, derr = decodeRecord(v)
+			return derr
+		})
+		if err != nil {
+			return fmt.Errorf("index entry %q: %w", joinPath(dir, name), err)
+		}
+		if err := fn(name, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hasChildren reports whether dir has any child in the index.
+func hasChildren(txn *badger.Txn, dir string) (bool, error) {
+	prefix := childrenPrefix(dir)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	it.Rewind()
+	return it.Valid(), nil
+}
+
+// forPending calls fn for every path with an owed upload or delete.
+func (ix *index) forPending(fn func(p string)) error {
+	return ix.db.View(func(txn *badger.Txn) error {
+		prefix := []byte{pendingPrefix}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			fn(string(it.Item().Key()[1:]))
+		}
+		return nil
+	})
+}
+
+// badgerLogger routes Badger's logging into slog, at levels one below
+// Badger's own so routine compaction chatter stays out of an operator's log.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error("badger: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn("badger: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.log.Debug("badger: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Debugf(f string, a ...any)   {}

@@ -1,0 +1,276 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Attr describes a file or directory.
+type Attr struct {
+	Ino   uint64
+	Dir   bool
+	Size  int64
+	MTime time.Time
+	State State // files only
+}
+
+func attrOf(r record) Attr {
+	return Attr{Ino: r.Ino, Dir: r.Dir, Size: r.Size, MTime: time.Unix(0, r.MTime), State: r.State}
+}
+
+// RootAttr describes the mount's root directory.
+func (c *Cache) RootAttr() Attr { return Attr{Ino: rootIno, Dir: true} }
+
+// Stat looks p up: in the index first, then, for a name the index does not
+// know, in the store (HEAD for a file, LIST for a directory). A store that
+// cannot be reached makes an unknown name look absent rather than failing,
+// so that creating new files goes on during an outage.
+func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
+	if p == "" {
+		return c.RootAttr(), nil
+	}
+	if err := c.checkPath(p); err != nil {
+		return Attr{}, err
+	}
+	var r record
+	var ok, tomb, parentOK bool
+	err := c.view(func(txn *badger.Txn) error {
+		var err error
+		if r, ok, err = getRecord(txn, p); err != nil || ok {
+			return err
+		}
+		if tomb, err = hasPending(txn, p); err != nil || tomb {
+			return err
+		}
+		parentOK, err = c.isDirTxn(txn, parentOf(p))
+		return err
+	})
+	if err != nil {
+		return Attr{}, err
+	}
+	if ok {
+		if !r.Dir && (r.State == Clean || r.State == Remote) && c.dueForRevalidation(p) {
+			return c.revalidate(ctx, p, r)
+		}
+		return c.withOpenSize(p, attrOf(r)), nil
+	}
+	if tomb || !parentOK {
+		return Attr{}, ErrNotExist
+	}
+	return c.lookupRemote(ctx, p)
+}
+
+func parentOf(p string) string {
+	parent, _ := splitPath(p)
+	return parent
+}
+
+// isDirTxn reports whether p is the root or a directory in the index.
+func (c *Cache) isDirTxn(txn *badger.Txn, p string) (bool, error) {
+	if p == "" {
+		return true, nil
+	}
+	r, ok, err := getRecord(txn, p)
+	return ok && r.Dir, err
+}
+
+// withOpenSize reports the live size of a file open for writing.
+func (c *Cache) withOpenSize(p string, a Attr) Attr {
+	if a.Dir {
+		return a
+	}
+	c.mu.Lock()
+	of := c.open[p]
+	c.mu.Unlock()
+	if of != nil && of.dirty.Load() {
+		of.mu.RLock()
+		if of.data != nil {
+			if fi, err := of.data.Stat(); err == nil {
+				a.Size = fi.Size()
+				a.MTime = fi.ModTime()
+			}
+		}
+		of.mu.RUnlock()
+	}
+	return a
+}
+
+func (c *Cache) dueForRevalidation(p string) bool {
+	if c.opts.RevalidateAfter <= 0 || c.storeIsDown() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if of := c.open[p]; of != nil {
+		return false
+	}
+	at, ok := c.verified[p]
+	return !ok || time.Since(at) > c.opts.RevalidateAfter
+}
+
+// revalidate asks the store whether a clean or remote file is still there
+// and unchanged; another host may have deleted or rewritten it.
+func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error) {
+	hctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+	defer cancel()
+	size, mtime, err := c.store.Head(hctx, p)
+	switch {
+	case isNotFound(err):
+		c.forgetRemote(p, r)
+		return Attr{}, ErrNotExist
+	case err != nil:
+		// Serve what we know; the store being away is no reason to fail.
+		c.noteStoreError(err)
+		c.log.Debug("revalidation failed; serving the index's view", "path", p, "err", err)
+		return attrOf(r), nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.verified[p] = time.Now()
+	changed := size != r.Size || (r.StoreMTime != 0 && mtime.UnixNano() != r.StoreMTime)
+	if !changed && r.StoreMTime != 0 {
+		return attrOf(r), nil
+	}
+	var out Attr
+	err = c.update(func(txn *badger.Txn) error {
+		cur, ok, err := getRecord(txn, p)
+		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Clean && cur.State != Remote) || c.open[p] != nil {
+			if ok {
+				out = attrOf(cur)
+			}
+			return err
+		}
+		cur.StoreMTime = mtime.UnixNano()
+		if changed {
+			c.log.Info("file changed in the store; dropping the local copy", "path", p, "size", size)
+			c.removeData(cur.Data)
+			cur.State, cur.Data, cur.Size, cur.MTime = Remote, "", size, mtime.UnixNano()
+		}
+		out = attrOf(cur)
+		return putRecord(txn, p, cur)
+	})
+	if err != nil {
+		return Attr{}, err
+	}
+	if out.Ino == 0 {
+		return Attr{}, ErrNotExist
+	}
+	return out, nil
+}
+
+// lookupRemote asks the store about a name the index does not know and
+// records what it finds.
+func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
+	c.mu.Lock()
+	until, neg := c.negative[p]
+	c.mu.Unlock()
+	if neg && time.Now().Before(until) || c.storeIsDown() {
+		return Attr{}, ErrNotExist
+	}
+	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+	defer cancel()
+	size, mtime, err := c.store.Head(lctx, p)
+	if err == nil {
+		return c.learn(p, record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true})
+	}
+	if !isNotFound(err) {
+		c.noteStoreError(err)
+		c.log.Warn("store lookup failed; treating the name as absent", "path", p, "err", err)
+		return Attr{}, ErrNotExist
+	}
+	isDir, err := c.remoteDirExists(lctx, p)
+	if err != nil {
+		c.noteStoreError(err)
+		c.log.Warn("store lookup failed; treating the name as absent", "path", p, "err", err)
+		return Attr{}, ErrNotExist
+	}
+	if isDir {
+		return c.learn(p, record{Dir: true, MTime: time.Now().UnixNano()})
+	}
+	c.mu.Lock()
+	c.negative[p] = time.Now().Add(c.opts.NegativeTTL)
+	c.mu.Unlock()
+	return Attr{}, ErrNotExist
+}
+
+// remoteDirExists reports whether the store has any object below p/ that
+// is not a pending local delete.
+func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
+	var names []string
+	err := c.store.List(ctx, p+"/", 100, func(name string, _ int64, _ time.Time, _ bool) {
+		names = append(names, name)
+	})
+	if err != nil {
+		return false, err
+	}
+	found := false
+	err = c.view(func(txn *badger.Txn) error {
+		for _, n := range names {
+			tomb, err := isTombstone(txn, joinPath(p, n))
+			if err != nil {
+				return err
+			}
+			if !tomb {
+				found = true
+				return nil
+			}
+		}
+		return nil
+	})
+	return found, err
+}
+
+// learn records an entry found in the store, unless the index gained one
+// meanwhile, and returns its attributes.
+func (c *Cache) learn(p string, r record) (Attr, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out Attr
+	err := c.update(func(txn *badger.Txn) error {
+		cur, ok, err := getRecord(txn, p)
+		if err != nil {
+			return err
+		}
+		if ok {
+			out = attrOf(cur)
+			return nil
+		}
+		if tomb, err := hasPending(txn, p); err != nil || tomb {
+			return errorOr(err, ErrNotExist)
+		}
+		if parentDir, err := c.isDirTxn(txn, parentOf(p)); err != nil || !parentDir {
+			return errorOr(err, ErrNotExist)
+		}
+		if r.Ino, err = c.ix.nextIno(); err != nil {
+			return err
+		}
+		out = attrOf(r)
+		return putRecord(txn, p, r)
+	})
+	if err != nil {
+		return Attr{}, err
+	}
+	if !r.Dir {
+		c.verified[p] = time.Now()
+	}
+	return out, nil
+}
+
+// errorOr returns err if it is set, otherwise fallback.
+func errorOr(err, fallback error) error {
+	if err != nil {
+		return err
+	}
+	return fallback
+}
+
+// wrapPath adds the path to an error for logs while keeping errors.Is.
+func wrapPath(op, p string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s %q: %w", op, p, err)
+}

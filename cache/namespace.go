@@ -1,0 +1,464 @@
+package cache
+
+import (
+	"context"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Create makes a new, empty file at p and opens it. If p exists, it is
+// opened instead (with flags), unless flags has O_EXCL.
+func (c *Cache) Create(ctx context.Context, p string, flags int) (*Handle, Attr, error) {
+	if p == "" {
+		return nil, Attr{}, ErrIsDir
+	}
+	if err := c.checkPath(p); err != nil {
+		return nil, Attr{}, err
+	}
+	id, f, err := c.createData()
+	if err != nil {
+		return nil, Attr{}, err
+	}
+	c.mu.Lock()
+	var r record
+	exists := false
+	err = c.update(func(txn *badger.Txn) error {
+		cur, ok, err := getRecord(txn, p)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if cur.Dir {
+				return ErrIsDir
+			}
+			exists = true
+			return nil
+		}
+		if parentDir, err := c.isDirTxn(txn, parentOf(p)); err != nil || !parentDir {
+			return errorOr(err, ErrNotExist)
+		}
+		// A pending delete at this key becomes an upload: the new object
+		// replaces the old one, and the key stays owed.
+		tomb, err := hasPending(txn, p)
+		if err != nil {
+			return err
+		}
+		ino, err := c.ix.nextIno()
+		if err != nil {
+			return err
+		}
+		r = record{State: Dirty, Ino: ino, Gen: 1, Data: id, MTime: time.Now().UnixNano(), InStore: tomb}
+		if err := putRecord(txn, p, r); err != nil {
+			return err
+		}
+		return setPending(txn, p)
+	})
+	if err != nil || exists {
+		c.mu.Unlock()
+		f.Close()
+		c.removeData(id)
+		if err != nil {
+			return nil, Attr{}, wrapPath("create", p, err)
+		}
+		if flags&os.O_EXCL != 0 {
+			return nil, Attr{}, wrapPath("create", p, ErrExist)
+		}
+		h, err := c.OpenFile(ctx, p, flags)
+		if err != nil {
+			return nil, Attr{}, err
+		}
+		a, err := c.Stat(ctx, p)
+		if err != nil {
+			h.Release(ctx)
+			return nil, Attr{}, err
+		}
+		return h, a, nil
+	}
+	delete(c.negative, p)
+	of := &openFile{path: p, data: f, refs: 1}
+	of.dirty.Store(true)
+	if old := c.open[p]; old != nil {
+		old.unlinked = true
+	}
+	c.open[p] = of
+	c.q.cancel(p)
+	c.mu.Unlock()
+	return &Handle{c: c, of: of, writable: true}, attrOf(r), nil
+}
+
+// Mkdir creates the directory p.
+func (c *Cache) Mkdir(ctx context.Context, p string) (Attr, error) {
+	if p == "" {
+		return Attr{}, ErrExist
+	}
+	if err := c.checkPath(p); err != nil {
+		return Attr{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var r record
+	err := c.update(func(txn *badger.Txn) error {
+		if _, ok, err := getRecord(txn, p); err != nil || ok {
+			return errorOr(err, ErrExist)
+		}
+		if parentDir, err := c.isDirTxn(txn, parentOf(p)); err != nil || !parentDir {
+			return errorOr(err, ErrNotExist)
+		}
+		ino, err := c.ix.nextIno()
+		if err != nil {
+			return err
+		}
+		r = record{Dir: true, Ino: ino, MTime: time.Now().UnixNano()}
+		return putRecord(txn, p, r)
+	})
+	if err != nil {
+		return Attr{}, wrapPath("mkdir", p, err)
+	}
+	delete(c.negative, p)
+	return attrOf(r), nil
+}
+
+// Unlink removes the file p: the local copy goes at once, a pending upload
+// is cancelled, and a tombstone in the index owes the store a delete.
+func (c *Cache) Unlink(ctx context.Context, p string) error {
+	if err := c.checkPath(p); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var r record
+	tomb := false
+	err := c.update(func(txn *badger.Txn) error {
+		var ok bool
+		var err error
+		if r, ok, err = getRecord(txn, p); err != nil || !ok {
+			return errorOr(err, ErrNotExist)
+		}
+		if r.Dir {
+			return ErrIsDir
+		}
+		if err := deleteRecord(txn, p); err != nil {
+			return err
+		}
+		if !r.InStore {
+			// Never sent: nothing to delete in the store.
+			return clearPending(txn, p)
+		}
+		tomb = true
+		return setPending(txn, p)
+	})
+	if err != nil {
+		return wrapPath("unlink", p, err)
+	}
+	if of := c.open[p]; of != nil {
+		of.unlinked = true
+		delete(c.open, p)
+	}
+	c.removeData(r.Data)
+	delete(c.verified, p)
+	c.q.cancel(p)
+	if tomb {
+		c.q.add(p)
+	}
+	return nil
+}
+
+// Rmdir removes the empty directory p. A directory whose objects are still
+// in the store (and not being deleted) is not empty.
+func (c *Cache) Rmdir(ctx context.Context, p string) error {
+	if p == "" {
+		return ErrInvalid
+	}
+	if err := c.checkPath(p); err != nil {
+		return err
+	}
+	if err := c.checkEmptyDir(p); err != nil {
+		return wrapPath("rmdir", p, err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+	defer cancel()
+	remote, err := c.remoteDirExists(lctx, p)
+	if err != nil {
+		c.noteStoreError(err)
+		return wrapPath("rmdir", p, errorsJoinStore(err))
+	}
+	if remote {
+		return wrapPath("rmdir", p, ErrNotEmpty)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err = c.update(func(txn *badger.Txn) error {
+		if err := c.checkEmptyDirTxn(txn, p); err != nil {
+			return err
+		}
+		return deleteRecord(txn, p)
+	})
+	if err != nil {
+		return wrapPath("rmdir", p, err)
+	}
+	return nil
+}
+
+func errorsJoinStore(err error) error {
+	return &storeError{err}
+}
+
+// storeError marks a store failure as ErrStore while keeping the cause.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string   { return ErrStore.Error() + ": " + e.err.Error() }
+func (e *storeError) Unwrap() []error { return []error{ErrStore, e.err} }
+
+func (c *Cache) checkEmptyDir(p string) error {
+	return c.view(func(txn *badger.Txn) error { return c.checkEmptyDirTxn(txn, p) })
+}
+
+func (c *Cache) checkEmptyDirTxn(txn *badger.Txn, p string) error {
+	r, ok, err := getRecord(txn, p)
+	if err != nil || !ok {
+		return errorOr(err, ErrNotExist)
+	}
+	if !r.Dir {
+		return ErrNotDir
+	}
+	if has, err := hasChildren(txn, p); err != nil || has {
+		return errorOr(err, ErrNotEmpty)
+	}
+	return nil
+}
+
+// Rename moves the file oldp to newp, replacing a file there. The object
+// moves too: an upload at the new key and a delete at the old one.
+// Directories cannot be renamed (the store has no directories to move);
+// the error maps to EXDEV, which makes mv(1) copy instead.
+func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
+	if err := c.checkPath(oldp); err != nil {
+		return err
+	}
+	if err := c.checkPath(newp); err != nil {
+		return err
+	}
+	if oldp == newp {
+		return nil
+	}
+	for {
+		fetchNeeded, err := c.renameLocal(oldp, newp)
+		if err != nil {
+			return wrapPath("rename", oldp, err)
+		}
+		if !fetchNeeded {
+			return nil
+		}
+		// The new key needs the bytes, and only the store has them.
+		if err := c.fetch(ctx, oldp); err != nil {
+			return wrapPath("rename", oldp, err)
+		}
+	}
+}
+
+func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var src, dst record
+	var dstOK, oldTomb bool
+	err = c.update(func(txn *badger.Txn) error {
+		var ok bool
+		var err error
+		if src, ok, err = getRecord(txn, oldp); err != nil || !ok {
+			return errorOr(err, ErrNotExist)
+		}
+		if src.Dir {
+			return ErrCrossDevice
+		}
+		if src.State == Remote {
+			fetchNeeded = true
+			return nil
+		}
+		if dst, dstOK, err = getRecord(txn, newp); err != nil {
+			return err
+		}
+		if dstOK && dst.Dir {
+			return ErrIsDir
+		}
+		if parentDir, err := c.isDirTxn(txn, parentOf(newp)); err != nil || !parentDir {
+			return errorOr(err, ErrNotExist)
+		}
+		newTomb, err := hasPending(txn, newp)
+		if err != nil {
+			return err
+		}
+		if err := deleteRecord(txn, oldp); err != nil {
+			return err
+		}
+		if src.InStore {
+			oldTomb = true
+			if err := setPending(txn, oldp); err != nil {
+				return err
+			}
+		} else if err := clearPending(txn, oldp); err != nil {
+			return err
+		}
+		moved := src
+		moved.Gen++
+		moved.State = Dirty
+		moved.InStore = (dstOK && dst.InStore) || (!dstOK && newTomb)
+		if err := putRecord(txn, newp, moved); err != nil {
+			return err
+		}
+		return setPending(txn, newp)
+	})
+	if err != nil || fetchNeeded {
+		return fetchNeeded, err
+	}
+	if dstOK {
+		c.removeData(dst.Data)
+		if of := c.open[newp]; of != nil {
+			of.unlinked = true
+			delete(c.open, newp)
+		}
+	}
+	if of := c.open[oldp]; of != nil {
+		delete(c.open, oldp)
+		of.path = newp
+		c.open[newp] = of
+	}
+	delete(c.verified, oldp)
+	delete(c.verified, newp)
+	delete(c.negative, newp)
+	c.q.cancel(oldp)
+	c.q.cancel(newp)
+	if oldTomb {
+		c.q.add(oldp)
+	}
+	c.q.add(newp)
+	return false, nil
+}
+
+// DirEntry is one name in a directory listing.
+type DirEntry struct {
+	Name string
+	Dir  bool
+	Ino  uint64
+}
+
+// Readdir lists dir, merging the index with the store's listing. Names the
+// store has and the index lacks are recorded; clean copies the store no
+// longer has (deleted by another host) are forgotten. When the store cannot
+// be reached, the index's view is returned.
+func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
+	if err := c.checkPath(dir); err != nil {
+		return nil, err
+	}
+	type remoteEntry struct {
+		size  int64
+		mtime time.Time
+		dir   bool
+	}
+	remote := map[string]remoteEntry{}
+	listStart := time.Now()
+	prefix := ""
+	if dir != "" {
+		prefix = dir + "/"
+	}
+	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+	defer cancel()
+	listErr := c.store.List(lctx, prefix, 0, func(name string, size int64, mtime time.Time, isDir bool) {
+		remote[name] = remoteEntry{size, mtime, isDir}
+	})
+	if listErr != nil {
+		c.noteStoreError(listErr)
+		c.log.Warn("store listing failed; showing local entries only", "dir", dir, "err", listErr)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []DirEntry
+	err := c.update(func(txn *badger.Txn) error {
+		if ok, err := c.isDirTxn(txn, dir); err != nil || !ok {
+			return errorOr(err, ErrNotExist)
+		}
+		var gone []string
+		err := forChildren(txn, dir, func(name string, r record) error {
+			p := joinPath(dir, name)
+			_, inStore := remote[name]
+			delete(remote, name)
+			if listErr == nil && !inStore && !r.Dir && (r.State == Clean || r.State == Remote) &&
+				c.open[p] == nil && c.verified[p].Before(listStart) {
+				gone = append(gone, name)
+				return nil
+			}
+			out = append(out, DirEntry{Name: name, Dir: r.Dir, Ino: r.Ino})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, name := range gone {
+			p := joinPath(dir, name)
+			r, _, err := getRecord(txn, p)
+			if err != nil {
+				return err
+			}
+			if pend, err := hasPending(txn, p); err != nil || pend {
+				return err
+			}
+			c.removeData(r.Data)
+			if err := deleteRecord(txn, p); err != nil {
+				return err
+			}
+		}
+		for name, re := range remote {
+			p := joinPath(dir, name)
+			if tomb, err := hasPending(txn, p); err != nil || tomb {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if c.checkPath(p) != nil {
+				continue // a key the mount cannot name
+			}
+			ino, err := c.ix.nextIno()
+			if err != nil {
+				return err
+			}
+			r := record{Dir: re.dir, Ino: ino, MTime: re.mtime.UnixNano()}
+			if !re.dir {
+				r.State, r.Size, r.StoreMTime, r.InStore = Remote, re.size, re.mtime.UnixNano(), true
+			} else {
+				r.MTime = time.Now().UnixNano()
+			}
+			if err := putRecord(txn, p, r); err != nil {
+				return err
+			}
+			out = append(out, DirEntry{Name: name, Dir: re.dir, Ino: ino})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrapPath("readdir", dir, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Truncate sets the size of the file at p.
+func (c *Cache) Truncate(ctx context.Context, p string, size int64) error {
+	flags := os.O_WRONLY
+	if size == 0 {
+		flags |= os.O_TRUNC // no need to fetch bytes that are thrown away
+	}
+	h, err := c.OpenFile(ctx, p, flags)
+	if err != nil {
+		return err
+	}
+	err = h.Truncate(ctx, size)
+	if ferr := h.Flush(ctx); err == nil {
+		err = ferr
+	}
+	h.Release(ctx)
+	return err
+}

@@ -1,0 +1,215 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+)
+
+// queue schedules the paths whose store object must be brought in line with
+// the index: an upload for a dirty file, a delete for a tombstone. A job
+// names a path, not an operation, and the worker reads what is owed when it
+// runs; at most one job per path is in flight, so a PUT and a DELETE of one
+// key never race and the index's newest state always wins.
+//
+// The durable queue is the index's pending markers; this is its in-memory
+// schedule.
+type queue struct {
+	c *Cache
+
+	mu       sync.Mutex // guards every field below
+	changed  *sync.Cond // signalled when work is added or finishes
+	order    []string   // FIFO of paths ready to run
+	queued   map[string]bool
+	inflight map[string]context.CancelFunc
+	again    map[string]bool // re-run once the in-flight job ends
+	retry    map[string]*time.Timer
+	backoffs map[string]*backoff.ExponentialBackOff
+	reported map[string]string // last permanent error logged per path
+	stopped  bool
+	workers  sync.WaitGroup
+}
+
+func newQueue(c *Cache) *queue {
+	q := &queue{
+		c:        c,
+		queued:   map[string]bool{},
+		inflight: map[string]context.CancelFunc{},
+		again:    map[string]bool{},
+		retry:    map[string]*time.Timer{},
+		backoffs: map[string]*backoff.ExponentialBackOff{},
+		reported: map[string]string{},
+	}
+	q.changed = sync.NewCond(&q.mu)
+	return q
+}
+
+func (q *queue) start(ctx context.Context, workers int) {
+	context.AfterFunc(ctx, func() {
+		q.mu.Lock()
+		q.stopped = true
+		for _, t := range q.retry {
+			t.Stop()
+		}
+		for _, cancel := range q.inflight {
+			cancel()
+		}
+		q.changed.Broadcast()
+		q.mu.Unlock()
+	})
+	for range workers {
+		q.workers.Add(1)
+		go q.work(ctx)
+	}
+}
+
+// wait blocks until every worker has returned.
+func (q *queue) wait() { q.workers.Wait() }
+
+// add schedules p now, cancelling a pending retry delay: new work for a path
+// deserves a fresh attempt.
+func (q *queue) add(p string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.addLocked(p)
+}
+
+func (q *queue) addLocked(p string) {
+	if t, ok := q.retry[p]; ok {
+		t.Stop()
+		delete(q.retry, p)
+	}
+	if _, ok := q.inflight[p]; ok {
+		q.again[p] = true
+		return
+	}
+	if q.queued[p] {
+		return
+	}
+	q.queued[p] = true
+	q.order = append(q.order, p)
+	q.changed.Broadcast()
+}
+
+// cancel aborts the in-flight job for p, if any; the job is re-run.
+func (q *queue) cancel(p string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if cancel, ok := q.inflight[p]; ok {
+		q.again[p] = true
+		cancel()
+	}
+}
+
+// owed counts paths queued, in flight or waiting to retry.
+func (q *queue) owedLocked() int {
+	n := len(q.queued) + len(q.retry)
+	for p := range q.inflight {
+		if !q.queued[p] {
+			n++
+		}
+	}
+	return n
+}
+
+// drain waits until nothing is owed or ctx ends, returning what is left.
+func (q *queue) drain(ctx context.Context) (int, error) {
+	stop := context.AfterFunc(ctx, func() {
+		q.mu.Lock()
+		q.changed.Broadcast()
+		q.mu.Unlock()
+	})
+	defer stop()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.owedLocked() > 0 && ctx.Err() == nil && !q.stopped {
+		q.changed.Wait()
+	}
+	if n := q.owedLocked(); n > 0 {
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		return n, ErrClosed
+	}
+	return 0, nil
+}
+
+func (q *queue) work(ctx context.Context) {
+	defer q.workers.Done()
+	for {
+		q.mu.Lock()
+		for len(q.order) == 0 && !q.stopped {
+			q.changed.Wait()
+		}
+		if q.stopped {
+			q.mu.Unlock()
+			return
+		}
+		p := q.order[0]
+		q.order[0] = ""
+		q.order = q.order[1:]
+		delete(q.queued, p)
+		jobCtx, cancel := context.WithCancel(ctx)
+		q.inflight[p] = cancel
+		q.mu.Unlock()
+
+		again, err := q.c.syncPath(jobCtx, p)
+		cancel()
+
+		q.mu.Lock()
+		delete(q.inflight, p)
+		switch {
+		case q.stopped:
+		case err != nil && jobCtx.Err() == nil:
+			q.scheduleRetryLocked(p, err)
+		case err != nil || again || q.again[p]:
+			// Cancelled by a newer change, or the index moved on while
+			// the request ran: look again at once.
+			delete(q.again, p)
+			q.addLocked(p)
+		default:
+			delete(q.backoffs, p)
+			delete(q.reported, p)
+		}
+		delete(q.again, p)
+		q.changed.Broadcast()
+		q.mu.Unlock()
+	}
+}
+
+// scheduleRetryLocked re-runs p after a capped, jittered exponential delay.
+func (q *queue) scheduleRetryLocked(p string, err error) {
+	b := q.backoffs[p]
+	if b == nil {
+		b = backoff.NewExponentialBackOff()
+		b.InitialInterval = q.c.opts.RetryMin
+		b.MaxInterval = q.c.opts.RetryMax
+		q.backoffs[p] = b
+	}
+	delay := b.NextBackOff()
+	if delay < 0 || delay > q.c.opts.RetryMax {
+		delay = q.c.opts.RetryMax
+	}
+	if isPermanent(err) {
+		// Logged once per path and reason; retried anyway, so fixing the
+		// bucket policy or credentials heals the queue without a restart.
+		if q.reported[p] != err.Error() {
+			q.reported[p] = err.Error()
+			q.c.log.Error("store refused a request; will keep retrying", "path", p, "err", err, "retry_in", delay)
+		}
+	} else if !errors.Is(err, context.Canceled) {
+		q.c.log.Warn("store request failed; will retry", "path", p, "err", err, "retry_in", delay)
+	}
+	q.retry[p] = time.AfterFunc(delay, func() {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if q.stopped {
+			return
+		}
+		delete(q.retry, p)
+		q.addLocked(p)
+	})
+}

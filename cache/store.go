@@ -1,0 +1,45 @@
+// Package cache is the write-back cache behind the mount: a Badger index of
+// every known file, local data files, the upload queue that moves dirty files
+// to the object store, and fetching of files that are only in the store.
+package cache
+
+import (
+	"context"
+	"errors"
+	"io"
+	iofs "io/fs"
+	"time"
+)
+
+// Store is what the cache needs from an object store. Keys are paths
+// relative to the mount; the store adds its own prefix. Errors for a missing
+// object wrap io/fs.ErrNotExist; errors that retrying cannot cure implement
+// Permanent() bool returning true.
+type Store interface {
+	Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error
+	Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error)
+	Head(ctx context.Context, key string) (int64, time.Time, error)
+	Delete(ctx context.Context, key string) error
+	List(ctx context.Context, prefix string, limit int, fn func(name string, size int64, mtime time.Time, isDir bool)) error
+}
+
+// Errors the cache returns; the fs package maps them to errno values.
+var (
+	ErrNotExist    = iofs.ErrNotExist
+	ErrExist       = iofs.ErrExist
+	ErrNotEmpty    = errors.New("directory not empty")
+	ErrIsDir       = errors.New("is a directory")
+	ErrNotDir      = errors.New("not a directory")
+	ErrNameTooLong = errors.New("name too long for an object key")
+	ErrInvalid     = errors.New("invalid argument")
+	ErrCrossDevice = errors.New("renaming directories is not supported")
+	ErrStore       = errors.New("object store unavailable")
+	ErrClosed      = errors.New("cache is closed")
+)
+
+func isNotFound(err error) bool { return errors.Is(err, iofs.ErrNotExist) }
+
+func isPermanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
+}

@@ -1,0 +1,135 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// syncPath brings the store's object at p in line with the index: it uploads
+// a dirty file or deletes a tombstoned key. again is true when the index
+// changed while the request ran and p must be looked at once more.
+func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) {
+	c.mu.Lock()
+	var (
+		r       record
+		upload  bool
+		tomb    bool
+		data    *os.File
+		writing bool
+	)
+	err = c.update(func(txn *badger.Txn) error {
+		pending, err := hasPending(txn, p)
+		if err != nil || !pending {
+			return err
+		}
+		var ok bool
+		r, ok, err = getRecord(txn, p)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			tomb = true
+			return nil
+		case r.Dir || r.State == Clean || r.State == Remote:
+			return clearPending(txn, p)
+		}
+		if of := c.open[p]; of != nil && of.dirty.Load() {
+			// Still being written: the writer's close queues it again.
+			writing = true
+			return nil
+		}
+		f, err := os.Open(c.dataPath(r.Data))
+		if err != nil {
+			return fmt.Errorf("open data file of %q: %w", p, err)
+		}
+		data = f
+		upload = true
+		r.State = Uploading
+		r.InStore = true // from here on the store may hold some version
+		return putRecord(txn, p, r)
+	})
+	c.mu.Unlock()
+	if err != nil {
+		if data != nil {
+			data.Close()
+		}
+		return false, err
+	}
+	switch {
+	case writing:
+		return false, nil
+	case tomb:
+		return c.deleteRemote(ctx, p)
+	case upload:
+		defer data.Close()
+		return c.uploadFile(ctx, p, r, data)
+	}
+	return false, nil
+}
+
+func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.File) (bool, error) {
+	fi, err := data.Stat()
+	if err != nil {
+		return false, fmt.Errorf("stat data file of %q: %w", p, err)
+	}
+	size := fi.Size()
+	start := time.Now()
+	if err := c.store.Put(ctx, p, io.NewSectionReader(data, 0, size), size); err != nil {
+		return false, err
+	}
+	c.log.Debug("uploaded", "path", p, "bytes", size, "took", time.Since(start))
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	again := false
+	err = c.update(func(txn *badger.Txn) error {
+		cur, ok, err := getRecord(txn, p)
+		if err != nil || !ok {
+			// Unlinked meanwhile: the tombstone's delete runs next.
+			again = ok || err == nil
+			return err
+		}
+		if cur.Gen != r.Gen || cur.Dir || cur.State != Uploading {
+			again = true // a newer version is owed
+			return nil
+		}
+		if of := c.open[p]; of != nil && of.dirty.Load() {
+			return nil
+		}
+		cur.State = Clean
+		cur.Size = size
+		cur.StoreMTime = 0 // unknown until a HEAD tells us
+		if err := putRecord(txn, p, cur); err != nil {
+			return err
+		}
+		return clearPending(txn, p)
+	})
+	if err == nil && !again {
+		c.verified[p] = time.Now()
+	}
+	return again, err
+}
+
+func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
+	if err := c.store.Delete(ctx, p); err != nil && !isNotFound(err) {
+		return false, err
+	}
+	c.log.Debug("deleted from store", "path", p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	again := false
+	err := c.update(func(txn *badger.Txn) error {
+		if _, ok, err := getRecord(txn, p); err != nil || ok {
+			// Created again meanwhile: its upload is owed now.
+			again = ok
+			return err
+		}
+		return clearPending(txn, p)
+	})
+	return again, err
+}

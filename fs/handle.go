@@ -1,0 +1,73 @@
+package fs
+
+import (
+	"context"
+	"os"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/s3mediafs/s3mediafs/cache"
+)
+
+// handle is an open file.
+type handle struct {
+	n        *node
+	h        *cache.Handle
+	writable bool
+}
+
+var (
+	_ gofs.FileReader   = (*handle)(nil)
+	_ gofs.FileWriter   = (*handle)(nil)
+	_ gofs.FileFlusher  = (*handle)(nil)
+	_ gofs.FileReleaser = (*handle)(nil)
+	_ gofs.FileFsyncer  = (*handle)(nil)
+)
+
+func newHandle(n *node, h *cache.Handle, flags int) *handle {
+	return &handle{n: n, h: h, writable: flags&(os.O_WRONLY|os.O_RDWR) != 0}
+}
+
+// Read implements gofs.FileReader.
+func (f *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := f.h.ReadAt(ctx, dest, off)
+	if err != nil {
+		return nil, f.n.fail("read", f.n.path(), err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// Write implements gofs.FileWriter.
+func (f *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := f.h.WriteAt(ctx, data, off)
+	if err != nil {
+		return uint32(n), f.n.fail("write", f.n.path(), err)
+	}
+	return uint32(n), 0
+}
+
+// Flush implements gofs.FileFlusher; it runs on every close(2).
+func (f *handle) Flush(ctx context.Context) syscall.Errno {
+	if err := f.h.Flush(ctx); err != nil {
+		return f.n.fail("flush", f.n.path(), err)
+	}
+	return 0
+}
+
+// Release implements gofs.FileReleaser.
+func (f *handle) Release(ctx context.Context) syscall.Errno {
+	if err := f.h.Release(ctx); err != nil {
+		return f.n.fail("release", f.n.path(), err)
+	}
+	return 0
+}
+
+// Fsync implements gofs.FileFsyncer.
+func (f *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	if err := f.h.Fsync(ctx); err != nil {
+		return f.n.fail("fsync", f.n.path(), err)
+	}
+	return 0
+}

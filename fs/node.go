@@ -1,0 +1,251 @@
+package fs
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/s3mediafs/s3mediafs/cache"
+)
+
+// Options says how files look to the kernel and how long it may cache them.
+type Options struct {
+	UID, GID        uint32
+	FileMode        uint32 // permission bits of every file; default 0644
+	DirMode         uint32 // permission bits of every directory; default 0755
+	EntryTimeout    time.Duration
+	AttrTimeout     time.Duration
+	NegativeTimeout time.Duration
+	Log             *slog.Logger
+}
+
+// node is a file or directory of the mount. Its path is derived from its
+// place in go-fuse's tree, so a rename needs no bookkeeping here.
+type node struct {
+	gofs.Inode
+	c    *cache.Cache
+	opts *Options
+}
+
+var (
+	_ gofs.NodeLookuper  = (*node)(nil)
+	_ gofs.NodeGetattrer = (*node)(nil)
+	_ gofs.NodeSetattrer = (*node)(nil)
+	_ gofs.NodeOpener    = (*node)(nil)
+	_ gofs.NodeCreater   = (*node)(nil)
+	_ gofs.NodeMkdirer   = (*node)(nil)
+	_ gofs.NodeUnlinker  = (*node)(nil)
+	_ gofs.NodeRmdirer   = (*node)(nil)
+	_ gofs.NodeRenamer   = (*node)(nil)
+	_ gofs.NodeReaddirer = (*node)(nil)
+	_ gofs.NodeStatfser  = (*node)(nil)
+	_ gofs.NodeFsyncer   = (*node)(nil)
+)
+
+func (n *node) path() string { return n.Path(nil) }
+
+func (n *node) child(name string) string {
+	if p := n.path(); p != "" {
+		return p + "/" + name
+	}
+	return name
+}
+
+func (n *node) fill(a cache.Attr, out *fuse.Attr) {
+	out.Ino = a.Ino
+	if a.Dir {
+		out.Mode = syscall.S_IFDIR | n.opts.DirMode
+		out.Nlink = 2
+	} else {
+		out.Mode = syscall.S_IFREG | n.opts.FileMode
+		out.Nlink = 1
+		out.Size = uint64(a.Size)
+		out.Blocks = (out.Size + 511) / 512
+	}
+	out.Blksize = 4096
+	out.Uid, out.Gid = n.opts.UID, n.opts.GID
+	if !a.MTime.IsZero() {
+		out.SetTimes(&a.MTime, &a.MTime, &a.MTime)
+	}
+}
+
+func (n *node) entry(ctx context.Context, a cache.Attr, out *fuse.EntryOut) *gofs.Inode {
+	n.fill(a, &out.Attr)
+	out.SetEntryTimeout(n.opts.EntryTimeout)
+	out.SetAttrTimeout(n.opts.AttrTimeout)
+	mode := uint32(syscall.S_IFREG)
+	if a.Dir {
+		mode = syscall.S_IFDIR
+	}
+	return n.NewInode(ctx, &node{c: n.c, opts: n.opts}, gofs.StableAttr{Mode: mode, Ino: a.Ino})
+}
+
+// Lookup implements gofs.NodeLookuper.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	a, err := n.c.Stat(ctx, n.child(name))
+	if err != nil {
+		if errno := toErrno(err); errno == syscall.ENOENT {
+			out.SetEntryTimeout(n.opts.NegativeTimeout)
+			return nil, errno
+		}
+		return nil, n.fail("lookup", n.child(name), err)
+	}
+	return n.entry(ctx, a, out), 0
+}
+
+// fail logs an unexpected error and returns its errno. Expected answers
+// (ENOENT, EEXIST, ENOTEMPTY…) are not logged.
+func (n *node) fail(op, p string, err error) syscall.Errno {
+	errno := toErrno(err)
+	if errno == syscall.EIO || errno == syscall.ENOSPC {
+		n.opts.Log.Warn("operation failed", "op", op, "path", p, "errno", errno.Error(), "err", err)
+	}
+	return errno
+}
+
+// Getattr implements gofs.NodeGetattrer.
+func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a, err := n.c.Stat(ctx, n.path())
+	if err != nil {
+		return n.fail("getattr", n.path(), err)
+	}
+	if h, ok := f.(*handle); ok {
+		if size, ok := h.h.Size(); ok {
+			a.Size = size
+		}
+	}
+	n.fill(a, &out.Attr)
+	out.SetTimeout(n.opts.AttrTimeout)
+	return 0
+}
+
+// Setattr implements gofs.NodeSetattrer. Only the size is stored; modes,
+// owners and times are fixed by the mount's options.
+func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if size, ok := in.GetSize(); ok {
+		var err error
+		if h, isHandle := f.(*handle); isHandle && h.writable {
+			err = h.h.Truncate(ctx, int64(size))
+		} else {
+			err = n.c.Truncate(ctx, n.path(), int64(size))
+		}
+		if err != nil {
+			return n.fail("truncate", n.path(), err)
+		}
+	}
+	return n.Getattr(ctx, f, out)
+}
+
+// Open implements gofs.NodeOpener.
+func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	h, err := n.c.OpenFile(ctx, n.path(), int(flags))
+	if err != nil {
+		return nil, 0, n.fail("open", n.path(), err)
+	}
+	return newHandle(n, h, int(flags)), 0, 0
+}
+
+// Create implements gofs.NodeCreater.
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	p := n.child(name)
+	h, a, err := n.c.Create(ctx, p, int(flags))
+	if err != nil {
+		return nil, nil, 0, n.fail("create", p, err)
+	}
+	return n.entry(ctx, a, out), newHandle(n, h, int(flags)|os.O_RDWR), 0, 0
+}
+
+// Mkdir implements gofs.NodeMkdirer.
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	a, err := n.c.Mkdir(ctx, n.child(name))
+	if err != nil {
+		return nil, n.fail("mkdir", n.child(name), err)
+	}
+	return n.entry(ctx, a, out), 0
+}
+
+// Unlink implements gofs.NodeUnlinker.
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	if err := n.c.Unlink(ctx, n.child(name)); err != nil {
+		return n.fail("unlink", n.child(name), err)
+	}
+	return 0
+}
+
+// Rmdir implements gofs.NodeRmdirer.
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if err := n.c.Rmdir(ctx, n.child(name)); err != nil {
+		return n.fail("rmdir", n.child(name), err)
+	}
+	return 0
+}
+
+// Rename implements gofs.NodeRenamer. RENAME_NOREPLACE is honoured;
+// RENAME_EXCHANGE is not supported.
+func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	oldp, newp := n.child(name), np.child(newName)
+	switch flags {
+	case 0:
+	case unixRenameNoReplace:
+		if _, err := n.c.Stat(ctx, newp); err == nil {
+			return syscall.EEXIST
+		}
+	default:
+		return syscall.EINVAL
+	}
+	if err := n.c.Rename(ctx, oldp, newp); err != nil {
+		return n.fail("rename", oldp, err)
+	}
+	return 0
+}
+
+// unixRenameNoReplace is RENAME_NOREPLACE from renameat2(2).
+const unixRenameNoReplace = 1
+
+// Readdir implements gofs.NodeReaddirer.
+func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	entries, err := n.c.Readdir(ctx, n.path())
+	if err != nil {
+		return nil, n.fail("readdir", n.path(), err)
+	}
+	out := make([]fuse.DirEntry, 0, len(entries))
+	for _, e := range entries {
+		mode := uint32(syscall.S_IFREG)
+		if e.Dir {
+			mode = syscall.S_IFDIR
+		}
+		out = append(out, fuse.DirEntry{Name: e.Name, Mode: mode, Ino: e.Ino})
+	}
+	return gofs.NewListDirStream(out), 0
+}
+
+// Statfs implements gofs.NodeStatfser with the cache filesystem's figures:
+// that disk is what fills up when the store falls behind.
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(n.c.Dir(), &st); err != nil {
+		return toErrno(err)
+	}
+	out.FromStatfsT(&st)
+	return 0
+}
+
+// Fsync implements gofs.NodeFsyncer.
+func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+	if h, ok := f.(*handle); ok {
+		return h.Fsync(ctx, flags)
+	}
+	if err := n.c.Sync(); err != nil {
+		return n.fail("fsync", n.path(), err)
+	}
+	return 0
+}

@@ -1,0 +1,85 @@
+package s3
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Faulty wraps a Store for fault tests. Each hook, when set, runs before the
+// request; a non-nil error it returns is what the caller gets, and the inner
+// store is not called. Hooks may also block (a slow store) or count calls.
+type Faulty struct {
+	Store
+	BeforePut    func(ctx context.Context, key string) error
+	BeforeGet    func(ctx context.Context, key string) error
+	BeforeHead   func(ctx context.Context, key string) error
+	BeforeDelete func(ctx context.Context, key string) error
+	BeforeList   func(ctx context.Context, prefix string) error
+}
+
+func run(hook func(context.Context, string) error, ctx context.Context, key string) error {
+	if hook == nil {
+		return nil
+	}
+	return hook(ctx, key)
+}
+
+// Put implements Store.
+func (f *Faulty) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
+	if err := run(f.BeforePut, ctx, key); err != nil {
+		return err
+	}
+	return f.Store.Put(ctx, key, body, size)
+}
+
+// Get implements Store.
+func (f *Faulty) Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error) {
+	if err := run(f.BeforeGet, ctx, key); err != nil {
+		return nil, 0, err
+	}
+	return f.Store.Get(ctx, key, off)
+}
+
+// Head implements Store.
+func (f *Faulty) Head(ctx context.Context, key string) (int64, time.Time, error) {
+	if err := run(f.BeforeHead, ctx, key); err != nil {
+		return 0, time.Time{}, err
+	}
+	return f.Store.Head(ctx, key)
+}
+
+// Delete implements Store.
+func (f *Faulty) Delete(ctx context.Context, key string) error {
+	if err := run(f.BeforeDelete, ctx, key); err != nil {
+		return err
+	}
+	return f.Store.Delete(ctx, key)
+}
+
+// List implements Store.
+func (f *Faulty) List(ctx context.Context, prefix string, limit int, fn func(string, int64, time.Time, bool)) error {
+	if err := run(f.BeforeList, ctx, prefix); err != nil {
+		return err
+	}
+	return f.Store.List(ctx, prefix, limit, fn)
+}
+
+// Unavailable is a transient error for fault hooks: the store answered 503.
+func Unavailable(op, key string) error {
+	return &Error{Op: op, Key: key, Status: 503, Code: "ServiceUnavailable", Err: errUnavailable}
+}
+
+// Denied is a permanent error for fault hooks: the store answered 403.
+func Denied(op, key string) error {
+	return &Error{Op: op, Key: key, Status: 403, Code: "AccessDenied", Err: errDenied, perm: true}
+}
+
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+const (
+	errUnavailable = constError("service unavailable (injected)")
+	errDenied      = constError("access denied (injected)")
+)

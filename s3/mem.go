@@ -1,0 +1,167 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Mem is an in-memory Store for tests. It counts requests by operation so
+// tests can assert exactly what went over the "wire".
+type Mem struct {
+	mu      sync.Mutex // guards objects and counts
+	objects map[string]memObject
+	counts  map[string]int
+}
+
+type memObject struct {
+	data  []byte
+	mtime time.Time
+}
+
+// NewMem returns an empty in-memory store.
+func NewMem() *Mem {
+	return &Mem{objects: map[string]memObject{}, counts: map[string]int{}}
+}
+
+var _ Store = (*Mem)(nil)
+
+func (m *Mem) count(op string) {
+	m.mu.Lock()
+	m.counts[op]++
+	m.mu.Unlock()
+}
+
+// Count returns how many requests of op ("put", "get", …) were made.
+func (m *Mem) Count(op string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.counts[op]
+}
+
+// Object returns a copy of the object at key and whether it exists.
+func (m *Mem) Object(key string) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[key]
+	return bytes.Clone(o.data), ok
+}
+
+// Keys returns all keys, sorted.
+func (m *Mem) Keys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := make([]string, 0, len(m.objects))
+	for k := range m.objects {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// SetObject stores data at key directly, as another writer of the bucket would.
+func (m *Mem) SetObject(key string, data []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.objects[key] = memObject{data: bytes.Clone(data), mtime: time.Now()}
+}
+
+// Put implements Store. It reads the whole body before storing, so a
+// cancelled or failed read leaves the previous object untouched, as S3 does.
+func (m *Mem) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
+	m.count("put")
+	data, err := io.ReadAll(io.LimitReader(body, size+1))
+	if err != nil {
+		return &Error{Op: "put", Key: key, Err: err}
+	}
+	if int64(len(data)) != size {
+		return &Error{Op: "put", Key: key, Status: 400, Code: "IncompleteBody",
+			Err: fmt.Errorf("body has %d bytes, Content-Length says %d", len(data), size)}
+	}
+	if err := ctx.Err(); err != nil {
+		return &Error{Op: "put", Key: key, Err: err}
+	}
+	m.SetObject(key, data)
+	return nil
+}
+
+func notFound(op, key string) error {
+	return &Error{Op: op, Key: key, Status: 404, Code: "NoSuchKey", Err: iofs.ErrNotExist}
+}
+
+// Get implements Store.
+func (m *Mem) Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error) {
+	m.count("get")
+	data, ok := m.Object(key)
+	if !ok {
+		return nil, 0, notFound("get", key)
+	}
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	return io.NopCloser(bytes.NewReader(data[off:])), int64(len(data)) - off, nil
+}
+
+// Head implements Store.
+func (m *Mem) Head(ctx context.Context, key string) (int64, time.Time, error) {
+	m.count("head")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[key]
+	if !ok {
+		return 0, time.Time{}, notFound("head", key)
+	}
+	return int64(len(o.data)), o.mtime, nil
+}
+
+// Delete implements Store.
+func (m *Mem) Delete(ctx context.Context, key string) error {
+	m.count("delete")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.objects, key)
+	return nil
+}
+
+// List implements Store.
+func (m *Mem) List(ctx context.Context, prefix string, limit int, fn func(string, int64, time.Time, bool)) error {
+	m.count("list")
+	m.mu.Lock()
+	type entry struct {
+		name  string
+		size  int64
+		mtime time.Time
+		dir   bool
+	}
+	var out []entry
+	dirs := map[string]bool{}
+	for k, o := range m.objects {
+		rest, ok := strings.CutPrefix(k, prefix)
+		if !ok || rest == "" {
+			continue
+		}
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			if !dirs[rest[:i]] {
+				dirs[rest[:i]] = true
+				out = append(out, entry{name: rest[:i], dir: true})
+			}
+			continue
+		}
+		out = append(out, entry{name: rest, size: int64(len(o.data)), mtime: o.mtime})
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	for i, e := range out {
+		if limit > 0 && i >= limit {
+			break
+		}
+		fn(e.name, e.size, e.mtime, e.dir)
+	}
+	return nil
+}

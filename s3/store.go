@@ -1,0 +1,83 @@
+// Package s3 is the only package that talks to S3. It turns the AWS SDK into
+// the small object-store interface the cache needs, classifies errors
+// (not-found, permanent, transient), and provides an in-memory store and a
+// fault-injecting wrapper for tests.
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Store is the object-store contract. It mirrors cache.Store method for
+// method and uses only standard-library types, so this package never imports
+// the cache and any Store here satisfies the cache's interface.
+type Store interface {
+	// Put stores size bytes read from body at key, replacing any object.
+	Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error
+	// Get returns the object's bytes from offset off to its end, and how many
+	// bytes the body holds.
+	Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error)
+	// Head returns the object's size and modification time.
+	Head(ctx context.Context, key string) (int64, time.Time, error)
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// List calls fn for each object and each common prefix ("directory")
+	// directly below prefix, with names relative to prefix. A limit > 0 stops
+	// after about that many entries.
+	List(ctx context.Context, prefix string, limit int, fn func(name string, size int64, mtime time.Time, isDir bool)) error
+}
+
+// Error is what every Store in this package returns for a failed request.
+// It unwraps to fs.ErrNotExist for a missing object, and reports whether
+// retrying can help.
+type Error struct {
+	Op     string // "put", "get", "head", "delete", "list"
+	Key    string
+	Code   string // S3 error code when the store sent one, e.g. "AccessDenied"
+	Status int    // HTTP status, 0 when no response arrived
+	Err    error
+	perm   bool
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("s3 %s %q", e.Op, e.Key)
+	if e.Code != "" {
+		msg += " " + e.Code
+	}
+	if e.Status != 0 {
+		msg += fmt.Sprintf(" (HTTP %d)", e.Status)
+	}
+	return msg + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Permanent reports that repeating the request unchanged will fail again
+// until someone fixes configuration or policy (AccessDenied, NoSuchBucket…).
+func (e *Error) Permanent() bool { return e.perm }
+
+// permanentCodes are S3 error codes that retrying cannot cure by itself.
+var permanentCodes = map[string]bool{
+	"AccessDenied":              true,
+	"AllAccessDisabled":         true,
+	"NoSuchBucket":              true,
+	"InvalidAccessKeyId":        true,
+	"SignatureDoesNotMatch":     true,
+	"InvalidBucketName":         true,
+	"AccountProblem":            true,
+	"InvalidRequest":            true,
+	"InvalidStorageClass":       true,
+	"InvalidArgument":           true,
+	"KMS.AccessDeniedException": true,
+}
+
+// IsPermanent reports whether err is a store error that retrying alone
+// cannot fix.
+func IsPermanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
+}
