@@ -144,6 +144,15 @@ func hasChildren(txn *badger.Txn, dir string) (bool, error) {
 	return it.Valid(), nil
 }
 
+// hasPendingBelow reports whether any owed upload or delete lies below dir.
+func hasPendingBelow(txn *badger.Txn, dir string) bool {
+	prefix := append(pendingKey(dir), '/')
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	it.Rewind()
+	return it.Valid()
+}
+
 // forPending calls fn for every path with an owed upload or delete.
 func (ix *index) forPending(fn func(p string)) error {
 	return ix.db.View(func(txn *badger.Txn) error {

@@ -197,30 +197,20 @@ func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 }
 
 // remoteDirExists reports whether the store has any object below p/ that
-// is not a pending local delete.
+// is not a pending local delete. It reads past the first key only while
+// the keys it meets are being deleted, so a plain lookup costs one LIST.
 func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
-	var names []string
-	err := c.store.List(ctx, p+"/", 100, func(name string, _ int64, _ time.Time, _ bool) {
-		names = append(names, name)
-	})
-	if err != nil {
-		return false, err
-	}
 	found := false
-	err = c.view(func(txn *badger.Txn) error {
-		for _, n := range names {
-			tomb, err := isTombstone(txn, joinPath(p, n))
-			if err != nil {
-				return err
-			}
-			if !tomb {
-				found = true
-				return nil
-			}
-		}
-		return nil
+	var viewErr error
+	err := c.store.List(ctx, p+"/", true, func(name string, _ int64, _ time.Time, _ bool) bool {
+		viewErr = c.view(func(txn *badger.Txn) error {
+			tomb, err := isTombstone(txn, joinPath(p, name))
+			found = !tomb
+			return err
+		})
+		return !found && viewErr == nil
 	})
-	return found, err
+	return found, errorOr(err, viewErr)
 }
 
 // learn records an entry found in the store, unless the index gained one

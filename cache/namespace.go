@@ -337,6 +337,13 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	return false, nil
 }
 
+// remoteEntry is one name in the store's listing of a directory.
+type remoteEntry struct {
+	size  int64
+	mtime time.Time
+	dir   bool
+}
+
 // DirEntry is one name in a directory listing.
 type DirEntry struct {
 	Name string
@@ -352,11 +359,6 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	if err := c.checkPath(dir); err != nil {
 		return nil, err
 	}
-	type remoteEntry struct {
-		size  int64
-		mtime time.Time
-		dir   bool
-	}
 	remote := map[string]remoteEntry{}
 	listStart := time.Now()
 	prefix := ""
@@ -365,12 +367,17 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	}
 	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
-	listErr := c.store.List(lctx, prefix, 0, func(name string, size int64, mtime time.Time, isDir bool) {
+	listErr := c.store.List(lctx, prefix, false, func(name string, size int64, mtime time.Time, isDir bool) bool {
 		remote[name] = remoteEntry{size, mtime, isDir}
+		return true
 	})
 	if listErr != nil {
 		c.noteStoreError(listErr)
 		c.log.Warn("store listing failed; showing local entries only", "dir", dir, "err", listErr)
+	}
+
+	if listErr == nil {
+		c.dropDeletedDirs(lctx, dir, remote)
 	}
 
 	c.mu.Lock()
@@ -443,6 +450,29 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// dropDeletedDirs removes from a listing the directories whose every
+// object is being deleted here (an rmtree whose deletes are still queued),
+// so they do not reappear.
+func (c *Cache) dropDeletedDirs(ctx context.Context, dir string, remote map[string]remoteEntry) {
+	for name, re := range remote {
+		if !re.dir {
+			continue
+		}
+		p := joinPath(dir, name)
+		var pending bool
+		_ = c.view(func(txn *badger.Txn) error {
+			pending = hasPendingBelow(txn, p)
+			return nil
+		})
+		if !pending {
+			continue
+		}
+		if exists, err := c.remoteDirExists(ctx, p); err == nil && !exists {
+			delete(remote, name)
+		}
+	}
 }
 
 // Truncate sets the size of the file at p.

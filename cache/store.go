@@ -20,7 +20,7 @@ type Store interface {
 	Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error)
 	Head(ctx context.Context, key string) (int64, time.Time, error)
 	Delete(ctx context.Context, key string) error
-	List(ctx context.Context, prefix string, limit int, fn func(name string, size int64, mtime time.Time, isDir bool)) error
+	List(ctx context.Context, prefix string, recursive bool, fn func(name string, size int64, mtime time.Time, isDir bool) bool) error
 }
 
 // Errors the cache returns; the fs package maps them to errno values.

@@ -174,13 +174,12 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 }
 
 // List implements Store.
-func (c *Client) List(ctx context.Context, prefix string, limit int, fn func(string, int64, time.Time, bool)) error {
+func (c *Client) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
 	full := c.key(prefix)
-	in := &s3.ListObjectsV2Input{Bucket: &c.bucket, Prefix: aws.String(full), Delimiter: aws.String("/")}
-	if limit > 0 && limit < 1000 {
-		in.MaxKeys = aws.Int32(int32(limit))
+	in := &s3.ListObjectsV2Input{Bucket: &c.bucket, Prefix: aws.String(full)}
+	if !recursive {
+		in.Delimiter = aws.String("/")
 	}
-	seen := 0
 	p := s3.NewListObjectsV2Paginator(c.api, in)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -189,9 +188,8 @@ func (c *Client) List(ctx context.Context, prefix string, limit int, fn func(str
 		}
 		for _, cp := range page.CommonPrefixes {
 			name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), full), "/")
-			if name != "" {
-				fn(name, 0, time.Time{}, true)
-				seen++
+			if name != "" && !fn(name, 0, time.Time{}, true) {
+				return nil
 			}
 		}
 		for _, o := range page.Contents {
@@ -201,11 +199,9 @@ func (c *Client) List(ctx context.Context, prefix string, limit int, fn func(str
 			if name == "" || strings.HasSuffix(name, "/") {
 				continue
 			}
-			fn(name, aws.ToInt64(o.Size), aws.ToTime(o.LastModified), false)
-			seen++
-		}
-		if limit > 0 && seen >= limit {
-			break
+			if !fn(name, aws.ToInt64(o.Size), aws.ToTime(o.LastModified), false) {
+				return nil
+			}
 		}
 	}
 	return nil

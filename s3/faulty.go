@@ -58,11 +58,11 @@ func (f *Faulty) Delete(ctx context.Context, key string) error {
 }
 
 // List implements Store.
-func (f *Faulty) List(ctx context.Context, prefix string, limit int, fn func(string, int64, time.Time, bool)) error {
+func (f *Faulty) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
 	if err := run(f.BeforeList, ctx, prefix); err != nil {
 		return err
 	}
-	return f.Store.List(ctx, prefix, limit, fn)
+	return f.Store.List(ctx, prefix, recursive, fn)
 }
 
 // Unavailable is a transient error for fault hooks: the store answered 503.

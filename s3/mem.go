@@ -130,7 +130,7 @@ func (m *Mem) Delete(ctx context.Context, key string) error {
 }
 
 // List implements Store.
-func (m *Mem) List(ctx context.Context, prefix string, limit int, fn func(string, int64, time.Time, bool)) error {
+func (m *Mem) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
 	m.count("list")
 	m.mu.Lock()
 	type entry struct {
@@ -146,7 +146,7 @@ func (m *Mem) List(ctx context.Context, prefix string, limit int, fn func(string
 		if !ok || rest == "" {
 			continue
 		}
-		if i := strings.IndexByte(rest, '/'); i >= 0 {
+		if i := strings.IndexByte(rest, '/'); i >= 0 && !recursive {
 			if !dirs[rest[:i]] {
 				dirs[rest[:i]] = true
 				out = append(out, entry{name: rest[:i], dir: true})
@@ -157,11 +157,10 @@ func (m *Mem) List(ctx context.Context, prefix string, limit int, fn func(string
 	}
 	m.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	for i, e := range out {
-		if limit > 0 && i >= limit {
+	for _, e := range out {
+		if !fn(e.name, e.size, e.mtime, e.dir) {
 			break
 		}
-		fn(e.name, e.size, e.mtime, e.dir)
 	}
 	return nil
 }

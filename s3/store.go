@@ -26,9 +26,10 @@ type Store interface {
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 	// List calls fn for each object and each common prefix ("directory")
-	// directly below prefix, with names relative to prefix. A limit > 0 stops
-	// after about that many entries.
-	List(ctx context.Context, prefix string, limit int, fn func(name string, size int64, mtime time.Time, isDir bool)) error
+	// directly below prefix, with names relative to prefix, in key order.
+	// With recursive, it calls fn for every object below prefix instead
+	// (names then contain "/"). It stops early when fn returns false.
+	List(ctx context.Context, prefix string, recursive bool, fn func(name string, size int64, mtime time.Time, isDir bool) bool) error
 }
 
 // Error is what every Store in this package returns for a failed request.

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3bolt"
+)
+
+// embeddedStore is an S3-protocol server inside the daemon, keeping objects
+// in one database file under a local directory. It exists for the quickstart only: the data is
+// on this machine, not in any cloud.
+type embeddedStore struct {
+	URL    string
+	server *http.Server
+}
+
+const (
+	embeddedBucket = "s3mediafs"
+	embeddedKey    = "s3mediafs-embedded"
+	embeddedSecret = "s3mediafs-embedded-secret"
+)
+
+func startEmbeddedStore(dir, bucket string, log *slog.Logger) (*embeddedStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	backend, err := s3bolt.NewFile(filepath.Join(dir, "objects.bolt"))
+	if err != nil {
+		return nil, fmt.Errorf("embedded store in %s: %w", dir, err)
+	}
+	if ok, err := backend.BucketExists(bucket); err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	} else if !ok {
+		if err := backend.CreateBucket(bucket); err != nil {
+			return nil, fmt.Errorf("embedded store: create bucket: %w", err)
+		}
+	}
+	faker := gofakes3.New(backend, gofakes3.WithoutVersioning(), gofakes3.WithTimeSkewLimit(0))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	srv := &http.Server{Handler: faker.Server(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("embedded store stopped", "err", err)
+		}
+	}()
+	return &embeddedStore{URL: "http://" + ln.Addr().String(), server: srv}, nil
+}
+
+func (e *embeddedStore) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return e.server.Shutdown(ctx)
+}
