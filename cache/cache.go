@@ -143,8 +143,10 @@ func (c *Cache) Start() {
 	c.stop = cancel
 	c.q.start(ctx, c.opts.UploadConcurrency)
 	c.bg.Add(2)
+	c.q.setScanning(true)
 	go func() {
 		defer c.bg.Done()
+		defer c.q.setScanning(false)
 		n := 0
 		err := c.ix.forPending(func(p string) {
 			c.q.add(p)

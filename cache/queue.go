@@ -29,6 +29,7 @@ type queue struct {
 	retry    map[string]*time.Timer
 	backoffs map[string]*backoff.ExponentialBackOff
 	reported map[string]string // last permanent error logged per path
+	scanning bool              // the index's owed work is still being read
 	stopped  bool
 	workers  sync.WaitGroup
 }
@@ -64,6 +65,15 @@ func (q *queue) start(ctx context.Context, workers int) {
 		q.workers.Add(1)
 		go q.work(ctx)
 	}
+}
+
+// setScanning marks the start-up scan of owed work as running or done;
+// drain waits for it, so nothing owed is missed.
+func (q *queue) setScanning(on bool) {
+	q.mu.Lock()
+	q.scanning = on
+	q.changed.Broadcast()
+	q.mu.Unlock()
 }
 
 // wait blocks until every worker has returned.
@@ -107,6 +117,9 @@ func (q *queue) cancel(p string) {
 // owed counts paths queued, in flight or waiting to retry.
 func (q *queue) owedLocked() int {
 	n := len(q.queued) + len(q.retry)
+	if q.scanning {
+		n++
+	}
 	for p := range q.inflight {
 		if !q.queued[p] {
 			n++
@@ -157,13 +170,14 @@ func (q *queue) work(ctx context.Context) {
 		q.mu.Unlock()
 
 		again, err := q.c.syncPath(jobCtx, p)
+		cancelled := jobCtx.Err() != nil
 		cancel()
 
 		q.mu.Lock()
 		delete(q.inflight, p)
 		switch {
 		case q.stopped:
-		case err != nil && jobCtx.Err() == nil:
+		case err != nil && !cancelled:
 			q.scheduleRetryLocked(p, err)
 		case err != nil || again || q.again[p]:
 			// Cancelled by a newer change, or the index moved on while

@@ -1,0 +1,442 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/s3mediafs/s3mediafs/s3"
+)
+
+func openTest(t *testing.T, dir string, store Store, log *slog.Logger) *Cache {
+	t.Helper()
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	c, err := Open(Options{Dir: dir, Store: store, Log: log, RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func drainTest(t *testing.T, c *Cache) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if n, err := c.Drain(ctx); err != nil {
+		t.Fatalf("drain: %d owed: %v", n, err)
+	}
+}
+
+// writeFile creates p (and its parent directories) through the cache API
+// the way a close(2)-ing writer does, and returns once "close" returned.
+func writeFile(t *testing.T, c *Cache, p string, data []byte) {
+	t.Helper()
+	ctx := context.Background()
+	dir := ""
+	parts := strings.Split(p, "/")
+	for _, part := range parts[:len(parts)-1] {
+		dir = joinPath(dir, part)
+		if _, err := c.Mkdir(ctx, dir); err != nil && !errors.Is(err, ErrExist) {
+			t.Fatal(err)
+		}
+	}
+	h, _, err := c.Create(ctx, p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rewriteFile opens an existing file with O_TRUNC and writes data.
+func rewriteFile(t *testing.T, c *Cache, p string, data []byte) {
+	t.Helper()
+	ctx := context.Background()
+	h, err := c.OpenFile(ctx, p, os.O_WRONLY|os.O_TRUNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, c *Cache, p string) []byte {
+	t.Helper()
+	ctx := context.Background()
+	a := lookupAll(t, c, p)
+	h, err := c.OpenFile(ctx, p, os.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+	buf := make([]byte, a.Size)
+	n, err := h.ReadAt(ctx, buf, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[:n]
+}
+
+// lookupAll stats every ancestor of p and then p, as the kernel does.
+func lookupAll(t *testing.T, c *Cache, p string) Attr {
+	t.Helper()
+	var a Attr
+	var err error
+	cur := ""
+	for _, part := range strings.Split(p, "/") {
+		cur = joinPath(cur, part)
+		if a, err = c.Stat(context.Background(), cur); err != nil {
+			t.Fatalf("lookup %q: %v", cur, err)
+		}
+	}
+	return a
+}
+
+func wantObject(t *testing.T, mem *s3.Mem, key string, want []byte) {
+	t.Helper()
+	got, ok := mem.Object(key)
+	if !ok {
+		t.Fatalf("object %q missing from the store", key)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("object %q: %d bytes %q…, want %d bytes %q…", key, len(got), head(got), len(want), head(want))
+	}
+}
+
+func head(b []byte) []byte { return b[:min(len(b), 16)] }
+
+func TestWriteUploadsInBackground(t *testing.T) {
+	mem := s3.NewMem()
+	c := openTest(t, t.TempDir(), mem, nil)
+	data := bytes.Repeat([]byte("media"), 10_000)
+	writeFile(t, c, "local_content/ab/cd/file", data)
+	a, err := c.Stat(context.Background(), "local_content/ab/cd/file")
+	if err != nil || a.Size != int64(len(data)) {
+		t.Fatalf("stat after close: %+v %v", a, err)
+	}
+	drainTest(t, c)
+	wantObject(t, mem, "local_content/ab/cd/file", data)
+	if a, _ := c.Stat(context.Background(), "local_content/ab/cd/file"); a.State != Clean {
+		t.Fatalf("state after upload: %s", a.State)
+	}
+	if mem.Count("put") != 1 || mem.Count("head") != 0 {
+		t.Fatalf("requests: %d PUT %d HEAD, want 1 PUT and no HEAD", mem.Count("put"), mem.Count("head"))
+	}
+}
+
+func TestFirstPutFailsThenSucceeds(t *testing.T) {
+	mem := s3.NewMem()
+	var calls atomic.Int32
+	store := &s3.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
+		if calls.Add(1) == 1 {
+			return s3.Unavailable("put", key)
+		}
+		return nil
+	}}
+	c := openTest(t, t.TempDir(), store, nil)
+	writeFile(t, c, "f", []byte("hello"))
+	drainTest(t, c)
+	wantObject(t, mem, "f", []byte("hello"))
+	if calls.Load() != 2 {
+		t.Fatalf("PUT attempts: %d, want 2", calls.Load())
+	}
+}
+
+// logCounter counts log records whose message contains a substring.
+type logCounter struct {
+	sub string
+	n   atomic.Int32
+}
+
+func (l *logCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, l.sub) {
+		l.n.Add(1)
+	}
+	return nil
+}
+func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCounter) WithGroup(string) slog.Handler      { return l }
+
+func TestPermanentErrorLoggedOnceAndHealed(t *testing.T) {
+	mem := s3.NewMem()
+	var calls atomic.Int32
+	store := &s3.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
+		if calls.Add(1) <= 5 {
+			return s3.Denied("put", key)
+		}
+		return nil
+	}}
+	logs := &logCounter{sub: "store refused"}
+	c := openTest(t, t.TempDir(), store, slog.New(logs))
+	writeFile(t, c, "f", []byte("x"))
+	drainTest(t, c)
+	wantObject(t, mem, "f", []byte("x"))
+	if logs.n.Load() != 1 {
+		t.Fatalf("permanent error logged %d times, want once", logs.n.Load())
+	}
+}
+
+// blockingPut makes the first PUT wait for release; with honourCtx false
+// it ignores cancellation, like a request already on the wire.
+type blockingPut struct {
+	started  chan struct{}
+	release  chan struct{}
+	once     sync.Once
+	first    atomic.Bool
+	honourCt bool
+}
+
+func newBlockingPut(honourCtx bool) *blockingPut {
+	return &blockingPut{started: make(chan struct{}), release: make(chan struct{}), honourCt: honourCtx}
+}
+
+func (b *blockingPut) hook(ctx context.Context, key string) error {
+	if !b.first.CompareAndSwap(false, true) {
+		return nil
+	}
+	b.once.Do(func() { close(b.started) })
+	if b.honourCt {
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return nil
+	}
+	<-b.release
+	return nil
+}
+
+func TestNewestWriteWinsOverSlowUpload(t *testing.T) {
+	for _, honour := range []bool{true, false} {
+		t.Run(map[bool]string{true: "cancelled", false: "completes-late"}[honour], func(t *testing.T) {
+			mem := s3.NewMem()
+			bp := newBlockingPut(honour)
+			c := openTest(t, t.TempDir(), &s3.Faulty{Store: mem, BeforePut: bp.hook}, nil)
+			writeFile(t, c, "f", []byte("version one"))
+			<-bp.started
+			rewriteFile(t, c, "f", []byte("version two, longer"))
+			close(bp.release)
+			drainTest(t, c)
+			wantObject(t, mem, "f", []byte("version two, longer"))
+			if got := readFile(t, c, "f"); string(got) != "version two, longer" {
+				t.Fatalf("local read: %q", got)
+			}
+		})
+	}
+}
+
+func TestUnlinkDuringUploadIsNotResurrected(t *testing.T) {
+	for _, honour := range []bool{true, false} {
+		t.Run(map[bool]string{true: "cancelled", false: "completes-late"}[honour], func(t *testing.T) {
+			mem := s3.NewMem()
+			bp := newBlockingPut(honour)
+			c := openTest(t, t.TempDir(), &s3.Faulty{Store: mem, BeforePut: bp.hook}, nil)
+			writeFile(t, c, "f", []byte("doomed"))
+			<-bp.started
+			if err := c.Unlink(context.Background(), "f"); err != nil {
+				t.Fatal(err)
+			}
+			close(bp.release)
+			drainTest(t, c)
+			if _, ok := mem.Object("f"); ok {
+				t.Fatal("unlinked file resurrected in the store by a late upload")
+			}
+			if _, err := c.Stat(context.Background(), "f"); !errors.Is(err, ErrNotExist) {
+				t.Fatalf("stat after unlink: %v", err)
+			}
+		})
+	}
+}
+
+func TestUnlinkThenRecreateKeepsNewObject(t *testing.T) {
+	mem := s3.NewMem()
+	c := openTest(t, t.TempDir(), mem, nil)
+	writeFile(t, c, "f", []byte("old"))
+	drainTest(t, c)
+	if err := c.Unlink(context.Background(), "f"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, c, "f", []byte("new"))
+	drainTest(t, c)
+	wantObject(t, mem, "f", []byte("new"))
+}
+
+func TestUnlinkNeverUploadedCostsNoRequest(t *testing.T) {
+	mem := s3.NewMem()
+	store := &s3.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
+		return s3.Unavailable("put", key) // keep it dirty
+	}}
+	c := openTest(t, t.TempDir(), store, nil)
+	writeFile(t, c, "f", []byte("x"))
+	if err := c.Unlink(context.Background(), "f"); err != nil {
+		t.Fatal(err)
+	}
+	drainTest(t, c)
+	if mem.Count("delete") != 0 {
+		t.Fatalf("DELETEs for a file never sent: %d", mem.Count("delete"))
+	}
+}
+
+func TestRestartRequeuesDirtyAndTombstones(t *testing.T) {
+	dir := t.TempDir()
+	mem := s3.NewMem()
+	mem.SetObject("gone", []byte("to be deleted"))
+	down := &s3.Faulty{Store: mem,
+		BeforePut:    func(ctx context.Context, key string) error { return s3.Unavailable("put", key) },
+		BeforeDelete: func(ctx context.Context, key string) error { return s3.Unavailable("delete", key) },
+	}
+	c, err := Open(Options{Dir: dir, Store: down, RetryMin: time.Hour, RetryMax: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	writeFile(t, c, "a/pending", []byte("owed"))
+	if _, err := c.Stat(context.Background(), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unlink(context.Background(), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mem.Object("a/pending"); ok {
+		t.Fatal("uploaded while the store was down")
+	}
+
+	c2 := openTest(t, dir, mem, nil)
+	drainTest(t, c2)
+	wantObject(t, mem, "a/pending", []byte("owed"))
+	if _, ok := mem.Object("gone"); ok {
+		t.Fatal("delete owed before the restart was not carried out")
+	}
+}
+
+func TestReadThroughSharesOneGet(t *testing.T) {
+	mem := s3.NewMem()
+	data := bytes.Repeat([]byte{7}, 1<<20)
+	mem.SetObject("remote_content/srv/ab/cd/x", data)
+	gate := make(chan struct{})
+	store := &s3.Faulty{Store: mem, BeforeGet: func(ctx context.Context, key string) error {
+		<-gate
+		return nil
+	}}
+	c := openTest(t, t.TempDir(), store, nil)
+	var wg sync.WaitGroup
+	results := make([][]byte, 8)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = readFile(t, c, "remote_content/srv/ab/cd/x")
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(gate)
+	wg.Wait()
+	for i, r := range results {
+		if !bytes.Equal(r, data) {
+			t.Fatalf("reader %d got %d bytes", i, len(r))
+		}
+	}
+	if n := mem.Count("get"); n != 1 {
+		t.Fatalf("GETs: %d, want 1 shared by all readers", n)
+	}
+}
+
+// truncatingStore cuts every GET body short.
+type truncatingStore struct{ Store }
+
+func (s truncatingStore) Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error) {
+	body, n, err := s.Store.Get(ctx, key, off)
+	if err != nil {
+		return nil, 0, err
+	}
+	return io.NopCloser(io.LimitReader(body, n/2)), n, nil
+}
+
+func TestTruncatedBodyIsNeverServed(t *testing.T) {
+	mem := s3.NewMem()
+	mem.SetObject("x", bytes.Repeat([]byte{1}, 1000))
+	c := openTest(t, t.TempDir(), truncatingStore{mem}, nil)
+	ctx := context.Background()
+	lookupAll(t, c, "x")
+	h, err := c.OpenFile(ctx, "x", os.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+	// Each attempt resumes where the last body ended, so three halvings
+	// still leave the object incomplete: the read must fail, not return
+	// short data.
+	buf := make([]byte, 1000)
+	if _, err := h.ReadAt(ctx, buf, 0); !errors.Is(err, ErrStore) {
+		t.Fatalf("read of a truncated object: %v, want ErrStore", err)
+	}
+}
+
+func TestRenameMovesObject(t *testing.T) {
+	mem := s3.NewMem()
+	c := openTest(t, t.TempDir(), mem, nil)
+	writeFile(t, c, "d/a", []byte("payload"))
+	drainTest(t, c)
+	if err := c.Rename(context.Background(), "d/a", "d/b"); err != nil {
+		t.Fatal(err)
+	}
+	drainTest(t, c)
+	wantObject(t, mem, "d/b", []byte("payload"))
+	if _, ok := mem.Object("d/a"); ok {
+		t.Fatal("old key still in the store after rename")
+	}
+}
+
+func TestRmdirSeesStoreChildren(t *testing.T) {
+	mem := s3.NewMem()
+	mem.SetObject("d/sub/x", []byte("1"))
+	c := openTest(t, t.TempDir(), mem, nil)
+	ctx := context.Background()
+	if a, err := c.Stat(ctx, "d"); err != nil || !a.Dir {
+		t.Fatalf("stat d: %+v %v", a, err)
+	}
+	if err := c.Rmdir(ctx, "d"); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("rmdir of a directory the store fills: %v", err)
+	}
+}
+
+func TestBadPathsRejected(t *testing.T) {
+	c := openTest(t, t.TempDir(), s3.NewMem(), nil)
+	ctx := context.Background()
+	for _, p := range []string{"../x", "a/../b", "/abs", "a//b", "a/", "a\x00b", strings.Repeat("n", 1025)} {
+		if _, _, err := c.Create(ctx, p, os.O_WRONLY); err == nil {
+			t.Errorf("create %q: accepted", p)
+		}
+	}
+}
