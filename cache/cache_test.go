@@ -48,11 +48,11 @@ func writeFile(t *testing.T, c *Cache, p string, data []byte) {
 	parts := strings.Split(p, "/")
 	for _, part := range parts[:len(parts)-1] {
 		dir = joinPath(dir, part)
-		if _, err := c.Mkdir(ctx, dir); err != nil && !errors.Is(err, ErrExist) {
+		if _, err := c.Mkdir(ctx, dir, 0o755); err != nil && !errors.Is(err, ErrExist) {
 			t.Fatal(err)
 		}
 	}
-	h, _, err := c.Create(ctx, p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	h, _, err := c.Create(ctx, p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +435,7 @@ func TestBadPathsRejected(t *testing.T) {
 	c := openTest(t, t.TempDir(), s3.NewMem(), nil)
 	ctx := context.Background()
 	for _, p := range []string{"../x", "a/../b", "/abs", "a//b", "a/", "a\x00b", strings.Repeat("n", 1025)} {
-		if _, _, err := c.Create(ctx, p, os.O_WRONLY); err == nil {
+		if _, _, err := c.Create(ctx, p, os.O_WRONLY, 0o644); err == nil {
 			t.Errorf("create %q: accepted", p)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -22,6 +23,7 @@ type openFile struct {
 
 	// Guarded by Cache.mu:
 	path     string // current path; rename moves it
+	attr     Attr   // identity and mode, for fstat after unlink
 	refs     int
 	unlinked bool // the name is gone; writes go on, but nothing is recorded
 
@@ -66,7 +68,7 @@ func (c *Cache) OpenFile(ctx context.Context, p string, flags int) (*Handle, err
 	}
 	of := c.open[p]
 	if of == nil {
-		of = &openFile{path: p}
+		of = &openFile{path: p, attr: attrOf(r)}
 		if r.State != Remote {
 			of.data = c.openDataLocked(p, r)
 		}
@@ -380,6 +382,31 @@ func (h *Handle) Release(ctx context.Context) error {
 		of.mu.Unlock()
 	}
 	return err
+}
+
+// Attr describes the open file, even after its name is gone.
+func (h *Handle) Attr() Attr {
+	h.c.mu.Lock()
+	a := h.of.attr
+	a.Unlinked = h.of.unlinked
+	h.c.mu.Unlock()
+	h.of.mu.RLock()
+	defer h.of.mu.RUnlock()
+	if h.of.data != nil {
+		if fi, err := h.of.data.Stat(); err == nil {
+			a.Size, a.MTime = fi.Size(), fi.ModTime()
+		}
+	}
+	return a
+}
+
+// Allocate is fallocate(2) on the file.
+func (h *Handle) Allocate(ctx context.Context, off, size int64, mode uint32) error {
+	if err := h.beginWrite(ctx); err != nil {
+		return err
+	}
+	defer h.of.mu.RUnlock()
+	return syscall.Fallocate(int(h.of.data.Fd()), mode, off, size)
 }
 
 // Size is the file's current size as this handle sees it.

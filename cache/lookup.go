@@ -10,15 +10,17 @@ import (
 
 // Attr describes a file or directory.
 type Attr struct {
-	Ino   uint64
-	Dir   bool
-	Size  int64
-	MTime time.Time
-	State State // files only
+	Ino      uint64
+	Dir      bool
+	Size     int64
+	MTime    time.Time
+	Mode     uint32 // permission bits; 0 means the mount's default
+	State    State  // files only
+	Unlinked bool   // an open file whose name is gone
 }
 
 func attrOf(r record) Attr {
-	return Attr{Ino: r.Ino, Dir: r.Dir, Size: r.Size, MTime: time.Unix(0, r.MTime), State: r.State}
+	return Attr{Ino: r.Ino, Dir: r.Dir, Size: r.Size, MTime: time.Unix(0, r.MTime), Mode: r.Mode, State: r.State}
 }
 
 // RootAttr describes the mount's root directory.

@@ -11,7 +11,7 @@ import (
 
 // Create makes a new, empty file at p and opens it. If p exists, it is
 // opened instead (with flags), unless flags has O_EXCL.
-func (c *Cache) Create(ctx context.Context, p string, flags int) (*Handle, Attr, error) {
+func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*Handle, Attr, error) {
 	if p == "" {
 		return nil, Attr{}, ErrIsDir
 	}
@@ -21,6 +21,12 @@ func (c *Cache) Create(ctx context.Context, p string, flags int) (*Handle, Attr,
 	id, f, err := c.createData()
 	if err != nil {
 		return nil, Attr{}, err
+	}
+	// The record starts with the data file's own time, so that what the
+	// kernel caches now agrees with what fstat reports later.
+	created := time.Now()
+	if fi, err := f.Stat(); err == nil {
+		created = fi.ModTime()
 	}
 	c.mu.Lock()
 	var r record
@@ -50,7 +56,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int) (*Handle, Attr,
 		if err != nil {
 			return err
 		}
-		r = record{State: Dirty, Ino: ino, Gen: 1, Data: id, MTime: time.Now().UnixNano(), InStore: tomb}
+		r = record{State: Dirty, Ino: ino, Gen: 1, Data: id, MTime: created.UnixNano(), InStore: tomb, Mode: mode & 0o7777}
 		if err := putRecord(txn, p, r); err != nil {
 			return err
 		}
@@ -78,7 +84,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int) (*Handle, Attr,
 		return h, a, nil
 	}
 	delete(c.negative, p)
-	of := &openFile{path: p, data: f, refs: 1}
+	of := &openFile{path: p, data: f, refs: 1, attr: attrOf(r)}
 	of.dirty.Store(true)
 	if old := c.open[p]; old != nil {
 		old.unlinked = true
@@ -90,7 +96,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int) (*Handle, Attr,
 }
 
 // Mkdir creates the directory p.
-func (c *Cache) Mkdir(ctx context.Context, p string) (Attr, error) {
+func (c *Cache) Mkdir(ctx context.Context, p string, mode uint32) (Attr, error) {
 	if p == "" {
 		return Attr{}, ErrExist
 	}
@@ -111,7 +117,7 @@ func (c *Cache) Mkdir(ctx context.Context, p string) (Attr, error) {
 		if err != nil {
 			return err
 		}
-		r = record{Dir: true, Ino: ino, MTime: time.Now().UnixNano()}
+		r = record{Dir: true, Ino: ino, MTime: time.Now().UnixNano(), Mode: mode & 0o7777}
 		return putRecord(txn, p, r)
 	})
 	if err != nil {
@@ -473,6 +479,43 @@ func (c *Cache) dropDeletedDirs(ctx context.Context, dir string, remote map[stri
 			delete(remote, name)
 		}
 	}
+}
+
+// SetAttr changes the permission bits and/or the modification time of p.
+func (c *Cache) SetAttr(ctx context.Context, p string, mode *uint32, mtime *time.Time) (Attr, error) {
+	if err := c.checkPath(p); err != nil {
+		return Attr{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out Attr
+	err := c.update(func(txn *badger.Txn) error {
+		r, ok, err := getRecord(txn, p)
+		if err != nil || !ok {
+			return errorOr(err, ErrNotExist)
+		}
+		if mode != nil {
+			r.Mode = *mode & 0o7777
+		}
+		if mtime != nil {
+			r.MTime = mtime.UnixNano()
+			if r.Data != "" {
+				// The data file's time is what the next flush records.
+				if err := os.Chtimes(c.dataPath(r.Data), *mtime, *mtime); err != nil {
+					return err
+				}
+			}
+		}
+		out = attrOf(r)
+		return putRecord(txn, p, r)
+	})
+	if err != nil {
+		return Attr{}, wrapPath("setattr", p, err)
+	}
+	if of := c.open[p]; of != nil {
+		of.attr.Mode = out.Mode
+	}
+	return out, nil
 }
 
 // Truncate sets the size of the file at p.

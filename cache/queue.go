@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -28,6 +27,7 @@ type queue struct {
 	again    map[string]bool // re-run once the in-flight job ends
 	retry    map[string]*time.Timer
 	backoffs map[string]*backoff.ExponentialBackOff
+	failures map[string]int    // consecutive failures per path
 	reported map[string]string // last permanent error logged per path
 	scanning bool              // the index's owed work is still being read
 	stopped  bool
@@ -42,6 +42,7 @@ func newQueue(c *Cache) *queue {
 		again:    map[string]bool{},
 		retry:    map[string]*time.Timer{},
 		backoffs: map[string]*backoff.ExponentialBackOff{},
+		failures: map[string]int{},
 		reported: map[string]string{},
 	}
 	q.changed = sync.NewCond(&q.mu)
@@ -187,6 +188,7 @@ func (q *queue) work(ctx context.Context) {
 		default:
 			delete(q.backoffs, p)
 			delete(q.reported, p)
+			delete(q.failures, p)
 		}
 		delete(q.again, p)
 		q.changed.Broadcast()
@@ -214,9 +216,12 @@ func (q *queue) scheduleRetryLocked(p string, err error) {
 			q.reported[p] = err.Error()
 			q.c.log.Error("store refused a request; will keep retrying", "path", p, "err", err, "retry_in", delay)
 		}
-	} else if !errors.Is(err, context.Canceled) {
-		q.c.log.Warn("store request failed; will retry", "path", p, "err", err, "retry_in", delay)
+	} else if n := q.failures[p] + 1; n&(n-1) == 0 {
+		// Warn at the 1st, 2nd, 4th, 8th… failure: an outage is visible
+		// without a line per file per retry.
+		q.c.log.Warn("store request failed; will retry", "path", p, "failures", n, "err", err, "retry_in", delay)
 	}
+	q.failures[p]++
 	q.retry[p] = time.AfterFunc(delay, func() {
 		q.mu.Lock()
 		defer q.mu.Unlock()

@@ -53,6 +53,9 @@ type record struct {
 	// StoreMTime is the object's modification time as the store reported
 	// it, used to notice a rewrite by another host.
 	StoreMTime int64
+	// Mode holds permission bits set by create or chmod; 0 means the
+	// mount's default. It is local: the store keeps no modes.
+	Mode uint32
 }
 
 const recordVersion = 1
@@ -77,6 +80,7 @@ func (r *record) encode() []byte {
 	b = binary.AppendVarint(b, r.MTime)
 	b = binary.AppendUvarint(b, r.Gen)
 	b = binary.AppendVarint(b, r.StoreMTime)
+	b = binary.AppendUvarint(b, uint64(r.Mode))
 	b = binary.AppendUvarint(b, uint64(len(r.Data)))
 	return append(b, r.Data...)
 }
@@ -122,11 +126,16 @@ func decodeRecord(b []byte) (record, error) {
 	r.MTime = sv()
 	r.Gen = uv()
 	r.StoreMTime = sv()
+	mode := uv()
 	n := uv()
 	if !ok || n != uint64(len(b)) {
 		return record{}, errCorruptRecord
 	}
 	r.Data = string(b)
+	if mode > 0o7777 {
+		return record{}, fmt.Errorf("%w: mode %o", errCorruptRecord, mode)
+	}
+	r.Mode = uint32(mode)
 	if !r.Dir && (r.State < Dirty || r.State > Remote) || r.Size < 0 {
 		return record{}, fmt.Errorf("%w: state %d size %d", errCorruptRecord, r.State, r.Size)
 	}

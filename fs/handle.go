@@ -19,11 +19,12 @@ type handle struct {
 }
 
 var (
-	_ gofs.FileReader   = (*handle)(nil)
-	_ gofs.FileWriter   = (*handle)(nil)
-	_ gofs.FileFlusher  = (*handle)(nil)
-	_ gofs.FileReleaser = (*handle)(nil)
-	_ gofs.FileFsyncer  = (*handle)(nil)
+	_ gofs.FileReader    = (*handle)(nil)
+	_ gofs.FileWriter    = (*handle)(nil)
+	_ gofs.FileFlusher   = (*handle)(nil)
+	_ gofs.FileReleaser  = (*handle)(nil)
+	_ gofs.FileFsyncer   = (*handle)(nil)
+	_ gofs.FileAllocater = (*handle)(nil)
 )
 
 func newHandle(n *node, h *cache.Handle, flags int) *handle {
@@ -60,6 +61,14 @@ func (f *handle) Flush(ctx context.Context) syscall.Errno {
 func (f *handle) Release(ctx context.Context) syscall.Errno {
 	if err := f.h.Release(ctx); err != nil {
 		return f.n.fail("release", f.n.path(), err)
+	}
+	return 0
+}
+
+// Allocate implements gofs.FileAllocater (fallocate(2)).
+func (f *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	if err := f.h.Allocate(ctx, int64(off), int64(size), mode); err != nil {
+		return f.n.fail("fallocate", f.n.path(), err)
 	}
 	return 0
 }

@@ -3,16 +3,13 @@ package fs
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache"
-	"github.com/s3mediafs/s3mediafs/s3"
 )
 
 // testMount serves a fresh cache over store at a temporary directory and
@@ -26,7 +23,9 @@ func testMount(t *testing.T, store cache.Store, cacheDir string) (string, *cache
 		cacheDir = t.TempDir()
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	c, err := cache.Open(cache.Options{Dir: cacheDir, Store: store, Log: log, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, RevalidateAfter: time.Second})
+	c, err := cache.Open(cache.Options{Dir: cacheDir, Store: store, Log: log,
+		RetryMin: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+		RevalidateAfter: time.Second, StoreTimeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,72 +106,4 @@ func payload(n int, seed byte) []byte {
 		b[i] = byte(i*7) ^ seed
 	}
 	return b
-}
-
-func TestSynapsePatternUploads(t *testing.T) {
-	mem := s3.NewMem()
-	mnt, c := testMount(t, mem, "")
-	data := payload(100_000, 1)
-	synapseWrite(t, filepath.Join(mnt, "local_content/ab/cd/efghij"), data)
-	drain(t, c)
-	got, ok := mem.Object("local_content/ab/cd/efghij")
-	if !ok || !bytes.Equal(got, data) {
-		t.Fatalf("object in store: ok=%v len=%d", ok, len(got))
-	}
-	if n := mem.Count("put"); n != 1 {
-		t.Errorf("PUTs: %d, want 1", n)
-	}
-	// os.remove, then rmdir up the chain until ENOTEMPTY.
-	if err := os.Remove(filepath.Join(mnt, "local_content/ab/cd/efghij")); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []string{"local_content/ab/cd", "local_content/ab"} {
-		if err := os.Remove(filepath.Join(mnt, d)); err != nil {
-			t.Fatalf("rmdir %s: %v", d, err)
-		}
-	}
-	drain(t, c)
-	if _, ok := mem.Object("local_content/ab/cd/efghij"); ok {
-		t.Fatal("object still in store after unlink")
-	}
-	if _, err := os.Stat(filepath.Join(mnt, "local_content/ab")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("stat removed dir: %v", err)
-	}
-}
-
-func TestReadThroughFromStore(t *testing.T) {
-	mem := s3.NewMem()
-	data := payload(300_000, 2)
-	mem.SetObject("remote_content/example.org/ab/cd/xyz", data)
-	mnt, _ := testMount(t, mem, "")
-	p := filepath.Join(mnt, "remote_content/example.org/ab/cd/xyz")
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !fi.Mode().IsRegular() || fi.Size() != int64(len(data)) {
-		t.Fatalf("stat: mode %v size %d", fi.Mode(), fi.Size())
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1000)
-	if _, err := f.ReadAt(buf, 123_456); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(buf, data[123_456:124_456]) {
-		t.Fatal("random read differs")
-	}
-	if n := mem.Count("get"); n != 1 {
-		t.Errorf("GETs: %d, want 1", n)
-	}
-	entries, err := os.ReadDir(filepath.Join(mnt, "remote_content/example.org/ab/cd"))
-	if err != nil || len(entries) != 1 || entries[0].Name() != "xyz" {
-		t.Fatalf("readdir: %v %v", entries, err)
-	}
-	if err := os.Remove(filepath.Join(mnt, "remote_content/example.org/ab/cd")); !errors.Is(err, syscall.ENOTEMPTY) {
-		t.Fatalf("rmdir non-empty: %v", err)
-	}
 }

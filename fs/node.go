@@ -59,11 +59,14 @@ func (n *node) child(name string) string {
 func (n *node) fill(a cache.Attr, out *fuse.Attr) {
 	out.Ino = a.Ino
 	if a.Dir {
-		out.Mode = syscall.S_IFDIR | n.opts.DirMode
+		out.Mode = syscall.S_IFDIR | orDefault(a.Mode, n.opts.DirMode)
 		out.Nlink = 2
 	} else {
-		out.Mode = syscall.S_IFREG | n.opts.FileMode
+		out.Mode = syscall.S_IFREG | orDefault(a.Mode, n.opts.FileMode)
 		out.Nlink = 1
+		if a.Unlinked {
+			out.Nlink = 0
+		}
 		out.Size = uint64(a.Size)
 		out.Blocks = (out.Size + 511) / 512
 	}
@@ -72,6 +75,13 @@ func (n *node) fill(a cache.Attr, out *fuse.Attr) {
 	if !a.MTime.IsZero() {
 		out.SetTimes(&a.MTime, &a.MTime, &a.MTime)
 	}
+}
+
+func orDefault(mode, def uint32) uint32 {
+	if mode == 0 {
+		return def
+	}
+	return mode
 }
 
 func (n *node) entry(ctx context.Context, a cache.Attr, out *fuse.EntryOut) *gofs.Inode {
@@ -110,13 +120,14 @@ func (n *node) fail(op, p string, err error) syscall.Errno {
 
 // Getattr implements gofs.NodeGetattrer.
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	a, err := n.c.Stat(ctx, n.path())
-	if err != nil {
-		return n.fail("getattr", n.path(), err)
-	}
+	var a cache.Attr
 	if h, ok := f.(*handle); ok {
-		if size, ok := h.h.Size(); ok {
-			a.Size = size
+		// fstat: the open file answers, even after its name is gone.
+		a = h.h.Attr()
+	} else {
+		var err error
+		if a, err = n.c.Stat(ctx, n.path()); err != nil {
+			return n.fail("getattr", n.path(), err)
 		}
 	}
 	n.fill(a, &out.Attr)
@@ -124,9 +135,24 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 	return 0
 }
 
-// Setattr implements gofs.NodeSetattrer. Only the size is stored; modes,
-// owners and times are fixed by the mount's options.
+// Setattr implements gofs.NodeSetattrer. Size, permission bits and the
+// modification time are kept; owners are fixed by the mount's options.
 func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	mode, setMode := in.GetMode()
+	mtime, setMTime := in.GetMTime()
+	if setMode || setMTime {
+		var mp *uint32
+		var tp *time.Time
+		if setMode {
+			mp = &mode
+		}
+		if setMTime {
+			tp = &mtime
+		}
+		if _, err := n.c.SetAttr(ctx, n.path(), mp, tp); err != nil {
+			return n.fail("setattr", n.path(), err)
+		}
+	}
 	if size, ok := in.GetSize(); ok {
 		var err error
 		if h, isHandle := f.(*handle); isHandle && h.writable {
@@ -153,7 +179,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 // Create implements gofs.NodeCreater.
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	p := n.child(name)
-	h, a, err := n.c.Create(ctx, p, int(flags))
+	h, a, err := n.c.Create(ctx, p, int(flags), mode)
 	if err != nil {
 		return nil, nil, 0, n.fail("create", p, err)
 	}
@@ -162,7 +188,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 
 // Mkdir implements gofs.NodeMkdirer.
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	a, err := n.c.Mkdir(ctx, n.child(name))
+	a, err := n.c.Mkdir(ctx, n.child(name), mode)
 	if err != nil {
 		return nil, n.fail("mkdir", n.child(name), err)
 	}

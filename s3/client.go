@@ -234,3 +234,16 @@ func classify(op, key string, err error) error {
 	}
 	return e
 }
+
+// CreateBucket creates the bucket; an existing bucket that we own is fine.
+func (c *Client) CreateBucket(ctx context.Context) error {
+	_, err := c.api.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &c.bucket})
+	var owned *types.BucketAlreadyOwnedByYou
+	if errors.As(err, &owned) {
+		return nil
+	}
+	return classify("create-bucket", c.bucket, err)
+}
+
+// Bucket is the bucket this client uses.
+func (c *Client) Bucket() string { return c.bucket }

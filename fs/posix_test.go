@@ -1,0 +1,43 @@
+package fs
+
+import (
+	"sort"
+	"testing"
+
+	"github.com/hanwen/go-fuse/v2/posixtest"
+
+	"github.com/s3mediafs/s3mediafs/s3/s3test"
+)
+
+// posixSkips lists the go-fuse POSIX cases that do not apply, with why.
+// The README repeats this list.
+var posixSkips = map[string]string{
+	"SymlinkReadlink":     "no symlinks: S3 objects cannot hold one and Synapse makes none",
+	"SetattrSymlink":      "no symlinks",
+	"OpenSymlinkRace":     "no symlinks",
+	"Link":                "no hard links: one object per key",
+	"LinkUnlinkRename":    "no hard links",
+	"XAttr":               "no extended attributes (disabled at mount)",
+	"XAttrLarge":          "no extended attributes",
+	"RenameOpenDir":       "directories cannot be renamed (EXDEV): the store has no directories to move",
+	"OpenAt":              "renames a directory (EXDEV here)",
+	"FcntlFlockLocksFile": "POSIX record locks are not implemented; Synapse takes none",
+}
+
+func TestPOSIXSuite(t *testing.T) {
+	names := make([]string, 0, len(posixtest.All))
+	for name := range posixtest.All {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			if why, ok := posixSkips[name]; ok {
+				t.Skip(why)
+			}
+			client, _, _ := s3test.Bucket(t, "")
+			mnt, _ := testMount(t, client, "")
+			posixtest.All[name](t, mnt)
+		})
+	}
+}
