@@ -289,19 +289,47 @@ func TestUnlinkThenRecreateKeepsNewObject(t *testing.T) {
 	wantObject(t, mem, "f", []byte("new"))
 }
 
-func TestUnlinkNeverUploadedCostsNoRequest(t *testing.T) {
+func TestUnlinkNeverSentCostsNoRequest(t *testing.T) {
 	mem := s3.NewMem()
-	store := &s3.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
-		return s3.Unavailable("put", key) // keep it dirty
-	}}
-	c := openTest(t, t.TempDir(), store, nil)
+	// Not started: no worker can try the upload before the unlink.
+	c, err := Open(Options{Dir: t.TempDir(), Store: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	writeFile(t, c, "f", []byte("x"))
 	if err := c.Unlink(context.Background(), "f"); err != nil {
 		t.Fatal(err)
 	}
+	c.Start()
 	drainTest(t, c)
-	if mem.Count("delete") != 0 {
-		t.Fatalf("DELETEs for a file never sent: %d", mem.Count("delete"))
+	if mem.Count("put")+mem.Count("delete") != 0 {
+		t.Fatalf("requests for a file never sent: %d PUT, %d DELETE", mem.Count("put"), mem.Count("delete"))
+	}
+}
+
+func TestUnlinkAfterFailedPutStillDeletes(t *testing.T) {
+	// A PUT that failed may still have stored the object (a timeout after
+	// the store wrote it), so the unlink must owe a delete.
+	mem := s3.NewMem()
+	attempted := make(chan struct{}, 1)
+	store := &s3.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
+		mem.SetObject(key, []byte("landed anyway"))
+		select {
+		case attempted <- struct{}{}:
+		default:
+		}
+		return s3.Unavailable("put", key)
+	}}
+	c := openTest(t, t.TempDir(), store, nil)
+	writeFile(t, c, "f", []byte("x"))
+	<-attempted
+	if err := c.Unlink(context.Background(), "f"); err != nil {
+		t.Fatal(err)
+	}
+	drainTest(t, c)
+	if _, ok := mem.Object("f"); ok {
+		t.Fatal("object of a failed-then-unlinked upload left in the store")
 	}
 }
 
