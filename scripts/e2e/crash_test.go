@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/s3mediafs/s3mediafs/s3/s3test"
+)
+
+// TestKillBeforeUploadThenRestart: files whose close() returned, and a
+// delete, survive SIGKILL of the daemon before any of it reached S3, and
+// reach S3 after the restart.
+func TestKillBeforeUploadThenRestart(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	cacheDir, mnt := t.TempDir(), t.TempDir()
+	cfg := config(t, srv, proxy.URL, bucket, cacheDir, "")
+
+	d := start(t, cfg, mnt)
+	synapseWrite(t, filepath.Join(mnt, "local_content/aa/bb/doomed"), payload(1000, 0))
+	eventually(t, 20*time.Second, "first upload", func() bool { _, ok := object(t, client, "local_content/aa/bb/doomed"); return ok })
+
+	// From here on the store refuses every write and delete.
+	proxy.SetFail(func(r *http.Request) int {
+		if r.Method == http.MethodPut || r.Method == http.MethodDelete || r.Method == http.MethodPost {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	})
+	files := map[string][]byte{}
+	for i := range 5 {
+		p := fmt.Sprintf("local_content/cc/dd/file%d", i)
+		files[p] = payload(20_000+i*70_000, i)
+		synapseWrite(t, filepath.Join(mnt, p), files[p])
+	}
+	if err := os.Remove(filepath.Join(mnt, "local_content/aa/bb/doomed")); err != nil {
+		t.Fatal(err)
+	}
+	d.kill()
+	for p := range files {
+		if _, ok := object(t, client, p); ok {
+			t.Fatalf("%s reached S3 while PUTs were refused", p)
+		}
+	}
+	if _, ok := object(t, client, "local_content/aa/bb/doomed"); !ok {
+		t.Fatal("delete reached S3 while DELETEs were refused")
+	}
+
+	proxy.SetFail(nil)
+	d2 := start(t, cfg, mnt)
+	for p, data := range files {
+		eventually(t, 30*time.Second, p+" in S3", func() bool {
+			got, ok := object(t, client, p)
+			return ok && bytes.Equal(got, data)
+		})
+	}
+	eventually(t, 30*time.Second, "the owed delete", func() bool { _, ok := object(t, client, "local_content/aa/bb/doomed"); return !ok })
+	if _, err := os.Stat(filepath.Join(mnt, "local_content/aa/bb/doomed")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("removed file visible after restart: %v", err)
+	}
+	d2.terminate(t)
+}
+
+// TestWipedCacheRestart: after a clean stop and a wiped cache dir, every
+// file reads back from S3 through the mount.
+func TestWipedCacheRestart(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	cacheDir, mnt := t.TempDir(), t.TempDir()
+	cfg := config(t, srv, "", bucket, cacheDir, "")
+	d := start(t, cfg, mnt)
+	files := map[string][]byte{
+		"local_content/ab/cd/one":                           payload(150_000, 1),
+		"local_thumbnails/ab/cd/one/96-96-image-jpeg-scale": payload(9_000, 2),
+		"remote_content/example.org/ef/gh/two":              payload(3_000_000, 3),
+	}
+	for p, data := range files {
+		synapseWrite(t, filepath.Join(mnt, p), data)
+	}
+	d.terminate(t) // drains
+	for p := range files {
+		if _, ok := object(t, client, p); !ok {
+			t.Fatalf("%s not in S3 after a graceful stop", p)
+		}
+	}
+	if err := os.RemoveAll(cacheDir); err != nil {
+		t.Fatal(err)
+	}
+	d2 := start(t, cfg, mnt)
+	for p, data := range files {
+		got, err := os.ReadFile(filepath.Join(mnt, p))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s after a wiped cache: %v, %d bytes", p, err, len(got))
+		}
+	}
+	d2.terminate(t)
+}
+
+// TestTwoHostsOneBucket: two daemons with separate caches share a bucket.
+func TestTwoHostsOneBucket(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	fast := "revalidate_after: 200ms\nentry_timeout: 100ms\nattr_timeout: 100ms\nnegative_cache_ttl: 100ms\n"
+	mntA, mntB := t.TempDir(), t.TempDir()
+	a := start(t, config(t, srv, "", bucket, t.TempDir(), fast), mntA)
+	b := start(t, config(t, srv, "", bucket, t.TempDir(), fast), mntB)
+
+	data := payload(400_000, 7)
+	synapseWrite(t, filepath.Join(mntA, "local_content/xx/yy/shared"), data)
+	eventually(t, 20*time.Second, "upload from A", func() bool { _, ok := object(t, client, "local_content/xx/yy/shared"); return ok })
+	got, err := os.ReadFile(filepath.Join(mntB, "local_content/xx/yy/shared"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("B reads A's file: %v, %d bytes", err, len(got))
+	}
+
+	// B writes, A deletes B's file; neither resurrects it.
+	synapseWrite(t, filepath.Join(mntB, "local_content/xx/yy/fromb"), payload(5000, 8))
+	eventually(t, 20*time.Second, "upload from B", func() bool { _, ok := object(t, client, "local_content/xx/yy/fromb"); return ok })
+	eventually(t, 10*time.Second, "A sees B's file", func() bool {
+		_, err := os.Stat(filepath.Join(mntA, "local_content/xx/yy/fromb"))
+		return err == nil
+	})
+	if err := os.Remove(filepath.Join(mntA, "local_content/xx/yy/fromb")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(mntA, "local_content/xx/yy/shared")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "deletes from A", func() bool {
+		_, ok1 := object(t, client, "local_content/xx/yy/fromb")
+		_, ok2 := object(t, client, "local_content/xx/yy/shared")
+		return !ok1 && !ok2
+	})
+	for _, p := range []string{"local_content/xx/yy/fromb", "local_content/xx/yy/shared"} {
+		eventually(t, 10*time.Second, "B sees the unlink of "+p, func() bool {
+			_, err := os.Stat(filepath.Join(mntB, p))
+			return errors.Is(err, os.ErrNotExist)
+		})
+	}
+	a.terminate(t)
+	b.terminate(t)
+	for _, p := range []string{"local_content/xx/yy/fromb", "local_content/xx/yy/shared"} {
+		if _, ok := object(t, client, p); ok {
+			t.Fatalf("%s resurrected", p)
+		}
+	}
+}
+
+// TestStartRefusals: bad mount points, configs and buckets fail at once
+// with a clear message and a non-zero exit, and leave nothing mounted.
+func TestStartRefusals(t *testing.T) {
+	srv := s3test.FromEnv(t)
+	_, _, bucket := s3test.Bucket(t, "")
+	good := config(t, srv, "", bucket, t.TempDir(), "")
+	badKey := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(badKey, []byte("bucket: x\nbuckett: y\n"), 0o600)
+	noBucket := config(t, srv, "", "no-such-bucket-here", t.TempDir(), "")
+	down := config(t, srv, "http://127.0.0.1:1", bucket, t.TempDir(), "")
+
+	mounted := t.TempDir()
+	start(t, good, mounted)
+
+	cases := []struct {
+		name, cfg, mnt, want string
+	}{
+		{"missing mount point", good, "/nonexistent/s3mediafs", "mount point"},
+		{"already mounted", config(t, srv, "", bucket, t.TempDir(), ""), mounted, "already has a filesystem mounted"},
+		{"unknown key", badKey, t.TempDir(), "buckett"},
+		{"missing bucket", noBucket, t.TempDir(), "no-such-bucket-here"},
+		{"store unreachable", down, t.TempDir(), "cannot use bucket"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, binary, "mount", "--config", tc.cfg, tc.mnt).CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+				t.Fatalf("exit: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Fatalf("message does not say %q:\n%s", tc.want, out)
+			}
+			if tc.mnt != mounted && isMounted(tc.mnt) {
+				unmount(tc.mnt)
+				t.Fatal("left a mount behind")
+			}
+		})
+	}
+}
+
+// TestPythonSynapsePattern runs Synapse's own file calls (os.makedirs,
+// open "wb", getsize, seek/read, os.remove, shutil.rmtree, os.rmdir up the
+// chain) from Python against the mount.
+func TestPythonSynapsePattern(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("python3 missing under CI")
+		}
+		t.Skip("python3 not installed")
+	}
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	mnt := t.TempDir()
+	d := start(t, config(t, srv, "", bucket, t.TempDir(), ""), mnt)
+	script, _ := filepath.Abs("../synapse_pattern.py")
+	out, err := exec.Command(py, script, mnt).CombinedOutput()
+	if err != nil {
+		t.Fatalf("synapse_pattern.py: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+	d.terminate(t)
+	// What the script left must be in S3; what it removed must not.
+	var keys []string
+	if err := client.List(context.Background(), "", true, func(name string, _ int64, _ time.Time, _ bool) bool {
+		keys = append(keys, name)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Fields(strings.TrimSpace(lastLine(string(out))))
+	if strings.Join(keys, " ") != strings.Join(want, " ") {
+		t.Fatalf("objects in S3: %v\nscript left: %v", keys, want)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}

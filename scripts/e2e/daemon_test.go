@@ -1,0 +1,264 @@
+// Package e2e runs the real s3mediafs binary as a subprocess against the
+// local S3 server: crash, restart and multi-host tests. The test process
+// never serves a mount itself, so it cannot deadlock on one.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/s3/s3test"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "s3mediafs-e2e-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binary = filepath.Join(dir, "s3mediafs")
+		build := exec.Command("go", "build", "-race", "-o", binary, "github.com/s3mediafs/s3mediafs/cmd/s3mediafs")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build s3mediafs:", err)
+			return 1
+		}
+		return m.Run()
+	}())
+}
+
+// daemon is one running s3mediafs mount process.
+type daemon struct {
+	t      *testing.T
+	mnt    string
+	cmd    *exec.Cmd
+	logMu  sync.Mutex
+	log    bytes.Buffer
+	exited chan struct{}
+	err    error
+	once   sync.Once
+}
+
+func (d *daemon) logs() string {
+	d.logMu.Lock()
+	defer d.logMu.Unlock()
+	return d.log.String()
+}
+
+// config writes a daemon configuration and returns its path.
+func config(t *testing.T, srv s3test.Server, endpoint, bucket, cacheDir string, extra string) string {
+	t.Helper()
+	if endpoint == "" {
+		endpoint = srv.Endpoint
+	}
+	p := filepath.Join(t.TempDir(), "s3mediafs.yaml")
+	body := fmt.Sprintf(`bucket: %s
+prefix: "synapse/"
+endpoint_url: %s
+force_path_style: true
+access_key_id: %s
+secret_access_key: %s
+cache_dir: %s
+store_timeout: 5s
+drain_timeout: 10s
+log_level: debug
+%s`, bucket, endpoint, srv.AccessKey, srv.SecretKey, cacheDir, extra)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// start runs the daemon and waits until the mount serves. The daemon is
+// stopped and the mount removed in t.Cleanup, whatever happens.
+func start(t *testing.T, cfg, mnt string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, mnt: mnt, exited: make(chan struct{})}
+	d.cmd = exec.Command(binary, "mount", "--config", cfg, mnt)
+	pr, pw := io.Pipe()
+	d.cmd.Stdout, d.cmd.Stderr = pw, pw
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mounted := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := sync.Once{}
+		for sc.Scan() {
+			d.logMu.Lock()
+			d.log.WriteString(sc.Text() + "\n")
+			d.logMu.Unlock()
+			if strings.Contains(sc.Text(), "msg=mounted") {
+				once.Do(func() { close(mounted) })
+			}
+		}
+	}()
+	go func() {
+		d.err = d.cmd.Wait()
+		pw.Close()
+		close(d.exited)
+	}()
+	t.Cleanup(func() { d.stop() })
+	select {
+	case <-mounted:
+	case <-d.exited:
+		t.Fatalf("daemon exited before mounting: %v\n%s", d.err, d.logs())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon did not mount in 30s\n%s", d.logs())
+	}
+	return d
+}
+
+// stop ends the daemon gracefully (SIGTERM) if it still runs and makes sure
+// nothing stays mounted.
+func (d *daemon) stop() { d.once.Do(d.stopOnce) }
+
+func (d *daemon) stopOnce() {
+	select {
+	case <-d.exited:
+	default:
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(30 * time.Second):
+			d.cmd.Process.Kill()
+			<-d.exited
+		}
+	}
+	unmount(d.mnt)
+	if d.t.Failed() {
+		d.t.Logf("daemon log for %s:\n%s", d.mnt, d.logs())
+	}
+}
+
+// kill is SIGKILL: no unmount, no drain; the dead mount is then removed.
+func (d *daemon) kill() {
+	d.cmd.Process.Kill()
+	<-d.exited
+	unmount(d.mnt)
+}
+
+// terminate sends SIGTERM and requires a clean exit.
+func (d *daemon) terminate(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon did not stop in 30s\n%s", d.logs())
+	}
+	if d.err != nil {
+		t.Fatalf("daemon exit: %v\n%s", d.err, d.logs())
+	}
+	if isMounted(d.mnt) {
+		t.Fatal("still mounted after a graceful stop")
+	}
+}
+
+func isMounted(mnt string) bool {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == mnt {
+			return true
+		}
+	}
+	return false
+}
+
+func unmount(mnt string) {
+	for i := 0; i < 50 && isMounted(mnt); i++ {
+		if err := syscall.Unmount(mnt, 0); err != nil {
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+	}
+}
+
+// synapseWrite writes like Synapse: makedirs, open "wb", 16 KiB writes,
+// close, getsize, full re-read.
+func synapseWrite(t *testing.T, p string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(data); off += 16 << 10 {
+		if _, err := f.Write(data[off:min(off+16<<10, len(data))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Size() != int64(len(data)) {
+		t.Fatalf("getsize after close: %v %v", fi, err)
+	}
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("re-read after close: %v", err)
+	}
+}
+
+func payload(n int, seed int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*31 + seed*17 + i>>9)
+	}
+	return b
+}
+
+func object(t *testing.T, c *s3.Client, key string) ([]byte, bool) {
+	t.Helper()
+	body, _, err := c.Get(context.Background(), key, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatalf("get %q: %v", key, err)
+	}
+	defer body.Close()
+	b, err := io.ReadAll(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, true
+}
+
+// eventually polls cond for up to d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func mkdirs(t *testing.T, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
