@@ -468,3 +468,59 @@ func TestBadPathsRejected(t *testing.T) {
 		}
 	}
 }
+
+// staleList answers LIST from a snapshot taken before it waits for gate,
+// like a store whose listing lags a delete that completes meanwhile.
+type staleList struct {
+	Store
+	listed chan struct{}
+	gate   chan struct{}
+}
+
+func (s *staleList) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
+	type entry struct {
+		name  string
+		size  int64
+		mtime time.Time
+		dir   bool
+	}
+	var snap []entry
+	err := s.Store.List(ctx, prefix, recursive, func(n string, sz int64, mt time.Time, d bool) bool {
+		snap = append(snap, entry{n, sz, mt, d})
+		return true
+	})
+	if s.listed != nil {
+		close(s.listed)
+		s.listed = nil
+		<-s.gate
+	}
+	for _, e := range snap {
+		if !fn(e.name, e.size, e.mtime, e.dir) {
+			break
+		}
+	}
+	return err
+}
+
+func TestRmdirWhileDeleteCompletes(t *testing.T) {
+	mem := s3.NewMem()
+	st := &staleList{Store: mem}
+	c := openTest(t, t.TempDir(), st, nil)
+	writeFile(t, c, "d/x", []byte("x"))
+	drainTest(t, c)
+	st.listed, st.gate = make(chan struct{}), make(chan struct{})
+	listed := st.listed
+	if err := c.Unlink(context.Background(), "d/x"); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		<-listed
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c.Drain(ctx) // the delete completes while the listing is in flight
+		close(st.gate)
+	}()
+	if err := c.Rmdir(context.Background(), "d"); err != nil {
+		t.Fatalf("rmdir after the only file was removed: %v", err)
+	}
+}

@@ -153,6 +153,26 @@ func hasPendingBelow(txn *badger.Txn, dir string) bool {
 	return it.Valid()
 }
 
+// tombstonesBelow returns the paths below dir with an owed delete.
+func tombstonesBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
+	prefix := append(pendingKey(dir), '/')
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	var paths []string
+	for it.Rewind(); it.Valid(); it.Next() {
+		paths = append(paths, string(it.Item().Key()[1:]))
+	}
+	it.Close()
+	out := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		if _, ok, err := getRecord(txn, p); err != nil {
+			return nil, err
+		} else if !ok {
+			out[p] = true
+		}
+	}
+	return out, nil
+}
+
 // forPending calls fn for every path with an owed upload or delete.
 func (ix *index) forPending(fn func(p string)) error {
 	return ix.db.View(func(txn *badger.Txn) error {

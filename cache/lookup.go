@@ -201,12 +201,28 @@ func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 // remoteDirExists reports whether the store has any object below p/ that
 // is not a pending local delete. It reads past the first key only while
 // the keys it meets are being deleted, so a plain lookup costs one LIST.
+//
+// Deletes owed before the LIST starts are remembered first: one of them
+// may complete while the LIST is answered, and its key must still not
+// count.
 func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
+	var before map[string]bool
+	if err := c.view(func(txn *badger.Txn) error {
+		var err error
+		before, err = tombstonesBelow(txn, p)
+		return err
+	}); err != nil {
+		return false, err
+	}
 	found := false
 	var viewErr error
 	err := c.store.List(ctx, p+"/", true, func(name string, _ int64, _ time.Time, _ bool) bool {
+		key := joinPath(p, name)
+		if before[key] {
+			return true
+		}
 		viewErr = c.view(func(txn *badger.Txn) error {
-			tomb, err := isTombstone(txn, joinPath(p, name))
+			tomb, err := isTombstone(txn, key)
 			found = !tomb
 			return err
 		})
