@@ -35,6 +35,22 @@ type Options struct {
 	StoreTimeout    time.Duration // bound on a lookup or a fetch of a missing file; default 30s
 	// MaxKeyLen is the longest path the store accepts (1024 minus the prefix).
 	MaxKeyLen int
+
+	// MaxSize bounds the bytes of local data files; 0 means no bound.
+	MaxSize int64
+	// MinFree is the free space to keep on the cache filesystem, in bytes;
+	// MinFreePercent, if larger once converted, wins.
+	MinFree        int64
+	MinFreePercent float64
+	// MaxAge evicts clean files not opened for this long; 0 disables.
+	MaxAge time.Duration
+	// DirtyMax bounds bytes not yet in the store: past it, new writes wait
+	// (up to SpaceWait) for uploads. Default MaxSize/2; 0 with no MaxSize
+	// means no bound.
+	DirtyMax int64
+	// SpaceWait bounds how long a writer or reader waits for room before
+	// it gets ENOSPC; default 60s.
+	SpaceWait time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -59,6 +75,12 @@ func (o *Options) setDefaults() {
 	if o.MaxKeyLen <= 0 {
 		o.MaxKeyLen = 1024
 	}
+	if o.DirtyMax <= 0 && o.MaxSize > 0 {
+		o.DirtyMax = o.MaxSize / 2
+	}
+	if o.SpaceWait <= 0 {
+		o.SpaceWait = 60 * time.Second
+	}
 }
 
 // Cache is the write-back cache. Its methods are safe for concurrent use.
@@ -77,6 +99,14 @@ type Cache struct {
 	open     map[string]*openFile // open files by current path
 	negative map[string]time.Time // paths the store lacked, until the time given
 	verified map[string]time.Time // when the store last confirmed a clean/remote file
+	used     int64                // bytes of local data files, as the index records them
+	dirty    int64                // bytes not yet in the store
+	wanted   int64                // bytes that writers and readers wait for
+	accessed map[string]int64     // opens since the last access flush (unix nanoseconds)
+	space    *notifier            // signalled when used or dirty bytes change
+
+	evictKick chan struct{} // wakes the evictor
+	free      freeSpace     // the cache filesystem's free bytes, sampled
 
 	fetches singleflight.Group // one GET per missing file, shared by readers
 	q       *queue
@@ -84,9 +114,13 @@ type Cache struct {
 	// the store failed one, so creating files during an outage stays fast.
 	storeDownUntil atomic.Int64
 
+	uncleanStop bool      // the previous run did not close the index
+	openedAt    time.Time // data files older than this predate this run
+
 	stop    context.CancelFunc
 	bg      sync.WaitGroup
-	closed  atomic.Bool
+	closing atomic.Bool // Close has begun
+	closed  atomic.Bool // the index is closed: no more updates
 	started atomic.Bool
 }
 
@@ -101,14 +135,18 @@ func Open(opts Options) (*Cache, error) {
 		return nil, errors.New("cache: no directory")
 	}
 	c := &Cache{
-		opts:     opts,
-		log:      opts.Log,
-		store:    opts.Store,
-		dataDir:  filepath.Join(opts.Dir, "data"),
-		tmpDir:   filepath.Join(opts.Dir, "tmp"),
-		open:     map[string]*openFile{},
-		negative: map[string]time.Time{},
-		verified: map[string]time.Time{},
+		openedAt:  time.Now(),
+		opts:      opts,
+		log:       opts.Log,
+		store:     opts.Store,
+		dataDir:   filepath.Join(opts.Dir, "data"),
+		tmpDir:    filepath.Join(opts.Dir, "tmp"),
+		open:      map[string]*openFile{},
+		negative:  map[string]time.Time{},
+		verified:  map[string]time.Time{},
+		accessed:  map[string]int64{},
+		space:     newNotifier(),
+		evictKick: make(chan struct{}, 1),
 	}
 	for _, d := range []string{opts.Dir, c.dataDir, c.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -128,7 +166,18 @@ func Open(opts Options) (*Cache, error) {
 		return nil, err
 	}
 	c.ix = ix
+	c.free.dir = c.dataDir
+	if c.used, c.dirty, err = loadAcct(ix.db); err != nil {
+		ix.close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if c.uncleanStop, err = ix.markRunning(); err != nil {
+		ix.close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
 	c.q = newQueue(c)
+	opts.Log.Info("cache opened", "dir", opts.Dir, "local_bytes", c.used, "dirty_bytes", c.dirty,
+		"max_size", opts.MaxSize, "unclean_stop", c.uncleanStop)
 	return c, nil
 }
 
@@ -142,7 +191,18 @@ func (c *Cache) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
 	c.q.start(ctx, c.opts.UploadConcurrency)
-	c.bg.Add(2)
+	c.bg.Add(3)
+	go func() {
+		defer c.bg.Done()
+		c.evictLoop(ctx)
+	}()
+	if c.uncleanStop {
+		c.bg.Add(1)
+		go func() {
+			defer c.bg.Done()
+			c.sweepOrphans(ctx)
+		}()
+	}
 	c.q.setScanning(true)
 	go func() {
 		defer c.bg.Done()
@@ -168,7 +228,7 @@ func (c *Cache) Start() {
 // Close stops the workers and closes the index. Owed work stays recorded in
 // the index and resumes at the next Start. Call Drain first to wait for it.
 func (c *Cache) Close() error {
-	if !c.closed.CompareAndSwap(false, true) {
+	if !c.closing.CompareAndSwap(false, true) {
 		return nil
 	}
 	if c.stop != nil {
@@ -176,6 +236,7 @@ func (c *Cache) Close() error {
 	}
 	c.q.wait()
 	c.bg.Wait()
+	c.flushAccess()
 	c.mu.Lock()
 	for _, of := range c.open {
 		if of.data != nil {
@@ -183,7 +244,9 @@ func (c *Cache) Close() error {
 		}
 	}
 	c.mu.Unlock()
-	return c.ix.close()
+	err := c.ix.markStopped()
+	c.closed.Store(true)
+	return errors.Join(err, c.ix.close())
 }
 
 // Drain waits until no upload or delete is owed, or ctx ends. It returns
@@ -222,14 +285,6 @@ func (c *Cache) janitor(ctx context.Context) {
 			c.mu.Unlock()
 		}
 	}
-}
-
-// update runs fn in a read-write index transaction. Callers hold c.mu.
-func (c *Cache) update(fn func(txn *badger.Txn) error) error {
-	if c.closed.Load() {
-		return ErrClosed
-	}
-	return c.ix.db.Update(fn)
 }
 
 // view runs fn in a read-only index transaction.

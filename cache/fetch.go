@@ -48,6 +48,9 @@ func (c *Cache) fetchOnce(ctx context.Context, p string) error {
 	if r.Dir || r.State != Remote {
 		return nil
 	}
+	if err := c.admit(ctx, r.Size, false); err != nil {
+		return fmt.Errorf("fetch %q: %w", p, err)
+	}
 	tmp, err := os.CreateTemp(c.tmpDir, "fetch-*")
 	if err != nil {
 		return fmt.Errorf("fetch %q: %w", p, err)
@@ -82,15 +85,15 @@ func (c *Cache) fetchOnce(ctx context.Context, p string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	installed := false
-	err = c.update(func(txn *badger.Txn) error {
-		cur, ok, err := getRecord(txn, p)
+	err = c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
 		if err != nil || !ok || cur.Dir || cur.Ino != r.Ino || cur.State != Remote {
 			// Deleted, replaced or fetched by someone else meanwhile.
 			return err
 		}
 		cur.State, cur.Data, cur.Size = Clean, id, size
 		installed = true
-		return putRecord(txn, p, cur)
+		return t.put(p, cur)
 	})
 	if !installed {
 		c.removeData(id)
@@ -150,16 +153,16 @@ func (c *Cache) forgetRemote(p string, r record) {
 	if of := c.open[p]; of != nil && of.dirty.Load() {
 		return
 	}
-	err := c.update(func(txn *badger.Txn) error {
-		cur, ok, err := getRecord(txn, p)
+	err := c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Remote && cur.State != Clean) {
 			return err
 		}
-		if pend, err := hasPending(txn, p); err != nil || pend {
+		if pend, err := hasPending(t.txn, p); err != nil || pend {
 			return err
 		}
 		c.removeData(cur.Data)
-		return deleteRecord(txn, p)
+		return t.del(p)
 	})
 	if err != nil {
 		c.log.Error("index update failed", "path", p, "err", err)

@@ -75,6 +75,7 @@ func (c *Cache) OpenFile(ctx context.Context, p string, flags int) (*Handle, err
 		c.open[p] = of
 	}
 	of.refs++
+	c.touchLocked(p)
 	c.mu.Unlock()
 
 	h := &Handle{c: c, of: of, writable: writable}
@@ -112,7 +113,7 @@ func (c *Cache) openDataLocked(p string, r record) *os.File {
 	}
 	c.log.Warn("dropping bad local copy; it will be fetched again", "path", p, "err", err)
 	r.State, r.Data = Remote, ""
-	if uerr := c.update(func(txn *badger.Txn) error { return putRecord(txn, p, r) }); uerr != nil {
+	if uerr := c.update(func(t *tx) error { return t.put(p, r) }); uerr != nil {
 		c.log.Error("index update failed", "path", p, "err", uerr)
 	}
 	return nil
@@ -185,6 +186,13 @@ func (h *Handle) beginWrite(ctx context.Context) error {
 		return err
 	}
 	of := h.of
+	if !of.dirty.Load() {
+		// A new version starts: it must fit, and wait while too much is
+		// owed to the store.
+		if err := h.c.admit(ctx, 0, true); err != nil {
+			return err
+		}
+	}
 	of.mu.RLock()
 	for !of.dirty.Load() {
 		of.mu.RUnlock()
@@ -198,11 +206,16 @@ func (h *Handle) beginWrite(ctx context.Context) error {
 
 // WriteAt writes to the local data file only; the upload happens after close.
 func (h *Handle) WriteAt(ctx context.Context, b []byte, off int64) (int, error) {
+	if err := h.c.checkFloor(ctx, int64(len(b))); err != nil {
+		return 0, err
+	}
 	if err := h.beginWrite(ctx); err != nil {
 		return 0, err
 	}
 	defer h.of.mu.RUnlock()
-	return h.of.data.WriteAt(b, off)
+	n, err := h.of.data.WriteAt(b, off)
+	h.c.free.consumed(int64(n))
+	return n, err
 }
 
 // Truncate sets the file's size. Emptying a file that only the store has
@@ -237,17 +250,17 @@ func (h *Handle) emptyData() error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(txn *badger.Txn) error {
-		r, ok, err := getRecord(txn, of.path)
+	err = c.update(func(t *tx) error {
+		r, ok, err := t.get(of.path)
 		if err != nil || !ok {
 			return errors.Join(err, ErrNotExist)
 		}
 		r.State, r.Data, r.Size, r.Gen = Dirty, id, 0, r.Gen+1
 		r.MTime = time.Now().UnixNano()
-		if err := putRecord(txn, of.path, r); err != nil {
+		if err := t.put(of.path, r); err != nil {
 			return err
 		}
-		return setPending(txn, of.path)
+		return setPending(t.txn, of.path)
 	})
 	if err != nil {
 		f.Close()
@@ -270,17 +283,17 @@ func (c *Cache) markDirty(of *openFile) error {
 		return nil
 	}
 	if !of.unlinked {
-		err := c.update(func(txn *badger.Txn) error {
-			r, ok, err := getRecord(txn, of.path)
+		err := c.update(func(t *tx) error {
+			r, ok, err := t.get(of.path)
 			if err != nil || !ok {
 				return errors.Join(err, ErrNotExist)
 			}
 			r.Gen++
 			r.State = Dirty
-			if err := putRecord(txn, of.path, r); err != nil {
+			if err := t.put(of.path, r); err != nil {
 				return err
 			}
-			return setPending(txn, of.path)
+			return setPending(t.txn, of.path)
 		})
 		if err != nil {
 			return err
@@ -333,8 +346,8 @@ func (h *Handle) commit(syncData bool) error {
 	defer c.mu.Unlock()
 	p := of.path
 	if !of.unlinked {
-		err = c.update(func(txn *badger.Txn) error {
-			r, ok, err := getRecord(txn, p)
+		err = c.update(func(t *tx) error {
+			r, ok, err := t.get(p)
 			if err != nil || !ok {
 				return errors.Join(err, ErrNotExist)
 			}
@@ -342,10 +355,10 @@ func (h *Handle) commit(syncData bool) error {
 			r.MTime = fi.ModTime().UnixNano()
 			r.Gen++
 			r.State = Dirty
-			if err := putRecord(txn, p, r); err != nil {
+			if err := t.put(p, r); err != nil {
 				return err
 			}
-			return setPending(txn, p)
+			return setPending(t.txn, p)
 		})
 		if err != nil {
 			return err

@@ -173,6 +173,34 @@ func tombstonesBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
 	return out, nil
 }
 
+// runningKey is present while a daemon has the index open; finding it at
+// open means the last run did not stop cleanly.
+var runningKey = []byte("s:running")
+
+// markRunning records that the index is in use and reports whether the
+// previous run stopped without closing it.
+func (ix *index) markRunning() (unclean bool, err error) {
+	err = ix.db.Update(func(txn *badger.Txn) error {
+		_, gerr := txn.Get(runningKey)
+		switch {
+		case gerr == nil:
+			unclean = true
+		case !errors.Is(gerr, badger.ErrKeyNotFound):
+			return gerr
+		}
+		return txn.Set(runningKey, nil)
+	})
+	if err == nil {
+		err = ix.db.Sync()
+	}
+	return unclean, err
+}
+
+// markStopped records a clean stop.
+func (ix *index) markStopped() error {
+	return ix.db.Update(func(txn *badger.Txn) error { return txn.Delete(runningKey) })
+}
+
 // forPending calls fn for every path with an owed upload or delete.
 func (ix *index) forPending(fn func(p string)) error {
 	return ix.db.View(func(txn *badger.Txn) error {

@@ -137,8 +137,8 @@ func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error
 		return attrOf(r), nil
 	}
 	var out Attr
-	err = c.update(func(txn *badger.Txn) error {
-		cur, ok, err := getRecord(txn, p)
+	err = c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Clean && cur.State != Remote) || c.open[p] != nil {
 			if ok {
 				out = attrOf(cur)
@@ -152,7 +152,7 @@ func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error
 			cur.State, cur.Data, cur.Size, cur.MTime = Remote, "", size, mtime.UnixNano()
 		}
 		out = attrOf(cur)
-		return putRecord(txn, p, cur)
+		return t.put(p, cur)
 	})
 	if err != nil {
 		return Attr{}, err
@@ -237,8 +237,8 @@ func (c *Cache) learn(p string, r record) (Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out Attr
-	err := c.update(func(txn *badger.Txn) error {
-		cur, ok, err := getRecord(txn, p)
+	err := c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
 		if err != nil {
 			return err
 		}
@@ -246,17 +246,17 @@ func (c *Cache) learn(p string, r record) (Attr, error) {
 			out = attrOf(cur)
 			return nil
 		}
-		if tomb, err := hasPending(txn, p); err != nil || tomb {
+		if tomb, err := hasPending(t.txn, p); err != nil || tomb {
 			return errorOr(err, ErrNotExist)
 		}
-		if parentDir, err := c.isDirTxn(txn, parentOf(p)); err != nil || !parentDir {
+		if parentDir, err := c.isDirTxn(t.txn, parentOf(p)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
 		if r.Ino, err = c.ix.nextIno(); err != nil {
 			return err
 		}
 		out = attrOf(r)
-		return putRecord(txn, p, r)
+		return t.put(p, r)
 	})
 	if err != nil {
 		return Attr{}, err

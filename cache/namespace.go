@@ -18,6 +18,9 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*
 	if err := c.checkPath(p); err != nil {
 		return nil, Attr{}, err
 	}
+	if err := c.admit(ctx, 0, true); err != nil {
+		return nil, Attr{}, wrapPath("create", p, err)
+	}
 	id, f, err := c.createData()
 	if err != nil {
 		return nil, Attr{}, err
@@ -31,8 +34,8 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*
 	c.mu.Lock()
 	var r record
 	exists := false
-	err = c.update(func(txn *badger.Txn) error {
-		cur, ok, err := getRecord(txn, p)
+	err = c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
 		if err != nil {
 			return err
 		}
@@ -43,12 +46,12 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*
 			exists = true
 			return nil
 		}
-		if parentDir, err := c.isDirTxn(txn, parentOf(p)); err != nil || !parentDir {
+		if parentDir, err := c.isDirTxn(t.txn, parentOf(p)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
 		// A pending delete at this key becomes an upload: the new object
 		// replaces the old one, and the key stays owed.
-		tomb, err := hasPending(txn, p)
+		tomb, err := hasPending(t.txn, p)
 		if err != nil {
 			return err
 		}
@@ -57,10 +60,10 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*
 			return err
 		}
 		r = record{State: Dirty, Ino: ino, Gen: 1, Data: id, MTime: created.UnixNano(), InStore: tomb, Mode: mode & 0o7777}
-		if err := putRecord(txn, p, r); err != nil {
+		if err := t.put(p, r); err != nil {
 			return err
 		}
-		return setPending(txn, p)
+		return setPending(t.txn, p)
 	})
 	if err != nil || exists {
 		c.mu.Unlock()
@@ -106,11 +109,11 @@ func (c *Cache) Mkdir(ctx context.Context, p string, mode uint32) (Attr, error) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var r record
-	err := c.update(func(txn *badger.Txn) error {
-		if _, ok, err := getRecord(txn, p); err != nil || ok {
+	err := c.update(func(t *tx) error {
+		if _, ok, err := t.get(p); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}
-		if parentDir, err := c.isDirTxn(txn, parentOf(p)); err != nil || !parentDir {
+		if parentDir, err := c.isDirTxn(t.txn, parentOf(p)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
 		ino, err := c.ix.nextIno()
@@ -118,7 +121,7 @@ func (c *Cache) Mkdir(ctx context.Context, p string, mode uint32) (Attr, error) 
 			return err
 		}
 		r = record{Dir: true, Ino: ino, MTime: time.Now().UnixNano(), Mode: mode & 0o7777}
-		return putRecord(txn, p, r)
+		return t.put(p, r)
 	})
 	if err != nil {
 		return Attr{}, wrapPath("mkdir", p, err)
@@ -137,24 +140,24 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	defer c.mu.Unlock()
 	var r record
 	tomb := false
-	err := c.update(func(txn *badger.Txn) error {
+	err := c.update(func(t *tx) error {
 		var ok bool
 		var err error
-		if r, ok, err = getRecord(txn, p); err != nil || !ok {
+		if r, ok, err = t.get(p); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 		if r.Dir {
 			return ErrIsDir
 		}
-		if err := deleteRecord(txn, p); err != nil {
+		if err := t.del(p); err != nil {
 			return err
 		}
 		if !r.InStore {
 			// Never sent: nothing to delete in the store.
-			return clearPending(txn, p)
+			return clearPending(t.txn, p)
 		}
 		tomb = true
-		return setPending(txn, p)
+		return setPending(t.txn, p)
 	})
 	if err != nil {
 		return wrapPath("unlink", p, err)
@@ -196,11 +199,11 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(txn *badger.Txn) error {
-		if err := c.checkEmptyDirTxn(txn, p); err != nil {
+	err = c.update(func(t *tx) error {
+		if err := c.checkEmptyDirTxn(t.txn, p); err != nil {
 			return err
 		}
-		return deleteRecord(txn, p)
+		return t.del(p)
 	})
 	if err != nil {
 		return wrapPath("rmdir", p, err)
@@ -270,10 +273,10 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	defer c.mu.Unlock()
 	var src, dst record
 	var dstOK, oldTomb bool
-	err = c.update(func(txn *badger.Txn) error {
+	err = c.update(func(t *tx) error {
 		var ok bool
 		var err error
-		if src, ok, err = getRecord(txn, oldp); err != nil || !ok {
+		if src, ok, err = t.get(oldp); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 		if src.Dir {
@@ -283,38 +286,38 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 			fetchNeeded = true
 			return nil
 		}
-		if dst, dstOK, err = getRecord(txn, newp); err != nil {
+		if dst, dstOK, err = t.get(newp); err != nil {
 			return err
 		}
 		if dstOK && dst.Dir {
 			return ErrIsDir
 		}
-		if parentDir, err := c.isDirTxn(txn, parentOf(newp)); err != nil || !parentDir {
+		if parentDir, err := c.isDirTxn(t.txn, parentOf(newp)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
-		newTomb, err := hasPending(txn, newp)
+		newTomb, err := hasPending(t.txn, newp)
 		if err != nil {
 			return err
 		}
-		if err := deleteRecord(txn, oldp); err != nil {
+		if err := t.del(oldp); err != nil {
 			return err
 		}
 		if src.InStore {
 			oldTomb = true
-			if err := setPending(txn, oldp); err != nil {
+			if err := setPending(t.txn, oldp); err != nil {
 				return err
 			}
-		} else if err := clearPending(txn, oldp); err != nil {
+		} else if err := clearPending(t.txn, oldp); err != nil {
 			return err
 		}
 		moved := src
 		moved.Gen++
 		moved.State = Dirty
 		moved.InStore = (dstOK && dst.InStore) || (!dstOK && newTomb)
-		if err := putRecord(txn, newp, moved); err != nil {
+		if err := t.put(newp, moved); err != nil {
 			return err
 		}
-		return setPending(txn, newp)
+		return setPending(t.txn, newp)
 	})
 	if err != nil || fetchNeeded {
 		return fetchNeeded, err
@@ -389,12 +392,12 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []DirEntry
-	err := c.update(func(txn *badger.Txn) error {
-		if ok, err := c.isDirTxn(txn, dir); err != nil || !ok {
+	err := c.update(func(t *tx) error {
+		if ok, err := c.isDirTxn(t.txn, dir); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 		var gone []string
-		err := forChildren(txn, dir, func(name string, r record) error {
+		err := forChildren(t.txn, dir, func(name string, r record) error {
 			p := joinPath(dir, name)
 			_, inStore := remote[name]
 			delete(remote, name)
@@ -411,21 +414,21 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 		}
 		for _, name := range gone {
 			p := joinPath(dir, name)
-			r, _, err := getRecord(txn, p)
+			r, _, err := t.get(p)
 			if err != nil {
 				return err
 			}
-			if pend, err := hasPending(txn, p); err != nil || pend {
+			if pend, err := hasPending(t.txn, p); err != nil || pend {
 				return err
 			}
 			c.removeData(r.Data)
-			if err := deleteRecord(txn, p); err != nil {
+			if err := t.del(p); err != nil {
 				return err
 			}
 		}
 		for name, re := range remote {
 			p := joinPath(dir, name)
-			if tomb, err := hasPending(txn, p); err != nil || tomb {
+			if tomb, err := hasPending(t.txn, p); err != nil || tomb {
 				if err != nil {
 					return err
 				}
@@ -444,7 +447,7 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 			} else {
 				r.MTime = time.Now().UnixNano()
 			}
-			if err := putRecord(txn, p, r); err != nil {
+			if err := t.put(p, r); err != nil {
 				return err
 			}
 			out = append(out, DirEntry{Name: name, Dir: re.dir, Ino: ino})
@@ -489,8 +492,8 @@ func (c *Cache) SetAttr(ctx context.Context, p string, mode *uint32, mtime *time
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out Attr
-	err := c.update(func(txn *badger.Txn) error {
-		r, ok, err := getRecord(txn, p)
+	err := c.update(func(t *tx) error {
+		r, ok, err := t.get(p)
 		if err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
@@ -507,7 +510,7 @@ func (c *Cache) SetAttr(ctx context.Context, p string, mode *uint32, mtime *time
 			}
 		}
 		out = attrOf(r)
-		return putRecord(txn, p, r)
+		return t.put(p, r)
 	})
 	if err != nil {
 		return Attr{}, wrapPath("setattr", p, err)

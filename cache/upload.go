@@ -6,8 +6,6 @@ import (
 	"io"
 	"os"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // syncPath brings the store's object at p in line with the index: it uploads
@@ -22,13 +20,13 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 		data    *os.File
 		writing bool
 	)
-	err = c.update(func(txn *badger.Txn) error {
-		pending, err := hasPending(txn, p)
+	err = c.update(func(t *tx) error {
+		pending, err := hasPending(t.txn, p)
 		if err != nil || !pending {
 			return err
 		}
 		var ok bool
-		r, ok, err = getRecord(txn, p)
+		r, ok, err = t.get(p)
 		switch {
 		case err != nil:
 			return err
@@ -36,7 +34,7 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 			tomb = true
 			return nil
 		case r.Dir || r.State == Clean || r.State == Remote:
-			return clearPending(txn, p)
+			return clearPending(t.txn, p)
 		}
 		if of := c.open[p]; of != nil && of.dirty.Load() {
 			// Still being written: the writer's close queues it again.
@@ -51,7 +49,7 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 		upload = true
 		r.State = Uploading
 		r.InStore = true // from here on the store may hold some version
-		return putRecord(txn, p, r)
+		return t.put(p, r)
 	})
 	c.mu.Unlock()
 	if err != nil {
@@ -87,8 +85,8 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	again := false
-	err = c.update(func(txn *badger.Txn) error {
-		cur, ok, err := getRecord(txn, p)
+	err = c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
 		if err != nil || !ok {
 			// Unlinked meanwhile: the tombstone's delete runs next.
 			again = ok || err == nil
@@ -104,10 +102,10 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 		cur.State = Clean
 		cur.Size = size
 		cur.StoreMTime = 0 // unknown until a HEAD tells us
-		if err := putRecord(txn, p, cur); err != nil {
+		if err := t.put(p, cur); err != nil {
 			return err
 		}
-		return clearPending(txn, p)
+		return clearPending(t.txn, p)
 	})
 	if err == nil && !again {
 		c.verified[p] = time.Now()
@@ -123,13 +121,13 @@ func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	again := false
-	err := c.update(func(txn *badger.Txn) error {
-		if _, ok, err := getRecord(txn, p); err != nil || ok {
+	err := c.update(func(t *tx) error {
+		if _, ok, err := t.get(p); err != nil || ok {
 			// Created again meanwhile: its upload is owed now.
 			again = ok
 			return err
 		}
-		return clearPending(txn, p)
+		return clearPending(t.txn, p)
 	})
 	return again, err
 }

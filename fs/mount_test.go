@@ -16,16 +16,34 @@ import (
 // unmounts in t.Cleanup, even when the test fails.
 func testMount(t *testing.T, store cache.Store, cacheDir string) (string, *cache.Cache) {
 	t.Helper()
+	return testMountOpts(t, cache.Options{Store: store, Dir: cacheDir})
+}
+
+// testMountOpts is testMount with cache options; unset timings get fast
+// test values.
+func testMountOpts(t *testing.T, o cache.Options) (string, *cache.Cache) {
+	t.Helper()
 	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("mount tests need root, and CI runs as root")
+		}
 		t.Skip("mount tests need root (DirectMount)")
 	}
-	if cacheDir == "" {
-		cacheDir = t.TempDir()
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	c, err := cache.Open(cache.Options{Dir: cacheDir, Store: store, Log: log,
-		RetryMin: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-		RevalidateAfter: time.Second, StoreTimeout: 3 * time.Second})
+	o.Log = log
+	if o.RetryMin == 0 {
+		o.RetryMin, o.RetryMax = 10*time.Millisecond, 200*time.Millisecond
+	}
+	if o.RevalidateAfter == 0 {
+		o.RevalidateAfter = time.Second
+	}
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = 3 * time.Second
+	}
+	c, err := cache.Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}

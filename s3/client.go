@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -80,6 +81,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = 3
 				o.MaxBackoff = 2 * time.Second
+				// No client-side retry quota: during an outage it would
+				// stop retries for reads too; the upload queue paces itself.
+				o.RateLimiter = ratelimit.None
 			})
 		}),
 	}

@@ -27,6 +27,17 @@ type Config struct {
 	CacheDir          string `yaml:"cache_dir"`
 	UploadConcurrency int    `yaml:"upload_concurrency"`
 
+	// CacheMaxSize bounds the local data files; 0 leaves only the floor.
+	CacheMaxSize ByteSize `yaml:"cache_max_size"`
+	// CacheMinFree is the free space kept on the cache filesystem.
+	CacheMinFree FreeSpace `yaml:"cache_min_free"`
+	// CacheMaxAge evicts clean files not opened for this long; 0 is off.
+	CacheMaxAge time.Duration `yaml:"cache_max_age"`
+	// DirtyMaxSize bounds bytes not yet in S3; default half of cache_max_size.
+	DirtyMaxSize ByteSize `yaml:"dirty_max_size"`
+	// SpaceWait bounds how long a writer waits for room before ENOSPC.
+	SpaceWait time.Duration `yaml:"space_wait"`
+
 	// DrainTimeout bounds how long a stop waits for owed uploads.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// StoreTimeout bounds a lookup or a fetch of a file that is not cached.
@@ -54,6 +65,8 @@ func defaultConfig() Config {
 	return Config{
 		CacheDir:          "/var/cache/s3mediafs",
 		UploadConcurrency: 8,
+		CacheMinFree:      FreeSpace{Percent: 5},
+		SpaceWait:         60 * time.Second,
 		DrainTimeout:      60 * time.Second,
 		StoreTimeout:      30 * time.Second,
 		RevalidateAfter:   time.Minute,
@@ -108,10 +121,17 @@ func (c *Config) validate() error {
 	for name, d := range map[string]time.Duration{
 		"drain_timeout": c.DrainTimeout, "store_timeout": c.StoreTimeout, "revalidate_after": c.RevalidateAfter,
 		"negative_cache_ttl": c.NegativeCacheTTL, "entry_timeout": c.EntryTimeout, "attr_timeout": c.AttrTimeout,
+		"cache_max_age": c.CacheMaxAge, "space_wait": c.SpaceWait,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))
 		}
+	}
+	if c.CacheMaxSize < 0 || c.DirtyMaxSize < 0 {
+		errs = append(errs, errors.New("cache_max_size and dirty_max_size must not be negative"))
+	}
+	if c.CacheMaxSize > 0 && c.DirtyMaxSize > c.CacheMaxSize {
+		errs = append(errs, fmt.Errorf("dirty_max_size (%d) exceeds cache_max_size (%d)", c.DirtyMaxSize, c.CacheMaxSize))
 	}
 	if c.StoreTimeout == 0 {
 		errs = append(errs, errors.New("store_timeout must be positive"))

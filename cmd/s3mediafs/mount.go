@@ -46,6 +46,16 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 	fl.BoolVar(&over.ForcePathStyle, "force-path-style", false, "use path-style bucket addressing")
 	fl.StringVar(&over.CacheDir, "cache-dir", "", "cache directory (index and data)")
 	fl.IntVar(&over.UploadConcurrency, "upload-concurrency", 0, "parallel uploads")
+	fl.Func("cache-max-size", "bound on local data (e.g. 50GiB)", func(s string) error {
+		v, err := parseBytes(s)
+		over.CacheMaxSize = ByteSize(v)
+		return err
+	})
+	fl.Func("cache-min-free", "free space to keep on the cache filesystem (e.g. 10GiB or 5%)", func(s string) error {
+		v, err := parseFreeSpace(s)
+		over.CacheMinFree = v
+		return err
+	})
 	fl.DurationVar(&over.DrainTimeout, "drain-timeout", 0, "how long a stop waits for owed uploads")
 	fl.StringVar(&over.LogLevel, "log-level", "", "debug, info, warn or error")
 	fl.StringVar(&over.LogFormat, "log-format", "", "text or json")
@@ -77,6 +87,10 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 			m.cfg.CacheDir = over.CacheDir
 		case "upload-concurrency":
 			m.cfg.UploadConcurrency = over.UploadConcurrency
+		case "cache-max-size":
+			m.cfg.CacheMaxSize = over.CacheMaxSize
+		case "cache-min-free":
+			m.cfg.CacheMinFree = over.CacheMinFree
 		case "drain-timeout":
 			m.cfg.DrainTimeout = over.DrainTimeout
 		case "log-level":
@@ -157,6 +171,12 @@ func serve(m *mountArgs, log *slog.Logger) error {
 		RevalidateAfter:   cfg.RevalidateAfter,
 		StoreTimeout:      cfg.StoreTimeout,
 		MaxKeyLen:         1024 - len(cfg.Prefix),
+		MaxSize:           int64(cfg.CacheMaxSize),
+		MinFree:           cfg.CacheMinFree.Bytes,
+		MinFreePercent:    cfg.CacheMinFree.Percent,
+		MaxAge:            cfg.CacheMaxAge,
+		DirtyMax:          int64(cfg.DirtyMaxSize),
+		SpaceWait:         cfg.SpaceWait,
 	})
 	if err != nil {
 		return err

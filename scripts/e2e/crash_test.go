@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +59,16 @@ func TestKillBeforeUploadThenRestart(t *testing.T) {
 
 	proxy.SetFail(nil)
 	d2 := start(t, cfg, mnt)
+	// The byte accounting is exact after SIGKILL, read from the index
+	// without walking the cache.
+	var total int64
+	for _, data := range files {
+		total += int64(len(data))
+	}
+	m := regexp.MustCompile(`msg="cache opened".* local_bytes=(\d+) dirty_bytes=(\d+)`).FindStringSubmatch(d2.logs())
+	if m == nil || m[1] != strconv.FormatInt(total, 10) || m[2] != m[1] {
+		t.Fatalf("accounting after SIGKILL: %v, want %d local and dirty bytes", m, total)
+	}
 	for p, data := range files {
 		eventually(t, 30*time.Second, p+" in S3", func() bool {
 			got, ok := object(t, client, p)

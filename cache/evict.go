@@ -1,0 +1,235 @@
+package cache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Eviction turns clean files (in the store, not open) into remote ones,
+// least recently opened first. Dirty and uploading files are never
+// evicted: only the store's copy makes a local copy expendable.
+
+// lowWater is the fraction of MaxSize eviction frees down to, so that it
+// does not run again for every new file.
+const lowWater = 0.95
+
+// touch records an open of p for the LRU order. It costs no index write:
+// accesses are batched by flushAccess. Callers hold c.mu.
+func (c *Cache) touchLocked(p string) {
+	c.accessed[p] = time.Now().UnixNano()
+}
+
+// flushAccess writes the batched access times into the LRU order.
+func (c *Cache) flushAccess() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.accessed) == 0 {
+		return
+	}
+	const batch = 1000 // keeps each transaction well under Badger's limit
+	pending := c.accessed
+	c.accessed = map[string]int64{}
+	for len(pending) > 0 {
+		n := 0
+		err := c.update(func(t *tx) error {
+			for p, at := range pending {
+				if n == batch {
+					break
+				}
+				n++
+				delete(pending, p)
+				old, ok, err := lruGet(t.txn, p)
+				if err != nil {
+					return err
+				}
+				if ok && old < at {
+					if err := t.lruSet(p, at); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			c.log.Warn("recording access times failed", "err", err)
+			return
+		}
+	}
+}
+
+func (c *Cache) evictLoop(ctx context.Context) {
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.evictKick:
+		case <-tick.C:
+		}
+		c.flushAccess()
+		c.evict(ctx)
+	}
+}
+
+// needEviction reports whether the cache is over a limit.
+func (c *Cache) needEviction() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.opts.MaxSize > 0 && c.used+c.wanted > int64(float64(c.opts.MaxSize)*lowWater) {
+		return true
+	}
+	free, total := c.free.get(true)
+	return free-c.wanted < c.minFree(total)
+}
+
+// evict frees space while the cache is over a limit, and drops files not
+// opened within MaxAge. It stops when nothing evictable is left.
+func (c *Cache) evict(ctx context.Context) {
+	var cutoff int64 = -1
+	if c.opts.MaxAge > 0 {
+		cutoff = time.Now().Add(-c.opts.MaxAge).UnixNano()
+	}
+	var from []byte
+	for ctx.Err() == nil {
+		over := c.needEviction()
+		if !over && cutoff < 0 {
+			return
+		}
+		cands, next, err := c.lruBatch(from, 64)
+		if err != nil {
+			c.log.Error("reading the LRU order failed", "err", err)
+			return
+		}
+		if len(cands) == 0 {
+			return
+		}
+		from = next
+		for _, cand := range cands {
+			if !over && cand.at >= cutoff {
+				return // the rest are younger than MaxAge
+			}
+			if c.evictOne(cand.path) && over {
+				over = c.needEviction()
+			}
+		}
+	}
+}
+
+type lruEntry struct {
+	at   int64
+	path string
+}
+
+// lruBatch reads up to n entries of the LRU order, oldest first, from key
+// from on, and the key to continue at.
+func (c *Cache) lruBatch(from []byte, n int) ([]lruEntry, []byte, error) {
+	var out []lruEntry
+	var next []byte
+	err := c.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{lruPrefix}})
+		defer it.Close()
+		if from == nil {
+			it.Rewind()
+		} else {
+			it.Seek(from)
+		}
+		for ; it.Valid() && len(out) < n; it.Next() {
+			k := it.Item().Key()
+			if len(k) < 9 {
+				continue
+			}
+			out = append(out, lruEntry{at: int64(binary.BigEndian.Uint64(k[1:9])), path: string(k[9:])})
+			next = append(append([]byte(nil), k...), 0)
+		}
+		return nil
+	})
+	return out, next, err
+}
+
+// evictOne turns p from clean to remote if it is still clean and unused.
+func (c *Cache) evictOne(p string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[p] != nil {
+		return false
+	}
+	var data string
+	err := c.update(func(t *tx) error {
+		r, ok, err := t.get(p)
+		if err != nil || !isClean(r, ok) {
+			return err
+		}
+		data = r.Data
+		r.State, r.Data = Remote, ""
+		return t.put(p, r)
+	})
+	if err != nil {
+		c.log.Error("eviction failed", "path", p, "err", err)
+		return false
+	}
+	if data == "" {
+		return false
+	}
+	c.removeData(data)
+	c.log.Debug("evicted", "path", p)
+	return true
+}
+
+// sweepOrphans removes data files no record names: left by a crash
+// between writing a file and committing its record. It runs in the
+// background after an unclean stop only, and spares files newer than its
+// start, which may belong to work in progress.
+func (c *Cache) sweepOrphans(ctx context.Context) {
+	start := c.openedAt
+	referenced := map[string]struct{}{}
+	err := c.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{entryPrefix}, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			err := it.Item().Value(func(v []byte) error {
+				if r, err := decodeRecord(v); err == nil && r.Data != "" {
+					referenced[r.Data] = struct{}{}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return
+	}
+	removed := 0
+	err = filepath.WalkDir(c.dataDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if _, ok := referenced[d.Name()]; ok {
+			return nil
+		}
+		if info, err := d.Info(); err != nil || info.ModTime().After(start) {
+			return nil
+		}
+		if err := os.Remove(path); err == nil {
+			removed++
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		c.log.Warn("sweeping orphaned data files failed", "err", err)
+	}
+	c.log.Info("swept data files left by an unclean stop", "removed", removed)
+}

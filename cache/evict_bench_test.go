@@ -1,0 +1,97 @@
+package cache
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/s3mediafs/s3mediafs/s3"
+)
+
+// fillIndex writes n clean file records (with their LRU entries) straight
+// into the index, as a cache that has seen n media files would hold.
+func fillIndex(b *testing.B, c *Cache, n int) {
+	b.Helper()
+	wb := c.ix.db.NewWriteBatch()
+	defer wb.Cancel()
+	const size = 100_000
+	for i := range n {
+		p := fmt.Sprintf("local_content/%02x/%02x/media%07d", i%251, i%241, i)
+		r := record{State: Clean, Ino: uint64(i + 2), Size: size, Gen: 1, InStore: true,
+			Data: fmt.Sprintf("%032x", i), MTime: time.Now().UnixNano()}
+		if err := wb.Set(entryKey(p), r.encode()); err != nil {
+			b.Fatal(err)
+		}
+		at := int64(i) // older first
+		if err := wb.Set(lruKey(at, p), nil); err != nil {
+			b.Fatal(err)
+		}
+		if err := wb.Set(accessKey(p), binary.BigEndian.AppendUint64(nil, uint64(at))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := wb.Set(acctKey, encodeAcct(int64(n)*size, 0)); err != nil {
+		b.Fatal(err)
+	}
+	if err := wb.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	c.used = int64(n) * size
+}
+
+// BenchmarkEvictMillionEntries measures one eviction (LRU lookup, index
+// transaction, data file removal) in a cache whose index holds 1,000,000
+// files. Run: go test -bench EvictMillion -benchtime 20000x ./cache
+func BenchmarkEvictMillionEntries(b *testing.B) {
+	c, err := Open(Options{Dir: b.TempDir(), Store: s3.NewMem()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	fillIndex(b, c, 1_000_000)
+	b.ResetTimer()
+	evicted := 0
+	var from []byte
+	for evicted < b.N {
+		cands, next, err := c.lruBatch(from, 64)
+		if err != nil || len(cands) == 0 {
+			b.Fatalf("LRU exhausted after %d: %v", evicted, err)
+		}
+		from = next
+		for _, cand := range cands {
+			if evicted == b.N {
+				break
+			}
+			if !c.evictOne(cand.path) {
+				b.Fatalf("could not evict %s", cand.path)
+			}
+			evicted++
+		}
+	}
+	b.StopTimer()
+	if u := c.Usage(); u.LocalBytes != int64(1_000_000-b.N)*100_000 {
+		b.Fatalf("accounting after evictions: %d", u.LocalBytes)
+	}
+}
+
+// BenchmarkEvictPassMillionEntries measures a full eviction pass that
+// frees 1,000 files from a 1,000,000-file cache over its limit.
+func BenchmarkEvictPassMillionEntries(b *testing.B) {
+	c, err := Open(Options{Dir: b.TempDir(), Store: s3.NewMem()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	fillIndex(b, c, 1_000_000)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		c.mu.Lock()
+		c.opts.MaxSize = int64(float64(c.used-1000*100_000) / lowWater)
+		c.mu.Unlock()
+		b.StartTimer()
+		c.evict(context.Background())
+	}
+}

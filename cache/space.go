@@ -1,0 +1,192 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrNoSpace is returned when there is no room for new data: the cache is
+// at its size limit or its filesystem at the free-space floor, nothing
+// clean is left to evict, and the store did not catch up in time.
+var ErrNoSpace = fmt.Errorf("cache full: %w", syscall.ENOSPC)
+
+// notifier wakes every waiter when something changes. Waiters take the
+// channel, release their lock, and select on it.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newNotifier() *notifier { return &notifier{ch: make(chan struct{})} }
+
+// Broadcast wakes all current waiters.
+func (n *notifier) Broadcast() {
+	n.mu.Lock()
+	close(n.ch)
+	n.ch = make(chan struct{})
+	n.mu.Unlock()
+}
+
+// C returns a channel closed at the next Broadcast.
+func (n *notifier) C() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ch
+}
+
+// freeSpace samples the cache filesystem's free bytes at most every
+// sampleEvery, so the write path does not pay a statfs per write.
+type freeSpace struct {
+	dir string
+
+	mu    sync.Mutex // guards the fields below
+	at    time.Time
+	free  int64
+	total int64
+}
+
+const sampleEvery = 100 * time.Millisecond
+
+// get returns free and total bytes; fresh forces a new sample.
+func (f *freeSpace) get(fresh bool) (free, total int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fresh || time.Since(f.at) > sampleEvery {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(f.dir, &st); err == nil {
+			f.free = int64(st.Bavail) * int64(st.Bsize)
+			f.total = int64(st.Blocks) * int64(st.Bsize)
+			f.at = time.Now()
+		}
+	}
+	return f.free, f.total
+}
+
+// consumed lowers the sampled free space by n bytes just written, so a
+// burst of writes between samples is not invisible.
+func (f *freeSpace) consumed(n int64) {
+	f.mu.Lock()
+	f.free -= n
+	f.mu.Unlock()
+}
+
+// minFree is the free-space floor in bytes.
+func (c *Cache) minFree(total int64) int64 {
+	floor := c.opts.MinFree
+	if pct := int64(c.opts.MinFreePercent / 100 * float64(total)); pct > floor {
+		floor = pct
+	}
+	return floor
+}
+
+// roomLocked reports whether extra more local bytes fit under the size
+// limit and above the free-space floor. Callers hold c.mu.
+func (c *Cache) roomLocked(extra int64) bool {
+	if c.opts.MaxSize > 0 && c.used+extra > c.opts.MaxSize {
+		return false
+	}
+	free, total := c.free.get(false)
+	return free-extra >= c.minFree(total)
+}
+
+// kickEvictor wakes the evictor without blocking.
+func (c *Cache) kickEvictor() {
+	select {
+	case c.evictKick <- struct{}{}:
+	default:
+	}
+}
+
+// admit waits until extra bytes of new local data fit (evicting clean
+// files to make room) and, for writes, until dirty bytes are under
+// DirtyMax. It gives up after SpaceWait: with ErrNoSpace when there is no
+// room, and without error when only the dirty bound is still exceeded (a
+// slow store delays writers; it does not fail them).
+func (c *Cache) admit(ctx context.Context, extra int64, write bool) error {
+	deadline := time.Now().Add(c.opts.SpaceWait)
+	waiting := false
+	defer func() {
+		if waiting {
+			c.mu.Lock()
+			c.wanted -= extra
+			c.mu.Unlock()
+		}
+	}()
+	for {
+		c.mu.Lock()
+		room := c.roomLocked(extra)
+		if !room && !waiting {
+			// Tell the evictor how much room is wanted beyond its low-water mark.
+			waiting = true
+			c.wanted += extra
+		}
+		dirtyOK := !write || c.opts.DirtyMax <= 0 || c.dirty < c.opts.DirtyMax
+		wake := c.space.C()
+		c.mu.Unlock()
+		if room && dirtyOK {
+			return nil
+		}
+		if !room {
+			c.kickEvictor()
+		}
+		if time.Now().After(deadline) {
+			if !room {
+				return ErrNoSpace
+			}
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-time.After(sampleEvery):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// checkFloor is the write path's guard: an admitted file may keep growing,
+// but not below half the free-space floor, which stays for the index.
+func (c *Cache) checkFloor(ctx context.Context, n int64) error {
+	free, total := c.free.get(false)
+	hard := c.minFree(total) / 2
+	if free-n >= hard {
+		return nil
+	}
+	deadline := time.Now().Add(c.opts.SpaceWait)
+	for {
+		c.kickEvictor()
+		free, total = c.free.get(true)
+		if free-n >= c.minFree(total)/2 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return ErrNoSpace
+		}
+		select {
+		case <-c.space.C():
+		case <-time.After(sampleEvery):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Usage is a snapshot of the cache's accounting.
+type Usage struct {
+	LocalBytes int64 // bytes of local data files
+	DirtyBytes int64 // bytes not yet in the store
+	MaxSize    int64
+	FreeBytes  int64 // free on the cache filesystem
+}
+
+// Usage returns the current accounting.
+func (c *Cache) Usage() Usage {
+	c.mu.Lock()
+	u := Usage{LocalBytes: c.used, DirtyBytes: c.dirty, MaxSize: c.opts.MaxSize}
+	c.mu.Unlock()
+	u.FreeBytes, _ = c.free.get(false)
+	return u
+}

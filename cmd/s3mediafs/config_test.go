@@ -1,0 +1,100 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigFileAndFlags(t *testing.T) {
+	p := writeConfig(t, `
+bucket: media
+prefix: synapse
+region_name: eu-west-1
+endpoint_url: https://s3.example.org
+force_path_style: true
+access_key_id: AK
+secret_access_key: SK
+cache_dir: /srv/cache
+upload_concurrency: 4
+cache_max_size: 50GiB
+cache_min_free: 10%
+cache_max_age: 72h
+dirty_max_size: 5GB
+`)
+	m, err := parseMountArgs([]string{"--config", p, "--upload-concurrency", "12", "--cache-min-free", "2GiB", "/mnt"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.cfg
+	if c.Bucket != "media" || c.Prefix != "synapse" || c.RegionName != "eu-west-1" || !c.ForcePathStyle ||
+		c.CacheDir != "/srv/cache" || m.mountpoint != "/mnt" {
+		t.Fatalf("file values: %+v", c)
+	}
+	if c.UploadConcurrency != 12 {
+		t.Fatalf("flag did not override the file: %d", c.UploadConcurrency)
+	}
+	if c.CacheMaxSize != 50<<30 || c.DirtyMaxSize != 5_000_000_000 || c.CacheMaxAge != 72*time.Hour {
+		t.Fatalf("sizes: %d %d %v", c.CacheMaxSize, c.DirtyMaxSize, c.CacheMaxAge)
+	}
+	if c.CacheMinFree != (FreeSpace{Bytes: 2 << 30}) {
+		t.Fatalf("min free flag: %+v", c.CacheMinFree)
+	}
+	if c.StoreTimeout != 30*time.Second || c.RevalidateAfter != time.Minute {
+		t.Fatalf("defaults lost: %+v", c)
+	}
+}
+
+func TestConfigErrorsNameTheProblem(t *testing.T) {
+	cases := map[string]string{
+		"bucket: a\nbuckett: b\n":                                 "buckett",
+		"prefix: x\n":                                             "bucket is required",
+		"bucket: a\naccess_key_id: x\n":                           "given together",
+		"bucket: a\nendpoint_url: s3.example.org\n":               "must start with http",
+		"bucket: a\nupload_concurrency: 0\n":                      "upload_concurrency",
+		"bucket: a\ncache_max_size: lots\n":                       "is not a size",
+		"bucket: a\ncache_min_free: 120%\n":                       "percentage",
+		"bucket: a\ncache_max_size: 1GiB\ndirty_max_size: 2GiB\n": "exceeds cache_max_size",
+		"bucket: a\nstore_timeout: soon\n":                        "line 2",
+		"bucket: a\nlog_level: loud\n":                            "log_level",
+		"bucket: [unterminated\n":                                 "yaml",
+	}
+	for body, want := range cases {
+		_, err := parseMountArgs([]string{"--config", writeConfig(t, body), "/mnt"}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: error %v, want it to mention %q", body, err, want)
+		}
+	}
+}
+
+func TestEmptyConfigFileSetsNothing(t *testing.T) {
+	m, err := parseMountArgs([]string{"--config", writeConfig(t, ""), "--bucket", "b", "/mnt"}, io.Discard)
+	if err != nil || m.cfg.Bucket != "b" || m.cfg.CacheDir != "/var/cache/s3mediafs" {
+		t.Fatalf("%v %+v", err, m)
+	}
+}
+
+func FuzzConfigFile(f *testing.F) {
+	f.Add("bucket: a\ncache_max_size: 1GiB\ncache_min_free: 5%\n")
+	f.Add("bucket: a\nprefix: synapse\nupload_concurrency: 3\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(p, []byte(body), 0o600)
+		m, err := parseMountArgs([]string{"--config", p, "/mnt"}, io.Discard)
+		if err == nil && m.cfg.validate() != nil {
+			t.Fatal("accepted an invalid config")
+		}
+	})
+}
