@@ -51,6 +51,16 @@ type Options struct {
 	// SpaceWait bounds how long a writer or reader waits for room before
 	// it gets ENOSPC; default 60s.
 	SpaceWait time.Duration
+
+	// LocalOnly says which paths never go to the store (url_cache, or a
+	// tree whose store_local/store_remote is off); nil means none.
+	LocalOnly func(p string) bool
+	// KeepDeletedInStore leaves objects in the store when their files are
+	// removed (delete_from_s3: false); the mount hides them.
+	KeepDeletedInStore bool
+	// Synchronous makes close() and fsync() wait until the store has the
+	// file, and report the error if it could not be stored in StoreTimeout.
+	Synchronous bool
 }
 
 func (o *Options) setDefaults() {
@@ -207,6 +217,7 @@ func (c *Cache) Start() {
 	go func() {
 		defer c.bg.Done()
 		defer c.q.setScanning(false)
+		c.abortJournaledUploads(ctx)
 		n := 0
 		err := c.ix.forPending(func(p string) {
 			c.q.add(p)

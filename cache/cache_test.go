@@ -403,8 +403,8 @@ func TestReadThroughSharesOneGet(t *testing.T) {
 // truncatingStore cuts every GET body short.
 type truncatingStore struct{ Store }
 
-func (s truncatingStore) Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error) {
-	body, n, err := s.Store.Get(ctx, key, off)
+func (s truncatingStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error) {
+	body, n, err := s.Store.Get(ctx, key, off, n)
 	if err != nil {
 		return nil, 0, err
 	}

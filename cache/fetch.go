@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sync/errgroup"
 )
 
 // fetch makes a store-only file local. Concurrent callers for one path
@@ -60,7 +61,7 @@ func (c *Cache) fetchOnce(ctx context.Context, p string) error {
 		os.Remove(tmp.Name()) // no-op once renamed
 	}()
 	start := time.Now()
-	size, err := c.download(ctx, p, tmp)
+	size, err := c.download(ctx, p, tmp, r.Size)
 	if err != nil {
 		c.noteStoreError(err)
 		if isNotFound(err) {
@@ -104,14 +105,78 @@ func (c *Cache) fetchOnce(ctx context.Context, p string) error {
 	return err
 }
 
-// download copies the object into w, resuming with a ranged GET when a body
-// ends before its Content-Length says (a truncated body is never taken as
-// the whole object).
-func (c *Cache) download(ctx context.Context, p string, w io.Writer) (int64, error) {
+// Large objects are fetched as parallel ranged GETs of rangeChunk bytes.
+const (
+	rangedFetchMin   = 16 << 20
+	rangeChunk       = 8 << 20
+	rangeConcurrency = 4
+)
+
+// download copies the object (expected to hold size bytes) into f.
+func (c *Cache) download(ctx context.Context, p string, f *os.File, size int64) (int64, error) {
+	if size < rangedFetchMin {
+		return c.downloadWhole(ctx, p, f)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(rangeConcurrency)
+	for off := int64(0); off < size; off += rangeChunk {
+		n := min(rangeChunk, size-off)
+		g.Go(func() error { return c.downloadRange(gctx, p, io.NewOffsetWriter(f, off), off, n) })
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	// The ranges say nothing of the whole: make sure the object did not
+	// grow meanwhile, or we would serve a prefix of it.
+	now, _, err := c.store.Head(ctx, p)
+	if err != nil {
+		return 0, err
+	}
+	if now != size {
+		return 0, fmt.Errorf("object changed while downloading (size %d, now %d)", size, now)
+	}
+	return size, nil
+}
+
+// downloadRange fetches n bytes from off into w, retrying a short body.
+func (c *Cache) downloadRange(ctx context.Context, p string, w io.Writer, off, n int64) error {
+	var lastErr error
+	for attempt := 0; attempt < maxFetchAttempts && ctx.Err() == nil; attempt++ {
+		body, got, err := c.store.Get(ctx, p, off, n)
+		if err != nil {
+			if isNotFound(err) {
+				return err
+			}
+			lastErr = err
+			continue
+		}
+		if got != n {
+			body.Close()
+			return fmt.Errorf("range %d+%d of %q came back with %d bytes: the object changed", off, n, p, got)
+		}
+		copied, err := io.Copy(w, body)
+		body.Close()
+		if copied == n {
+			return nil
+		}
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		lastErr = fmt.Errorf("range %d+%d ended after %d bytes: %w", off, n, copied, err)
+		off, n = off+copied, n-copied
+		// w advanced by copied bytes; the next attempt continues there.
+	}
+	return errorOr(ctx.Err(), lastErr)
+}
+
+// downloadWhole copies the object into w, resuming with a ranged GET when
+// a body ends before its Content-Length says (a truncated body is never
+// taken as the whole object).
+func (c *Cache) downloadWhole(ctx context.Context, p string, w io.Writer) (int64, error) {
 	var got, total int64 = 0, -1
 	var lastErr error
 	for attempt := 0; attempt < maxFetchAttempts; attempt++ {
-		body, n, err := c.store.Get(ctx, p, got)
+		body, n, err := c.store.Get(ctx, p, got, -1)
 		if err != nil {
 			if isNotFound(err) || ctx.Err() != nil {
 				return 0, err

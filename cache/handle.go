@@ -255,12 +255,9 @@ func (h *Handle) emptyData() error {
 		if err != nil || !ok {
 			return errors.Join(err, ErrNotExist)
 		}
-		r.State, r.Data, r.Size, r.Gen = Dirty, id, 0, r.Gen+1
+		r.State, r.Data, r.Size, r.Gen = c.versionState(of.path), id, 0, r.Gen+1
 		r.MTime = time.Now().UnixNano()
-		if err := t.put(of.path, r); err != nil {
-			return err
-		}
-		return setPending(t.txn, of.path)
+		return c.putVersion(t, of.path, r)
 	})
 	if err != nil {
 		f.Close()
@@ -289,11 +286,8 @@ func (c *Cache) markDirty(of *openFile) error {
 				return errors.Join(err, ErrNotExist)
 			}
 			r.Gen++
-			r.State = Dirty
-			if err := t.put(of.path, r); err != nil {
-				return err
-			}
-			return setPending(t.txn, of.path)
+			r.State = c.versionState(of.path)
+			return c.putVersion(t, of.path, r)
 		})
 		if err != nil {
 			return err
@@ -304,6 +298,18 @@ func (c *Cache) markDirty(of *openFile) error {
 	return nil
 }
 
+// putVersion writes a new local version of p and, unless it stays local,
+// owes its upload.
+func (c *Cache) putVersion(t *tx, p string, r record) error {
+	if err := t.put(p, r); err != nil {
+		return err
+	}
+	if r.State == Local {
+		return nil
+	}
+	return setPending(t.txn, p)
+}
+
 // Flush records the size written and queues the upload. It is what makes
 // close() durable against a daemon crash: the bytes are in the data file
 // and the index says an upload is owed.
@@ -311,7 +317,56 @@ func (h *Handle) Flush(ctx context.Context) error {
 	if !h.writable {
 		return nil
 	}
-	return h.commit(false)
+	if err := h.commit(false); err != nil {
+		return err
+	}
+	return h.waitStored(ctx)
+}
+
+// waitStored, in synchronous mode, waits until the store has the version
+// just committed, or reports why it does not within StoreTimeout. The
+// data stays safe in the cache either way and keeps being retried.
+func (h *Handle) waitStored(ctx context.Context) error {
+	c := h.c
+	if !c.opts.Synchronous {
+		return nil
+	}
+	c.mu.Lock()
+	p, gone := h.of.path, h.of.unlinked
+	c.mu.Unlock()
+	if gone {
+		return nil
+	}
+	deadline := time.NewTimer(c.opts.StoreTimeout)
+	defer deadline.Stop()
+	for {
+		wake := c.q.finished.C()
+		var r record
+		var ok, pending bool
+		if err := c.view(func(txn *badger.Txn) error {
+			var err error
+			if r, ok, err = getRecord(txn, p); err != nil {
+				return err
+			}
+			pending, err = hasPending(txn, p)
+			return err
+		}); err != nil {
+			return err
+		}
+		if !ok || r.Dir || !pending && (r.State == Clean || r.State == Local) {
+			return nil
+		}
+		select {
+		case <-wake:
+			if err := c.q.failure(p); err != nil {
+				return fmt.Errorf("store %q: %w: %w", p, ErrStore, err)
+			}
+		case <-deadline.C:
+			return fmt.Errorf("store %q: not confirmed in %v; it stays queued: %w", p, c.opts.StoreTimeout, ErrStore)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Fsync is Flush plus fsync of the data file and the index, so the file
@@ -320,7 +375,13 @@ func (h *Handle) Fsync(ctx context.Context) error {
 	if err := h.commit(true); err != nil {
 		return err
 	}
-	return h.c.Sync()
+	if err := h.c.Sync(); err != nil {
+		return err
+	}
+	if h.writable {
+		return h.waitStored(ctx)
+	}
+	return nil
 }
 
 func (h *Handle) commit(syncData bool) error {
@@ -354,11 +415,8 @@ func (h *Handle) commit(syncData bool) error {
 			r.Size = fi.Size()
 			r.MTime = fi.ModTime().UnixNano()
 			r.Gen++
-			r.State = Dirty
-			if err := t.put(p, r); err != nil {
-				return err
-			}
-			return setPending(t.txn, p)
+			r.State = c.versionState(p)
+			return c.putVersion(t, p, r)
 		})
 		if err != nil {
 			return err

@@ -103,12 +103,31 @@ func hasPending(txn *badger.Txn, p string) (bool, error) {
 func setPending(txn *badger.Txn, p string) error   { return txn.Set(pendingKey(p), nil) }
 func clearPending(txn *badger.Txn, p string) error { return txn.Delete(pendingKey(p)) }
 
-// isTombstone reports an owed delete: a pending marker with no record.
-func isTombstone(txn *badger.Txn, p string) (bool, error) {
+// hiddenPrefix marks keys deleted here but kept in the store because
+// delete_from_s3 is off: h<path> -> "". The mount hides such objects.
+const hiddenPrefix = 'h'
+
+func hiddenKey(p string) []byte { return append([]byte{hiddenPrefix}, p...) }
+
+func isHidden(txn *badger.Txn, p string) (bool, error) {
+	_, err := txn.Get(hiddenKey(p))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// goneHere reports a key removed through this mount whose object the store
+// may still hold: a tombstone (delete owed) or a hidden key (kept by
+// choice). Lookups and listings treat it as absent.
+func goneHere(txn *badger.Txn, p string) (bool, error) {
 	if _, ok, err := getRecord(txn, p); ok || err != nil {
 		return false, err
 	}
-	return hasPending(txn, p)
+	if pend, err := hasPending(txn, p); pend || err != nil {
+		return pend, err
+	}
+	return isHidden(txn, p)
 }
 
 // forChildren calls fn for each direct child of dir, in name order.
@@ -144,24 +163,32 @@ func hasChildren(txn *badger.Txn, dir string) (bool, error) {
 	return it.Valid(), nil
 }
 
-// hasPendingBelow reports whether any owed upload or delete lies below dir.
-func hasPendingBelow(txn *badger.Txn, dir string) bool {
-	prefix := append(pendingKey(dir), '/')
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	defer it.Close()
-	it.Rewind()
-	return it.Valid()
+// hasGoneBelow reports whether any owed work or hidden key lies below dir.
+func hasGoneBelow(txn *badger.Txn, dir string) bool {
+	for _, pk := range []byte{pendingPrefix, hiddenPrefix} {
+		prefix := append(append([]byte{pk}, dir...), '/')
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		it.Rewind()
+		found := it.Valid()
+		it.Close()
+		if found {
+			return true
+		}
+	}
+	return false
 }
 
-// tombstonesBelow returns the paths below dir with an owed delete.
-func tombstonesBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
-	prefix := append(pendingKey(dir), '/')
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+// goneBelow returns the paths below dir that are gone here (goneHere).
+func goneBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
 	var paths []string
-	for it.Rewind(); it.Valid(); it.Next() {
-		paths = append(paths, string(it.Item().Key()[1:]))
+	for _, pk := range []byte{pendingPrefix, hiddenPrefix} {
+		prefix := append(append([]byte{pk}, dir...), '/')
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		for it.Rewind(); it.Valid(); it.Next() {
+			paths = append(paths, string(it.Item().Key()[1:]))
+		}
+		it.Close()
 	}
-	it.Close()
 	out := make(map[string]bool, len(paths))
 	for _, p := range paths {
 		if _, ok, err := getRecord(txn, p); err != nil {

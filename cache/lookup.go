@@ -44,7 +44,7 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 		if r, ok, err = getRecord(txn, p); err != nil || ok {
 			return err
 		}
-		if tomb, err = hasPending(txn, p); err != nil || tomb {
+		if tomb, err = goneHere(txn, p); err != nil || tomb {
 			return err
 		}
 		parentOK, err = c.isDirTxn(txn, parentOf(p))
@@ -54,6 +54,9 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 		return Attr{}, err
 	}
 	if ok {
+		if !r.Dir && r.State == Local && !c.localOnly(p) {
+			c.promoteLocal(p)
+		}
 		if !r.Dir && (r.State == Clean || r.State == Remote) && c.dueForRevalidation(p) {
 			return c.revalidate(ctx, p, r)
 		}
@@ -169,7 +172,7 @@ func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	c.mu.Lock()
 	until, neg := c.negative[p]
 	c.mu.Unlock()
-	if neg && time.Now().Before(until) || c.storeIsDown() {
+	if neg && time.Now().Before(until) || c.storeIsDown() || c.localOnly(p) {
 		return Attr{}, ErrNotExist
 	}
 	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
@@ -209,7 +212,7 @@ func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
 	var before map[string]bool
 	if err := c.view(func(txn *badger.Txn) error {
 		var err error
-		before, err = tombstonesBelow(txn, p)
+		before, err = goneBelow(txn, p)
 		return err
 	}); err != nil {
 		return false, err
@@ -222,7 +225,7 @@ func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
 			return true
 		}
 		viewErr = c.view(func(txn *badger.Txn) error {
-			tomb, err := isTombstone(txn, key)
+			tomb, err := goneHere(txn, key)
 			found = !tomb
 			return err
 		})
@@ -246,7 +249,7 @@ func (c *Cache) learn(p string, r record) (Attr, error) {
 			out = attrOf(cur)
 			return nil
 		}
-		if tomb, err := hasPending(t.txn, p); err != nil || tomb {
+		if gone, err := goneHere(t.txn, p); err != nil || gone {
 			return errorOr(err, ErrNotExist)
 		}
 		if parentDir, err := c.isDirTxn(t.txn, parentOf(p)); err != nil || !parentDir {
@@ -265,6 +268,43 @@ func (c *Cache) learn(p string, r record) (Attr, error) {
 		c.verified[p] = time.Now()
 	}
 	return out, nil
+}
+
+// localOnly reports whether p lies in a tree kept out of the store.
+func (c *Cache) localOnly(p string) bool {
+	return c.opts.LocalOnly != nil && c.opts.LocalOnly(p)
+}
+
+// versionState is the state of a new local version of p.
+func (c *Cache) versionState(p string) State {
+	if c.localOnly(p) {
+		return Local
+	}
+	return Dirty
+}
+
+// promoteLocal queues the upload of a local-only file whose tree now goes
+// to the store (store_local or store_remote was switched on).
+func (c *Cache) promoteLocal(p string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := c.update(func(t *tx) error {
+		r, ok, err := t.get(p)
+		if err != nil || !ok || r.Dir || r.State != Local {
+			return err
+		}
+		r.State = Dirty
+		r.Gen++
+		if err := t.put(p, r); err != nil {
+			return err
+		}
+		return setPending(t.txn, p)
+	})
+	if err != nil {
+		c.log.Error("queueing a formerly local-only file failed", "path", p, "err", err)
+		return
+	}
+	c.q.add(p)
 }
 
 // errorOr returns err if it is set, otherwise fallback.

@@ -50,18 +50,30 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*
 			return errorOr(err, ErrNotExist)
 		}
 		// A pending delete at this key becomes an upload: the new object
-		// replaces the old one, and the key stays owed.
+		// replaces the old one, and the key stays owed. A hidden object
+		// is replaced the same way.
 		tomb, err := hasPending(t.txn, p)
 		if err != nil {
 			return err
+		}
+		if hidden, err := isHidden(t.txn, p); err != nil {
+			return err
+		} else if hidden {
+			tomb = true
+			if err := t.txn.Delete(hiddenKey(p)); err != nil {
+				return err
+			}
 		}
 		ino, err := c.ix.nextIno()
 		if err != nil {
 			return err
 		}
-		r = record{State: Dirty, Ino: ino, Gen: 1, Data: id, MTime: created.UnixNano(), InStore: tomb, Mode: mode & 0o7777}
+		r = record{State: c.versionState(p), Ino: ino, Gen: 1, Data: id, MTime: created.UnixNano(), InStore: tomb, Mode: mode & 0o7777}
 		if err := t.put(p, r); err != nil {
 			return err
+		}
+		if r.State == Local && !tomb {
+			return nil
 		}
 		return setPending(t.txn, p)
 	})
@@ -152,12 +164,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 		if err := t.del(p); err != nil {
 			return err
 		}
-		if !r.InStore {
-			// Never sent: nothing to delete in the store.
-			return clearPending(t.txn, p)
-		}
-		tomb = true
-		return setPending(t.txn, p)
+		return c.forgetKey(t, p, r.InStore, &tomb)
 	})
 	if err != nil {
 		return wrapPath("unlink", p, err)
@@ -175,6 +182,24 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	return nil
 }
 
+// forgetKey settles the store's object at a key whose record is gone: a
+// delete is owed if an object may exist (tomb is set), unless the mount
+// keeps deleted objects, in which case the key is hidden instead.
+func (c *Cache) forgetKey(t *tx, p string, inStore bool, tomb *bool) error {
+	switch {
+	case !inStore:
+		// Never sent: nothing to delete in the store.
+		return clearPending(t.txn, p)
+	case c.opts.KeepDeletedInStore:
+		if err := clearPending(t.txn, p); err != nil {
+			return err
+		}
+		return t.txn.Set(hiddenKey(p), nil)
+	}
+	*tomb = true
+	return setPending(t.txn, p)
+}
+
 // Rmdir removes the empty directory p. A directory whose objects are still
 // in the store (and not being deleted) is not empty.
 func (c *Cache) Rmdir(ctx context.Context, p string) error {
@@ -189,7 +214,11 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	}
 	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
-	remote, err := c.remoteDirExists(lctx, p)
+	remote := false
+	var err error
+	if !c.localOnly(p) {
+		remote, err = c.remoteDirExists(lctx, p)
+	}
 	if err != nil {
 		c.noteStoreError(err)
 		return wrapPath("rmdir", p, errorsJoinStore(err))
@@ -295,27 +324,28 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 		if parentDir, err := c.isDirTxn(t.txn, parentOf(newp)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
-		newTomb, err := hasPending(t.txn, newp)
+		newTomb, err := goneHere(t.txn, newp)
 		if err != nil {
+			return err
+		}
+		if err := t.txn.Delete(hiddenKey(newp)); err != nil {
 			return err
 		}
 		if err := t.del(oldp); err != nil {
 			return err
 		}
-		if src.InStore {
-			oldTomb = true
-			if err := setPending(t.txn, oldp); err != nil {
-				return err
-			}
-		} else if err := clearPending(t.txn, oldp); err != nil {
+		if err := c.forgetKey(t, oldp, src.InStore, &oldTomb); err != nil {
 			return err
 		}
 		moved := src
 		moved.Gen++
-		moved.State = Dirty
+		moved.State = c.versionState(newp)
 		moved.InStore = (dstOK && dst.InStore) || (!dstOK && newTomb)
 		if err := t.put(newp, moved); err != nil {
 			return err
+		}
+		if moved.State == Local && !moved.InStore {
+			return clearPending(t.txn, newp)
 		}
 		return setPending(t.txn, newp)
 	})
@@ -376,10 +406,13 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	}
 	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
-	listErr := c.store.List(lctx, prefix, false, func(name string, size int64, mtime time.Time, isDir bool) bool {
-		remote[name] = remoteEntry{size, mtime, isDir}
-		return true
-	})
+	var listErr error
+	if dir == "" || !c.localOnly(dir) {
+		listErr = c.store.List(lctx, prefix, false, func(name string, size int64, mtime time.Time, isDir bool) bool {
+			remote[name] = remoteEntry{size, mtime, isDir}
+			return true
+		})
+	}
 	if listErr != nil {
 		c.noteStoreError(listErr)
 		c.log.Warn("store listing failed; showing local entries only", "dir", dir, "err", listErr)
@@ -428,7 +461,7 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 		}
 		for name, re := range remote {
 			p := joinPath(dir, name)
-			if tomb, err := hasPending(t.txn, p); err != nil || tomb {
+			if gone, err := goneHere(t.txn, p); err != nil || gone {
 				if err != nil {
 					return err
 				}
@@ -472,7 +505,7 @@ func (c *Cache) dropDeletedDirs(ctx context.Context, dir string, remote map[stri
 		p := joinPath(dir, name)
 		var pending bool
 		_ = c.view(func(txn *badger.Txn) error {
-			pending = hasPendingBelow(txn, p)
+			pending = hasGoneBelow(txn, p)
 			return nil
 		})
 		if !pending {

@@ -21,6 +21,7 @@ type queue struct {
 
 	mu       sync.Mutex // guards every field below
 	changed  *sync.Cond // signalled when work is added or finishes
+	finished *notifier  // broadcast after every job, for synchronous writers
 	order    []string   // FIFO of paths ready to run
 	queued   map[string]bool
 	inflight map[string]context.CancelFunc
@@ -29,6 +30,7 @@ type queue struct {
 	backoffs map[string]*backoff.ExponentialBackOff
 	failures map[string]int    // consecutive failures per path
 	reported map[string]string // last permanent error logged per path
+	lastErr  map[string]error  // the error of a path's last job, until one succeeds
 	scanning bool              // the index's owed work is still being read
 	stopped  bool
 	workers  sync.WaitGroup
@@ -43,9 +45,11 @@ func newQueue(c *Cache) *queue {
 		retry:    map[string]*time.Timer{},
 		backoffs: map[string]*backoff.ExponentialBackOff{},
 		failures: map[string]int{},
+		lastErr:  map[string]error{},
 		reported: map[string]string{},
 	}
 	q.changed = sync.NewCond(&q.mu)
+	q.finished = newNotifier()
 	return q
 }
 
@@ -89,6 +93,7 @@ func (q *queue) add(p string) {
 }
 
 func (q *queue) addLocked(p string) {
+	delete(q.lastErr, p) // a new attempt: an old failure says nothing of it
 	if t, ok := q.retry[p]; ok {
 		t.Stop()
 		delete(q.retry, p)
@@ -179,6 +184,7 @@ func (q *queue) work(ctx context.Context) {
 		switch {
 		case q.stopped:
 		case err != nil && !cancelled:
+			q.lastErr[p] = err
 			q.scheduleRetryLocked(p, err)
 		case err != nil || again || q.again[p]:
 			// Cancelled by a newer change, or the index moved on while
@@ -186,6 +192,7 @@ func (q *queue) work(ctx context.Context) {
 			delete(q.again, p)
 			q.addLocked(p)
 		default:
+			delete(q.lastErr, p)
 			delete(q.backoffs, p)
 			delete(q.reported, p)
 			delete(q.failures, p)
@@ -193,7 +200,15 @@ func (q *queue) work(ctx context.Context) {
 		delete(q.again, p)
 		q.changed.Broadcast()
 		q.mu.Unlock()
+		q.finished.Broadcast()
 	}
+}
+
+// failure returns the error of p's last job if it failed.
+func (q *queue) failure(p string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.lastErr[p]
 }
 
 // scheduleRetryLocked re-runs p after a capped, jittered exponential delay.

@@ -19,6 +19,9 @@ const (
 	Clean
 	// Remote: only the store has the bytes; there is no local data file.
 	Remote
+	// Local: the file lives in a tree kept out of the store (url_cache by
+	// default); it is never uploaded and never evicted.
+	Local
 )
 
 func (s State) String() string {
@@ -31,6 +34,8 @@ func (s State) String() string {
 		return "clean"
 	case Remote:
 		return "remote"
+	case Local:
+		return "local"
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
@@ -136,7 +141,7 @@ func decodeRecord(b []byte) (record, error) {
 		return record{}, fmt.Errorf("%w: mode %o", errCorruptRecord, mode)
 	}
 	r.Mode = uint32(mode)
-	if !r.Dir && (r.State < Dirty || r.State > Remote) || r.Size < 0 {
+	if !r.Dir && (r.State < Dirty || r.State > Local) || r.Size < 0 {
 		return record{}, fmt.Errorf("%w: state %d size %d", errCorruptRecord, r.State, r.Size)
 	}
 	if !r.Dir && (r.State == Remote) != (r.Data == "") {

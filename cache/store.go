@@ -16,11 +16,12 @@ import (
 // object wrap io/fs.ErrNotExist; errors that retrying cannot cure implement
 // Permanent() bool returning true.
 type Store interface {
-	Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error
-	Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error)
+	Put(ctx context.Context, key string, body io.ReaderAt, size int64) error
+	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error)
 	Head(ctx context.Context, key string) (int64, time.Time, error)
 	Delete(ctx context.Context, key string) error
 	List(ctx context.Context, prefix string, recursive bool, fn func(name string, size int64, mtime time.Time, isDir bool) bool) error
+	AbortMultipart(ctx context.Context, key, uploadID string) error
 }
 
 // Errors the cache returns; the fs package maps them to errno values.

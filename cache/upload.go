@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"time"
 )
@@ -35,6 +34,13 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 			return nil
 		case r.Dir || r.State == Clean || r.State == Remote:
 			return clearPending(t.txn, p)
+		case r.State == Local:
+			// A local-only file replaced an object: delete the object.
+			tomb = r.InStore
+			if !tomb {
+				return clearPending(t.txn, p)
+			}
+			return nil
 		}
 		if of := c.open[p]; of != nil && of.dirty.Load() {
 			// Still being written: the writer's close queues it again.
@@ -77,7 +83,7 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 	}
 	size := fi.Size()
 	start := time.Now()
-	if err := c.store.Put(ctx, p, io.NewSectionReader(data, 0, size), size); err != nil {
+	if err := c.store.Put(ctx, p, data, size); err != nil {
 		return false, err
 	}
 	c.log.Debug("uploaded", "path", p, "bytes", size, "took", time.Since(start))
@@ -122,10 +128,20 @@ func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
 	defer c.mu.Unlock()
 	again := false
 	err := c.update(func(t *tx) error {
-		if _, ok, err := t.get(p); err != nil || ok {
-			// Created again meanwhile: its upload is owed now.
-			again = ok
+		r, ok, err := t.get(p)
+		switch {
+		case err != nil:
 			return err
+		case ok && r.State == Local && r.InStore:
+			// The object a local-only file replaced is gone now.
+			r.InStore = false
+			if err := t.put(p, r); err != nil {
+				return err
+			}
+		case ok:
+			// Created again meanwhile: its upload is owed now.
+			again = true
+			return nil
 		}
 		return clearPending(t.txn, p)
 	})

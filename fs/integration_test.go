@@ -37,7 +37,7 @@ func countRequests(inner s3.Store) *counted {
 
 func objectBytes(t *testing.T, st s3.Store, key string) ([]byte, bool) {
 	t.Helper()
-	body, _, err := st.Get(context.Background(), key, 0)
+	body, _, err := st.Get(context.Background(), key, 0, -1)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false
 	}
@@ -270,5 +270,45 @@ func TestStoreOutage(t *testing.T) {
 	}
 	if got, err := os.ReadFile(filepath.Join(mnt, "remote_content/x/uncached")); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("uncached read after the outage: %v", err)
+	}
+}
+
+// TestProviderLayoutReadThrough: a bucket filled the way
+// synapse-s3-storage-provider and s3_media_upload fill it (prefix used
+// verbatim, no "/" added) reads through a fresh mount with an empty cache;
+// a large object arrives as parallel ranged GETs.
+func TestProviderLayoutReadThrough(t *testing.T) {
+	raw, srv, bucket := s3test.Bucket(t, "")
+	objects := map[string][]byte{
+		"synapselocal_content/ab/cd/efghij":                             payload(70_000, 1),
+		"synapselocal_thumbnails/ab/cd/efghij/320-240-image-jpeg-scale": payload(9_000, 2),
+		"synapseremote_content/matrix.org/Ab/Cd/XyZ":                    payload(20<<20+333, 3),
+	}
+	for k, v := range objects {
+		if err := raw.Put(context.Background(), k, bytes.NewReader(v), int64(len(v))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	client, err := s3.New(context.Background(), srv.Config(bucket, "synapse", proxy.URL), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt, _ := testMount(t, client, "")
+	for k, v := range objects {
+		p := filepath.Join(mnt, k[len("synapse"):])
+		got, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(got, v) {
+			t.Fatalf("%s through the mount: %v, %d bytes", k, err, len(got))
+		}
+	}
+	ranged := 0
+	for _, r := range proxy.Requests() {
+		if r.Op() == "GetObject" && r.Header.Get("Range") != "" {
+			ranged++
+		}
+	}
+	if ranged < 3 {
+		t.Fatalf("a 20 MiB miss made %d ranged GETs, want one per 8 MiB chunk", ranged)
 	}
 }

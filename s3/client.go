@@ -2,14 +2,15 @@ package s3
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
-	iofs "io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -20,12 +21,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 )
 
 // Config says which bucket to use and how to reach it. Empty credentials
 // fall through to the SDK's default chain (environment, shared files, web
-// identity, instance metadata).
+// identity, instance metadata), which also refreshes temporary ones.
 type Config struct {
 	Bucket          string
 	Prefix          string // prepended verbatim to every key, as synapse-s3-storage-provider does
@@ -42,9 +42,48 @@ type Config struct {
 	// RequestTimeout bounds one HTTP attempt, so a blackholed store cannot
 	// hang a caller.
 	RequestTimeout time.Duration
+
+	// StorageClass is sent on every PUT (STANDARD, STANDARD_IA…); empty
+	// leaves the bucket's default.
+	StorageClass string
+	// SSECustomerKey (the raw key, as the provider takes it) and
+	// SSECustomerAlgorithm (default AES256) enable SSE-C on every request
+	// that reads or writes object data.
+	SSECustomerKey       string
+	SSECustomerAlgorithm string
+	// ServerSideEncryption is "AES256" (SSE-S3) or "aws:kms" (SSE-KMS, with
+	// SSEKMSKeyID or the account's default key).
+	ServerSideEncryption string
+	SSEKMSKeyID          string
 	// ChecksumWhenRequired stops the SDK from adding checksum headers that
-	// some S3-compatible stores reject.
+	// some S3-compatible stores (B2, older Ceph and MinIO) reject; uploads
+	// then carry Content-MD5 instead, so integrity is still checked.
 	ChecksumWhenRequired bool
+	// ResponseChecksumWhenRequired stops validating response checksums
+	// unless the operation requires it.
+	ResponseChecksumWhenRequired bool
+
+	// MultipartThreshold: objects at least this large are uploaded in
+	// parts of MultipartPartSize, MultipartConcurrency at a time.
+	MultipartThreshold   int64
+	MultipartPartSize    int64
+	MultipartConcurrency int
+}
+
+// Multipart defaults.
+const (
+	DefaultMultipartThreshold = 64 << 20
+	DefaultMultipartPartSize  = 16 << 20
+	minPartSize               = 5 << 20 // S3's minimum for all parts but the last
+	maxParts                  = 10000
+)
+
+// MultipartJournal records multipart uploads while they are open, so that
+// ones cut off by a crash can be aborted at the next start instead of
+// leaving parts in the bucket. The cache implements it with its index.
+type MultipartJournal interface {
+	BeginMultipart(key, uploadID string) error
+	EndMultipart(key, uploadID string) error
 }
 
 // Client is a Store backed by an S3 bucket through aws-sdk-go-v2.
@@ -52,11 +91,20 @@ type Client struct {
 	api    *s3.Client
 	bucket string
 	prefix string
+	cfg    Config
 	log    *slog.Logger
+
+	sseKey, sseKeyMD5 *string // SSE-C, base64 as the headers want them
+
+	mu      sync.Mutex // guards journal
+	journal MultipartJournal
 }
 
 // New builds a Client. It does not contact the store; call CheckBucket for that.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if cfg.Bucket == "" {
 		return nil, errors.New("s3: bucket is required")
 	}
@@ -65,6 +113,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 60 * time.Second
+	}
+	if cfg.MultipartThreshold <= 0 {
+		cfg.MultipartThreshold = DefaultMultipartThreshold
+	}
+	if cfg.MultipartPartSize <= 0 {
+		cfg.MultipartPartSize = DefaultMultipartPartSize
+	}
+	if cfg.MultipartPartSize < minPartSize {
+		return nil, fmt.Errorf("s3: multipart part size %d is below S3's minimum of 5 MiB", cfg.MultipartPartSize)
+	}
+	if cfg.MultipartConcurrency <= 0 {
+		cfg.MultipartConcurrency = 4
+	}
+	if err := validStorageClass(cfg.StorageClass); err != nil {
+		return nil, err
 	}
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConns = cfg.MaxConns
@@ -112,10 +175,58 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		o.UsePathStyle = cfg.ForcePathStyle
 		if cfg.ChecksumWhenRequired {
 			o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		}
+		if cfg.ResponseChecksumWhenRequired {
 			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		}
 	})
-	return &Client{api: api, bucket: cfg.Bucket, prefix: cfg.Prefix, log: log}, nil
+	c := &Client{api: api, bucket: cfg.Bucket, prefix: cfg.Prefix, cfg: cfg, log: log}
+	if cfg.SSECustomerKey != "" {
+		if cfg.SSECustomerAlgorithm == "" {
+			c.cfg.SSECustomerAlgorithm = "AES256"
+		}
+		sum := md5.Sum([]byte(cfg.SSECustomerKey))
+		c.sseKey = aws.String(base64.StdEncoding.EncodeToString([]byte(cfg.SSECustomerKey)))
+		c.sseKeyMD5 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+	}
+	switch cfg.ServerSideEncryption {
+	case "", "AES256", "aws:kms", "aws:kms:dsse":
+	default:
+		return nil, fmt.Errorf("s3: server-side encryption %q is not AES256, aws:kms or aws:kms:dsse", cfg.ServerSideEncryption)
+	}
+	if cfg.ServerSideEncryption != "" && cfg.SSECustomerKey != "" {
+		return nil, errors.New("s3: SSE-C (sse_customer_key) and SSE-S3/KMS exclude each other")
+	}
+	return c, nil
+}
+
+// StorageClasses lists the classes objects may be written with: the ones
+// that are readable at once (no restore), as media must be.
+var StorageClasses = []string{"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"}
+
+func validStorageClass(sc string) error {
+	if sc == "" {
+		return nil
+	}
+	for _, ok := range StorageClasses {
+		if sc == ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("s3: storage class %q is not one of %s", sc, strings.Join(StorageClasses, ", "))
+}
+
+// SetMultipartJournal installs the journal of open multipart uploads.
+func (c *Client) SetMultipartJournal(j MultipartJournal) {
+	c.mu.Lock()
+	c.journal = j
+	c.mu.Unlock()
+}
+
+func (c *Client) multipartJournal() MultipartJournal {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.journal
 }
 
 // CheckBucket verifies the bucket exists and the credentials may use it.
@@ -125,118 +236,6 @@ func (c *Client) CheckBucket(ctx context.Context) error {
 		return classify("head-bucket", c.bucket, err)
 	}
 	return nil
-}
-
-func (c *Client) key(rel string) string { return c.prefix + rel }
-
-// Put implements Store. The body's length is sent as Content-Length, which
-// AWS and several compatible stores require.
-func (c *Client) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
-	_, err := c.api.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:        &c.bucket,
-		Key:           aws.String(c.key(key)),
-		Body:          body,
-		ContentLength: aws.Int64(size),
-	})
-	return classify("put", key, err)
-}
-
-// Get implements Store.
-func (c *Client) Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error) {
-	in := &s3.GetObjectInput{Bucket: &c.bucket, Key: aws.String(c.key(key))}
-	if off > 0 {
-		in.Range = aws.String(fmt.Sprintf("bytes=%d-", off))
-	}
-	out, err := c.api.GetObject(ctx, in)
-	if err != nil {
-		var re *awshttp.ResponseError
-		if off > 0 && errors.As(err, &re) && re.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable {
-			return io.NopCloser(strings.NewReader("")), 0, nil
-		}
-		return nil, 0, classify("get", key, err)
-	}
-	return out.Body, aws.ToInt64(out.ContentLength), nil
-}
-
-// Head implements Store.
-func (c *Client) Head(ctx context.Context, key string) (int64, time.Time, error) {
-	out, err := c.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &c.bucket, Key: aws.String(c.key(key))})
-	if err != nil {
-		return 0, time.Time{}, classify("head", key, err)
-	}
-	return aws.ToInt64(out.ContentLength), aws.ToTime(out.LastModified), nil
-}
-
-// Delete implements Store.
-func (c *Client) Delete(ctx context.Context, key string) error {
-	_, err := c.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &c.bucket, Key: aws.String(c.key(key))})
-	err = classify("delete", key, err)
-	if errors.Is(err, iofs.ErrNotExist) {
-		return nil
-	}
-	return err
-}
-
-// List implements Store.
-func (c *Client) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
-	full := c.key(prefix)
-	in := &s3.ListObjectsV2Input{Bucket: &c.bucket, Prefix: aws.String(full)}
-	if !recursive {
-		in.Delimiter = aws.String("/")
-	}
-	p := s3.NewListObjectsV2Paginator(c.api, in)
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return classify("list", prefix, err)
-		}
-		for _, cp := range page.CommonPrefixes {
-			name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), full), "/")
-			if name != "" && !fn(name, 0, time.Time{}, true) {
-				return nil
-			}
-		}
-		for _, o := range page.Contents {
-			name := strings.TrimPrefix(aws.ToString(o.Key), full)
-			// A key ending in "/" is a directory marker some tools create;
-			// it is not a file.
-			if name == "" || strings.HasSuffix(name, "/") {
-				continue
-			}
-			if !fn(name, aws.ToInt64(o.Size), aws.ToTime(o.LastModified), false) {
-				return nil
-			}
-		}
-	}
-	return nil
-}
-
-// classify wraps an SDK error into *Error, deciding not-found and permanence.
-func classify(op, key string, err error) error {
-	if err == nil {
-		return nil
-	}
-	e := &Error{Op: op, Key: key, Err: err}
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		e.Status = re.HTTPStatusCode()
-	}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		e.Code = api.ErrorCode()
-	}
-	var nsk *types.NoSuchKey
-	var nf *types.NotFound
-	switch {
-	case errors.As(err, &nsk), errors.As(err, &nf), e.Code == "NoSuchKey",
-		e.Status == http.StatusNotFound && e.Code != "NoSuchBucket" && op != "head-bucket":
-		e.Err = fmt.Errorf("%w: %v", iofs.ErrNotExist, err)
-	case permanentCodes[e.Code]:
-		e.perm = true
-	case e.Status == http.StatusForbidden, e.Status == http.StatusBadRequest && e.Code != "RequestTimeout":
-		e.perm = true
-	}
-	return e
 }
 
 // CreateBucket creates the bucket; an existing bucket that we own is fine.
@@ -251,3 +250,12 @@ func (c *Client) CreateBucket(ctx context.Context) error {
 
 // Bucket is the bucket this client uses.
 func (c *Client) Bucket() string { return c.bucket }
+
+func (c *Client) key(rel string) string { return c.prefix + rel }
+
+func (c *Client) sseAlgorithm() *string {
+	if c.sseKey == nil {
+		return nil
+	}
+	return aws.String(c.cfg.SSECustomerAlgorithm)
+}

@@ -26,7 +26,7 @@ func run(hook func(context.Context, string) error, ctx context.Context, key stri
 }
 
 // Put implements Store.
-func (f *Faulty) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
+func (f *Faulty) Put(ctx context.Context, key string, body io.ReaderAt, size int64) error {
 	if err := run(f.BeforePut, ctx, key); err != nil {
 		return err
 	}
@@ -34,11 +34,11 @@ func (f *Faulty) Put(ctx context.Context, key string, body io.ReadSeeker, size i
 }
 
 // Get implements Store.
-func (f *Faulty) Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error) {
+func (f *Faulty) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error) {
 	if err := run(f.BeforeGet, ctx, key); err != nil {
 		return nil, 0, err
 	}
-	return f.Store.Get(ctx, key, off)
+	return f.Store.Get(ctx, key, off, n)
 }
 
 // Head implements Store.

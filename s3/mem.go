@@ -74,9 +74,9 @@ func (m *Mem) SetObject(key string, data []byte) {
 
 // Put implements Store. It reads the whole body before storing, so a
 // cancelled or failed read leaves the previous object untouched, as S3 does.
-func (m *Mem) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
+func (m *Mem) Put(ctx context.Context, key string, body io.ReaderAt, size int64) error {
 	m.count("put")
-	data, err := io.ReadAll(io.LimitReader(body, size+1))
+	data, err := io.ReadAll(io.NewSectionReader(body, 0, size))
 	if err != nil {
 		return &Error{Op: "put", Key: key, Err: err}
 	}
@@ -96,16 +96,24 @@ func notFound(op, key string) error {
 }
 
 // Get implements Store.
-func (m *Mem) Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error) {
+func (m *Mem) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error) {
 	m.count("get")
 	data, ok := m.Object(key)
 	if !ok {
 		return nil, 0, notFound("get", key)
 	}
-	if off > int64(len(data)) {
-		off = int64(len(data))
+	off = min(off, int64(len(data)))
+	end := int64(len(data))
+	if n >= 0 {
+		end = min(off+n, end)
 	}
-	return io.NopCloser(bytes.NewReader(data[off:])), int64(len(data)) - off, nil
+	return io.NopCloser(bytes.NewReader(data[off:end])), end - off, nil
+}
+
+// AbortMultipart implements Store; Mem never starts a multipart upload.
+func (m *Mem) AbortMultipart(ctx context.Context, key, uploadID string) error {
+	m.count("abort")
+	return nil
 }
 
 // Head implements Store.

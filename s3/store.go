@@ -6,9 +6,15 @@ package s3
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"io"
+	iofs "io/fs"
+	"net/http"
 	"time"
 )
 
@@ -16,11 +22,11 @@ import (
 // method and uses only standard-library types, so this package never imports
 // the cache and any Store here satisfies the cache's interface.
 type Store interface {
-	// Put stores size bytes read from body at key, replacing any object.
-	Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error
-	// Get returns the object's bytes from offset off to its end, and how many
-	// bytes the body holds.
-	Get(ctx context.Context, key string, off int64) (io.ReadCloser, int64, error)
+	// Put stores the first size bytes of body at key, replacing any object.
+	Put(ctx context.Context, key string, body io.ReaderAt, size int64) error
+	// Get returns n bytes of the object from offset off (n < 0: to its
+	// end), and how many bytes the body holds.
+	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error)
 	// Head returns the object's size and modification time.
 	Head(ctx context.Context, key string) (int64, time.Time, error)
 	// Delete removes key; deleting a missing key is not an error.
@@ -30,6 +36,8 @@ type Store interface {
 	// With recursive, it calls fn for every object below prefix instead
 	// (names then contain "/"). It stops early when fn returns false.
 	List(ctx context.Context, prefix string, recursive bool, fn func(name string, size int64, mtime time.Time, isDir bool) bool) error
+	// AbortMultipart discards an unfinished multipart upload.
+	AbortMultipart(ctx context.Context, key, uploadID string) error
 }
 
 // Error is what every Store in this package returns for a failed request.
@@ -76,9 +84,53 @@ var permanentCodes = map[string]bool{
 	"KMS.AccessDeniedException": true,
 }
 
+// isNotFoundErr reports a missing object or upload.
+func isNotFoundErr(err error) bool { return errors.Is(err, iofs.ErrNotExist) }
+
 // IsPermanent reports whether err is a store error that retrying alone
 // cannot fix.
 func IsPermanent(err error) bool {
 	var p interface{ Permanent() bool }
 	return errors.As(err, &p) && p.Permanent()
+}
+
+// transientCodes are 4xx answers that a retry can cure: the body was
+// damaged or changed on the way, or the store timed out reading it.
+var transientCodes = map[string]bool{
+	"BadDigest":                 true,
+	"InvalidDigest":             true,
+	"XAmzContentSHA256Mismatch": true,
+	"RequestTimeout":            true,
+	"IncompleteBody":            true,
+	"RequestTimeTooSkewed":      true,
+	"SlowDown":                  true,
+}
+
+// classify wraps an SDK error into *Error, deciding not-found and permanence.
+func classify(op, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	e := &Error{Op: op, Key: key, Err: err}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		e.Status = re.HTTPStatusCode()
+	}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		e.Code = api.ErrorCode()
+	}
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	switch {
+	case errors.As(err, &nsk), errors.As(err, &nf), e.Code == "NoSuchKey", e.Code == "NoSuchUpload",
+		e.Status == http.StatusNotFound && e.Code != "NoSuchBucket" && op != "head-bucket":
+		e.Err = fmt.Errorf("%w: %v", iofs.ErrNotExist, err)
+	case transientCodes[e.Code]:
+	case permanentCodes[e.Code]:
+		e.perm = true
+	case e.Status == http.StatusForbidden, e.Status == http.StatusBadRequest, e.Status == http.StatusNotImplemented:
+		e.perm = true
+	}
+	return e
 }

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/s3mediafs/s3mediafs/s3"
 )
 
 // Config is the daemon's configuration. The S3 keys use the names of
@@ -23,6 +26,30 @@ type Config struct {
 	AccessKeyID     string `yaml:"access_key_id"`
 	SecretAccessKey string `yaml:"secret_access_key"`
 	SessionToken    string `yaml:"session_token"`
+
+	// Provider options (synapse-s3-storage-provider's names).
+	StorageClass               string `yaml:"storage_class"`
+	SSECustomerKey             string `yaml:"sse_customer_key"`
+	SSECustomerAlgo            string `yaml:"sse_customer_algo"`
+	RequestChecksumCalculation string `yaml:"request_checksum_calculation"`
+	ResponseChecksumValidation string `yaml:"response_checksum_validation"`
+	// ThreadpoolSize is the provider's name for upload_concurrency.
+	ThreadpoolSize int `yaml:"threadpool_size"`
+	// StoreLocal and StoreRemote: whether local_* and remote_* go to S3.
+	StoreLocal  bool `yaml:"store_local"`
+	StoreRemote bool `yaml:"store_remote"`
+	// StoreSynchronous: close() returns once S3 has the file.
+	StoreSynchronous bool `yaml:"store_synchronous"`
+	// LocalOnlyDirs: top-level directories kept out of S3.
+	LocalOnlyDirs []string `yaml:"local_only_dirs"`
+	// DeleteFromS3: unlink deletes the object (false: keep it, hide it).
+	DeleteFromS3 bool `yaml:"delete_from_s3"`
+	// ServerSideEncryption: AES256 (SSE-S3) or aws:kms (SSE-KMS).
+	ServerSideEncryption string `yaml:"server_side_encryption"`
+	SSEKMSKeyID          string `yaml:"sse_kms_key_id"`
+	// Multipart uploads above MultipartThreshold, in MultipartChunksize parts.
+	MultipartThreshold ByteSize `yaml:"multipart_threshold"`
+	MultipartChunksize ByteSize `yaml:"multipart_chunksize"`
 
 	CacheDir          string `yaml:"cache_dir"`
 	UploadConcurrency int    `yaml:"upload_concurrency"`
@@ -60,21 +87,50 @@ type Config struct {
 	LogFormat string `yaml:"log_format"`
 }
 
+// localOnly returns the predicate for paths kept out of S3: the
+// local_only_dirs, plus local_* or remote_* when store_local or
+// store_remote is off.
+func (c *Config) localOnly() func(string) bool {
+	dirs := map[string]bool{}
+	for _, d := range c.LocalOnlyDirs {
+		dirs[d] = true
+	}
+	if !c.StoreLocal {
+		dirs["local_content"], dirs["local_thumbnails"] = true, true
+	}
+	if !c.StoreRemote {
+		dirs["remote_content"], dirs["remote_thumbnail"] = true, true
+	}
+	if len(dirs) == 0 {
+		return nil
+	}
+	return func(p string) bool {
+		top, _, _ := strings.Cut(p, "/")
+		return dirs[top]
+	}
+}
+
 // defaultConfig holds every default in one place; the README lists them.
 func defaultConfig() Config {
 	return Config{
-		CacheDir:          "/var/cache/s3mediafs",
-		UploadConcurrency: 8,
-		CacheMinFree:      FreeSpace{Percent: 5},
-		SpaceWait:         60 * time.Second,
-		DrainTimeout:      60 * time.Second,
-		StoreTimeout:      30 * time.Second,
-		RevalidateAfter:   time.Minute,
-		NegativeCacheTTL:  2 * time.Second,
-		EntryTimeout:      time.Second,
-		AttrTimeout:       time.Second,
-		LogLevel:          "info",
-		LogFormat:         "text",
+		CacheDir:           "/var/cache/s3mediafs",
+		UploadConcurrency:  8,
+		StoreLocal:         true,
+		StoreRemote:        true,
+		DeleteFromS3:       true,
+		LocalOnlyDirs:      []string{"url_cache", "url_cache_thumbnails"},
+		MultipartThreshold: 64 << 20,
+		MultipartChunksize: 16 << 20,
+		CacheMinFree:       FreeSpace{Percent: 5},
+		SpaceWait:          60 * time.Second,
+		DrainTimeout:       60 * time.Second,
+		StoreTimeout:       30 * time.Second,
+		RevalidateAfter:    time.Minute,
+		NegativeCacheTTL:   2 * time.Second,
+		EntryTimeout:       time.Second,
+		AttrTimeout:        time.Second,
+		LogLevel:           "info",
+		LogFormat:          "text",
 	}
 }
 
@@ -88,11 +144,21 @@ func loadConfigFile(path string, cfg *Config) error {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
+	cfg.ThreadpoolSize = 0
 	if err := dec.Decode(cfg); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil // an empty file sets nothing
 		}
 		return fmt.Errorf("config %s: %s", path, strings.ReplaceAll(err.Error(), "field ", "unknown key "))
+	}
+	// threadpool_size is the provider's name for upload_concurrency.
+	if tp := cfg.ThreadpoolSize; tp != 0 {
+		var keys map[string]any
+		_ = yaml.Unmarshal(b, &keys)
+		if _, both := keys["upload_concurrency"]; both && cfg.UploadConcurrency != tp {
+			return fmt.Errorf("config %s: threadpool_size (%d) and upload_concurrency (%d) disagree", path, tp, cfg.UploadConcurrency)
+		}
+		cfg.UploadConcurrency, cfg.ThreadpoolSize = tp, 0
 	}
 	return nil
 }
@@ -132,6 +198,48 @@ func (c *Config) validate() error {
 	}
 	if c.CacheMaxSize > 0 && c.DirtyMaxSize > c.CacheMaxSize {
 		errs = append(errs, fmt.Errorf("dirty_max_size (%d) exceeds cache_max_size (%d)", c.DirtyMaxSize, c.CacheMaxSize))
+	}
+	for name, v := range map[string]string{
+		"request_checksum_calculation": c.RequestChecksumCalculation,
+		"response_checksum_validation": c.ResponseChecksumValidation,
+	} {
+		if v != "" && v != "when_required" && v != "when_supported" {
+			errs = append(errs, fmt.Errorf("%s %q is not when_required or when_supported", name, v))
+		}
+	}
+	if c.StorageClass != "" && !slices.Contains(s3.StorageClasses, c.StorageClass) {
+		errs = append(errs, fmt.Errorf("storage_class %q is not one of %s", c.StorageClass, strings.Join(s3.StorageClasses, ", ")))
+	}
+	if c.SSECustomerAlgo != "" && c.SSECustomerAlgo != "AES256" {
+		errs = append(errs, fmt.Errorf("sse_customer_algo %q: S3 supports only AES256", c.SSECustomerAlgo))
+	}
+	if c.SSECustomerKey != "" && len(c.SSECustomerKey) != 32 {
+		errs = append(errs, fmt.Errorf("sse_customer_key must be 32 bytes for AES256, not %d", len(c.SSECustomerKey)))
+	}
+	switch c.ServerSideEncryption {
+	case "", "AES256", "aws:kms", "aws:kms:dsse":
+	default:
+		errs = append(errs, fmt.Errorf("server_side_encryption %q is not AES256, aws:kms or aws:kms:dsse", c.ServerSideEncryption))
+	}
+	if c.ServerSideEncryption != "" && c.SSECustomerKey != "" {
+		errs = append(errs, errors.New("sse_customer_key (SSE-C) and server_side_encryption exclude each other"))
+	}
+	if c.SSEKMSKeyID != "" && !strings.HasPrefix(c.ServerSideEncryption, "aws:kms") {
+		errs = append(errs, errors.New("sse_kms_key_id needs server_side_encryption: aws:kms"))
+	}
+	if c.MultipartChunksize < 5<<20 {
+		errs = append(errs, errors.New("multipart_chunksize must be at least 5MiB (S3's minimum part size)"))
+	}
+	if c.MultipartThreshold < c.MultipartChunksize {
+		errs = append(errs, errors.New("multipart_threshold must be at least multipart_chunksize"))
+	}
+	if !c.StoreLocal && !c.StoreRemote {
+		errs = append(errs, errors.New("store_local and store_remote are both off: nothing would go to S3"))
+	}
+	for _, d := range c.LocalOnlyDirs {
+		if d == "" || strings.Contains(d, "/") || d == "." || d == ".." {
+			errs = append(errs, fmt.Errorf("local_only_dirs entry %q is not a top-level directory name", d))
+		}
 	}
 	if c.StoreTimeout == 0 {
 		errs = append(errs, errors.New("store_timeout must be positive"))

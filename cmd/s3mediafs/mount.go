@@ -33,9 +33,11 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	var (
-		configPath = fl.String("config", "", "YAML configuration `file`")
-		m          = &mountArgs{cfg: defaultConfig()}
-		over       Config
+		configPath  = fl.String("config", "", "YAML configuration `file`")
+		synapsePath = fl.String("synapse-config", os.Getenv("SYNAPSE_CONFIG_PATH"),
+			"Synapse's homeserver.yaml: media_store_path and the s3_storage_provider block (default $SYNAPSE_CONFIG_PATH)")
+		m    = &mountArgs{cfg: defaultConfig()}
+		over Config
 	)
 	fl.StringVar(&m.embedded, "embedded-s3", "", "quickstart: serve an embedded S3 store keeping objects in `DIR` (not the cloud)")
 	fl.BoolVar(&m.debugFUSE, "debug-fuse", false, "log every FUSE request")
@@ -62,10 +64,22 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 	if err := fl.Parse(args); err != nil {
 		return nil, err
 	}
-	if fl.NArg() != 1 {
-		return nil, errors.New("mount needs exactly one MOUNTPOINT")
+	if fl.NArg() > 1 {
+		return nil, errors.New("mount takes one MOUNTPOINT")
 	}
-	m.mountpoint = fl.Arg(0)
+	if *synapsePath != "" {
+		mediaStore, err := loadSynapseConfig(*synapsePath, &m.cfg)
+		if err != nil {
+			return nil, err
+		}
+		m.mountpoint = mediaStore
+	}
+	if fl.NArg() == 1 {
+		m.mountpoint = fl.Arg(0)
+	}
+	if m.mountpoint == "" {
+		return nil, errors.New("mount needs a MOUNTPOINT (or --synapse-config with media_store_path)")
+	}
 	if *configPath != "" {
 		if err := loadConfigFile(*configPath, &m.cfg); err != nil {
 			return nil, err
@@ -152,7 +166,14 @@ func serve(m *mountArgs, log *slog.Logger) error {
 	store, err := s3.New(ctx, s3.Config{
 		Bucket: cfg.Bucket, Prefix: cfg.Prefix, Region: cfg.RegionName, Endpoint: cfg.EndpointURL,
 		ForcePathStyle: cfg.ForcePathStyle, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey,
-		SessionToken: cfg.SessionToken, MaxConns: cfg.UploadConcurrency + 32, RequestTimeout: cfg.StoreTimeout,
+		SessionToken: cfg.SessionToken, MaxConns: cfg.UploadConcurrency*4 + 32, RequestTimeout: cfg.StoreTimeout,
+		StorageClass:   cfg.StorageClass,
+		SSECustomerKey: cfg.SSECustomerKey, SSECustomerAlgorithm: cfg.SSECustomerAlgo,
+		ServerSideEncryption: cfg.ServerSideEncryption, SSEKMSKeyID: cfg.SSEKMSKeyID,
+		ChecksumWhenRequired:         cfg.RequestChecksumCalculation == "when_required",
+		ResponseChecksumWhenRequired: cfg.ResponseChecksumValidation == "when_required",
+		MultipartThreshold:           int64(cfg.MultipartThreshold),
+		MultipartPartSize:            int64(cfg.MultipartChunksize),
 	}, log)
 	if err != nil {
 		return err
@@ -166,21 +187,25 @@ func serve(m *mountArgs, log *slog.Logger) error {
 
 	c, err := cache.Open(cache.Options{
 		Dir: cfg.CacheDir, Store: store, Log: log,
-		UploadConcurrency: cfg.UploadConcurrency,
-		NegativeTTL:       cfg.NegativeCacheTTL,
-		RevalidateAfter:   cfg.RevalidateAfter,
-		StoreTimeout:      cfg.StoreTimeout,
-		MaxKeyLen:         1024 - len(cfg.Prefix),
-		MaxSize:           int64(cfg.CacheMaxSize),
-		MinFree:           cfg.CacheMinFree.Bytes,
-		MinFreePercent:    cfg.CacheMinFree.Percent,
-		MaxAge:            cfg.CacheMaxAge,
-		DirtyMax:          int64(cfg.DirtyMaxSize),
-		SpaceWait:         cfg.SpaceWait,
+		UploadConcurrency:  cfg.UploadConcurrency,
+		NegativeTTL:        cfg.NegativeCacheTTL,
+		RevalidateAfter:    cfg.RevalidateAfter,
+		StoreTimeout:       cfg.StoreTimeout,
+		MaxKeyLen:          1024 - len(cfg.Prefix),
+		MaxSize:            int64(cfg.CacheMaxSize),
+		MinFree:            cfg.CacheMinFree.Bytes,
+		MinFreePercent:     cfg.CacheMinFree.Percent,
+		MaxAge:             cfg.CacheMaxAge,
+		DirtyMax:           int64(cfg.DirtyMaxSize),
+		SpaceWait:          cfg.SpaceWait,
+		LocalOnly:          cfg.localOnly(),
+		KeepDeletedInStore: !cfg.DeleteFromS3,
+		Synchronous:        cfg.StoreSynchronous,
 	})
 	if err != nil {
 		return err
 	}
+	store.SetMultipartJournal(c)
 	defer func() {
 		if err := c.Close(); err != nil {
 			log.Error("closing the cache index failed", "err", err)

@@ -83,8 +83,57 @@ func Bucket(t testing.TB, prefix string) (*s3.Client, Server, string) {
 type Proxy struct {
 	URL string
 
-	mu   sync.Mutex
-	fail func(*http.Request) int // status to answer instead of forwarding; 0 forwards
+	mu       sync.Mutex
+	fail     func(*http.Request) int // status to answer instead of forwarding; 0 forwards
+	requests []Request               // every request seen, in order
+}
+
+// Request is what the proxy saw of one request.
+type Request struct {
+	Method, Path, Query string
+	Header              http.Header
+}
+
+// Op names the S3 operation of a request, from its method and query.
+func (r Request) Op() string {
+	q, _ := url.ParseQuery(r.Query)
+	switch {
+	case r.Method == http.MethodPost && q.Has("uploads"):
+		return "CreateMultipartUpload"
+	case r.Method == http.MethodPost && q.Has("uploadId"):
+		return "CompleteMultipartUpload"
+	case r.Method == http.MethodPut && q.Has("partNumber"):
+		return "UploadPart"
+	case r.Method == http.MethodDelete && q.Has("uploadId"):
+		return "AbortMultipartUpload"
+	case r.Method == http.MethodGet && q.Has("uploads"):
+		return "ListMultipartUploads"
+	case r.Method == http.MethodGet && (q.Has("list-type") || q.Has("prefix") || q.Has("delimiter")):
+		return "ListObjects"
+	case r.Method == http.MethodPut:
+		return "PutObject"
+	case r.Method == http.MethodGet:
+		return "GetObject"
+	case r.Method == http.MethodHead:
+		return "HeadObject"
+	case r.Method == http.MethodDelete:
+		return "DeleteObject"
+	}
+	return r.Method
+}
+
+// Requests returns the requests seen so far.
+func (p *Proxy) Requests() []Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Request(nil), p.requests...)
+}
+
+// Reset forgets the requests seen so far.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	p.requests = nil
+	p.mu.Unlock()
 }
 
 // NewProxy starts a proxy to target on 127.0.0.1, closed at test end.
@@ -103,6 +152,7 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		fail := p.fail
+		p.requests = append(p.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone()})
 		p.mu.Unlock()
 		if fail != nil {
 			if code := fail(r); code != 0 {

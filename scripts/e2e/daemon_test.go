@@ -227,7 +227,7 @@ func payload(n int, seed int) []byte {
 
 func object(t *testing.T, c *s3.Client, key string) ([]byte, bool) {
 	t.Helper()
-	body, _, err := c.Get(context.Background(), key, 0)
+	body, _, err := c.Get(context.Background(), key, 0, -1)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false
 	}

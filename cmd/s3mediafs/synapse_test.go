@@ -1,0 +1,94 @@
+package main
+
+import (
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestHomeserverYAMLProviderBlock(t *testing.T) {
+	m, err := parseMountArgs([]string{"--synapse-config", "testdata/homeserver.yaml"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.cfg
+	want := Config{
+		Bucket: "synapse-media", RegionName: "eu-central-1", EndpointURL: "https://s3.eu-central-1.example.net",
+		AccessKeyID: "AKIAEXAMPLEKEY", SecretAccessKey: "example-secret-key", SessionToken: "example-session-token",
+		Prefix: "synapse", StorageClass: "STANDARD_IA", SSECustomerKey: "0123456789abcdef0123456789abcdef",
+		SSECustomerAlgo: "AES256", RequestChecksumCalculation: "when_required", ResponseChecksumValidation: "when_required",
+	}
+	got := Config{
+		Bucket: c.Bucket, RegionName: c.RegionName, EndpointURL: c.EndpointURL,
+		AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken,
+		Prefix: c.Prefix, StorageClass: c.StorageClass, SSECustomerKey: c.SSECustomerKey,
+		SSECustomerAlgo: c.SSECustomerAlgo, RequestChecksumCalculation: c.RequestChecksumCalculation,
+		ResponseChecksumValidation: c.ResponseChecksumValidation,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("provider keys:\n got %+v\nwant %+v", got, want)
+	}
+	if c.UploadConcurrency != 40 || !c.StoreLocal || !c.StoreRemote || !c.StoreSynchronous {
+		t.Fatalf("threadpool_size and wrapper keys: %+v", c)
+	}
+	if m.mountpoint != "/var/lib/matrix-synapse/media" {
+		t.Fatalf("mount point from media_store_path: %q", m.mountpoint)
+	}
+	lo := c.localOnly()
+	if lo == nil || !lo("url_cache/x") || lo("local_content/ab/cd/x") || lo("remote_content/s/ab/cd/x") {
+		t.Fatal("local-only trees wrong")
+	}
+}
+
+func TestOwnConfigOverridesHomeserver(t *testing.T) {
+	own := writeConfig(t, "bucket: other\nupload_concurrency: 4\ncache_dir: /srv/c\n")
+	m, err := parseMountArgs([]string{"--synapse-config", "testdata/homeserver.yaml", "--config", own, "/mnt/x"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.cfg.Bucket != "other" || m.cfg.UploadConcurrency != 4 || m.mountpoint != "/mnt/x" || m.cfg.Prefix != "synapse" {
+		t.Fatalf("%+v %q", m.cfg, m.mountpoint)
+	}
+}
+
+func TestSynapseConfigFromEnvironment(t *testing.T) {
+	t.Setenv("SYNAPSE_CONFIG_PATH", "testdata/homeserver.yaml")
+	m, err := parseMountArgs(nil, io.Discard)
+	if err != nil || m.cfg.Bucket != "synapse-media" {
+		t.Fatalf("%v %+v", err, m)
+	}
+}
+
+func TestBadHomeserverYAML(t *testing.T) {
+	block := func(s string) string {
+		return "media_store_path: /m\nmedia_storage_providers:\n- module: s3_storage_provider.S3StorageProviderBackend\n" + s
+	}
+	cases := map[string]string{
+		"media_store_path: /m\n": "no media_storage_providers entry",
+		block("  store_local: true\n  config:\n    bucket: b\n    bukcet: c\n"):                                                                      "bukcet",
+		block("  config:\n    bucket: b\n"):                                                                                                          "both off",
+		block("  store_local: true\n  config:\n    bucket: b\n    storage_class: DEEP_ARCHIVE\n"):                                                    "storage_class",
+		block("  store_local: true\n  config:\n    bucket: b\n    request_checksum_calculation: sometimes\n"):                                        "request_checksum_calculation",
+		block("  store_local: true\n  config:\n    bucket: b\n    sse_customer_key: short\n"):                                                        "32 bytes",
+		block("  store_local: true\n  config:\n    bucket: b\n") + "- module: s3_storage_provider.S3StorageProviderBackend\n  config: {bucket: c}\n": "2 entries",
+		"media_storage_providers:\n- module: s3_storage_provider.S3StorageProviderBackend\n  store_local: true\n  config: {bucket: b}\n":             "media_store_path",
+	}
+	for body, want := range cases {
+		_, err := parseMountArgs([]string{"--synapse-config", writeConfig(t, body)}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("homeserver %q: %v, want it to mention %q", body, err, want)
+		}
+	}
+}
+
+func FuzzHomeserverYAML(f *testing.F) {
+	f.Add("media_store_path: /m\nmedia_storage_providers:\n- module: s3_storage_provider.S3StorageProviderBackend\n  store_local: true\n  config: {bucket: b}\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		var cfg Config = defaultConfig()
+		p := writeConfig(t, body)
+		if mp, err := loadSynapseConfig(p, &cfg); err == nil && mp == "" {
+			t.Fatal("accepted a homeserver.yaml without media_store_path")
+		}
+	})
+}
