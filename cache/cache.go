@@ -105,21 +105,23 @@ type Cache struct {
 	dataDir string
 	tmpDir  string
 
-	mu       sync.Mutex           // guards every index read-modify-write, and the fields below
-	open     map[string]*openFile // open files by current path
-	negative map[string]time.Time // paths the store lacked, until the time given
-	verified map[string]time.Time // when the store last confirmed a clean/remote file
-	used     int64                // bytes of local data files, as the index records them
-	dirty    int64                // bytes not yet in the store
-	wanted   int64                // bytes that writers and readers wait for
-	accessed map[string]int64     // opens since the last access flush (unix nanoseconds)
-	space    *notifier            // signalled when used or dirty bytes change
+	mu         sync.Mutex           // guards every index read-modify-write, and the fields below
+	open       map[string]*openFile // open files by current path
+	negative   map[string]time.Time // paths the store lacked, until the time given
+	verified   map[string]time.Time // when the store last confirmed a clean/remote file
+	used       int64                // bytes of local data files, as the index records them
+	dirty      int64                // bytes not yet in the store
+	dirtyFiles int64                // files not yet in the store
+	wanted     int64                // bytes that writers and readers wait for
+	accessed   map[string]int64     // opens since the last access flush (unix nanoseconds)
+	space      *notifier            // signalled when used or dirty bytes change
 
 	evictKick chan struct{} // wakes the evictor
 	free      freeSpace     // the cache filesystem's free bytes, sampled
 
 	fetches singleflight.Group // one GET per missing file, shared by readers
 	q       *queue
+	stats   counters
 	// storeDownUntil (unix nanos) skips remote lookups for a moment after
 	// the store failed one, so creating files during an outage stays fast.
 	storeDownUntil atomic.Int64
@@ -177,7 +179,7 @@ func Open(opts Options) (*Cache, error) {
 	}
 	c.ix = ix
 	c.free.dir = c.dataDir
-	if c.used, c.dirty, err = loadAcct(ix.db); err != nil {
+	if c.used, c.dirty, c.dirtyFiles, err = loadAcct(ix.db); err != nil {
 		ix.close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}

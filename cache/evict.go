@@ -179,6 +179,7 @@ func (c *Cache) evictOne(p string) bool {
 		return false
 	}
 	c.removeData(data)
+	c.stats.evictions.Add(1)
 	c.log.Debug("evicted", "path", p)
 	return true
 }

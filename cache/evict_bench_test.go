@@ -32,7 +32,7 @@ func fillIndex(b *testing.B, c *Cache, n int) {
 			b.Fatal(err)
 		}
 	}
-	if err := wb.Set(acctKey, encodeAcct(int64(n)*size, 0)); err != nil {
+	if err := wb.Set(acctKey, encodeAcct(int64(n)*size, 0, 0)); err != nil {
 		b.Fatal(err)
 	}
 	if err := wb.Flush(); err != nil {

@@ -82,6 +82,8 @@ func (c *Cache) fetchOnce(ctx context.Context, p string) error {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
 	c.log.Debug("fetched", "path", p, "bytes", size, "took", time.Since(start))
+	c.stats.misses.Add(1)
+	c.stats.bytesDown.Add(uint64(size))
 
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -76,6 +76,9 @@ func (c *Cache) OpenFile(ctx context.Context, p string, flags int) (*Handle, err
 	}
 	of.refs++
 	c.touchLocked(p)
+	if r.State != Remote {
+		c.stats.hits.Add(1)
+	}
 	c.mu.Unlock()
 
 	h := &Handle{c: c, of: of, writable: writable}

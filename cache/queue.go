@@ -28,10 +28,11 @@ type queue struct {
 	again    map[string]bool // re-run once the in-flight job ends
 	retry    map[string]*time.Timer
 	backoffs map[string]*backoff.ExponentialBackOff
-	failures map[string]int    // consecutive failures per path
-	reported map[string]string // last permanent error logged per path
-	lastErr  map[string]error  // the error of a path's last job, until one succeeds
-	scanning bool              // the index's owed work is still being read
+	failures map[string]int       // consecutive failures per path
+	reported map[string]string    // last permanent error logged per path
+	lastErr  map[string]error     // the error of a path's last job, until one succeeds
+	since    map[string]time.Time // when each owed path was first queued
+	scanning bool                 // the index's owed work is still being read
 	stopped  bool
 	workers  sync.WaitGroup
 }
@@ -46,6 +47,7 @@ func newQueue(c *Cache) *queue {
 		backoffs: map[string]*backoff.ExponentialBackOff{},
 		failures: map[string]int{},
 		lastErr:  map[string]error{},
+		since:    map[string]time.Time{},
 		reported: map[string]string{},
 	}
 	q.changed = sync.NewCond(&q.mu)
@@ -94,6 +96,9 @@ func (q *queue) add(p string) {
 
 func (q *queue) addLocked(p string) {
 	delete(q.lastErr, p) // a new attempt: an old failure says nothing of it
+	if _, ok := q.since[p]; !ok {
+		q.since[p] = time.Now()
+	}
 	if t, ok := q.retry[p]; ok {
 		t.Stop()
 		delete(q.retry, p)
@@ -192,6 +197,7 @@ func (q *queue) work(ctx context.Context) {
 			delete(q.again, p)
 			q.addLocked(p)
 		default:
+			delete(q.since, p)
 			delete(q.lastErr, p)
 			delete(q.backoffs, p)
 			delete(q.reported, p)
@@ -212,7 +218,24 @@ func (q *queue) failure(p string) error {
 }
 
 // scheduleRetryLocked re-runs p after a capped, jittered exponential delay.
+// depth returns how many paths are owed and how long the oldest has waited.
+func (q *queue) depth() (int, time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var oldest time.Time
+	for _, t := range q.since {
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	if oldest.IsZero() {
+		return q.owedLocked(), 0
+	}
+	return q.owedLocked(), time.Since(oldest)
+}
+
 func (q *queue) scheduleRetryLocked(p string, err error) {
+	q.c.stats.storeError(err, isPermanent(err))
 	b := q.backoffs[p]
 	if b == nil {
 		b = backoff.NewExponentialBackOff()

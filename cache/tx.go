@@ -14,10 +14,11 @@ import (
 // and dirty bytes) and the least-recently-used order of clean files. All
 // record writes go through put and del, so no caller can forget either.
 type tx struct {
-	txn       *badger.Txn
-	now       int64 // unix nanoseconds, for new LRU entries
-	usedDelta int64
-	dirtDelta int64
+	txn        *badger.Txn
+	now        int64 // unix nanoseconds, for new LRU entries
+	usedDelta  int64
+	dirtDelta  int64
+	filesDelta int64 // dirty files
 }
 
 // Keys of the derived data.
@@ -68,6 +69,13 @@ func dirtyBytes(r record) int64 {
 	return r.Size
 }
 
+func isDirty(r record) int64 {
+	if !r.Dir && (r.State == Dirty || r.State == Uploading) {
+		return 1
+	}
+	return 0
+}
+
 func isClean(r record, ok bool) bool { return ok && !r.Dir && r.State == Clean }
 
 // derive updates accounting and LRU membership for a change from old to new.
@@ -75,10 +83,12 @@ func (t *tx) derive(p string, old record, hadOld bool, new record, hasNew bool) 
 	if hadOld {
 		t.usedDelta -= localBytes(old)
 		t.dirtDelta -= dirtyBytes(old)
+		t.filesDelta -= isDirty(old)
 	}
 	if hasNew {
 		t.usedDelta += localBytes(new)
 		t.dirtDelta += dirtyBytes(new)
+		t.filesDelta += isDirty(new)
 	}
 	wasClean, nowClean := isClean(old, hadOld), isClean(new, hasNew)
 	switch {
@@ -154,14 +164,15 @@ func (c *Cache) update(fn func(t *tx) error) error {
 		if err := fn(t); err != nil {
 			return err
 		}
-		if t.usedDelta == 0 && t.dirtDelta == 0 {
+		if t.usedDelta == 0 && t.dirtDelta == 0 && t.filesDelta == 0 {
 			return nil
 		}
-		return txn.Set(acctKey, encodeAcct(c.used+t.usedDelta, c.dirty+t.dirtDelta))
+		return txn.Set(acctKey, encodeAcct(c.used+t.usedDelta, c.dirty+t.dirtDelta, c.dirtyFiles+t.filesDelta))
 	})
 	if err != nil {
 		return err
 	}
+	c.dirtyFiles += t.filesDelta
 	if t.usedDelta != 0 || t.dirtDelta != 0 {
 		c.used += t.usedDelta
 		c.dirty += t.dirtDelta
@@ -173,13 +184,14 @@ func (c *Cache) update(fn func(t *tx) error) error {
 	return nil
 }
 
-func encodeAcct(used, dirty int64) []byte {
+func encodeAcct(used, dirty, dirtyFiles int64) []byte {
 	b := binary.AppendVarint(nil, used)
-	return binary.AppendVarint(b, dirty)
+	b = binary.AppendVarint(b, dirty)
+	return binary.AppendVarint(b, dirtyFiles)
 }
 
 // loadAcct reads the persisted byte accounting.
-func loadAcct(db *badger.DB) (used, dirty int64, err error) {
+func loadAcct(db *badger.DB) (used, dirty, dirtyFiles int64, err error) {
 	err = db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(acctKey)
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -189,17 +201,20 @@ func loadAcct(db *badger.DB) (used, dirty int64, err error) {
 			return err
 		}
 		return item.Value(func(v []byte) error {
-			u, n := binary.Varint(v)
-			if n <= 0 {
+			var vals [3]int64
+			for i := range vals {
+				x, n := binary.Varint(v)
+				if n <= 0 {
+					return fmt.Errorf("%w: accounting", errCorruptRecord)
+				}
+				vals[i], v = x, v[n:]
+			}
+			if len(v) != 0 {
 				return fmt.Errorf("%w: accounting", errCorruptRecord)
 			}
-			d, m := binary.Varint(v[n:])
-			if m <= 0 || n+m != len(v) {
-				return fmt.Errorf("%w: accounting", errCorruptRecord)
-			}
-			used, dirty = u, d
+			used, dirty, dirtyFiles = vals[0], vals[1], vals[2]
 			return nil
 		})
 	})
-	return used, dirty, err
+	return used, dirty, dirtyFiles, err
 }

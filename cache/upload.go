@@ -87,6 +87,8 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 		return false, err
 	}
 	c.log.Debug("uploaded", "path", p, "bytes", size, "took", time.Since(start))
+	c.stats.uploads.Add(1)
+	c.stats.bytesUp.Add(uint64(size))
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -124,6 +126,7 @@ func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
 		return false, err
 	}
 	c.log.Debug("deleted from store", "path", p)
+	c.stats.deletes.Add(1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	again := false

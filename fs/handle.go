@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -32,7 +33,8 @@ func newHandle(n *node, h *cache.Handle, flags int) *handle {
 }
 
 // Read implements gofs.FileReader.
-func (f *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (f *handle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
+	defer f.n.observe("read", time.Now(), &errno)
 	n, err := f.h.ReadAt(ctx, dest, off)
 	if err != nil {
 		return nil, f.n.fail("read", f.n.path(), err)
@@ -41,7 +43,8 @@ func (f *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 }
 
 // Write implements gofs.FileWriter.
-func (f *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+func (f *handle) Write(ctx context.Context, data []byte, off int64) (_ uint32, errno syscall.Errno) {
+	defer f.n.observe("write", time.Now(), &errno)
 	n, err := f.h.WriteAt(ctx, data, off)
 	if err != nil {
 		return uint32(n), f.n.fail("write", f.n.path(), err)
@@ -50,7 +53,8 @@ func (f *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 }
 
 // Flush implements gofs.FileFlusher; it runs on every close(2).
-func (f *handle) Flush(ctx context.Context) syscall.Errno {
+func (f *handle) Flush(ctx context.Context) (errno syscall.Errno) {
+	defer f.n.observe("flush", time.Now(), &errno)
 	if err := f.h.Flush(ctx); err != nil {
 		return f.n.fail("flush", f.n.path(), err)
 	}
@@ -58,7 +62,8 @@ func (f *handle) Flush(ctx context.Context) syscall.Errno {
 }
 
 // Release implements gofs.FileReleaser.
-func (f *handle) Release(ctx context.Context) syscall.Errno {
+func (f *handle) Release(ctx context.Context) (errno syscall.Errno) {
+	defer f.n.observe("release", time.Now(), &errno)
 	if err := f.h.Release(ctx); err != nil {
 		return f.n.fail("release", f.n.path(), err)
 	}
@@ -66,7 +71,8 @@ func (f *handle) Release(ctx context.Context) syscall.Errno {
 }
 
 // Allocate implements gofs.FileAllocater (fallocate(2)).
-func (f *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+func (f *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) (errno syscall.Errno) {
+	defer f.n.observe("allocate", time.Now(), &errno)
 	if err := f.h.Allocate(ctx, int64(off), int64(size), mode); err != nil {
 		return f.n.fail("fallocate", f.n.path(), err)
 	}
@@ -74,7 +80,8 @@ func (f *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) sy
 }
 
 // Fsync implements gofs.FileFsyncer.
-func (f *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+func (f *handle) Fsync(ctx context.Context, flags uint32) (errno syscall.Errno) {
+	defer f.n.observe("fsync", time.Now(), &errno)
 	if err := f.h.Fsync(ctx); err != nil {
 		return f.n.fail("fsync", f.n.path(), err)
 	}

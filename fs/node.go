@@ -15,6 +15,9 @@ import (
 
 // Options says how files look to the kernel and how long it may cache them.
 type Options struct {
+	// Observe, if set, is told of every FUSE operation served: its name,
+	// duration and result (0 for success). Metrics hang off it.
+	Observe         func(op string, d time.Duration, errno syscall.Errno)
 	UID, GID        uint32
 	FileMode        uint32 // permission bits of every file; default 0644
 	DirMode         uint32 // permission bits of every directory; default 0755
@@ -48,6 +51,14 @@ var (
 )
 
 func (n *node) path() string { return n.Path(nil) }
+
+// observe reports an operation that started at start; deferred with a
+// pointer to the method's named errno result.
+func (n *node) observe(op string, start time.Time, errno *syscall.Errno) {
+	if n.opts.Observe != nil {
+		n.opts.Observe(op, time.Since(start), *errno)
+	}
+}
 
 func (n *node) child(name string) string {
 	if p := n.path(); p != "" {
@@ -96,7 +107,8 @@ func (n *node) entry(ctx context.Context, a cache.Attr, out *fuse.EntryOut) *gof
 }
 
 // Lookup implements gofs.NodeLookuper.
-func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	defer n.observe("lookup", time.Now(), &errno)
 	a, err := n.c.Stat(ctx, n.child(name))
 	if err != nil {
 		if errno := toErrno(err); errno == syscall.ENOENT {
@@ -119,7 +131,8 @@ func (n *node) fail(op, p string, err error) syscall.Errno {
 }
 
 // Getattr implements gofs.NodeGetattrer.
-func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer n.observe("getattr", time.Now(), &errno)
 	var a cache.Attr
 	if h, ok := f.(*handle); ok {
 		// fstat: the open file answers, even after its name is gone.
@@ -137,7 +150,8 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 
 // Setattr implements gofs.NodeSetattrer. Size, permission bits and the
 // modification time are kept; owners are fixed by the mount's options.
-func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer n.observe("setattr", time.Now(), &errno)
 	mode, setMode := in.GetMode()
 	mtime, setMTime := in.GetMTime()
 	if setMode || setMTime {
@@ -168,7 +182,8 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 }
 
 // Open implements gofs.NodeOpener.
-func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, errno syscall.Errno) {
+	defer n.observe("open", time.Now(), &errno)
 	h, err := n.c.OpenFile(ctx, n.path(), int(flags))
 	if err != nil {
 		return nil, 0, n.fail("open", n.path(), err)
@@ -177,7 +192,8 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 }
 
 // Create implements gofs.NodeCreater.
-func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (_ *gofs.Inode, _ gofs.FileHandle, _ uint32, errno syscall.Errno) {
+	defer n.observe("create", time.Now(), &errno)
 	p := n.child(name)
 	h, a, err := n.c.Create(ctx, p, int(flags), mode)
 	if err != nil {
@@ -187,7 +203,8 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 }
 
 // Mkdir implements gofs.NodeMkdirer.
-func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	defer n.observe("mkdir", time.Now(), &errno)
 	a, err := n.c.Mkdir(ctx, n.child(name), mode)
 	if err != nil {
 		return nil, n.fail("mkdir", n.child(name), err)
@@ -196,7 +213,8 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 // Unlink implements gofs.NodeUnlinker.
-func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+func (n *node) Unlink(ctx context.Context, name string) (errno syscall.Errno) {
+	defer n.observe("unlink", time.Now(), &errno)
 	if err := n.c.Unlink(ctx, n.child(name)); err != nil {
 		return n.fail("unlink", n.child(name), err)
 	}
@@ -204,7 +222,8 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 // Rmdir implements gofs.NodeRmdirer.
-func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+func (n *node) Rmdir(ctx context.Context, name string) (errno syscall.Errno) {
+	defer n.observe("rmdir", time.Now(), &errno)
 	if err := n.c.Rmdir(ctx, n.child(name)); err != nil {
 		return n.fail("rmdir", n.child(name), err)
 	}
@@ -213,7 +232,8 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 
 // Rename implements gofs.NodeRenamer. RENAME_NOREPLACE is honoured;
 // RENAME_EXCHANGE is not supported.
-func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) (errno syscall.Errno) {
+	defer n.observe("rename", time.Now(), &errno)
 	np, ok := newParent.(*node)
 	if !ok {
 		return syscall.EXDEV
@@ -238,7 +258,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 const unixRenameNoReplace = 1
 
 // Readdir implements gofs.NodeReaddirer.
-func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+func (n *node) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Errno) {
+	defer n.observe("readdir", time.Now(), &errno)
 	entries, err := n.c.Readdir(ctx, n.path())
 	if err != nil {
 		return nil, n.fail("readdir", n.path(), err)
@@ -256,7 +277,8 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 
 // Statfs implements gofs.NodeStatfser with the cache filesystem's figures:
 // that disk is what fills up when the store falls behind.
-func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) (errno syscall.Errno) {
+	defer n.observe("statfs", time.Now(), &errno)
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(n.c.Dir(), &st); err != nil {
 		return toErrno(err)
@@ -266,7 +288,8 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 }
 
 // Fsync implements gofs.NodeFsyncer.
-func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) (errno syscall.Errno) {
+	defer n.observe("fsync", time.Now(), &errno)
 	if h, ok := f.(*handle); ok {
 		return h.Fsync(ctx, flags)
 	}

@@ -122,6 +122,11 @@ func classify(op, key string, err error) error {
 	}
 	var nsk *types.NoSuchKey
 	var nf *types.NotFound
+	if op == "head-bucket" && e.Status == http.StatusNotFound {
+		e.Code, e.perm = "NoSuchBucket", true
+		e.Err = fmt.Errorf("the bucket does not exist: %w", err)
+		return e
+	}
 	switch {
 	case errors.As(err, &nsk), errors.As(err, &nf), e.Code == "NoSuchKey", e.Code == "NoSuchUpload",
 		e.Status == http.StatusNotFound && e.Code != "NoSuchBucket" && op != "head-bucket":

@@ -85,6 +85,14 @@ type Config struct {
 
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
+	// LogFile, if set, receives the log instead of stderr.
+	LogFile string `yaml:"log_file"`
+
+	// ControlSocket is where status and flush reach the daemon; default
+	// /run/s3mediafs/<escaped mount point>.sock.
+	ControlSocket string `yaml:"control_socket"`
+	// MetricsAddress serves Prometheus /metrics; "" turns it off.
+	MetricsAddress string `yaml:"metrics_address"`
 }
 
 // localOnly returns the predicate for paths kept out of S3: the
@@ -130,8 +138,52 @@ func defaultConfig() Config {
 		EntryTimeout:       time.Second,
 		AttrTimeout:        time.Second,
 		LogLevel:           "info",
+		MetricsAddress:     "127.0.0.1:9464",
 		LogFormat:          "text",
 	}
+}
+
+// s3ConfigOf is the S3 client configuration the daemon and import use.
+func s3ConfigOf(cfg Config) s3.Config {
+	return s3.Config{
+		Bucket: cfg.Bucket, Prefix: cfg.Prefix, Region: cfg.RegionName, Endpoint: cfg.EndpointURL,
+		ForcePathStyle: cfg.ForcePathStyle, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey,
+		SessionToken: cfg.SessionToken, MaxConns: cfg.UploadConcurrency*4 + 32, RequestTimeout: cfg.StoreTimeout,
+		StorageClass:   cfg.StorageClass,
+		SSECustomerKey: cfg.SSECustomerKey, SSECustomerAlgorithm: cfg.SSECustomerAlgo,
+		ServerSideEncryption: cfg.ServerSideEncryption, SSEKMSKeyID: cfg.SSEKMSKeyID,
+		ChecksumWhenRequired:         cfg.RequestChecksumCalculation == "when_required",
+		ResponseChecksumWhenRequired: cfg.ResponseChecksumValidation == "when_required",
+		MultipartThreshold:           int64(cfg.MultipartThreshold),
+		MultipartPartSize:            int64(cfg.MultipartChunksize),
+	}
+}
+
+// resolveConfig layers the configuration: defaults, then Synapse's
+// homeserver.yaml (whose media_store_path it returns), then our file, then
+// -o options. Flags, applied by the caller, come last.
+func resolveConfig(configPath, synapsePath, mountOpts string) (Config, string, error) {
+	cfg := defaultConfig()
+	optSynapse, err := applyMountOptions(mountOpts, &Config{})
+	if err != nil {
+		return cfg, "", err
+	}
+	if optSynapse != "" {
+		synapsePath = optSynapse
+	}
+	mediaStore := ""
+	if synapsePath != "" {
+		if mediaStore, err = loadSynapseConfig(synapsePath, &cfg); err != nil {
+			return cfg, "", err
+		}
+	}
+	if configPath != "" {
+		if err := loadConfigFile(configPath, &cfg); err != nil {
+			return cfg, "", err
+		}
+	}
+	_, err = applyMountOptions(mountOpts, &cfg)
+	return cfg, mediaStore, err
 }
 
 // loadConfigFile reads YAML from path over cfg. Unknown keys are errors

@@ -98,3 +98,20 @@ func FuzzConfigFile(f *testing.F) {
 		}
 	})
 }
+
+func TestMountOptionsAccumulateAndMapToKeys(t *testing.T) {
+	m, err := parseMountArgs([]string{"-o", "log_file=/tmp/x.log", "--bucket", "b",
+		"-o", "_netdev,nofail,x-systemd.automount,defaults,allow_other,cache_max_size=2GiB,prefix=synapse", "/mnt"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.cfg.LogFile != "/tmp/x.log" || m.cfg.CacheMaxSize != 2<<30 || m.cfg.Prefix != "synapse" ||
+		m.cfg.AllowOther == nil || !*m.cfg.AllowOther {
+		t.Fatalf("%+v", m.cfg)
+	}
+	for _, bad := range []string{"ro", "nosuchkey=1", "frobnicate"} {
+		if _, err := parseMountArgs([]string{"--bucket", "b", "-o", bad, "/mnt"}, io.Discard); err == nil {
+			t.Errorf("-o %s accepted", bad)
+		}
+	}
+}

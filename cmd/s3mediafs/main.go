@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -20,12 +21,24 @@ Usage:
   s3mediafs mount --embedded-s3 DIR MOUNTPOINT
                                           quickstart: an in-process S3 server
                                           keeps objects in DIR (NOT the cloud)
+  s3mediafs mount --daemon ...            return once the mount serves
+  s3mediafs status [--json] [MOUNTPOINT]  what the daemon holds and does
+  s3mediafs flush [--timeout D] [MOUNTPOINT]
+                                          wait until everything written so far
+                                          is in S3 (exit 0) or time runs out (1)
+  s3mediafs import --from DIR [flags]     upload an existing media store
   s3mediafs version
+
+As mount.s3mediafs (a link to this binary) it is mount(8)'s helper:
+  mount -t s3mediafs /etc/s3mediafs.yaml /var/lib/synapse/media_store
 
 Run "s3mediafs mount -h" for the mount flags.
 `
 
 func main() {
+	if filepath.Base(os.Args[0]) == helperName {
+		os.Exit(runHelper(os.Args[1:], os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -44,6 +57,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "mount":
 		return runMount(args[1:], stderr)
+	case "status":
+		return runStatus(args[1:], stdout, stderr)
+	case "flush":
+		return runFlush(args[1:], stdout, stderr)
+	case "import":
+		return runImport(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "s3mediafs", version)
 		return exitOK

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -26,6 +27,8 @@ type mountArgs struct {
 	mountpoint string
 	embedded   string // --embedded-s3 DIR
 	debugFUSE  bool
+	daemon     bool // detach once the mount serves
+	readyFD    int  // report readiness to a waiting parent on this descriptor
 }
 
 // parseMountArgs reads the config file, then lets flags override it.
@@ -36,11 +39,18 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 		configPath  = fl.String("config", "", "YAML configuration `file`")
 		synapsePath = fl.String("synapse-config", os.Getenv("SYNAPSE_CONFIG_PATH"),
 			"Synapse's homeserver.yaml: media_store_path and the s3_storage_provider block (default $SYNAPSE_CONFIG_PATH)")
-		m    = &mountArgs{cfg: defaultConfig()}
+		m    = &mountArgs{}
 		over Config
 	)
 	fl.StringVar(&m.embedded, "embedded-s3", "", "quickstart: serve an embedded S3 store keeping objects in `DIR` (not the cloud)")
 	fl.BoolVar(&m.debugFUSE, "debug-fuse", false, "log every FUSE request")
+	fl.BoolVar(&m.daemon, "daemon", false, "return once the mount serves and keep serving in the background")
+	fl.IntVar(&m.readyFD, "ready-fd", 0, "(internal) report readiness on this descriptor")
+	mountOpts := new(string)
+	fl.Func("o", "mount options: key=value config keys, allow_other, and fstab options that are ignored (repeatable)", func(s string) error {
+		*mountOpts = joinOpts(*mountOpts, s)
+		return nil
+	})
 	fl.StringVar(&over.Bucket, "bucket", "", "bucket name")
 	fl.StringVar(&over.Prefix, "prefix", "", "key prefix, used verbatim")
 	fl.StringVar(&over.RegionName, "region", "", "region name")
@@ -67,23 +77,16 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 	if fl.NArg() > 1 {
 		return nil, errors.New("mount takes one MOUNTPOINT")
 	}
-	if *synapsePath != "" {
-		mediaStore, err := loadSynapseConfig(*synapsePath, &m.cfg)
-		if err != nil {
-			return nil, err
-		}
-		m.mountpoint = mediaStore
+	cfg, mediaStore, err := resolveConfig(*configPath, *synapsePath, *mountOpts)
+	if err != nil {
+		return nil, err
 	}
+	m.cfg, m.mountpoint = cfg, mediaStore
 	if fl.NArg() == 1 {
 		m.mountpoint = fl.Arg(0)
 	}
 	if m.mountpoint == "" {
 		return nil, errors.New("mount needs a MOUNTPOINT (or --synapse-config with media_store_path)")
-	}
-	if *configPath != "" {
-		if err := loadConfigFile(*configPath, &m.cfg); err != nil {
-			return nil, err
-		}
 	}
 	fl.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -132,20 +135,55 @@ func runMount(args []string, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
+	ready := newReadyReporter(0)
+	if m != nil {
+		ready = newReadyReporter(m.readyFD)
+	}
 	if err != nil {
+		ready.failed(err)
 		fmt.Fprintln(stderr, "s3mediafs:", err)
 		return exitUsage
 	}
-	log := newLogger(stderr, m.cfg.LogLevel, m.cfg.LogFormat)
-	if err := serve(m, log); err != nil {
+	if m.daemon {
+		return daemonize(withoutFlag(args, "--daemon"), stderr)
+	}
+	logOut := stderr
+	if m.cfg.LogFile != "" {
+		os.MkdirAll(filepath.Dir(m.cfg.LogFile), 0o750)
+		f, err := os.OpenFile(m.cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			ready.failed(err)
+			fmt.Fprintln(stderr, "s3mediafs: log_file:", err)
+			return exitUsage
+		}
+		defer f.Close()
+		logOut = f
+	}
+	// A detached daemon outlives the terminal or pipe it was started
+	// from: a closed stderr must not kill it.
+	signal.Ignore(syscall.SIGPIPE)
+	log := newLogger(logOut, m.cfg.LogLevel, m.cfg.LogFormat)
+	if err := serve(m, log, ready); err != nil {
+		ready.failed(err)
 		log.Error("s3mediafs stopped", "err", err)
 		return exitError
 	}
 	return exitOK
 }
 
+// withoutFlag drops a boolean flag from an argument list.
+func withoutFlag(args []string, name string) []string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		if a != name && a != "-"+strings.TrimLeft(name, "-") && a != name+"=true" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // serve mounts, serves until a signal or an external unmount, then drains.
-func serve(m *mountArgs, log *slog.Logger) error {
+func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	mnt, err := checkMountpoint(m.mountpoint)
 	if err != nil {
 		return err
@@ -162,31 +200,22 @@ func serve(m *mountArgs, log *slog.Logger) error {
 			"objects_dir", m.embedded, "endpoint", emb.URL, "bucket", cfg.Bucket)
 	}
 
-	ctx := context.Background()
-	store, err := s3.New(ctx, s3.Config{
-		Bucket: cfg.Bucket, Prefix: cfg.Prefix, Region: cfg.RegionName, Endpoint: cfg.EndpointURL,
-		ForcePathStyle: cfg.ForcePathStyle, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey,
-		SessionToken: cfg.SessionToken, MaxConns: cfg.UploadConcurrency*4 + 32, RequestTimeout: cfg.StoreTimeout,
-		StorageClass:   cfg.StorageClass,
-		SSECustomerKey: cfg.SSECustomerKey, SSECustomerAlgorithm: cfg.SSECustomerAlgo,
-		ServerSideEncryption: cfg.ServerSideEncryption, SSEKMSKeyID: cfg.SSEKMSKeyID,
-		ChecksumWhenRequired:         cfg.RequestChecksumCalculation == "when_required",
-		ResponseChecksumWhenRequired: cfg.ResponseChecksumValidation == "when_required",
-		MultipartThreshold:           int64(cfg.MultipartThreshold),
-		MultipartPartSize:            int64(cfg.MultipartChunksize),
-	}, log)
+	ctx, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	client, err := s3.New(ctx, s3ConfigOf(cfg), log)
 	if err != nil {
 		return err
 	}
 	checkCtx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
-	err = store.CheckBucket(checkCtx)
+	err = client.CheckBucket(checkCtx)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("cannot use bucket %q: %w", cfg.Bucket, err)
 	}
 
+	met := newMetrics()
 	c, err := cache.Open(cache.Options{
-		Dir: cfg.CacheDir, Store: store, Log: log,
+		Dir: cfg.CacheDir, Store: instrumentedStore{Store: client, m: met}, Log: log,
 		UploadConcurrency:  cfg.UploadConcurrency,
 		NegativeTTL:        cfg.NegativeCacheTTL,
 		RevalidateAfter:    cfg.RevalidateAfter,
@@ -205,12 +234,33 @@ func serve(m *mountArgs, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	store.SetMultipartJournal(c)
 	defer func() {
 		if err := c.Close(); err != nil {
 			log.Error("closing the cache index failed", "err", err)
 		}
 	}()
+	client.SetMultipartJournal(c)
+	met.watch(c)
+
+	socket := cfg.ControlSocket
+	if socket == "" {
+		socket = socketFor(mnt)
+	}
+	ctl, err := listenControl(socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(socket)
+	mode := "write-back"
+	if cfg.StoreSynchronous {
+		mode = "synchronous"
+	}
+	control := &controlServer{c: c, started: time.Now(), log: log,
+		info: daemonStatus{Mountpoint: mnt, Bucket: cfg.Bucket, Prefix: cfg.Prefix, Version: version, Mode: mode}}
+	ctlServer := &http.Server{Handler: control.handler(), ReadHeaderTimeout: 10 * time.Second}
+	go ctlServer.Serve(ctl)
+	defer ctlServer.Close()
+	go control.sample(ctx)
 
 	uid, gid, err := ownerOf(mnt)
 	if err != nil {
@@ -228,7 +278,7 @@ func serve(m *mountArgs, log *slog.Logger) error {
 	}
 	server, err := mediafs.Mount(mnt, c, mediafs.MountOptions{
 		Options: mediafs.Options{
-			UID: uid, GID: gid, Log: log,
+			UID: uid, GID: gid, Log: log, Observe: met.observeFUSE,
 			EntryTimeout: cfg.EntryTimeout, AttrTimeout: cfg.AttrTimeout, NegativeTimeout: cfg.EntryTimeout,
 		},
 		AllowOther: allowOther,
@@ -240,7 +290,18 @@ func serve(m *mountArgs, log *slog.Logger) error {
 	}
 	// Owed work is found from the index only now, with the mount serving.
 	c.Start()
-	log.Info("mounted", "mountpoint", mnt, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "cache_dir", cfg.CacheDir)
+	if cfg.MetricsAddress != "" {
+		addr, err := met.serve(ctx, cfg.MetricsAddress)
+		if err != nil {
+			log.Error("metrics endpoint could not start; serving without it", "addr", cfg.MetricsAddress, "err", err)
+		} else {
+			log.Info("metrics", "url", "http://"+addr+"/metrics")
+		}
+	}
+	log.Info("mounted", "mountpoint", mnt, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "cache_dir", cfg.CacheDir,
+		"mode", mode, "control_socket", socket)
+	ready.ready()
+	notifyReady(ctx, c, log)
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -253,6 +314,7 @@ func serve(m *mountArgs, log *slog.Logger) error {
 		log.Info("unmounted from outside")
 	case sig := <-sigs:
 		log.Info("stopping", "signal", sig.String())
+		notifyStopping(c)
 		unmountWhenIdle(mnt, server, done, sigs, log)
 	}
 

@@ -92,6 +92,26 @@ type Proxy struct {
 type Request struct {
 	Method, Path, Query string
 	Header              http.Header
+	Status              int // the answer's status; 0 while in flight
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 // Op names the S3 operation of a request, from its method and query.
@@ -152,17 +172,26 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		fail := p.fail
+		i := len(p.requests)
 		p.requests = append(p.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone()})
 		p.mu.Unlock()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			p.mu.Lock()
+			if i < len(p.requests) {
+				p.requests[i].Status = sw.status
+			}
+			p.mu.Unlock()
+		}()
 		if fail != nil {
 			if code := fail(r); code != 0 {
-				w.Header().Set("Content-Type", "application/xml")
-				w.WriteHeader(code)
-				w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>`))
+				sw.Header().Set("Content-Type", "application/xml")
+				sw.WriteHeader(code)
+				sw.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>`))
 				return
 			}
 		}
-		rp.ServeHTTP(w, r)
+		rp.ServeHTTP(sw, r)
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })

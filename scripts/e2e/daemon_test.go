@@ -69,7 +69,9 @@ func config(t *testing.T, srv s3test.Server, endpoint, bucket, cacheDir string, 
 		endpoint = srv.Endpoint
 	}
 	p := filepath.Join(t.TempDir(), "s3mediafs.yaml")
-	body := fmt.Sprintf(`bucket: %s
+	body := fmt.Sprintf(`control_socket: %s
+metrics_address: 127.0.0.1:0
+bucket: %s
 prefix: "synapse/"
 endpoint_url: %s
 force_path_style: true
@@ -79,7 +81,7 @@ cache_dir: %s
 store_timeout: 5s
 drain_timeout: 10s
 log_level: debug
-%s`, bucket, endpoint, srv.AccessKey, srv.SecretKey, cacheDir, extra)
+%s`, filepath.Join(t.TempDir(), "control.sock"), bucket, endpoint, srv.AccessKey, srv.SecretKey, cacheDir, extra)
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -90,8 +92,15 @@ log_level: debug
 // stopped and the mount removed in t.Cleanup, whatever happens.
 func start(t *testing.T, cfg, mnt string) *daemon {
 	t.Helper()
+	return startEnv(t, cfg, mnt, nil)
+}
+
+// startEnv is start with extra environment variables for the daemon.
+func startEnv(t *testing.T, cfg, mnt string, env []string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, mnt: mnt, exited: make(chan struct{})}
 	d.cmd = exec.Command(binary, "mount", "--config", cfg, mnt)
+	d.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	d.cmd.Stdout, d.cmd.Stderr = pw, pw
 	if err := d.cmd.Start(); err != nil {
@@ -143,8 +152,28 @@ func (d *daemon) stopOnce() {
 		}
 	}
 	unmount(d.mnt)
+	checkNoSecrets(d.t, "daemon log", d.logs())
 	if d.t.Failed() {
 		d.t.Logf("daemon log for %s:\n%s", d.mnt, d.logs())
+	}
+}
+
+// Secrets the tests configure; none may appear in any log or output.
+const (
+	testSSECKey      = "0123456789abcdefFEDCBA9876543210"
+	testSessionToken = "test-session-token-do-not-log"
+)
+
+func checkNoSecrets(t *testing.T, what, text string) {
+	t.Helper()
+	secrets := []string{testSSECKey, testSessionToken}
+	if s := os.Getenv("S3MEDIAFS_TEST_SECRET_KEY"); s != "" {
+		secrets = append(secrets, s)
+	}
+	for _, s := range secrets {
+		if strings.Contains(text, s) {
+			t.Errorf("%s contains a secret (%.4s…)", what, s)
+		}
 	}
 }
 

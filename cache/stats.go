@@ -1,0 +1,117 @@
+package cache
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// counters are the cache's running totals since start, for status and
+// metrics. Atomic: they are bumped on hot paths without a lock.
+type counters struct {
+	hits, misses, evictions    atomic.Uint64
+	uploads, deletes           atomic.Uint64
+	bytesUp, bytesDown         atomic.Uint64
+	errTransient, errPermanent atomic.Uint64
+
+	mu        sync.Mutex // guards lastErr, lastErrAt
+	lastErr   string
+	lastErrAt time.Time
+}
+
+func (s *counters) storeError(err error, permanent bool) {
+	if permanent {
+		s.errPermanent.Add(1)
+	} else {
+		s.errTransient.Add(1)
+	}
+	s.mu.Lock()
+	s.lastErr, s.lastErrAt = err.Error(), time.Now()
+	s.mu.Unlock()
+}
+
+// Status is a snapshot of what the cache holds and does.
+type Status struct {
+	DirtyFiles int64 `json:"dirty_files"`
+	DirtyBytes int64 `json:"dirty_bytes"`
+	LocalBytes int64 `json:"cache_bytes"`
+	MaxSize    int64 `json:"cache_max_bytes"` // 0: no limit
+	FreeBytes  int64 `json:"cache_fs_free_bytes"`
+
+	QueueDepth    int     `json:"queue_depth"`         // paths with an upload or delete owed
+	OldestPending float64 `json:"oldest_pending_secs"` // age of the oldest owed upload or delete
+
+	Uploads       uint64 `json:"uploads"`
+	UploadedBytes uint64 `json:"uploaded_bytes"`
+	Deletes       uint64 `json:"deletes"`
+	Hits          uint64 `json:"hits"`
+	Misses        uint64 `json:"misses"`
+	FetchedBytes  uint64 `json:"fetched_bytes"`
+	Evictions     uint64 `json:"evictions"`
+
+	ErrorsTransient uint64    `json:"store_errors_transient"`
+	ErrorsPermanent uint64    `json:"store_errors_permanent"`
+	LastError       string    `json:"last_store_error,omitempty"`
+	LastErrorAt     time.Time `json:"last_store_error_at,omitzero"`
+}
+
+// Status returns the current figures.
+func (c *Cache) Status() Status {
+	c.mu.Lock()
+	s := Status{DirtyFiles: c.dirtyFiles, DirtyBytes: c.dirty, LocalBytes: c.used, MaxSize: c.opts.MaxSize}
+	c.mu.Unlock()
+	s.FreeBytes, _ = c.free.get(false)
+	var oldest time.Duration
+	s.QueueDepth, oldest = c.q.depth()
+	s.OldestPending = oldest.Seconds()
+	st := &c.stats
+	s.Uploads, s.UploadedBytes, s.Deletes = st.uploads.Load(), st.bytesUp.Load(), st.deletes.Load()
+	s.Hits, s.Misses, s.FetchedBytes, s.Evictions = st.hits.Load(), st.misses.Load(), st.bytesDown.Load(), st.evictions.Load()
+	s.ErrorsTransient, s.ErrorsPermanent = st.errTransient.Load(), st.errPermanent.Load()
+	st.mu.Lock()
+	s.LastError, s.LastErrorAt = st.lastErr, st.lastErrAt
+	st.mu.Unlock()
+	return s
+}
+
+// Flush waits until everything owed when it was called (uploads and
+// deletes) has reached the store, or ctx ends; it returns how many of
+// those paths are still owed. Work that arrives later does not hold it up.
+func (c *Cache) Flush(ctx context.Context) (int, error) {
+	var owed []string
+	if err := c.ix.forPending(func(p string) { owed = append(owed, p) }); err != nil {
+		return 0, err
+	}
+	for {
+		wake := c.q.finished.C()
+		var left []string
+		err := c.view(func(txn *badger.Txn) error {
+			for _, p := range owed {
+				pending, err := hasPending(txn, p)
+				if err != nil {
+					return err
+				}
+				if pending {
+					left = append(left, p)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return len(owed), err
+		}
+		owed = left
+		if len(owed) == 0 {
+			return 0, nil
+		}
+		select {
+		case <-wake:
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+			return len(owed), ctx.Err()
+		}
+	}
+}

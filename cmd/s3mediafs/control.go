@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/s3mediafs/s3mediafs/cache"
+)
+
+// The control socket: HTTP over a Unix socket, root-only (0600), serving
+// GET /status and POST /flush to the status and flush commands.
+
+// controlDir holds one socket per mount unless control_socket says otherwise.
+const controlDir = "/run/s3mediafs"
+
+// socketFor names the control socket of a mount point, escaped the way
+// systemd names units ("/var/lib/x-y" -> "var-lib-x\x2dy").
+func socketFor(mountpoint string) string {
+	p := strings.Trim(filepath.Clean(mountpoint), "/")
+	p = strings.ReplaceAll(p, "-", `\x2d`)
+	p = strings.ReplaceAll(p, "/", "-")
+	if p == "" {
+		p = "-"
+	}
+	return filepath.Join(controlDir, p+".sock")
+}
+
+// daemonStatus is what GET /status answers.
+type daemonStatus struct {
+	Mountpoint string  `json:"mountpoint"`
+	Bucket     string  `json:"bucket"`
+	Prefix     string  `json:"prefix"`
+	Version    string  `json:"version"`
+	Mode       string  `json:"mode"` // write-back or synchronous
+	UptimeSecs float64 `json:"uptime_secs"`
+	UploadRate float64 `json:"upload_rate_bytes_per_sec"` // over the last minute
+	cache.Status
+}
+
+// controlServer serves the socket for one mount.
+type controlServer struct {
+	c       *cache.Cache
+	info    daemonStatus
+	started time.Time
+	log     *slog.Logger
+
+	mu      sync.Mutex // guards samples
+	samples []rateSample
+}
+
+type rateSample struct {
+	at    time.Time
+	bytes uint64
+}
+
+func (s *controlServer) status() daemonStatus {
+	st := s.info
+	st.Status = s.c.Status()
+	st.UptimeSecs = time.Since(s.started).Seconds()
+	s.mu.Lock()
+	if n := len(s.samples); n > 0 {
+		first := s.samples[0]
+		if d := time.Since(first.at).Seconds(); d > 0 {
+			st.UploadRate = float64(st.UploadedBytes-first.bytes) / d
+		}
+	}
+	s.mu.Unlock()
+	return st
+}
+
+// sample keeps a minute of upload totals for the rate.
+func (s *controlServer) sample(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		now := time.Now()
+		s.samples = append(s.samples, rateSample{now, s.c.Status().UploadedBytes})
+		for len(s.samples) > 1 && now.Sub(s.samples[0].at) > time.Minute {
+			s.samples = s.samples[1:]
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *controlServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.status())
+	})
+	mux.HandleFunc("POST /flush", func(w http.ResponseWriter, r *http.Request) {
+		timeout := time.Hour
+		if v := r.URL.Query().Get("timeout"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				writeJSON(w, http.StatusBadRequest, flushResult{Error: "bad timeout: " + err.Error()})
+				return
+			}
+			timeout = d
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		left, err := s.c.Flush(ctx)
+		res := flushResult{Remaining: left, Done: err == nil && left == 0}
+		if err != nil {
+			res.Error = err.Error()
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	return mux
+}
+
+type flushResult struct {
+	Done      bool   `json:"done"`
+	Remaining int    `json:"remaining"`
+	Error     string `json:"error,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// listenControl opens the socket with root-only permissions, replacing a
+// stale one left by a killed daemon.
+func listenControl(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		conn.Close()
+		return nil, fmt.Errorf("control socket %s is in use by another s3mediafs", path)
+	}
+	os.Remove(path)
+	// The directory is 0700, so the socket is root-only from the start.
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return ln, nil
+}
+
+// controlClient talks to a daemon's socket.
+func controlClient(socket string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}
+}
+
+// findSocket picks the socket from a mount point, or the only one there is.
+func findSocket(socket, mountpoint string) (string, error) {
+	switch {
+	case socket != "":
+		return socket, nil
+	case mountpoint != "":
+		abs, err := filepath.Abs(mountpoint)
+		if err != nil {
+			return "", err
+		}
+		return socketFor(abs), nil
+	}
+	matches, _ := filepath.Glob(filepath.Join(controlDir, "*.sock"))
+	switch len(matches) {
+	case 0:
+		return "", fmt.Errorf("no s3mediafs mount found in %s", controlDir)
+	case 1:
+		return matches[0], nil
+	}
+	return "", fmt.Errorf("several s3mediafs mounts (%d sockets in %s): name the MOUNTPOINT", len(matches), controlDir)
+}
+
+// parseControlArgs reads [--socket P] [--json] [--timeout D] [MOUNTPOINT].
+func parseControlArgs(name string, args []string, stderr io.Writer) (socket string, asJSON bool, timeout time.Duration, err error) {
+	fl := flag.NewFlagSet(name, flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	sock := fl.String("socket", "", "control socket `path` (default: derived from MOUNTPOINT)")
+	js := fl.Bool("json", false, "print JSON")
+	to := fl.Duration("timeout", 0, "give up after this long (flush)")
+	if err := fl.Parse(args); err != nil {
+		return "", false, 0, err
+	}
+	if fl.NArg() > 1 {
+		return "", false, 0, errors.New("one MOUNTPOINT at most")
+	}
+	socket, err = findSocket(*sock, fl.Arg(0))
+	return socket, *js, *to, err
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	socket, asJSON, _, err := parseControlArgs("status", args, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "s3mediafs status:", err)
+		return exitUsage
+	}
+	resp, err := controlClient(socket).Get("http://s3mediafs/status")
+	if err != nil {
+		fmt.Fprintf(stderr, "s3mediafs status: cannot reach the daemon at %s: %v\n", socket, err)
+		return exitError
+	}
+	defer resp.Body.Close()
+	var st daemonStatus
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		fmt.Fprintln(stderr, "s3mediafs status: bad answer:", err)
+		return exitError
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+		return exitOK
+	}
+	printStatus(stdout, st)
+	return exitOK
+}
+
+func printStatus(w io.Writer, st daemonStatus) {
+	b := func(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
+	limit := "no limit"
+	if st.MaxSize > 0 {
+		limit = b(st.MaxSize)
+	}
+	fmt.Fprintf(w, "s3mediafs %s on %s (bucket %s, prefix %q, %s)\n", st.Version, st.Mountpoint, st.Bucket, st.Prefix, st.Mode)
+	fmt.Fprintf(w, "  not yet in S3:  %d files, %s; %d owed, oldest waiting %s\n",
+		st.DirtyFiles, b(st.DirtyBytes), st.QueueDepth, time.Duration(st.OldestPending*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(w, "  uploads:        %s/s over the last minute; %d uploads (%s), %d deletes since start\n",
+		b(int64(st.UploadRate)), st.Uploads, b(int64(st.UploadedBytes)), st.Deletes)
+	fmt.Fprintf(w, "  cache:          %s of %s; %s free on the cache filesystem\n", b(st.LocalBytes), limit, b(st.FreeBytes))
+	fmt.Fprintf(w, "  reads:          %d hits, %d misses (%s fetched), %d evictions\n", st.Hits, st.Misses, b(int64(st.FetchedBytes)), st.Evictions)
+	fmt.Fprintf(w, "  S3 errors:      %d transient, %d permanent\n", st.ErrorsTransient, st.ErrorsPermanent)
+	if st.LastError != "" {
+		fmt.Fprintf(w, "  last S3 error:  %s (%s ago)\n", st.LastError, time.Since(st.LastErrorAt).Round(time.Second))
+	}
+	fmt.Fprintf(w, "  up:             %s\n", time.Duration(st.UptimeSecs*float64(time.Second)).Round(time.Second))
+}
+
+func runFlush(args []string, stdout, stderr io.Writer) int {
+	socket, asJSON, timeout, err := parseControlArgs("flush", args, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "s3mediafs flush:", err)
+		return exitUsage
+	}
+	url := "http://s3mediafs/flush"
+	if timeout > 0 {
+		url += "?timeout=" + timeout.String()
+	}
+	resp, err := controlClient(socket).Post(url, "", nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "s3mediafs flush: cannot reach the daemon at %s: %v\n", socket, err)
+		return exitError
+	}
+	defer resp.Body.Close()
+	var res flushResult
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		fmt.Fprintln(stderr, "s3mediafs flush: bad answer:", err)
+		return exitError
+	}
+	if asJSON {
+		json.NewEncoder(stdout).Encode(res)
+	} else if res.Done {
+		fmt.Fprintln(stdout, "flushed: everything written before the flush is in S3")
+	} else {
+		fmt.Fprintf(stdout, "not flushed: %d files still owed to S3 (%s)\n", res.Remaining, res.Error)
+	}
+	if !res.Done {
+		return exitError
+	}
+	return exitOK
+}

@@ -1,0 +1,330 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/s3mediafs/s3mediafs/s3/s3test"
+)
+
+// socketOf reads the control socket path from a daemon config.
+func socketOf(t *testing.T, cfg string) string {
+	t.Helper()
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^control_socket: (.+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("no control_socket in config")
+	}
+	return string(m[1])
+}
+
+func cli(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	checkNoSecrets(t, "output of "+args[0], string(out))
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	}
+	t.Fatalf("%v: %v", args, err)
+	return "", -1
+}
+
+// TestStatusFlushMetrics: status and flush over the control socket and the
+// metrics page of a live mount, while S3 refuses uploads and after.
+func TestStatusFlushMetrics(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	proxy.SetFail(func(r *http.Request) int {
+		if r.Method == http.MethodPut {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	})
+	cfg := config(t, srv, proxy.URL, bucket, t.TempDir(), "")
+	socket := socketOf(t, cfg)
+	mnt := t.TempDir()
+	d := start(t, cfg, mnt)
+	for i := range 3 {
+		synapseWrite(t, filepath.Join(mnt, fmt.Sprintf("local_content/aa/bb/f%d", i)), payload(10_000, i))
+	}
+	if fi, err := os.Stat(socket); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket: %v %v, want mode 0600", fi, err)
+	}
+	out, code := cli(t, "status", "--json", "--socket", socket)
+	var st map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("status --json: %d %s", code, out)
+	}
+	if st["dirty_files"].(float64) != 3 || st["dirty_bytes"].(float64) != 30_000 || st["mountpoint"] != mnt {
+		t.Fatalf("status: %v", st)
+	}
+	if st["store_errors_transient"].(float64) == 0 || !strings.Contains(st["last_store_error"].(string), "ServiceUnavailable") {
+		t.Fatalf("status does not show the S3 errors: %v", st)
+	}
+	human, code := cli(t, "status", "--socket", socket)
+	if code != 0 || !strings.Contains(human, "not yet in S3:  3 files") {
+		t.Fatalf("status: %d\n%s", code, human)
+	}
+	if out, code := cli(t, "flush", "--timeout", "1s", "--socket", socket); code != 1 || !strings.Contains(out, "3 files still owed") {
+		t.Fatalf("flush while S3 refuses: %d %s", code, out)
+	}
+
+	proxy.SetFail(nil)
+	if out, code := cli(t, "flush", "--timeout", "60s", "--socket", socket); code != 0 {
+		t.Fatalf("flush: %d %s", code, out)
+	}
+	for i := range 3 {
+		if _, ok := object(t, client, fmt.Sprintf("local_content/aa/bb/f%d", i)); !ok {
+			t.Fatalf("f%d not in S3 after a successful flush", i)
+		}
+	}
+
+	// The metrics page, parsed as Prometheus parses it.
+	m := regexp.MustCompile(`msg=metrics url=(\S+)`).FindStringSubmatch(d.logs())
+	if m == nil {
+		t.Fatal("no metrics URL in the log")
+	}
+	resp, err := http.Get(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics page does not parse: %v", err)
+	}
+	for _, name := range []string{
+		"s3mediafs_fuse_operation_duration_seconds", "s3mediafs_s3_request_duration_seconds",
+		"s3mediafs_cache_hits_total", "s3mediafs_cache_misses_total", "s3mediafs_cache_evictions_total",
+		"s3mediafs_uploaded_bytes_total", "s3mediafs_downloaded_bytes_total", "s3mediafs_upload_queue_depth",
+		"s3mediafs_upload_queue_oldest_seconds", "s3mediafs_dirty_bytes", "s3mediafs_upload_errors_total",
+	} {
+		if families[name] == nil {
+			t.Errorf("metrics lack %s", name)
+		}
+	}
+	outcomes := map[string]bool{}
+	for _, mt := range families["s3mediafs_s3_request_duration_seconds"].GetMetric() {
+		for _, l := range mt.GetLabel() {
+			if l.GetName() == "outcome" {
+				outcomes[l.GetValue()] = true
+			}
+		}
+	}
+	if !outcomes["ok"] || !outcomes["transient"] {
+		t.Errorf("S3 request outcomes seen: %v, want ok and transient", outcomes)
+	}
+	d.terminate(t)
+	if _, err := os.Stat(socket); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("control socket left after stop: %v", err)
+	}
+}
+
+// TestSIGTERMDrainsPendingUploads: a stop with uploads still owed waits
+// for them (within drain_timeout) before exiting 0.
+func TestSIGTERMDrainsPendingUploads(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	proxy.SetFail(func(r *http.Request) int {
+		if r.Method == http.MethodPut {
+			time.Sleep(300 * time.Millisecond) // a slow store
+		}
+		return 0
+	})
+	cfg := config(t, srv, proxy.URL, bucket, t.TempDir(), "upload_concurrency: 2\n")
+	mnt := t.TempDir()
+	d := start(t, cfg, mnt)
+	for i := range 6 {
+		synapseWrite(t, filepath.Join(mnt, fmt.Sprintf("local_content/cc/dd/f%d", i)), payload(5000, i))
+	}
+	d.terminate(t)
+	for i := range 6 {
+		if _, ok := object(t, client, fmt.Sprintf("local_content/cc/dd/f%d", i)); !ok {
+			t.Fatalf("f%d not drained before exit", i)
+		}
+	}
+	if !strings.Contains(d.logs(), "all uploads done") {
+		t.Fatal("no drain report in the log")
+	}
+}
+
+// TestSystemdNotify: READY=1 once the mount serves, STATUS= lines, and
+// STOPPING=1, over a NOTIFY_SOCKET as systemd provides it.
+func TestSystemdNotify(t *testing.T) {
+	_, srv, bucket := s3test.Bucket(t, "")
+	sockPath := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	mnt := t.TempDir()
+	d := startEnv(t, config(t, srv, "", bucket, t.TempDir(), ""), mnt, []string{"NOTIFY_SOCKET=" + sockPath})
+	select {
+	case m := <-msgs:
+		if !strings.Contains(m, "READY=1") || !strings.Contains(m, "STATUS=") {
+			t.Fatalf("first notification: %q", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no READY=1")
+	}
+	if !isMounted(mnt) {
+		t.Fatal("READY=1 before the mount serves")
+	}
+	d.cmd.Process.Signal(os.Interrupt)
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case m := <-msgs:
+			if strings.Contains(m, "STOPPING=1") {
+				<-d.exited
+				return
+			}
+		case <-deadline:
+			t.Fatal("no STOPPING=1")
+		}
+	}
+}
+
+// TestMountHelperAndFstab: mount -t s3mediafs through the helper, with
+// fstab options; umount; and systemd's fstab generator on the documented
+// fstab line.
+func TestMountHelperAndFstab(t *testing.T) {
+	helper := "/sbin/mount.s3mediafs"
+	if _, err := os.Lstat(helper); err == nil {
+		t.Skipf("%s exists already; not replacing an installed helper", helper)
+	}
+	if err := os.Symlink(binary, helper); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(helper) })
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	cfg := config(t, srv, "", bucket, t.TempDir(), "")
+	socket := socketOf(t, cfg)
+	mnt := t.TempDir()
+	t.Cleanup(func() { unmount(mnt) })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	logFile := filepath.Join(t.TempDir(), "daemon.log")
+	mount := exec.CommandContext(ctx, "mount", "-t", "s3mediafs", cfg, mnt,
+		"-o", "_netdev,nofail,x-systemd.requires=network-online.target,allow_other,upload_concurrency=3,log_file="+logFile)
+	mount.WaitDelay = 5 * time.Second // the daemon must not hold our pipes
+	out, err := mount.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mount -t s3mediafs: %v\n%s", err, out)
+	}
+	// The helper returned: the mount serves now, not later.
+	if !isMounted(mnt) {
+		t.Fatal("helper returned before the mount was there")
+	}
+	synapseWrite(t, filepath.Join(mnt, "local_content/ee/ff/viahelper"), payload(4000, 9))
+	if out, code := cli(t, "flush", "--timeout", "30s", "--socket", socket); code != 0 {
+		t.Fatalf("flush: %s", out)
+	}
+	if _, ok := object(t, client, "local_content/ee/ff/viahelper"); !ok {
+		t.Fatal("file written through the helper's mount not in S3")
+	}
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v %s", err, out)
+	}
+	eventually(t, 30*time.Second, "the daemon to exit", func() bool {
+		_, err := os.Stat(socket)
+		return errors.Is(err, os.ErrNotExist)
+	})
+	logs, _ := os.ReadFile(logFile)
+	if !strings.Contains(string(logs), "msg=mounted") || !strings.Contains(string(logs), "all uploads done") {
+		t.Fatalf("daemon log file:\n%s", logs)
+	}
+	checkNoSecrets(t, "daemon log file", string(logs))
+	// Bad options fail the mount with the reason.
+	bad := exec.Command("mount", "-t", "s3mediafs", cfg, mnt, "-o", "cache_max_size=lots")
+	bad.WaitDelay = 5 * time.Second
+	out, err = bad.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is not a size") {
+		t.Fatalf("mount with a bad option: %v %s", err, out)
+	}
+
+	gen := "/usr/lib/systemd/system-generators/systemd-fstab-generator"
+	if _, err := os.Stat(gen); err != nil {
+		t.Logf("no %s here; fstab generator check skipped", gen)
+		return
+	}
+	dir := t.TempDir()
+	fstab := filepath.Join(dir, "fstab")
+	os.WriteFile(fstab, []byte("/etc/s3mediafs.yaml /var/lib/synapse/media_store s3mediafs _netdev,nofail,allow_other 0 0\n"), 0o644)
+	units := filepath.Join(dir, "units")
+	os.Mkdir(units, 0o755)
+	cmd := exec.Command(gen, units, units, units)
+	cmd.Env = append(os.Environ(), "SYSTEMD_FSTAB="+fstab)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fstab generator: %v %s", err, out)
+	}
+	unit, err := os.ReadFile(filepath.Join(units, "var-lib-synapse-media_store.mount"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"What=/etc/s3mediafs.yaml", "Where=/var/lib/synapse/media_store", "Type=s3mediafs", "Options=_netdev,nofail,allow_other"} {
+		if !bytes.Contains(unit, []byte(want)) {
+			t.Fatalf("generated unit lacks %s:\n%s", want, unit)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(units, "remote-fs.target.wants", "var-lib-synapse-media_store.mount")); err != nil {
+		t.Fatalf("_netdev mount not wanted by remote-fs.target: %v", err)
+	}
+}
+
+// TestSecretsNeverShown: a start that fails on credentials reports the
+// failure without the secret key, session token or SSE-C key.
+func TestSecretsNeverShown(t *testing.T) {
+	_, srv, bucket := s3test.Bucket(t, "")
+	cfg := config(t, srv, "", bucket, t.TempDir(),
+		"session_token: "+testSessionToken+"\nsse_customer_key: "+testSSECKey+"\nstore_timeout: 3s\n")
+	out, code := cli(t, "mount", "--config", cfg, t.TempDir())
+	if code == 0 {
+		t.Skip("the test server accepted a made-up session token")
+	}
+	checkNoSecrets(t, "failed start", out)
+	// And through a live mount's status.
+	mnt := t.TempDir()
+	good := config(t, srv, "", bucket, t.TempDir(), "sse_customer_key: "+testSSECKey+"\n")
+	start(t, good, mnt)
+	status, _ := cli(t, "status", "--json", "--socket", socketOf(t, good))
+	checkNoSecrets(t, "status", status)
+}
