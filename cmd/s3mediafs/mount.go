@@ -184,6 +184,11 @@ func withoutFlag(args []string, name string) []string {
 
 // serve mounts, serves until a signal or an external unmount, then drains.
 func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
+	// Signals are ours from the start: one that arrives just after
+	// READY=1 must stop the daemon gracefully, not kill it.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	mnt, err := checkMountpoint(m.mountpoint)
 	if err != nil {
 		return err
@@ -303,9 +308,6 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	ready.ready()
 	notifyReady(ctx, c, log)
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	done := make(chan struct{})
 	go func() { server.Wait(); close(done) }()
 

@@ -74,11 +74,15 @@ func TestStatusFlushMetrics(t *testing.T) {
 	if fi, err := os.Stat(socket); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("control socket: %v %v, want mode 0600", fi, err)
 	}
-	out, code := cli(t, "status", "--json", "--socket", socket)
 	var st map[string]any
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
-		t.Fatalf("status --json: %d %s", code, out)
-	}
+	eventually(t, 20*time.Second, "status to show the refused uploads", func() bool {
+		out, code := cli(t, "status", "--json", "--socket", socket)
+		st = nil
+		if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+			t.Fatalf("status --json: %d %s", code, out)
+		}
+		return st["store_errors_transient"].(float64) > 0
+	})
 	if st["dirty_files"].(float64) != 3 || st["dirty_bytes"].(float64) != 30_000 || st["mountpoint"] != mnt {
 		t.Fatalf("status: %v", st)
 	}
