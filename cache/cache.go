@@ -33,6 +33,9 @@ type Options struct {
 	// (HEAD), so deletes and rewrites by other hosts are seen. 0 disables.
 	RevalidateAfter time.Duration
 	StoreTimeout    time.Duration // bound on a lookup or a fetch of a missing file; default 30s
+	// LookupTimeout bounds one store lookup (HEAD or LIST) of an unknown
+	// name; default 3s.
+	LookupTimeout time.Duration
 	// MaxKeyLen is the longest path the store accepts (1024 minus the prefix).
 	MaxKeyLen int
 
@@ -82,6 +85,9 @@ func (o *Options) setDefaults() {
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = 30 * time.Second
 	}
+	if o.LookupTimeout <= 0 {
+		o.LookupTimeout = 3 * time.Second
+	}
 	if o.MaxKeyLen <= 0 {
 		o.MaxKeyLen = 1024
 	}
@@ -122,9 +128,7 @@ type Cache struct {
 	fetches singleflight.Group // one GET per missing file, shared by readers
 	q       *queue
 	stats   counters
-	// storeDownUntil (unix nanos) skips remote lookups for a moment after
-	// the store failed one, so creating files during an outage stays fast.
-	storeDownUntil atomic.Int64
+	health  storeHealth
 
 	uncleanStop bool      // the previous run did not close the index
 	openedAt    time.Time // data files older than this predate this run
@@ -366,17 +370,5 @@ func (c *Cache) removeData(id string) {
 	}
 	if err := os.Remove(c.dataPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		c.log.Warn("could not remove data file", "id", id, "err", err)
-	}
-}
-
-func (c *Cache) storeIsDown() bool {
-	return time.Now().UnixNano() < c.storeDownUntil.Load()
-}
-
-// noteStoreError marks the store as down for a moment when err says it
-// could not be reached (as opposed to a plain "not found").
-func (c *Cache) noteStoreError(err error) {
-	if err != nil && !isNotFound(err) && !errors.Is(err, context.Canceled) {
-		c.storeDownUntil.Store(time.Now().Add(5 * time.Second).UnixNano())
 	}
 }

@@ -82,6 +82,7 @@ func (c *Cache) fetchOnce(ctx context.Context, p string) error {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
 	c.log.Debug("fetched", "path", p, "bytes", size, "took", time.Since(start))
+	c.noteStoreOK()
 	c.stats.misses.Add(1)
 	c.stats.bytesDown.Add(uint64(size))
 

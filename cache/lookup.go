@@ -132,6 +132,7 @@ func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error
 		c.log.Debug("revalidation failed; serving the index's view", "path", p, "err", err)
 		return attrOf(r), nil
 	}
+	c.noteStoreOK()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.verified[p] = time.Now()
@@ -167,38 +168,78 @@ func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error
 }
 
 // lookupRemote asks the store about a name the index does not know and
-// records what it finds.
+// records what it finds. A failed attempt is retried twice; when the store
+// still cannot answer (or is known to be down), the name is absent, so
+// that creating new files is never blocked by the store.
 func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	c.mu.Lock()
 	until, neg := c.negative[p]
 	c.mu.Unlock()
-	if neg && time.Now().Before(until) || c.storeIsDown() || c.localOnly(p) {
+	if neg && time.Now().Before(until) || c.localOnly(p) {
 		return Attr{}, ErrNotExist
 	}
-	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if c.storeIsDown() {
+			return Attr{}, ErrNotExist
+		}
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt*attempt) * 100 * time.Millisecond):
+			case <-ctx.Done():
+				return Attr{}, ctx.Err()
+			}
+		}
+		var a Attr
+		var found bool
+		a, found, err = c.lookupRemoteOnce(ctx, p)
+		if err == nil {
+			c.noteStoreOK()
+			if found {
+				return a, nil
+			}
+			c.mu.Lock()
+			c.negative[p] = time.Now().Add(c.opts.NegativeTTL)
+			c.mu.Unlock()
+			return Attr{}, ErrNotExist
+		}
+		c.noteStoreError(err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	c.log.Warn("store lookup failed; treating the name as absent", "path", p, "err", err)
+	return Attr{}, ErrNotExist
+}
+
+// lookupRemoteOnce is one HEAD (a file?) and, if needed, one LIST (a
+// directory?), on the lookup deadline.
+func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, error) {
+	lctx, cancel := context.WithTimeout(ctx, c.opts.LookupTimeout)
 	defer cancel()
 	size, mtime, err := c.store.Head(lctx, p)
 	if err == nil {
-		return c.learn(p, record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true})
+		a, err := c.learn(p, record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true})
+		return a, err == nil, errorOr(ignoreNotExist(err), nil)
 	}
 	if !isNotFound(err) {
-		c.noteStoreError(err)
-		c.log.Warn("store lookup failed; treating the name as absent", "path", p, "err", err)
-		return Attr{}, ErrNotExist
+		return Attr{}, false, err
 	}
 	isDir, err := c.remoteDirExists(lctx, p)
-	if err != nil {
-		c.noteStoreError(err)
-		c.log.Warn("store lookup failed; treating the name as absent", "path", p, "err", err)
-		return Attr{}, ErrNotExist
+	if err != nil || !isDir {
+		return Attr{}, false, err
 	}
-	if isDir {
-		return c.learn(p, record{Dir: true, MTime: time.Now().UnixNano()})
+	a, err := c.learn(p, record{Dir: true, MTime: time.Now().UnixNano()})
+	return a, err == nil, errorOr(ignoreNotExist(err), nil)
+}
+
+// ignoreNotExist drops ErrNotExist: learn says "not exist" when the name
+// was removed here meanwhile, which is an answer, not a failure.
+func ignoreNotExist(err error) error {
+	if isNotFound(err) {
+		return nil
 	}
-	c.mu.Lock()
-	c.negative[p] = time.Now().Add(c.opts.NegativeTTL)
-	c.mu.Unlock()
-	return Attr{}, ErrNotExist
+	return err
 }
 
 // remoteDirExists reports whether the store has any object below p/ that

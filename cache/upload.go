@@ -87,6 +87,7 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 		return false, err
 	}
 	c.log.Debug("uploaded", "path", p, "bytes", size, "took", time.Since(start))
+	c.noteStoreOK()
 	c.stats.uploads.Add(1)
 	c.stats.bytesUp.Add(uint64(size))
 

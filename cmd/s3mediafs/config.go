@@ -67,8 +67,11 @@ type Config struct {
 
 	// DrainTimeout bounds how long a stop waits for owed uploads.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
-	// StoreTimeout bounds a lookup or a fetch of a file that is not cached.
+	// StoreTimeout bounds a fetch of a file that is not cached, and one
+	// S3 request attempt.
 	StoreTimeout time.Duration `yaml:"store_timeout"`
+	// LookupTimeout bounds one lookup of an unknown name in S3.
+	LookupTimeout time.Duration `yaml:"lookup_timeout"`
 	// RevalidateAfter: how long a clean file's existence in the store is
 	// trusted before a lookup checks again (other hosts' deletes).
 	RevalidateAfter time.Duration `yaml:"revalidate_after"`
@@ -133,6 +136,7 @@ func defaultConfig() Config {
 		SpaceWait:          60 * time.Second,
 		DrainTimeout:       60 * time.Second,
 		StoreTimeout:       30 * time.Second,
+		LookupTimeout:      3 * time.Second,
 		RevalidateAfter:    time.Minute,
 		NegativeCacheTTL:   2 * time.Second,
 		EntryTimeout:       time.Second,
@@ -239,7 +243,7 @@ func (c *Config) validate() error {
 	for name, d := range map[string]time.Duration{
 		"drain_timeout": c.DrainTimeout, "store_timeout": c.StoreTimeout, "revalidate_after": c.RevalidateAfter,
 		"negative_cache_ttl": c.NegativeCacheTTL, "entry_timeout": c.EntryTimeout, "attr_timeout": c.AttrTimeout,
-		"cache_max_age": c.CacheMaxAge, "space_wait": c.SpaceWait,
+		"cache_max_age": c.CacheMaxAge, "space_wait": c.SpaceWait, "lookup_timeout": c.LookupTimeout,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))

@@ -225,6 +225,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		NegativeTTL:        cfg.NegativeCacheTTL,
 		RevalidateAfter:    cfg.RevalidateAfter,
 		StoreTimeout:       cfg.StoreTimeout,
+		LookupTimeout:      cfg.LookupTimeout,
 		MaxKeyLen:          1024 - len(cfg.Prefix),
 		MaxSize:            int64(cfg.CacheMaxSize),
 		MinFree:            cfg.CacheMinFree.Bytes,

@@ -1,0 +1,67 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+)
+
+// storeHealth is a circuit breaker for lookups. After a few consecutive
+// failures, or one timeout, the store counts as down: lookups of unknown
+// names answer "absent" at once instead of each waiting for the store, so
+// creating files goes on at full speed during an outage. A background
+// probe, not a lookup, finds out when the store is back.
+type storeHealth struct {
+	failures atomic.Int32 // consecutive failed requests
+	down     atomic.Bool
+	probing  atomic.Bool
+}
+
+// tripAfter consecutive failures open the breaker.
+const tripAfter = 3
+
+func (c *Cache) storeIsDown() bool { return c.health.down.Load() }
+
+// noteStoreOK records a request the store answered.
+func (c *Cache) noteStoreOK() {
+	c.health.failures.Store(0)
+	if c.health.down.CompareAndSwap(true, false) {
+		c.log.Info("object store reachable again")
+	}
+}
+
+// noteStoreError records a failed request; "not found" is an answer, not
+// a failure.
+func (c *Cache) noteStoreError(err error) {
+	if err == nil || isNotFound(err) || errors.Is(err, context.Canceled) {
+		return
+	}
+	n := c.health.failures.Add(1)
+	if n < tripAfter && !errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	if c.health.down.CompareAndSwap(false, true) {
+		c.log.Warn("object store unreachable; lookups of unknown names answer \"absent\" until it is back", "err", err)
+	}
+	if c.health.probing.CompareAndSwap(false, true) {
+		go c.probeStore()
+	}
+}
+
+// probeStore asks the store about a key that does not exist every
+// probeEvery until it answers, then closes the breaker.
+func (c *Cache) probeStore() {
+	defer c.health.probing.Store(false)
+	const probeEvery = 2 * time.Second
+	for c.health.down.Load() && !c.closing.Load() {
+		time.Sleep(probeEvery)
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.LookupTimeout)
+		_, _, err := c.store.Head(ctx, ".s3mediafs-probe")
+		cancel()
+		if err == nil || isNotFound(err) {
+			c.noteStoreOK()
+			return
+		}
+	}
+}
