@@ -524,3 +524,27 @@ func TestRmdirWhileDeleteCompletes(t *testing.T) {
 		t.Fatalf("rmdir after the only file was removed: %v", err)
 	}
 }
+
+func TestDirectoryOverAnOwedDeleteStillDeletes(t *testing.T) {
+	mem := s3.NewMem()
+	// Not started: the delete is still owed when the directory is made.
+	c, err := Open(Options{Dir: t.TempDir(), Store: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	mem.SetObject("a", []byte("old file"))
+	ctx := context.Background()
+	lookupAll(t, c, "a")
+	if err := c.Unlink(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Mkdir(ctx, "a", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	drainTest(t, c)
+	if _, ok := mem.Object("a"); ok {
+		t.Fatal("the removed file's object survived a directory made at its name")
+	}
+}

@@ -269,7 +269,7 @@ func (h *Handle) emptyData() error {
 	}
 	of.data = f
 	of.dirty.Store(true)
-	c.q.cancel(of.path)
+	c.q.supersede(of.path)
 	return nil
 }
 
@@ -295,7 +295,7 @@ func (c *Cache) markDirty(of *openFile) error {
 		if err != nil {
 			return err
 		}
-		c.q.cancel(of.path)
+		c.q.supersede(of.path)
 	}
 	of.dirty.Store(true)
 	return nil

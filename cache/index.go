@@ -166,8 +166,7 @@ func hasChildren(txn *badger.Txn, dir string) (bool, error) {
 // hasGoneBelow reports whether any owed work or hidden key lies below dir.
 func hasGoneBelow(txn *badger.Txn, dir string) bool {
 	for _, pk := range []byte{pendingPrefix, hiddenPrefix} {
-		prefix := append(append([]byte{pk}, dir...), '/')
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: belowPrefix(pk, dir)})
 		it.Rewind()
 		found := it.Valid()
 		it.Close()
@@ -178,11 +177,19 @@ func hasGoneBelow(txn *badger.Txn, dir string) bool {
 	return false
 }
 
+// belowPrefix is the key prefix of everything below dir under key kind pk.
+func belowPrefix(pk byte, dir string) []byte {
+	if dir == "" {
+		return []byte{pk}
+	}
+	return append(append([]byte{pk}, dir...), '/')
+}
+
 // goneBelow returns the paths below dir that are gone here (goneHere).
 func goneBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
 	var paths []string
 	for _, pk := range []byte{pendingPrefix, hiddenPrefix} {
-		prefix := append(append([]byte{pk}, dir...), '/')
+		prefix := belowPrefix(pk, dir)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		for it.Rewind(); it.Valid(); it.Next() {
 			paths = append(paths, string(it.Item().Key()[1:]))

@@ -105,7 +105,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*
 		old.unlinked = true
 	}
 	c.open[p] = of
-	c.q.cancel(p)
+	c.q.supersede(p)
 	c.mu.Unlock()
 	return &Handle{c: c, of: of, writable: true}, attrOf(r), nil
 }
@@ -175,7 +175,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	}
 	c.removeData(r.Data)
 	delete(c.verified, p)
-	c.q.cancel(p)
+	c.q.supersede(p)
 	if tomb {
 		c.q.add(p)
 	}
@@ -367,8 +367,8 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	delete(c.verified, oldp)
 	delete(c.verified, newp)
 	delete(c.negative, newp)
-	c.q.cancel(oldp)
-	c.q.cancel(newp)
+	c.q.supersede(oldp)
+	c.q.supersede(newp)
 	if oldTomb {
 		c.q.add(oldp)
 	}
@@ -399,10 +399,30 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 		return nil, err
 	}
 	remote := map[string]remoteEntry{}
-	listStart := time.Now()
 	prefix := ""
 	if dir != "" {
 		prefix = dir + "/"
+	}
+	// Deletes owed before the LIST are remembered first: one may complete
+	// while the LIST is answered, and its name must not come back.
+	// Likewise the files that were in the store before it: only those can
+	// be concluded deleted by another host when the LIST lacks them (a
+	// file uploaded while the LIST runs may be missing from it).
+	var goneBefore map[string]bool
+	cleanBefore := map[string]record{}
+	if err := c.view(func(txn *badger.Txn) error {
+		var err error
+		if goneBefore, err = goneBelow(txn, dir); err != nil {
+			return err
+		}
+		return forChildren(txn, dir, func(name string, r record) error {
+			if !r.Dir && (r.State == Clean || r.State == Remote) {
+				cleanBefore[name] = r
+			}
+			return nil
+		})
+	}); err != nil {
+		return nil, err
 	}
 	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
@@ -434,8 +454,9 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 			p := joinPath(dir, name)
 			_, inStore := remote[name]
 			delete(remote, name)
-			if listErr == nil && !inStore && !r.Dir && (r.State == Clean || r.State == Remote) &&
-				c.open[p] == nil && c.verified[p].Before(listStart) {
+			before, wasClean := cleanBefore[name]
+			if listErr == nil && !inStore && wasClean && before.Ino == r.Ino && before.Gen == r.Gen &&
+				(r.State == Clean || r.State == Remote) && c.open[p] == nil {
 				gone = append(gone, name)
 				return nil
 			}
@@ -461,6 +482,9 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 		}
 		for name, re := range remote {
 			p := joinPath(dir, name)
+			if goneBefore[p] {
+				continue
+			}
 			if gone, err := goneHere(t.txn, p); err != nil || gone {
 				if err != nil {
 					return err

@@ -115,13 +115,17 @@ func (q *queue) addLocked(p string) {
 	q.changed.Broadcast()
 }
 
-// cancel aborts the in-flight job for p, if any; the job is re-run.
-func (q *queue) cancel(p string) {
+// supersede marks the in-flight job for p, if any, as out of date: it is
+// run again once it ends. It is deliberately not cancelled: a request
+// already on the wire may still be carried out by the store after we give
+// up on it, and then land after the request that was meant to follow it
+// (a stale PUT over a newer one, a DELETE over a re-created file).
+// Letting it finish keeps the store's order the index's order.
+func (q *queue) supersede(p string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if cancel, ok := q.inflight[p]; ok {
+	if _, ok := q.inflight[p]; ok {
 		q.again[p] = true
-		cancel()
 	}
 }
 

@@ -32,7 +32,12 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 		case !ok:
 			tomb = true
 			return nil
-		case r.Dir || r.State == Clean || r.State == Remote:
+		case r.Dir:
+			// A directory was made where a removed file's delete is
+			// still owed: the object must still go.
+			tomb = true
+			return nil
+		case r.State == Clean || r.State == Remote:
 			return clearPending(t.txn, p)
 		case r.State == Local:
 			// A local-only file replaced an object: delete the object.
@@ -136,6 +141,8 @@ func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
 		switch {
 		case err != nil:
 			return err
+		case ok && r.Dir:
+			// The key is a directory now; nothing else is owed.
 		case ok && r.State == Local && r.InStore:
 			// The object a local-only file replaced is gone now.
 			r.InStore = false
