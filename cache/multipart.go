@@ -8,7 +8,7 @@ import (
 )
 
 // The multipart journal: m<key>\x00<upload id> -> "" while a multipart
-// upload is open. An entry found at start belongs to an upload a crash cut
+// upload is open, and m<key>\x00 (no ID) while one is being created. An entry found at start belongs to an upload a crash cut
 // off; it is aborted so its parts do not linger (and cost) in the bucket.
 const multipartPrefix = 'm'
 
@@ -59,13 +59,20 @@ func (c *Cache) abortJournaledUploads(ctx context.Context) {
 		return
 	}
 	for _, u := range uploads {
-		if err := c.store.AbortMultipart(ctx, u.key, u.id); err != nil {
+		var err error
+		if u.id == "" {
+			// An intent: the upload's ID never reached the journal.
+			err = c.store.AbortStaleMultipart(ctx, u.key, c.openedAt)
+		} else {
+			err = c.store.AbortMultipart(ctx, u.key, u.id)
+		}
+		if err != nil {
 			c.log.Warn("could not abort a multipart upload left by a crash; will try at the next start", "key", u.key, "err", err)
 			continue
 		}
 		if err := c.EndMultipart(u.key, u.id); err != nil {
 			c.log.Warn("multipart journal update failed", "key", u.key, "err", err)
 		}
-		c.log.Info("aborted a multipart upload left by a crash", "key", u.key)
+		c.log.Debug("cleared a multipart upload left by a crash", "key", u.key, "upload_id", u.id)
 	}
 }

@@ -22,6 +22,7 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 	List(ctx context.Context, prefix string, recursive bool, fn func(name string, size int64, mtime time.Time, isDir bool) bool) error
 	AbortMultipart(ctx context.Context, key, uploadID string) error
+	AbortStaleMultipart(ctx context.Context, key string, before time.Time) error
 }
 
 // Errors the cache returns; the fs package maps them to errno values.

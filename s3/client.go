@@ -173,6 +173,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.UsePathStyle = cfg.ForcePathStyle
+		// Stores that do not return full-object checksums for multipart
+		// objects are normal; the SDK would say so on stderr each time.
+		o.DisableLogOutputChecksumValidationSkipped = true
 		if cfg.ChecksumWhenRequired {
 			o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		}

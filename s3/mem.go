@@ -110,6 +110,12 @@ func (m *Mem) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser,
 	return io.NopCloser(bytes.NewReader(data[off:end])), end - off, nil
 }
 
+// AbortStaleMultipart implements Store; Mem never starts a multipart upload.
+func (m *Mem) AbortStaleMultipart(ctx context.Context, key string, before time.Time) error {
+	m.count("abort")
+	return nil
+}
+
 // AbortMultipart implements Store; Mem never starts a multipart upload.
 func (m *Mem) AbortMultipart(ctx context.Context, key, uploadID string) error {
 	m.count("abort")

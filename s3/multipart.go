@@ -26,6 +26,16 @@ func (c *Client) putMultipart(ctx context.Context, key string, body io.ReaderAt,
 	if !c.cfg.ChecksumWhenRequired {
 		algo = types.ChecksumAlgorithmCrc32
 	}
+	// The intent is journaled before the upload exists: a crash, or an
+	// answer lost on the way, between its creation and the journaling of
+	// its ID would otherwise orphan it. The next start aborts what such
+	// an intent left behind.
+	journal := c.multipartJournal()
+	if journal != nil {
+		if err := journal.BeginMultipart(key, ""); err != nil {
+			return fmt.Errorf("journal multipart upload of %q: %w", key, err)
+		}
+	}
 	created, err := c.api.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		ChecksumAlgorithm:    algo,
 		Bucket:               &c.bucket,
@@ -36,17 +46,21 @@ func (c *Client) putMultipart(ctx context.Context, key string, body io.ReaderAt,
 		SSECustomerKeyMD5:    c.sseKeyMD5,
 		ServerSideEncryption: types.ServerSideEncryption(c.cfg.ServerSideEncryption),
 		SSEKMSKeyId:          optional(c.cfg.SSEKMSKeyID),
+	}, func(o *s3.Options) {
+		// Not retried here: a retry after a lost answer creates a second
+		// upload and orphans the first. The upload queue retries instead.
+		o.RetryMaxAttempts = 1
 	})
 	if err != nil {
-		return classify("create-multipart", key, err)
+		return classify("create-multipart", key, err) // the intent stays for the next start
 	}
 	id := aws.ToString(created.UploadId)
-	journal := c.multipartJournal()
 	if journal != nil {
 		if err := journal.BeginMultipart(key, id); err != nil {
 			c.abort(key, id)
 			return fmt.Errorf("journal multipart upload of %q: %w", key, err)
 		}
+		journal.EndMultipart(key, "")
 	}
 	err = c.uploadParts(ctx, key, id, body, size, partSize, algo)
 	if err != nil {
@@ -139,6 +153,30 @@ func (c *Client) AbortMultipart(ctx context.Context, key, uploadID string) error
 		return nil
 	}
 	return err
+}
+
+// AbortStaleMultipart implements Store: it aborts the unfinished multipart
+// uploads of key that were started before the given time.
+func (c *Client) AbortStaleMultipart(ctx context.Context, key string, before time.Time) error {
+	full := c.key(key)
+	in := &s3.ListMultipartUploadsInput{Bucket: &c.bucket, Prefix: aws.String(full)}
+	for {
+		page, err := c.api.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return classify("list-multipart", key, err)
+		}
+		for _, u := range page.Uploads {
+			if aws.ToString(u.Key) == full && aws.ToTime(u.Initiated).Before(before) {
+				if err := c.AbortMultipart(ctx, key, aws.ToString(u.UploadId)); err != nil {
+					return err
+				}
+			}
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			return nil
+		}
+		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
+	}
 }
 
 // MultipartUploads lists the unfinished multipart uploads under the

@@ -38,6 +38,9 @@ type Store interface {
 	List(ctx context.Context, prefix string, recursive bool, fn func(name string, size int64, mtime time.Time, isDir bool) bool) error
 	// AbortMultipart discards an unfinished multipart upload.
 	AbortMultipart(ctx context.Context, key, uploadID string) error
+	// AbortStaleMultipart discards the unfinished multipart uploads of key
+	// started before the given time.
+	AbortStaleMultipart(ctx context.Context, key string, before time.Time) error
 }
 
 // Error is what every Store in this package returns for a failed request.

@@ -167,7 +167,7 @@ func testMultipart(t *testing.T, whenRequired bool) {
 	if !bytes.Equal(get(t, c, "big"), data) {
 		t.Fatal("multipart object differs")
 	}
-	if journal.begun != 1 || journal.ended != 1 {
+	if journal.begun != 2 || journal.ended != 2 { // the intent, then the upload ID
 		t.Fatalf("journal: %+v", journal)
 	}
 	open, err := c.MultipartUploads(context.Background())

@@ -187,6 +187,11 @@ func (s instrumentedStore) List(ctx context.Context, prefix string, recursive bo
 	return s.Store.List(ctx, prefix, recursive, fn)
 }
 
+func (s instrumentedStore) AbortStaleMultipart(ctx context.Context, key string, before time.Time) (err error) {
+	defer func(start time.Time) { s.observe("abort_stale_multipart", start, err) }(time.Now())
+	return s.Store.AbortStaleMultipart(ctx, key, before)
+}
+
 func (s instrumentedStore) AbortMultipart(ctx context.Context, key, id string) (err error) {
 	defer func(start time.Time) { s.observe("abort_multipart", start, err) }(time.Now())
 	return s.Store.AbortMultipart(ctx, key, id)

@@ -107,12 +107,22 @@ func startEnv(t *testing.T, cfg, mnt string, env []string) *daemon {
 		t.Fatal(err)
 	}
 	mounted := make(chan struct{})
+	// S3MEDIAFS_E2E_LOG names a file that collects every daemon's log,
+	// for reading a failed soak after the fact.
+	var keep io.Writer = io.Discard
+	if p := os.Getenv("S3MEDIAFS_E2E_LOG"); p != "" {
+		if f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+			defer func() { go func() { <-d.exited; f.Close() }() }()
+			keep = f
+		}
+	}
 	go func() {
 		sc := bufio.NewScanner(pr)
 		once := sync.Once{}
 		for sc.Scan() {
 			d.logMu.Lock()
 			d.log.WriteString(sc.Text() + "\n")
+			fmt.Fprintln(keep, sc.Text())
 			d.logMu.Unlock()
 			if strings.Contains(sc.Text(), "msg=mounted") {
 				once.Do(func() { close(mounted) })
@@ -179,9 +189,15 @@ func checkNoSecrets(t *testing.T, what, text string) {
 
 // kill is SIGKILL: no unmount, no drain; the dead mount is then removed.
 func (d *daemon) kill() {
+	d.killOnly()
+	unmount(d.mnt)
+}
+
+// killOnly is SIGKILL leaving the dead mount in place: writers still
+// running get ENOTCONN instead of writing into the bare directory below.
+func (d *daemon) killOnly() {
 	d.cmd.Process.Kill()
 	<-d.exited
-	unmount(d.mnt)
 }
 
 // terminate sends SIGTERM and requires a clean exit.
