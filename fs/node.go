@@ -188,7 +188,14 @@ func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	if err != nil {
 		return nil, 0, n.fail("open", n.path(), err)
 	}
-	return newHandle(n, h, int(flags)), 0, 0
+	fh := newHandle(n, h, int(flags))
+	if fh.writable {
+		return fh, 0, 0
+	}
+	// Media does not change once written, and writes through this mount
+	// keep the kernel's pages current themselves: a read-only open may
+	// keep what the kernel cached from the last one.
+	return fh, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Create implements gofs.NodeCreater.

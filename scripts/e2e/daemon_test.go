@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 
 // daemon is one running s3mediafs mount process.
 type daemon struct {
-	t      *testing.T
+	t      testing.TB
 	mnt    string
 	cmd    *exec.Cmd
 	logMu  sync.Mutex
@@ -63,7 +63,7 @@ func (d *daemon) logs() string {
 }
 
 // config writes a daemon configuration and returns its path.
-func config(t *testing.T, srv s3test.Server, endpoint, bucket, cacheDir string, extra string) string {
+func config(t testing.TB, srv s3test.Server, endpoint, bucket, cacheDir string, extra string) string {
 	t.Helper()
 	if endpoint == "" {
 		endpoint = srv.Endpoint
@@ -80,8 +80,10 @@ secret_access_key: %s
 cache_dir: %s
 store_timeout: 5s
 drain_timeout: 10s
-log_level: debug
 %s`, filepath.Join(t.TempDir(), "control.sock"), bucket, endpoint, srv.AccessKey, srv.SecretKey, cacheDir, extra)
+	if !strings.Contains(extra, "log_level:") {
+		body += "log_level: debug\n"
+	}
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -90,13 +92,13 @@ log_level: debug
 
 // start runs the daemon and waits until the mount serves. The daemon is
 // stopped and the mount removed in t.Cleanup, whatever happens.
-func start(t *testing.T, cfg, mnt string) *daemon {
+func start(t testing.TB, cfg, mnt string) *daemon {
 	t.Helper()
 	return startEnv(t, cfg, mnt, nil)
 }
 
 // startEnv is start with extra environment variables for the daemon.
-func startEnv(t *testing.T, cfg, mnt string, env []string) *daemon {
+func startEnv(t testing.TB, cfg, mnt string, env []string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, mnt: mnt, exited: make(chan struct{})}
 	d.cmd = exec.Command(binary, "mount", "--config", cfg, mnt)
@@ -174,7 +176,7 @@ const (
 	testSessionToken = "test-session-token-do-not-log"
 )
 
-func checkNoSecrets(t *testing.T, what, text string) {
+func checkNoSecrets(t testing.TB, what, text string) {
 	t.Helper()
 	secrets := []string{testSSECKey, testSessionToken}
 	if s := os.Getenv("S3MEDIAFS_TEST_SECRET_KEY"); s != "" {
@@ -201,7 +203,7 @@ func (d *daemon) killOnly() {
 }
 
 // terminate sends SIGTERM and requires a clean exit.
-func (d *daemon) terminate(t *testing.T) {
+func (d *daemon) terminate(t testing.TB) {
 	t.Helper()
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -237,7 +239,7 @@ func unmount(mnt string) {
 
 // synapseWrite writes like Synapse: makedirs, open "wb", 16 KiB writes,
 // close, getsize, full re-read.
-func synapseWrite(t *testing.T, p string, data []byte) {
+func synapseWrite(t testing.TB, p string, data []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -270,7 +272,7 @@ func payload(n int, seed int) []byte {
 	return b
 }
 
-func object(t *testing.T, c *s3.Client, key string) ([]byte, bool) {
+func object(t testing.TB, c *s3.Client, key string) ([]byte, bool) {
 	t.Helper()
 	body, _, err := c.Get(context.Background(), key, 0, -1)
 	if errors.Is(err, os.ErrNotExist) {
@@ -288,7 +290,7 @@ func object(t *testing.T, c *s3.Client, key string) ([]byte, bool) {
 }
 
 // eventually polls cond for up to d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -299,7 +301,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func mkdirs(t *testing.T, dirs ...string) {
+func mkdirs(t testing.TB, dirs ...string) {
 	t.Helper()
 	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o755); err != nil {

@@ -23,7 +23,7 @@ import (
 )
 
 // socketOf reads the control socket path from a daemon config.
-func socketOf(t *testing.T, cfg string) string {
+func socketOf(t testing.TB, cfg string) string {
 	t.Helper()
 	b, err := os.ReadFile(cfg)
 	if err != nil {
@@ -36,7 +36,7 @@ func socketOf(t *testing.T, cfg string) string {
 	return string(m[1])
 }
 
-func cli(t *testing.T, args ...string) (string, int) {
+func cli(t testing.TB, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Benchmarks: the Synapse media mix, warm and cold reads, the drain, 1 GiB
+# sequential I/O and S3 requests per file, each as a ratio against its
+# baseline measured in the same run (plain local directory, direct SDK
+# calls); eviction with 1,000,000 index entries; import against the
+# provider's upload loop. Run as root (it mounts and drops the page cache).
+#   scripts/bench.sh                       # the full mix (1,000 small files…)
+#   S3MEDIAFS_BENCH_SMALL=200 scripts/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+state=$(mktemp -d /tmp/s3mediafs-bench.XXXXXX)
+cleanup() {
+  scripts/s3-server.sh stop "$state"
+  rm -rf "$state"
+}
+trap cleanup EXIT
+scripts/s3-server.sh start "$state"
+# shellcheck disable=SC1091
+. "$state/env"
+go test -run XXX -bench SynapseMix -benchtime 1x -timeout 30m -v ./scripts/e2e | grep -Ev 'level=(DEBUG|INFO)'
+go test -run XXX -bench Import -benchtime 3x ./cmd/s3mediafs
+go test -run XXX -bench 'MillionEntries' -benchtime 1000x -timeout 30m ./cache
