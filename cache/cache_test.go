@@ -56,6 +56,13 @@ func writeFile(t *testing.T, c *Cache, p string, data []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	writeClose(t, h, data)
+}
+
+// writeClose writes data at 0 and closes the handle as close(2) does.
+func writeClose(t *testing.T, h *Handle, data []byte) {
+	t.Helper()
+	ctx := context.Background()
 	if _, err := h.WriteAt(ctx, data, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -75,15 +82,7 @@ func rewriteFile(t *testing.T, c *Cache, p string, data []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.WriteAt(ctx, data, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
+	writeClose(t, h, data)
 }
 
 func readFile(t *testing.T, c *Cache, p string) []byte {

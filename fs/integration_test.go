@@ -37,19 +37,7 @@ func countRequests(inner s3.Store) *counted {
 
 func objectBytes(t *testing.T, st s3.Store, key string) ([]byte, bool) {
 	t.Helper()
-	body, _, err := st.Get(context.Background(), key, 0, -1)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, false
-	}
-	if err != nil {
-		t.Fatalf("get %q: %v", key, err)
-	}
-	defer body.Close()
-	b, err := io.ReadAll(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, true
+	return s3test.Object(t, st, key)
 }
 
 func TestSynapsePatternOverS3(t *testing.T) {

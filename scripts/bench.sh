@@ -8,15 +8,9 @@
 #   S3MEDIAFS_BENCH_SMALL=200 scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-state=$(mktemp -d /tmp/s3mediafs-bench.XXXXXX)
-cleanup() {
-  scripts/s3-server.sh stop "$state"
-  rm -rf "$state"
-}
-trap cleanup EXIT
-scripts/s3-server.sh start "$state"
-# shellcheck disable=SC1091
-. "$state/env"
-go test -run XXX -bench SynapseMix -benchtime 1x -timeout 30m -v ./scripts/e2e | grep -Ev 'level=(DEBUG|INFO)'
-go test -run XXX -bench Import -benchtime 3x ./cmd/s3mediafs
-go test -run XXX -bench 'MillionEntries' -benchtime 1000x -timeout 30m ./cache
+exec scripts/s3-server.sh run bash -c '
+  go test -run XXX -bench SynapseMix -benchtime 1x -timeout 30m -v ./scripts/e2e | grep -Ev "level=(DEBUG|INFO)"
+  go test -run XXX -bench Import -benchtime 3x ./cmd/s3mediafs
+  go test -run XXX -bench MillionEntries -benchtime 1000x -timeout 30m ./cache
+  go test -run XXX -bench OpenMillion -benchtime 5x -timeout 30m ./cache
+'

@@ -4,6 +4,7 @@
 #
 #   scripts/s3-server.sh start STATE_DIR   # writes STATE_DIR/env to source
 #   scripts/s3-server.sh stop STATE_DIR
+#   scripts/s3-server.sh run CMD [ARGS…]   # start, run CMD with the env, stop
 #
 # The binary is built once from the Go module proxy at a pinned version and
 # cached in $S3MEDIAFS_TOOLS (default ~/.cache/s3mediafs/tools).
@@ -69,7 +70,29 @@ stop() {
   rm -f "$state/pid"
 }
 
+# run starts a server in a temporary state directory, runs the command with
+# its environment, and stops it and removes the directory whatever happens.
+run_state=
+run_cleanup() {
+  local rc=$?
+  if [ -n "$run_state" ]; then
+    stop "$run_state"
+    rm -rf "$run_state"
+  fi
+  exit "$rc"
+}
+
+run() {
+  run_state=$(mktemp -d /tmp/s3mediafs-s3.XXXXXX)
+  trap run_cleanup EXIT
+  start "$run_state"
+  # shellcheck disable=SC1091
+  . "$run_state/env"
+  "$@"
+}
+
 case "${1:-}" in
+  run) shift; [ $# -gt 0 ] || die "usage: $0 run CMD [ARGS…]"; run "$@" ;;
   start) [ -n "${2:-}" ] || die "usage: $0 start STATE_DIR"; start "$2" ;;
   stop)  [ -n "${2:-}" ] || die "usage: $0 stop STATE_DIR"; stop "$2" ;;
   install) install_versitygw; echo "$bin" ;;

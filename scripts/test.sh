@@ -4,16 +4,4 @@
 # Run as root (the tests mount FUSE filesystems).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-state=$(mktemp -d /tmp/s3mediafs-test.XXXXXX)
-cleanup() {
-  scripts/s3-server.sh stop "$state"
-  rm -rf "$state"
-}
-trap cleanup EXIT
-scripts/s3-server.sh start "$state"
-# shellcheck disable=SC1091
-. "$state/env"
-
-go vet ./...
-go test -race -count=1 -timeout 20m ./... "$@"
+exec scripts/s3-server.sh run bash -c 'go vet ./... && go test -race -count=1 -timeout 20m ./... "$@"' test "$@"

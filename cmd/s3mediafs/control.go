@@ -164,14 +164,28 @@ func listenControl(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// controlClient talks to a daemon's socket.
-func controlClient(socket string) *http.Client {
-	return &http.Client{Transport: &http.Transport{
+// callDaemon sends one request to a daemon's socket and decodes its
+// JSON answer into out.
+func callDaemon(socket, method, path string, out any) error {
+	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
 		},
 	}}
+	req, err := http.NewRequest(method, "http://s3mediafs"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the daemon at %s: %w", socket, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("bad answer from the daemon: %w", err)
+	}
+	return nil
 }
 
 // findSocket picks the socket from a mount point, or the only one there is.
@@ -219,15 +233,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "s3mediafs status:", err)
 		return exitUsage
 	}
-	resp, err := controlClient(socket).Get("http://s3mediafs/status")
-	if err != nil {
-		fmt.Fprintf(stderr, "s3mediafs status: cannot reach the daemon at %s: %v\n", socket, err)
-		return exitError
-	}
-	defer resp.Body.Close()
 	var st daemonStatus
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		fmt.Fprintln(stderr, "s3mediafs status: bad answer:", err)
+	if err := callDaemon(socket, http.MethodGet, "/status", &st); err != nil {
+		fmt.Fprintln(stderr, "s3mediafs status:", err)
 		return exitError
 	}
 	if asJSON {
@@ -266,19 +274,13 @@ func runFlush(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "s3mediafs flush:", err)
 		return exitUsage
 	}
-	url := "http://s3mediafs/flush"
+	path := "/flush"
 	if timeout > 0 {
-		url += "?timeout=" + timeout.String()
+		path += "?timeout=" + timeout.String()
 	}
-	resp, err := controlClient(socket).Post(url, "", nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "s3mediafs flush: cannot reach the daemon at %s: %v\n", socket, err)
-		return exitError
-	}
-	defer resp.Body.Close()
 	var res flushResult
-	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
-		fmt.Fprintln(stderr, "s3mediafs flush: bad answer:", err)
+	if err := callDaemon(socket, http.MethodPost, path, &res); err != nil {
+		fmt.Fprintln(stderr, "s3mediafs flush:", err)
 		return exitError
 	}
 	if asJSON {

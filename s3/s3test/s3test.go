@@ -4,6 +4,8 @@ package s3test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -72,4 +74,23 @@ func Bucket(t testing.TB, prefix string) (*s3.Client, Server, string) {
 		t.Fatalf("create bucket: %v", err)
 	}
 	return c, srv, bucket
+}
+
+// Object returns the bytes stored at key and whether it exists, failing
+// the test on any other error.
+func Object(t testing.TB, st s3.Store, key string) ([]byte, bool) {
+	t.Helper()
+	body, _, err := st.Get(context.Background(), key, 0, -1)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatalf("get %q: %v", key, err)
+	}
+	defer body.Close()
+	b, err := io.ReadAll(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, true
 }

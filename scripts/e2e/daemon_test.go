@@ -6,8 +6,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -274,19 +272,7 @@ func payload(n int, seed int) []byte {
 
 func object(t testing.TB, c *s3.Client, key string) ([]byte, bool) {
 	t.Helper()
-	body, _, err := c.Get(context.Background(), key, 0, -1)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, false
-	}
-	if err != nil {
-		t.Fatalf("get %q: %v", key, err)
-	}
-	defer body.Close()
-	b, err := io.ReadAll(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, true
+	return s3test.Object(t, c, key)
 }
 
 // eventually polls cond for up to d.
