@@ -111,9 +111,15 @@ type Cache struct {
 	dataDir string
 	tmpDir  string
 
-	mu         sync.Mutex           // guards every index read-modify-write, and the fields below
-	open       map[string]*openFile // open files by current path
-	negative   map[string]time.Time // paths the store lacked, until the time given
+	mu       sync.Mutex           // guards every index read-modify-write, and the fields below
+	open     map[string]*openFile // open files by current path
+	negative map[string]time.Time // paths the store lacked, until the time given
+	// listed holds directories whose every name in the store was known
+	// (recorded in the index) at the time given: an empty LIST under a
+	// new directory, or a full readdir. Until NegativeTTL has passed, a
+	// name the index lacks there is absent without asking the store, so
+	// Synapse's mkdir-then-create costs no lookup requests.
+	listed     map[string]time.Time
 	verified   map[string]time.Time // when the store last confirmed a clean/remote file
 	used       int64                // bytes of local data files, as the index records them
 	dirty      int64                // bytes not yet in the store
@@ -159,6 +165,7 @@ func Open(opts Options) (*Cache, error) {
 		tmpDir:    filepath.Join(opts.Dir, "tmp"),
 		open:      map[string]*openFile{},
 		negative:  map[string]time.Time{},
+		listed:    map[string]time.Time{},
 		verified:  map[string]time.Time{},
 		accessed:  map[string]int64{},
 		space:     newNotifier(),
@@ -292,6 +299,11 @@ func (c *Cache) janitor(ctx context.Context) {
 			for p, until := range c.negative {
 				if now.After(until) {
 					delete(c.negative, p)
+				}
+			}
+			for p, at := range c.listed {
+				if now.Sub(at) > c.opts.NegativeTTL {
+					delete(c.listed, p)
 				}
 			}
 			for p, at := range c.verified {

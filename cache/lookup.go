@@ -174,6 +174,14 @@ func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error
 func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	c.mu.Lock()
 	until, neg := c.negative[p]
+	listedAt, listed := c.listed[parentOf(p)]
+	if listed && time.Since(listedAt) < c.opts.NegativeTTL {
+		// Absent from a fully known directory, so nothing is below it
+		// either: a directory made here is fully known from birth.
+		c.listed[p] = listedAt
+		c.mu.Unlock()
+		return Attr{}, ErrNotExist
+	}
 	c.mu.Unlock()
 	if neg && time.Now().Before(until) || c.localOnly(p) {
 		return Attr{}, ErrNotExist
@@ -217,6 +225,7 @@ func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, error) {
 	lctx, cancel := context.WithTimeout(ctx, c.opts.LookupTimeout)
 	defer cancel()
+	asked := time.Now()
 	size, mtime, err := c.store.Head(lctx, p)
 	if err == nil {
 		a, err := c.learn(p, record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true})
@@ -226,8 +235,16 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 		return Attr{}, false, err
 	}
 	isDir, err := c.remoteDirExists(lctx, p)
-	if err != nil || !isDir {
+	if err != nil {
 		return Attr{}, false, err
+	}
+	if !isDir {
+		// Nothing below p either: if p becomes a directory here, its
+		// names are all known.
+		c.mu.Lock()
+		c.listed[p] = asked
+		c.mu.Unlock()
+		return Attr{}, false, nil
 	}
 	a, err := c.learn(p, record{Dir: true, MTime: time.Now().UnixNano()})
 	return a, err == nil, errorOr(ignoreNotExist(err), nil)

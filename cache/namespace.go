@@ -426,6 +426,7 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	}
 	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
+	listStart := time.Now()
 	var listErr error
 	if dir == "" || !c.localOnly(dir) {
 		listErr = c.store.List(lctx, prefix, false, func(name string, size int64, mtime time.Time, isDir bool) bool {
@@ -513,6 +514,9 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	})
 	if err != nil {
 		return nil, wrapPath("readdir", dir, err)
+	}
+	if listErr == nil {
+		c.listed[dir] = listStart // every name there is in the index now
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
