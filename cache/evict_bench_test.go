@@ -42,16 +42,24 @@ func fillIndex(b *testing.B, c *Cache, n int) {
 	c.used = int64(n) * size
 }
 
-// BenchmarkEvictMillionEntries measures one eviction (LRU lookup, index
-// transaction, data file removal) in a cache whose index holds 1,000,000
-// files. Run: go test -bench EvictMillion -benchtime 20000x ./cache
-func BenchmarkEvictMillionEntries(b *testing.B) {
+// millionEntryCache opens a cache holding 1,000,000 clean files, closed
+// when the benchmark ends.
+func millionEntryCache(b *testing.B) *Cache {
+	b.Helper()
 	c, err := Open(Options{Dir: b.TempDir(), Store: s3.NewMem()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	b.Cleanup(func() { c.Close() })
 	fillIndex(b, c, 1_000_000)
+	return c
+}
+
+// BenchmarkEvictMillionEntries measures one eviction (LRU lookup, index
+// transaction, data file removal) in a cache whose index holds 1,000,000
+// files. Run: go test -bench EvictMillion -benchtime 20000x ./cache
+func BenchmarkEvictMillionEntries(b *testing.B) {
+	c := millionEntryCache(b)
 	b.ResetTimer()
 	evicted := 0
 	var from []byte
@@ -80,12 +88,7 @@ func BenchmarkEvictMillionEntries(b *testing.B) {
 // BenchmarkEvictPassMillionEntries measures a full eviction pass that
 // frees 1,000 files from a 1,000,000-file cache over its limit.
 func BenchmarkEvictPassMillionEntries(b *testing.B) {
-	c, err := Open(Options{Dir: b.TempDir(), Store: s3.NewMem()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	fillIndex(b, c, 1_000_000)
+	c := millionEntryCache(b)
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()

@@ -482,17 +482,3 @@ func (h *Handle) Allocate(ctx context.Context, off, size int64, mode uint32) err
 	defer h.of.mu.RUnlock()
 	return syscall.Fallocate(int(h.of.data.Fd()), mode, off, size)
 }
-
-// Size is the file's current size as this handle sees it.
-func (h *Handle) Size() (int64, bool) {
-	h.of.mu.RLock()
-	defer h.of.mu.RUnlock()
-	if h.of.data == nil {
-		return 0, false
-	}
-	fi, err := h.of.data.Stat()
-	if err != nil {
-		return 0, false
-	}
-	return fi.Size(), true
-}

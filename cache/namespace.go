@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sort"
 	"time"
@@ -221,7 +222,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	}
 	if err != nil {
 		c.noteStoreError(err)
-		return wrapPath("rmdir", p, errorsJoinStore(err))
+		return wrapPath("rmdir", p, fmt.Errorf("%w: %w", ErrStore, err))
 	}
 	if remote {
 		return wrapPath("rmdir", p, ErrNotEmpty)
@@ -239,16 +240,6 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	}
 	return nil
 }
-
-func errorsJoinStore(err error) error {
-	return &storeError{err}
-}
-
-// storeError marks a store failure as ErrStore while keeping the cause.
-type storeError struct{ err error }
-
-func (e *storeError) Error() string   { return ErrStore.Error() + ": " + e.err.Error() }
-func (e *storeError) Unwrap() []error { return []error{ErrStore, e.err} }
 
 func (c *Cache) checkEmptyDir(p string) error {
 	return c.view(func(txn *badger.Txn) error { return c.checkEmptyDirTxn(txn, p) })
