@@ -30,6 +30,33 @@ type openFile struct {
 	// dirty is set (under Cache.mu) by the first write after a flush and
 	// cleared by the flush that records it.
 	dirty atomic.Bool
+
+	// directWriters counts writable handles whose writes go from the
+	// kernel straight to the data file (FUSE passthrough): this process
+	// never sees them, so a flush compares the data file with committed.
+	directWriters atomic.Int32
+	committed     fingerprint // the data file as last committed; guarded by mu
+}
+
+// fingerprint identifies one state of a data file: any write moves its
+// size or change time (to the nanosecond where the filesystem tracks
+// change times finely, as ext4, XFS and tmpfs do on Linux ≥ 6.13).
+type fingerprint struct {
+	size         int64
+	mtime, ctime syscall.Timespec
+}
+
+func fingerprintOf(fi os.FileInfo) fingerprint {
+	fp := fingerprint{size: fi.Size()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		fp.mtime, fp.ctime = st.Mtim, st.Ctim
+	}
+	return fp
+}
+
+// live reports whether the data file may hold bytes newer than the index.
+func (of *openFile) live() bool {
+	return of.dirty.Load() || of.directWriters.Load() > 0
 }
 
 // Handle is one open file description.
@@ -37,6 +64,7 @@ type Handle struct {
 	c        *Cache
 	of       *openFile
 	writable bool
+	direct   bool // writes bypass WriteAt; see WriteDirectly
 	released atomic.Bool
 }
 
@@ -162,6 +190,41 @@ func (h *Handle) ensureData(ctx context.Context) error {
 	if of.data == nil {
 		return fmt.Errorf("read %q: %w", p, ErrStore)
 	}
+	return nil
+}
+
+// MakeLocal fetches the file's bytes into the cache if only the store has
+// them, so that DataFd can hand the kernel the data file.
+func (h *Handle) MakeLocal(ctx context.Context) error { return h.ensureData(ctx) }
+
+// DataFd returns the descriptor of the local data file, for the kernel to
+// read (and, after WriteDirectly, write) it without this process: FUSE
+// passthrough. ok is false while only the store has the bytes. The
+// descriptor stays valid until the last handle on the file is released.
+func (h *Handle) DataFd() (fd int, ok bool) {
+	h.of.mu.RLock()
+	defer h.of.mu.RUnlock()
+	if h.of.data == nil {
+		return -1, false
+	}
+	return int(h.of.data.Fd()), true
+}
+
+// WriteDirectly declares that this writable handle's writes go to the
+// data file without passing through WriteAt. A new version starts now
+// (it must fit, and it is not uploaded while being written), and every
+// flush until the handle is released records whatever the data file
+// then holds.
+func (h *Handle) WriteDirectly(ctx context.Context) error {
+	if !h.writable || h.direct {
+		return nil
+	}
+	if err := h.beginWrite(ctx); err != nil {
+		return err
+	}
+	h.direct = true
+	h.of.directWriters.Add(1)
+	h.of.mu.RUnlock()
 	return nil
 }
 
@@ -399,12 +462,16 @@ func (h *Handle) commit(syncData bool) error {
 			return fmt.Errorf("fsync data file: %w", err)
 		}
 	}
-	if !of.dirty.Load() {
+	if !of.live() {
 		return nil
 	}
 	fi, err := of.data.Stat()
 	if err != nil {
 		return fmt.Errorf("stat data file: %w", err)
+	}
+	fp := fingerprintOf(fi)
+	if !of.dirty.Load() && fp == of.committed {
+		return nil // direct writers wrote nothing since the last commit
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -426,6 +493,7 @@ func (h *Handle) commit(syncData bool) error {
 		}
 		c.q.add(p)
 	}
+	of.committed = fp
 	of.dirty.Store(false)
 	return nil
 }
@@ -436,8 +504,11 @@ func (h *Handle) Release(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	if h.writable && h.of.dirty.Load() {
+	if h.writable && h.of.live() {
 		err = h.commit(false)
+	}
+	if h.direct {
+		h.of.directWriters.Add(-1)
 	}
 	c, of := h.c, h.of
 	c.mu.Lock()

@@ -90,7 +90,7 @@ func (c *Cache) withOpenSize(p string, a Attr) Attr {
 	c.mu.Lock()
 	of := c.open[p]
 	c.mu.Unlock()
-	if of != nil && of.dirty.Load() {
+	if of != nil && of.live() {
 		of.mu.RLock()
 		if of.data != nil {
 			if fi, err := of.data.Stat(); err == nil {

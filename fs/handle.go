@@ -32,6 +32,55 @@ func newHandle(n *node, h *cache.Handle, flags int) *handle {
 	return &handle{n: n, h: h, writable: flags&(os.O_WRONLY|os.O_RDWR) != 0}
 }
 
+// passthroughHandle is an open file whose reads and writes the kernel
+// sends straight to the cache's data file (FUSE passthrough): only open,
+// flush, fsync and release reach the daemon.
+type passthroughHandle struct{ *handle }
+
+var _ gofs.FilePassthroughFder = passthroughHandle{}
+
+// PassthroughFd implements gofs.FilePassthroughFder. go-fuse registers
+// the descriptor once per inode and shares it with every later open while
+// one is registered; all handles of a file share one data file too.
+func (f passthroughHandle) PassthroughFd() (int, bool) { return f.h.DataFd() }
+
+// fileOf returns the handle behind a go-fuse file handle of this package.
+func fileOf(f gofs.FileHandle) (*handle, bool) {
+	switch f := f.(type) {
+	case *handle:
+		return f, true
+	case passthroughHandle:
+		return f.handle, true
+	}
+	return nil, false
+}
+
+// open wraps a cache handle for the kernel: passthrough when the mount
+// has it and the bytes are local (fetching them first), for every open
+// alike, because the kernel refuses a passthrough open of an inode that
+// another open uses through the page cache.
+func (n *node) open(ctx context.Context, h *cache.Handle, flags int) (gofs.FileHandle, uint32, error) {
+	fh := newHandle(n, h, flags)
+	if !n.opts.passthrough() {
+		if fh.writable {
+			return fh, 0, nil
+		}
+		// Media does not change once written, and writes through this
+		// mount keep the kernel's pages current themselves: a read-only
+		// open may keep what the kernel cached from the last one.
+		return fh, fuse.FOPEN_KEEP_CACHE, nil
+	}
+	if err := h.MakeLocal(ctx); err != nil {
+		return nil, 0, err
+	}
+	if fh.writable {
+		if err := h.WriteDirectly(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+	return passthroughHandle{fh}, 0, nil
+}
+
 // Read implements gofs.FileReader.
 func (f *handle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
 	defer f.n.observe("read", time.Now(), &errno)

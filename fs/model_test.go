@@ -42,8 +42,12 @@ func TestRandomOperationsAgainstModel(t *testing.T) {
 		one, _ := strconv.ParseUint(v, 10, 64)
 		seeds = []uint64{one}
 	}
-	for _, seed := range seeds {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed, ops) })
+	for _, mode := range ioModes {
+		t.Run(mode.name, func(t *testing.T) {
+			for _, seed := range seeds {
+				t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed, ops, mode.passthrough) })
+			}
+		})
 	}
 }
 
@@ -62,6 +66,8 @@ type modelMount struct {
 	mnt      string
 	c        *cache.Cache
 	stop     func()
+
+	passthrough bool
 }
 
 func (m *modelMount) up() {
@@ -71,7 +77,7 @@ func (m *modelMount) up() {
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	server, err := Mount(m.mnt, c, MountOptions{Options: Options{EntryTimeout: time.Second, AttrTimeout: time.Second}})
+	server, err := Mount(m.mnt, c, MountOptions{Options: Options{EntryTimeout: time.Second, AttrTimeout: time.Second, Passthrough: m.passthrough}})
 	if err != nil {
 		c.Close()
 		m.t.Fatal(err)
@@ -100,12 +106,12 @@ func (m *modelMount) down() {
 	m.stop()
 }
 
-func runModel(t *testing.T, seed uint64, steps int) {
+func runModel(t *testing.T, seed uint64, steps int, passthrough bool) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
 	client, _, _ := s3test.Bucket(t, "")
-	m := &modelMount{t: t, store: client, cacheDir: t.TempDir(), mnt: t.TempDir()}
+	m := &modelMount{t: t, store: client, cacheDir: t.TempDir(), mnt: t.TempDir(), passthrough: passthrough}
 	m.up()
 	t.Cleanup(func() { m.stop() })
 	model := t.TempDir()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"os"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -20,9 +21,18 @@ type MountOptions struct {
 	Debug      bool   // log every FUSE request
 }
 
-// Mount serves c at dir and returns once the kernel has the mount. The
-// caller unmounts with server.Unmount and then waits with server.Wait.
-func Mount(dir string, c *cache.Cache, o MountOptions) (*fuse.Server, error) {
+// Server is a mount being served. The caller unmounts with Unmount and
+// then waits with Wait.
+type Server struct {
+	*fuse.Server
+	// Passthrough reports whether cached files are read and written by the
+	// kernel directly; PassthroughOff says why not, when asked for.
+	Passthrough    bool
+	PassthroughOff error
+}
+
+// Mount serves c at dir and returns once the kernel has the mount.
+func Mount(dir string, c *cache.Cache, o MountOptions) (*Server, error) {
 	if o.FileMode == 0 {
 		o.FileMode = 0o644
 	}
@@ -36,6 +46,7 @@ func Mount(dir string, c *cache.Cache, o MountOptions) (*fuse.Server, error) {
 		o.FsName = "s3mediafs"
 	}
 	opts := o.Options
+	opts.mode = &ioMode{ready: make(chan struct{})}
 	root := &node{c: c, opts: &opts}
 	rootIno := c.RootAttr().Ino
 	server, err := gofs.Mount(dir, root, &gofs.Options{
@@ -66,7 +77,39 @@ func Mount(dir string, c *cache.Cache, o MountOptions) (*fuse.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	return server, nil
+	s := &Server{Server: server}
+	if o.Passthrough {
+		s.PassthroughOff = probePassthrough(server, c.Dir())
+		s.Passthrough = s.PassthroughOff == nil
+	}
+	opts.mode.passthrough.Store(s.Passthrough)
+	close(opts.mode.ready)
+	return s, nil
+}
+
+// probePassthrough registers a file of the cache directory as a backing
+// file, as a passthrough open would, and unregisters it. It fails where
+// the kernel is older than 6.9, lacks CONFIG_FUSE_PASSTHROUGH, the daemon
+// lacks CAP_SYS_ADMIN, or the cache directory is itself on a stacked
+// filesystem too deep for passthrough.
+func probePassthrough(server *fuse.Server, cacheDir string) error {
+	if server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
+		return fmt.Errorf("the kernel does not offer FUSE passthrough (Linux ≥ 6.9 with CONFIG_FUSE_PASSTHROUGH)")
+	}
+	f, err := os.CreateTemp(cacheDir, "passthrough-probe-")
+	if err != nil {
+		return fmt.Errorf("probe file: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	id, errno := server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(f.Fd())})
+	if errno != 0 {
+		return fmt.Errorf("register a backing file: %w (passthrough needs CAP_SYS_ADMIN)", errno)
+	}
+	if errno := server.UnregisterBackingFd(id); errno != 0 {
+		return fmt.Errorf("unregister a backing file: %w", errno)
+	}
+	return nil
 }
 
 func durationPtr(d time.Duration) *time.Duration { return &d }

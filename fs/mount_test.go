@@ -20,8 +20,25 @@ func testMount(t *testing.T, store cache.Store, cacheDir string) (string, *cache
 }
 
 // testMountOpts is testMount with cache options; unset timings get fast
-// test values.
+// test values. Cached files are served by passthrough, as in production.
 func testMountOpts(t *testing.T, o cache.Options) (string, *cache.Cache) {
+	t.Helper()
+	mnt, c, _ := testMountWith(t, o, Options{Passthrough: true})
+	return mnt, c
+}
+
+// ioModes are the two ways a mount serves cached files, for tests that
+// run in both: the kernel directly (passthrough), or through the daemon
+// (older kernels, or passthrough: false).
+var ioModes = []struct {
+	name        string
+	passthrough bool
+}{{"passthrough", true}, {"daemon", false}}
+
+// testMountWith is testMountOpts with the mount's options; a test that
+// asks for passthrough fails in CI when the kernel does not give it, and
+// is skipped elsewhere.
+func testMountWith(t *testing.T, o cache.Options, mo Options) (string, *cache.Cache, *Server) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
@@ -48,10 +65,23 @@ func testMountOpts(t *testing.T, o cache.Options) (string, *cache.Cache) {
 		t.Fatal(err)
 	}
 	mnt := t.TempDir()
-	server, err := Mount(mnt, c, MountOptions{Options: Options{Log: log, EntryTimeout: time.Second, AttrTimeout: time.Second}})
+	mo.Log = log
+	if mo.EntryTimeout == 0 {
+		mo.EntryTimeout, mo.AttrTimeout = time.Second, time.Second
+	}
+	server, err := Mount(mnt, c, MountOptions{Options: mo})
 	if err != nil {
 		c.Close()
 		t.Fatal(err)
+	}
+	if mo.Passthrough && !server.Passthrough {
+		server.Unmount()
+		server.Wait()
+		c.Close()
+		if os.Getenv("CI") != "" {
+			t.Fatalf("passthrough unavailable on the CI kernel: %v", server.PassthroughOff)
+		}
+		t.Skipf("passthrough unavailable: %v", server.PassthroughOff)
 	}
 	c.Start()
 	t.Cleanup(func() {
@@ -63,7 +93,7 @@ func testMountOpts(t *testing.T, o cache.Options) (string, *cache.Cache) {
 			t.Errorf("close cache: %v", err)
 		}
 	})
-	return mnt, c
+	return mnt, c, server
 }
 
 type testWriter struct{ t *testing.T }

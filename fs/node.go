@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +26,30 @@ type Options struct {
 	AttrTimeout     time.Duration
 	NegativeTimeout time.Duration
 	Log             *slog.Logger
+
+	// Passthrough asks for FUSE passthrough (Linux ≥ 6.9, root): the
+	// kernel reads and writes cached files without the daemon. Mount
+	// turns it off, and says why, where the kernel does not allow it.
+	Passthrough bool
+
+	mode *ioMode // set by Mount
+}
+
+// ioMode says whether opens are handed to the kernel (passthrough).
+type ioMode struct {
+	// ready is closed once Mount knows whether passthrough works; opens
+	// wait for it so that no inode mixes both kinds of open.
+	ready       chan struct{}
+	passthrough atomic.Bool
+}
+
+// passthrough reports whether opens are handed to the kernel.
+func (o *Options) passthrough() bool {
+	if o.mode == nil {
+		return false
+	}
+	<-o.mode.ready
+	return o.mode.passthrough.Load()
 }
 
 // node is a file or directory of the mount. Its path is derived from its
@@ -134,7 +159,7 @@ func (n *node) fail(op, p string, err error) syscall.Errno {
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
 	defer n.observe("getattr", time.Now(), &errno)
 	var a cache.Attr
-	if h, ok := f.(*handle); ok {
+	if h, ok := fileOf(f); ok {
 		// fstat: the open file answers, even after its name is gone.
 		a = h.h.Attr()
 	} else {
@@ -169,7 +194,7 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	}
 	if size, ok := in.GetSize(); ok {
 		var err error
-		if h, isHandle := f.(*handle); isHandle && h.writable {
+		if h, isHandle := fileOf(f); isHandle && h.writable {
 			err = h.h.Truncate(ctx, int64(size))
 		} else {
 			err = n.c.Truncate(ctx, n.path(), int64(size))
@@ -188,14 +213,12 @@ func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	if err != nil {
 		return nil, 0, n.fail("open", n.path(), err)
 	}
-	fh := newHandle(n, h, int(flags))
-	if fh.writable {
-		return fh, 0, 0
+	fh, fuseFlags, err := n.open(ctx, h, int(flags))
+	if err != nil {
+		h.Release(ctx)
+		return nil, 0, n.fail("open", n.path(), err)
 	}
-	// Media does not change once written, and writes through this mount
-	// keep the kernel's pages current themselves: a read-only open may
-	// keep what the kernel cached from the last one.
-	return fh, fuse.FOPEN_KEEP_CACHE, 0
+	return fh, fuseFlags, 0
 }
 
 // Create implements gofs.NodeCreater.
@@ -206,7 +229,12 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	if err != nil {
 		return nil, nil, 0, n.fail("create", p, err)
 	}
-	return n.entry(ctx, a, out), newHandle(n, h, int(flags)|os.O_RDWR), 0, 0
+	fh, fuseFlags, err := n.open(ctx, h, int(flags)|os.O_RDWR)
+	if err != nil {
+		h.Release(ctx)
+		return nil, nil, 0, n.fail("create", p, err)
+	}
+	return n.entry(ctx, a, out), fh, fuseFlags, 0
 }
 
 // Mkdir implements gofs.NodeMkdirer.
@@ -297,7 +325,7 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) (errno syscall.E
 // Fsync implements gofs.NodeFsyncer.
 func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) (errno syscall.Errno) {
 	defer n.observe("fsync", time.Now(), &errno)
-	if h, ok := f.(*handle); ok {
+	if h, ok := fileOf(f); ok {
 		return h.Fsync(ctx, flags)
 	}
 	if err := n.c.Sync(); err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/posixtest"
 
+	"github.com/s3mediafs/s3mediafs/cache"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
@@ -30,14 +31,18 @@ func TestPOSIXSuite(t *testing.T) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	for _, name := range names {
-		t.Run(name, func(t *testing.T) {
-			if why, ok := posixSkips[name]; ok {
-				t.Skip(why)
+	for _, mode := range ioModes {
+		t.Run(mode.name, func(t *testing.T) {
+			for _, name := range names {
+				t.Run(name, func(t *testing.T) {
+					if why, ok := posixSkips[name]; ok {
+						t.Skip(why)
+					}
+					client, _, _ := s3test.Bucket(t, "")
+					mnt, _, _ := testMountWith(t, cache.Options{Store: client}, Options{Passthrough: mode.passthrough})
+					posixtest.All[name](t, mnt)
+				})
 			}
-			client, _, _ := s3test.Bucket(t, "")
-			mnt, _ := testMount(t, client, "")
-			posixtest.All[name](t, mnt)
 		})
 	}
 }

@@ -77,6 +77,10 @@ type Config struct {
 	RevalidateAfter time.Duration `yaml:"revalidate_after"`
 	// NegativeCacheTTL: how long "not in the store" is trusted.
 	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
+	// Passthrough lets the kernel read and write cached files directly
+	// (FUSE passthrough, Linux ≥ 6.9, as root); off, every byte passes
+	// through the daemon.
+	Passthrough bool `yaml:"passthrough"`
 	// EntryTimeout and AttrTimeout: how long the kernel caches names and
 	// attributes.
 	EntryTimeout time.Duration `yaml:"entry_timeout"`
@@ -139,6 +143,7 @@ func defaultConfig() Config {
 		LookupTimeout:      3 * time.Second,
 		RevalidateAfter:    time.Minute,
 		NegativeCacheTTL:   2 * time.Second,
+		Passthrough:        true,
 		EntryTimeout:       time.Second,
 		AttrTimeout:        time.Second,
 		LogLevel:           "info",

@@ -45,7 +45,8 @@ type daemonStatus struct {
 	Bucket     string  `json:"bucket"`
 	Prefix     string  `json:"prefix"`
 	Version    string  `json:"version"`
-	Mode       string  `json:"mode"` // write-back or synchronous
+	Mode       string  `json:"mode"`    // write-back or synchronous
+	IOMode     string  `json:"io_mode"` // passthrough, or daemon when every byte passes through it
 	UptimeSecs float64 `json:"uptime_secs"`
 	UploadRate float64 `json:"upload_rate_bytes_per_sec"` // over the last minute
 	cache.Status
@@ -58,7 +59,7 @@ type controlServer struct {
 	started time.Time
 	log     *slog.Logger
 
-	mu      sync.Mutex // guards samples
+	mu      sync.Mutex // guards samples and info.IOMode
 	samples []rateSample
 }
 
@@ -67,8 +68,17 @@ type rateSample struct {
 	bytes uint64
 }
 
+// setIOMode records how reads and writes are served, once the mount knows.
+func (s *controlServer) setIOMode(mode string) {
+	s.mu.Lock()
+	s.info.IOMode = mode
+	s.mu.Unlock()
+}
+
 func (s *controlServer) status() daemonStatus {
+	s.mu.Lock()
 	st := s.info
+	s.mu.Unlock()
 	st.Status = s.c.Status()
 	st.UptimeSecs = time.Since(s.started).Seconds()
 	s.mu.Lock()

@@ -286,6 +286,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		Options: mediafs.Options{
 			UID: uid, GID: gid, Log: log, Observe: met.observeFUSE,
 			EntryTimeout: cfg.EntryTimeout, AttrTimeout: cfg.AttrTimeout, NegativeTimeout: cfg.EntryTimeout,
+			Passthrough: cfg.Passthrough,
 		},
 		AllowOther: allowOther,
 		FsName:     "s3mediafs:" + cfg.Bucket,
@@ -294,6 +295,16 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	if err != nil {
 		return err
 	}
+	ioMode := "passthrough"
+	switch {
+	case server.Passthrough:
+	case cfg.Passthrough:
+		ioMode = "daemon"
+		log.Warn("FUSE passthrough unavailable; reads and writes of cached files pass through the daemon", "reason", server.PassthroughOff)
+	default:
+		ioMode = "daemon"
+	}
+	control.setIOMode(ioMode)
 	// Owed work is found from the index only now, with the mount serving.
 	c.Start()
 	if cfg.MetricsAddress != "" {
@@ -305,7 +316,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		}
 	}
 	log.Info("mounted", "mountpoint", mnt, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "cache_dir", cfg.CacheDir,
-		"mode", mode, "control_socket", socket)
+		"mode", mode, "io_mode", ioMode, "control_socket", socket)
 	ready.ready()
 	notifyReady(ctx, c, log)
 

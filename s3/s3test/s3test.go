@@ -4,10 +4,10 @@ package s3test
 
 import (
 	"context"
-	"errors"
-	"io"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"testing"
