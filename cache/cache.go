@@ -110,6 +110,7 @@ type Cache struct {
 	ix      *index
 	dataDir string
 	tmpDir  string
+	spares  *spares
 
 	mu       sync.Mutex           // guards every index read-modify-write, and the fields below
 	open     map[string]*openFile // open files by current path
@@ -162,6 +163,7 @@ func Open(opts Options) (*Cache, error) {
 		log:       opts.Log,
 		store:     opts.Store,
 		dataDir:   filepath.Join(opts.Dir, "data"),
+		spares:    newSpares(),
 		tmpDir:    filepath.Join(opts.Dir, "tmp"),
 		open:      map[string]*openFile{},
 		negative:  map[string]time.Time{},
@@ -246,6 +248,11 @@ func (c *Cache) Start() {
 	go func() {
 		defer c.bg.Done()
 		c.janitor(ctx)
+	}()
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		c.fillSpares(ctx)
 	}()
 }
 

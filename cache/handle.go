@@ -310,7 +310,7 @@ func (h *Handle) emptyData() error {
 	if of.data != nil {
 		return nil
 	}
-	id, f, err := c.createData()
+	id, f, err := c.newData()
 	if err != nil {
 		return err
 	}

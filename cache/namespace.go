@@ -22,7 +22,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*
 	if err := c.admit(ctx, 0, true); err != nil {
 		return nil, Attr{}, wrapPath("create", p, err)
 	}
-	id, f, err := c.createData()
+	id, f, err := c.newData()
 	if err != nil {
 		return nil, Attr{}, err
 	}
