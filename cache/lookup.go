@@ -220,23 +220,43 @@ func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	return Attr{}, ErrNotExist
 }
 
-// lookupRemoteOnce is one HEAD (a file?) and, if needed, one LIST (a
-// directory?), on the lookup deadline.
+// lookupRemoteOnce asks the store what p is, on the lookup deadline: one
+// request (Store.Lookup) as a rule. Where deletes are owed below p, the
+// keys the store still lists there must not make p a directory, so it
+// asks with a HEAD and a LIST that reads past them instead.
 func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, error) {
 	lctx, cancel := context.WithTimeout(ctx, c.opts.LookupTimeout)
 	defer cancel()
 	asked := time.Now()
-	size, mtime, err := c.store.Head(lctx, p)
-	if err == nil {
-		a, err := c.learn(p, record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true})
-		return a, err == nil, errorOr(ignoreNotExist(err), nil)
-	}
-	if !isNotFound(err) {
+	var gone map[string]bool
+	if err := c.view(func(txn *badger.Txn) error {
+		var err error
+		gone, err = goneBelow(txn, p)
+		return err
+	}); err != nil {
 		return Attr{}, false, err
 	}
-	isDir, err := c.remoteDirExists(lctx, p)
+	var (
+		size          int64
+		mtime         time.Time
+		isFile, isDir bool
+		err           error
+	)
+	if len(gone) == 0 {
+		size, mtime, isFile, isDir, err = c.store.Lookup(lctx, p)
+	} else {
+		size, mtime, err = c.store.Head(lctx, p)
+		isFile = err == nil
+		if isNotFound(err) {
+			isDir, err = c.remoteDirExists(lctx, p)
+		}
+	}
 	if err != nil {
 		return Attr{}, false, err
+	}
+	if isFile {
+		a, err := c.learn(p, record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true})
+		return a, err == nil, errorOr(ignoreNotExist(err), nil)
 	}
 	if !isDir {
 		// Nothing below p either: if p becomes a directory here, its

@@ -49,6 +49,14 @@ func (f *Faulty) Head(ctx context.Context, key string) (int64, time.Time, error)
 	return f.Store.Head(ctx, key)
 }
 
+// Lookup implements Store; it is a LIST request, so BeforeList runs.
+func (f *Faulty) Lookup(ctx context.Context, key string) (int64, time.Time, bool, bool, error) {
+	if err := run(f.BeforeList, ctx, key); err != nil {
+		return 0, time.Time{}, false, false, err
+	}
+	return f.Store.Lookup(ctx, key)
+}
+
 // Delete implements Store.
 func (f *Faulty) Delete(ctx context.Context, key string) error {
 	if err := run(f.BeforeDelete, ctx, key); err != nil {

@@ -134,6 +134,23 @@ func (m *Mem) Head(ctx context.Context, key string) (int64, time.Time, error) {
 	return int64(len(o.data)), o.mtime, nil
 }
 
+// Lookup implements Store: one LIST request.
+func (m *Mem) Lookup(ctx context.Context, key string) (size int64, mtime time.Time, file, dir bool, err error) {
+	m.count("list")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if o, ok := m.objects[key]; ok {
+		size, mtime, file = int64(len(o.data)), o.mtime, true
+	}
+	for k := range m.objects {
+		if strings.HasPrefix(k, key+"/") {
+			dir = true
+			break
+		}
+	}
+	return size, mtime, file, dir, nil
+}
+
 // Delete implements Store.
 func (m *Mem) Delete(ctx context.Context, key string) error {
 	m.count("delete")

@@ -112,6 +112,54 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 	return err
 }
 
+// Lookup answers in one request whether key is an object (with its size
+// and time) and whether objects lie below key/ (a directory): a LIST with
+// key as the prefix and "/" as the delimiter returns the object key and
+// the common prefix key/ side by side, as both sort before any longer
+// name but those with a character below "/". Only when more than a page
+// of such names comes first does it ask again, with a HEAD and a one-key
+// LIST.
+func (c *Client) Lookup(ctx context.Context, key string) (size int64, mtime time.Time, file, dir bool, err error) {
+	full := c.key(key)
+	page, err := c.api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+		Bucket: &c.bucket, Prefix: aws.String(full), Delimiter: aws.String("/"), MaxKeys: aws.Int32(lookupPage),
+	})
+	if err != nil {
+		return 0, time.Time{}, false, false, classify("lookup", key, err)
+	}
+	for _, o := range page.Contents {
+		if aws.ToString(o.Key) == full {
+			size, mtime, file = aws.ToInt64(o.Size), aws.ToTime(o.LastModified), true
+		}
+	}
+	for _, cp := range page.CommonPrefixes {
+		if aws.ToString(cp.Prefix) == full+"/" {
+			dir = true
+		}
+	}
+	if dir || !aws.ToBool(page.IsTruncated) {
+		return size, mtime, file, dir, nil // key/ sorts after key: both are known
+	}
+	if !file {
+		size, mtime, err = c.Head(ctx, key)
+		if err == nil {
+			return size, mtime, true, false, nil
+		}
+		if !errors.Is(err, iofs.ErrNotExist) {
+			return 0, time.Time{}, false, false, err
+		}
+	}
+	err = c.List(ctx, key+"/", true, func(string, int64, time.Time, bool) bool {
+		dir = true
+		return false
+	})
+	return size, mtime, file, dir, err
+}
+
+// lookupPage is the page size of Lookup's LIST: names that share the
+// looked-up name as a prefix and sort before its directory are few.
+const lookupPage = 100
+
 // List implements Store.
 func (c *Client) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
 	full := c.key(prefix)

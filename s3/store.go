@@ -29,6 +29,9 @@ type Store interface {
 	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error)
 	// Head returns the object's size and modification time.
 	Head(ctx context.Context, key string) (int64, time.Time, error)
+	// Lookup tells, in one request, whether key is an object (with its
+	// size and time) and whether objects lie below key/ (a directory).
+	Lookup(ctx context.Context, key string) (size int64, mtime time.Time, file, dir bool, err error)
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 	// List calls fn for each object and each common prefix ("directory")

@@ -177,6 +177,11 @@ func (s instrumentedStore) Head(ctx context.Context, key string) (_ int64, _ tim
 	return s.Store.Head(ctx, key)
 }
 
+func (s instrumentedStore) Lookup(ctx context.Context, key string) (_ int64, _ time.Time, _, _ bool, err error) {
+	defer func(start time.Time) { s.observe("lookup", start, err) }(time.Now())
+	return s.Store.Lookup(ctx, key)
+}
+
 func (s instrumentedStore) Delete(ctx context.Context, key string) (err error) {
 	defer func(start time.Time) { s.observe("delete", start, err) }(time.Now())
 	return s.Store.Delete(ctx, key)
