@@ -61,14 +61,20 @@ func fileOf(f gofs.FileHandle) (*handle, bool) {
 // another open uses through the page cache.
 func (n *node) open(ctx context.Context, h *cache.Handle, flags int) (gofs.FileHandle, uint32, error) {
 	fh := newHandle(n, h, flags)
+	// A read-only handle has nothing to flush: its close(2) need not
+	// wait for a round trip to the daemon.
+	var fuseFlags uint32
+	if !fh.writable {
+		fuseFlags = fuse.FOPEN_NOFLUSH
+	}
 	if !n.opts.passthrough() {
 		if fh.writable {
-			return fh, 0, nil
+			return fh, fuseFlags, nil
 		}
 		// Media does not change once written, and writes through this
 		// mount keep the kernel's pages current themselves: a read-only
 		// open may keep what the kernel cached from the last one.
-		return fh, fuse.FOPEN_KEEP_CACHE, nil
+		return fh, fuseFlags | fuse.FOPEN_KEEP_CACHE, nil
 	}
 	if err := h.MakeLocal(ctx); err != nil {
 		return nil, 0, err
@@ -78,7 +84,7 @@ func (n *node) open(ctx context.Context, h *cache.Handle, flags int) (gofs.FileH
 			return nil, 0, err
 		}
 	}
-	return passthroughHandle{fh}, 0, nil
+	return passthroughHandle{fh}, fuseFlags, nil
 }
 
 // Read implements gofs.FileReader.

@@ -285,7 +285,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	server, err := mediafs.Mount(mnt, c, mediafs.MountOptions{
 		Options: mediafs.Options{
 			UID: uid, GID: gid, Log: log, Observe: met.observeFUSE,
-			EntryTimeout: cfg.EntryTimeout, AttrTimeout: cfg.AttrTimeout, NegativeTimeout: cfg.EntryTimeout,
+			EntryTimeout: cfg.EntryTimeout, AttrTimeout: cfg.AttrTimeout, NegativeTimeout: min(cfg.EntryTimeout, cfg.NegativeCacheTTL),
 			Passthrough: cfg.Passthrough,
 		},
 		AllowOther: allowOther,
