@@ -33,6 +33,20 @@ func fillIndex(b *testing.B, c *Cache, n int) {
 			b.Fatal(err)
 		}
 	}
+	// Their directories, so that paths resolve through a mount.
+	dirs := map[string]bool{}
+	for i := range n {
+		for _, d := range []string{"local_content", fmt.Sprintf("local_content/%02x", i%251), fmt.Sprintf("local_content/%02x/%02x", i%251, i%241)} {
+			if dirs[d] {
+				continue
+			}
+			dirs[d] = true
+			r := record{Dir: true, Ino: uint64(n + 2 + len(dirs)), MTime: time.Now().UnixNano()}
+			if err := wb.Set(entryKey(d), r.encode()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	if err := wb.Set(acctKey, encodeAcct(int64(n)*size, 0, 0)); err != nil {
 		b.Fatal(err)
 	}

@@ -141,6 +141,14 @@ func benchSynapseMix(b *testing.B) {
 	}
 	mountRead := readMix(b, mnt, mix)
 
+	// Purge: Synapse's delete pattern (remove, then rmdir up while empty)
+	// over a set of small media written for it, on both sides.
+	purgeSet := purgeMix(mix)
+	writeMix(b, plain, purgeSet)
+	writeMix(b, mnt, purgeSet)
+	plainPurge := purge(b, plain, purgeSet)
+	mountPurge := purge(b, mnt, purgeSet)
+
 	// Baseline for the drain: the same files PUT directly, same concurrency.
 	direct, _, _ := s3test.Bucket(b, "")
 	putStart := time.Now()
@@ -172,7 +180,12 @@ func benchSynapseMix(b *testing.B) {
 		}
 	}
 	small = small[:min(len(small), 100)]
+	proxy.Reset()
 	ttfbMount := timeFirstByte(b, small, func(f mixFile) (io.ReadCloser, error) { return os.Open(filepath.Join(mnt, f.rel)) })
+	coldOps := map[string]int{}
+	for _, r := range proxy.Requests() {
+		coldOps[r.Op()]++
+	}
 	ttfbDirect := timeFirstByte(b, small, func(f mixFile) (io.ReadCloser, error) {
 		body, _, err := client.Get(context.Background(), f.rel, 0, -1)
 		return body, err
@@ -208,6 +221,7 @@ func benchSynapseMix(b *testing.B) {
 	b.ReportMetric(n/mountWrite.Seconds()/(n/plainWrite.Seconds()), "write_files/s_ratio")
 	b.ReportMetric(plainRead.Seconds()/mountRead.Seconds(), "warm_read_MB/s_ratio")
 	b.ReportMetric(float64(p99(mountLat))/float64(p99(plainLat)), "write_p99_latency_ratio")
+	b.ReportMetric(plainPurge.Seconds()/mountPurge.Seconds(), "purge_media/s_ratio")
 	b.ReportMetric(directPut.Seconds()/drain.Seconds(), "drain_vs_direct_PUT_ratio")
 	b.ReportMetric(float64(ttfbMount)/float64(ttfbDirect), "cold_TTFB_ratio")
 	b.ReportMetric(coldDirect.Seconds()/coldMount.Seconds(), "cold_large_MB/s_ratio")
@@ -216,6 +230,14 @@ func benchSynapseMix(b *testing.B) {
 	for _, op := range []string{"PutObject", "HeadObject", "ListObjects", "GetObject", "UploadPart"} {
 		b.ReportMetric(float64(ops[op])/n, op+"/file")
 	}
+	coldRequests := 0
+	for _, k := range coldOps {
+		coldRequests += k
+	}
+	b.ReportMetric(float64(coldRequests)/float64(len(small)), "cold_read_requests/file")
+	b.Logf("requests during the cold reads of %d small files: %v", len(small), coldOps)
+	b.Logf("purge of %d media: plain %.0f media/s, mount %.0f media/s", len(purgeSet),
+		float64(len(purgeSet))/plainPurge.Seconds(), float64(len(purgeSet))/mountPurge.Seconds())
 	b.Logf("mix: %d files, %.0f MB. plain write %.0f files/s, mount %.0f files/s; plain read %.0f MB/s, mount %.0f MB/s; "+
 		"p99 write latency plain %v, mount %v; drain %v vs direct PUT %v; TTFB mount %v vs direct %v; large cold read mount %.0f MB/s vs direct %.0f MB/s; "+
 		"seq write plain %.0f MB/s mount %.0f MB/s, seq read plain %.0f MB/s mount %.0f MB/s; requests during write+drain: %v",
@@ -223,6 +245,36 @@ func benchSynapseMix(b *testing.B) {
 		p99(plainLat), p99(mountLat), drain.Round(time.Millisecond), directPut.Round(time.Millisecond), ttfbMount, ttfbDirect,
 		largeBytes/1e6/coldMount.Seconds(), largeBytes/1e6/coldDirect.Seconds(),
 		float64(big)/seqPlainW.Seconds(), float64(big)/seqMountW.Seconds(), float64(big)/seqPlainR.Seconds(), float64(big)/seqMountR.Seconds(), ops)
+}
+
+// purgeMix is the small files of mix under a tree of their own.
+func purgeMix(mix []mixFile) []mixFile {
+	var out []mixFile
+	for _, f := range mix {
+		if f.size < 1<<20 {
+			out = append(out, mixFile{"purge/" + f.rel, f.size})
+		}
+	}
+	return out
+}
+
+// purge removes every file of set as Synapse's purge does: unlink, then
+// rmdir each parent up to the root while it is empty.
+func purge(b *testing.B, root string, set []mixFile) time.Duration {
+	b.Helper()
+	start := time.Now()
+	for _, f := range set {
+		p := filepath.Join(root, f.rel)
+		if err := os.Remove(p); err != nil {
+			b.Fatal(err)
+		}
+		for d := filepath.Dir(p); d != root; d = filepath.Dir(d) {
+			if os.Remove(d) != nil {
+				break // not empty: stop climbing
+			}
+		}
+	}
+	return time.Since(start)
 }
 
 // timeFirstByte is the mean time from open to the first byte.
