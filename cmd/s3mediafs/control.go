@@ -264,7 +264,7 @@ func printStatus(w io.Writer, st daemonStatus) {
 	if st.MaxSize > 0 {
 		limit = b(st.MaxSize)
 	}
-	fmt.Fprintf(w, "s3mediafs %s on %s (bucket %s, prefix %q, %s)\n", st.Version, st.Mountpoint, st.Bucket, st.Prefix, st.Mode)
+	fmt.Fprintf(w, "s3mediafs %s on %s (bucket %s, prefix %q, %s, %s I/O)\n", st.Version, st.Mountpoint, st.Bucket, st.Prefix, st.Mode, st.IOMode)
 	fmt.Fprintf(w, "  not yet in S3:  %d files, %s; %d owed, oldest waiting %s\n",
 		st.DirtyFiles, b(st.DirtyBytes), st.QueueDepth, time.Duration(st.OldestPending*float64(time.Second)).Round(time.Second))
 	fmt.Fprintf(w, "  uploads:        %s/s over the last minute; %d uploads (%s), %d deletes since start\n",

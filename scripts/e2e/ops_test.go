@@ -86,6 +86,10 @@ func TestStatusFlushMetrics(t *testing.T) {
 	if st["dirty_files"].(float64) != 3 || st["dirty_bytes"].(float64) != 30_000 || st["mountpoint"] != mnt {
 		t.Fatalf("status: %v", st)
 	}
+	// This kernel (≥ 6.9, as root) gives passthrough; status says so.
+	if st["io_mode"] != "passthrough" {
+		t.Errorf("status io_mode = %v, want passthrough", st["io_mode"])
+	}
 	if st["store_errors_transient"].(float64) == 0 || !strings.Contains(st["last_store_error"].(string), "ServiceUnavailable") {
 		t.Fatalf("status does not show the S3 errors: %v", st)
 	}
