@@ -6,11 +6,13 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,7 +34,14 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		binary = filepath.Join(dir, "s3mediafs")
-		build := exec.Command("go", "build", "-race", "-o", binary, "github.com/s3mediafs/s3mediafs/cmd/s3mediafs")
+		// Tests run the daemon under the race detector; benchmarks time
+		// the binary an operator runs, built without it.
+		args := []string{"build", "-race", "-o", binary, "github.com/s3mediafs/s3mediafs/cmd/s3mediafs"}
+		flag.Parse()
+		if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+			args = slices.Delete(args, 1, 2)
+		}
+		build := exec.Command("go", args...)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "build s3mediafs:", err)
