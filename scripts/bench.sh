@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 exec scripts/s3-server.sh run bash -c '
   go test -run XXX -bench SynapseMix -benchtime 1x -timeout 30m -v ./scripts/e2e | grep -Ev "level=(DEBUG|INFO)"
   go test -run XXX -bench Import -benchtime 3x ./cmd/s3mediafs
-  go test -run XXX -bench MillionEntries -benchtime 1000x -timeout 30m ./cache
+  go test -run XXX -bench "Evict(Pass)?MillionEntries" -benchtime 1000x -timeout 30m ./cache
   go test -run XXX -bench OpenMillion -benchtime 5x -timeout 30m ./cache
   go test -run XXX -bench MountMillion -benchtime 3x -timeout 30m ./cache
 '

@@ -8,7 +8,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +47,9 @@ func mediaMix() []mixFile {
 // taken and each file's latency.
 func writeMix(b *testing.B, root string, mix []mixFile) (time.Duration, []time.Duration) {
 	b.Helper()
+	// Start with no dirty pages left by the run before, whose write-back
+	// would otherwise throttle this one.
+	syscall.Sync()
 	lat := make([]time.Duration, len(mix))
 	start := time.Now()
 	for i, f := range mix {
@@ -81,9 +85,19 @@ func readAll(p string) (int, error) {
 }
 
 func p99(lat []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), lat...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	s := sorted(lat)
 	return s[len(s)*99/100]
+}
+
+func median(d []time.Duration) time.Duration {
+	s := sorted(d)
+	return s[len(s)/2]
+}
+
+func sorted(d []time.Duration) []time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s
 }
 
 func totalBytes(mix []mixFile) int64 {
@@ -218,15 +232,23 @@ func benchSynapseMix(b *testing.B) {
 	big := envInt("S3MEDIAFS_BENCH_SEQ_MB", 1024)
 	cfg3 := config(b, srv, proxy.URL, bucket, b.TempDir(), "log_level: info\n")
 	d3 := start(b, cfg3, mnt)
-	seqPlainW, seqPlainR := seqWriteRead(b, filepath.Join(plain, "seq"), big, func() {})
-	// The read waits for the upload: on this one machine the local S3
-	// server writing the object would otherwise compete with it for the
-	// same disk and cores, which a remote store does not.
-	seqMountW, seqMountR := seqWriteRead(b, filepath.Join(mnt, "seq"), big, func() {
-		if out, code := cli(b, "flush", "--timeout", "600s", "--socket", socketOf(b, cfg3)); code != 0 {
-			b.Fatalf("flush: %s", out)
-		}
-	})
+	// The write-back of the page cache makes single runs noisy: plain and
+	// mount alternate three times and the medians are compared.
+	var pw, pr, mw, mr []time.Duration
+	for range 3 {
+		w, r := seqWriteRead(b, filepath.Join(plain, "seq"), big, func() {})
+		pw, pr = append(pw, w), append(pr, r)
+		// The read waits for the upload: on this one machine the local S3
+		// server writing the object would otherwise compete with it for
+		// the same disk and cores, which a remote store does not.
+		w, r = seqWriteRead(b, filepath.Join(mnt, "seq"), big, func() {
+			if out, code := cli(b, "flush", "--timeout", "600s", "--socket", socketOf(b, cfg3)); code != 0 {
+				b.Fatalf("flush: %s", out)
+			}
+		})
+		mw, mr = append(mw, w), append(mr, r)
+	}
+	seqPlainW, seqPlainR, seqMountW, seqMountR := median(pw), median(pr), median(mw), median(mr)
 	d3.terminate(b)
 
 	n := float64(len(mix))
@@ -324,6 +346,7 @@ func timeFirstByte(b *testing.B, files []mixFile, open func(mixFile) (io.ReadClo
 func seqWriteRead(b *testing.B, p string, mb int, settle func()) (time.Duration, time.Duration) {
 	b.Helper()
 	chunk := payload(1<<20, 3)
+	syscall.Sync()
 	t0 := time.Now()
 	f, err := os.Create(p)
 	if err != nil {
