@@ -121,6 +121,7 @@ type Cache struct {
 	// name the index lacks there is absent without asking the store, so
 	// Synapse's mkdir-then-create costs no lookup requests.
 	listed     map[string]time.Time
+	subtrees   map[string]*subtree  // what lookups learned below directories; see subtree
 	verified   map[string]time.Time // when the store last confirmed a clean/remote file
 	used       int64                // bytes of local data files, as the index records them
 	dirty      int64                // bytes not yet in the store
@@ -168,6 +169,7 @@ func Open(opts Options) (*Cache, error) {
 		open:      map[string]*openFile{},
 		negative:  map[string]time.Time{},
 		listed:    map[string]time.Time{},
+		subtrees:  map[string]*subtree{},
 		verified:  map[string]time.Time{},
 		accessed:  map[string]int64{},
 		space:     newNotifier(),

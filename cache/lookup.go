@@ -186,6 +186,9 @@ func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	if neg && time.Now().Before(until) || c.localOnly(p) {
 		return Attr{}, ErrNotExist
 	}
+	if a, ok, err := c.lookupSubtree(p); ok {
+		return a, err
+	}
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if c.storeIsDown() {
@@ -243,7 +246,14 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 		err           error
 	)
 	if len(gone) == 0 {
-		size, mtime, isFile, isDir, err = c.store.Lookup(lctx, p)
+		below := newSubtree(asked)
+		var complete bool
+		size, mtime, isFile, isDir, complete, err = c.store.Lookup(lctx, p, below.add)
+		if err == nil && isDir && complete {
+			c.mu.Lock()
+			c.keepSubtreeLocked(p, below)
+			c.mu.Unlock()
+		}
 	} else {
 		size, mtime, err = c.store.Head(lctx, p)
 		isFile = err == nil
@@ -268,6 +278,31 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 	}
 	a, err := c.learn(p, record{Dir: true, MTime: time.Now().UnixNano()})
 	return a, err == nil, errorOr(ignoreNotExist(err), nil)
+}
+
+// lookupSubtree answers a lookup of p from what an earlier lookup learned
+// about the tree below one of its ancestors; ok is false when none did.
+func (c *Cache) lookupSubtree(p string) (a Attr, ok bool, err error) {
+	c.mu.Lock()
+	f, dir, covered, at := c.fromSubtreeLocked(p)
+	if covered && f == nil && !dir {
+		// Absent, and nothing below it either: as after an empty LIST.
+		c.negative[p] = at.Add(c.opts.NegativeTTL)
+		c.listed[p] = at
+	}
+	c.mu.Unlock()
+	switch {
+	case !covered:
+		return Attr{}, false, nil
+	case f != nil:
+		m := f.mtime.UnixNano()
+		a, err = c.learn(p, record{State: Remote, Size: f.size, MTime: m, StoreMTime: m, InStore: true})
+	case dir:
+		a, err = c.learn(p, record{Dir: true, MTime: time.Now().UnixNano()})
+	default:
+		err = ErrNotExist
+	}
+	return a, true, err
 }
 
 // ignoreNotExist drops ErrNotExist: learn says "not exist" when the name

@@ -151,6 +151,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.forgetSubtreesLocked()
 	var r record
 	tomb := false
 	err := c.update(func(t *tx) error {
@@ -229,6 +230,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.forgetSubtreesLocked()
 	err = c.update(func(t *tx) error {
 		if err := c.checkEmptyDirTxn(t.txn, p); err != nil {
 			return err
@@ -291,6 +293,7 @@ func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.forgetSubtreesLocked()
 	var src, dst record
 	var dstOK, oldTomb bool
 	err = c.update(func(t *tx) error {

@@ -19,9 +19,10 @@ type Store interface {
 	Put(ctx context.Context, key string, body io.ReaderAt, size int64) error
 	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error)
 	Head(ctx context.Context, key string) (int64, time.Time, error)
-	// Lookup tells, in one request, whether key is an object and whether
-	// objects lie below key/.
-	Lookup(ctx context.Context, key string) (size int64, mtime time.Time, file, dir bool, err error)
+	// Lookup tells, in one request as a rule, whether key is an object and
+	// whether objects lie below key/, and hands below the objects under
+	// key/ that came with the answer; complete says they were all.
+	Lookup(ctx context.Context, key string, below func(name string, size int64, mtime time.Time)) (size int64, mtime time.Time, file, dir, complete bool, err error)
 	Delete(ctx context.Context, key string) error
 	List(ctx context.Context, prefix string, recursive bool, fn func(name string, size int64, mtime time.Time, isDir bool) bool) error
 	AbortMultipart(ctx context.Context, key, uploadID string) error

@@ -50,11 +50,11 @@ func (f *Faulty) Head(ctx context.Context, key string) (int64, time.Time, error)
 }
 
 // Lookup implements Store; it is a LIST request, so BeforeList runs.
-func (f *Faulty) Lookup(ctx context.Context, key string) (int64, time.Time, bool, bool, error) {
+func (f *Faulty) Lookup(ctx context.Context, key string, below func(string, int64, time.Time)) (int64, time.Time, bool, bool, bool, error) {
 	if err := run(f.BeforeList, ctx, key); err != nil {
-		return 0, time.Time{}, false, false, err
+		return 0, time.Time{}, false, false, false, err
 	}
-	return f.Store.Lookup(ctx, key)
+	return f.Store.Lookup(ctx, key, below)
 }
 
 // Delete implements Store.

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/s3mediafs/s3mediafs/s3"
 )
 
-// Lookup tells a file, a directory and neither apart in one LIST,
-// and still finds the directory when a page of longer names sorts first.
+// Lookup tells a file, a directory and neither apart in one LIST, hands
+// over what lies below a directory, and still finds the directory when a
+// page of longer names sorts first.
 func TestLookupInOneRequest(t *testing.T) {
 	client, proxy := viaProxy(t, nil)
 	ctx := context.Background()
@@ -22,31 +25,43 @@ func TestLookupInOneRequest(t *testing.T) {
 	}
 	put("d/file", 7)
 	put("d/dir/x", 1)
+	put("d/dir/sub/y", 2)
+	put("d/dirz", 1)           // sorts after everything under d/dir/
 	put("d/fileish-longer", 1) // shares the prefix, sorts before "d/file/"
-	for i := range 101 {       // more than a page of names between "crowded" and "crowded/"
+	for i := range 5 {         // more than a page of names between "crowded" and "crowded/"
 		put(fmt.Sprintf("d/crowded-%03d", i), 1)
 	}
 	put("d/crowded/z", 1)
+	defer s3.SetLookupPage(4)()
 
 	cases := []struct {
 		key       string
 		file, dir bool
 		size      int64
+		below     string
+		complete  bool
 		requests  int
 	}{
-		{"d/file", true, false, 7, 1},
-		{"d/dir", false, true, 0, 1},
-		{"d/none", false, false, 0, 1},
-		{"d/crowded", false, true, 0, 3}, // the page ran out: a HEAD and a LIST more
+		{"d/file", true, false, 7, "", true, 1},
+		{"d/dir", false, true, 0, "sub/y=2 x=1", true, 1},
+		{"d/none", false, false, 0, "", true, 1},
+		{"d/crowded", false, true, 0, "", false, 3}, // the page ran out: a HEAD and a LIST more
 	}
 	for _, c := range cases {
 		proxy.Reset()
-		size, _, file, dir, err := client.Lookup(ctx, c.key)
+		var below []string
+		size, _, file, dir, complete, err := client.Lookup(ctx, c.key, func(name string, size int64, _ time.Time) {
+			below = append(below, fmt.Sprintf("%s=%d", name, size))
+		})
 		if err != nil {
 			t.Fatalf("%s: %v", c.key, err)
 		}
-		if file != c.file || dir != c.dir || size != c.size {
-			t.Errorf("%s: file=%v dir=%v size=%d, want file=%v dir=%v size=%d", c.key, file, dir, size, c.file, c.dir, c.size)
+		if file != c.file || dir != c.dir || size != c.size || complete != c.complete {
+			t.Errorf("%s: file=%v dir=%v size=%d complete=%v, want file=%v dir=%v size=%d complete=%v",
+				c.key, file, dir, size, complete, c.file, c.dir, c.size, c.complete)
+		}
+		if got := strings.Join(below, " "); got != c.below {
+			t.Errorf("%s: below %q, want %q", c.key, got, c.below)
 		}
 		if n := len(proxy.Requests()); n != c.requests {
 			t.Errorf("%s: %d requests, want %d", c.key, n, c.requests)

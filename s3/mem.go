@@ -134,21 +134,33 @@ func (m *Mem) Head(ctx context.Context, key string) (int64, time.Time, error) {
 	return int64(len(o.data)), o.mtime, nil
 }
 
-// Lookup implements Store: one LIST request.
-func (m *Mem) Lookup(ctx context.Context, key string) (size int64, mtime time.Time, file, dir bool, err error) {
+// Lookup implements Store: one LIST request, which sees everything.
+func (m *Mem) Lookup(ctx context.Context, key string, below func(name string, size int64, mtime time.Time)) (size int64, mtime time.Time, file, dir, complete bool, err error) {
 	m.count("list")
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if o, ok := m.objects[key]; ok {
-		size, mtime, file = int64(len(o.data)), o.mtime, true
+	type entry struct {
+		name  string
+		size  int64
+		mtime time.Time
 	}
-	for k := range m.objects {
-		if strings.HasPrefix(k, key+"/") {
+	var under []entry
+	for k, o := range m.objects {
+		switch {
+		case k == key:
+			size, mtime, file = int64(len(o.data)), o.mtime, true
+		case strings.HasPrefix(k, key+"/"):
 			dir = true
-			break
+			under = append(under, entry{k[len(key)+1:], int64(len(o.data)), o.mtime})
 		}
 	}
-	return size, mtime, file, dir, nil
+	m.mu.Unlock()
+	sort.Slice(under, func(i, j int) bool { return under[i].name < under[j].name })
+	for _, e := range under {
+		if below != nil {
+			below(e.name, e.size, e.mtime)
+		}
+	}
+	return size, mtime, file, dir, true, nil
 }
 
 // Delete implements Store.

@@ -113,52 +113,60 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 }
 
 // Lookup answers in one request whether key is an object (with its size
-// and time) and whether objects lie below key/ (a directory): a LIST with
-// key as the prefix and "/" as the delimiter returns the object key and
-// the common prefix key/ side by side, as both sort before any longer
-// name but those with a character below "/". Only when more than a page
-// of such names comes first does it ask again, with a HEAD and a one-key
-// LIST.
-func (c *Client) Lookup(ctx context.Context, key string) (size int64, mtime time.Time, file, dir bool, err error) {
+// and time) and whether objects lie below key/ (a directory), and hands
+// below the objects under key/ that came back with the answer (names
+// relative to key/); complete reports that below saw all of them. It is
+// one LIST with key as the prefix and no delimiter: the object key sorts
+// first, then names that continue key with a character below "/", then
+// everything under key/. Only when a page of such longer names comes
+// first does it ask again, with a HEAD and a one-key LIST.
+func (c *Client) Lookup(ctx context.Context, key string, below func(name string, size int64, mtime time.Time)) (size int64, mtime time.Time, file, dir, complete bool, err error) {
 	full := c.key(key)
 	page, err := c.api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
-		Bucket: &c.bucket, Prefix: aws.String(full), Delimiter: aws.String("/"), MaxKeys: aws.Int32(lookupPage),
+		Bucket: &c.bucket, Prefix: aws.String(full), MaxKeys: aws.Int32(lookupPage),
 	})
 	if err != nil {
-		return 0, time.Time{}, false, false, classify("lookup", key, err)
+		return 0, time.Time{}, false, false, false, classify("lookup", key, err)
 	}
+	pastDir := false // a name sorting after every key under key/ was seen
 	for _, o := range page.Contents {
-		if aws.ToString(o.Key) == full {
+		rel := strings.TrimPrefix(aws.ToString(o.Key), full)
+		switch {
+		case rel == "":
 			size, mtime, file = aws.ToInt64(o.Size), aws.ToTime(o.LastModified), true
-		}
-	}
-	for _, cp := range page.CommonPrefixes {
-		if aws.ToString(cp.Prefix) == full+"/" {
+		case rel[0] == '/':
 			dir = true
+			if name := rel[1:]; below != nil && name != "" && !strings.HasSuffix(name, "/") {
+				below(name, aws.ToInt64(o.Size), aws.ToTime(o.LastModified))
+			}
+		case rel[0] > '/':
+			pastDir = true
 		}
 	}
-	if dir || !aws.ToBool(page.IsTruncated) {
-		return size, mtime, file, dir, nil // key/ sorts after key: both are known
+	complete = !aws.ToBool(page.IsTruncated) || pastDir
+	if dir || complete {
+		return size, mtime, file, dir, complete, nil
 	}
 	if !file {
 		size, mtime, err = c.Head(ctx, key)
 		if err == nil {
-			return size, mtime, true, false, nil
+			return size, mtime, true, false, false, nil
 		}
 		if !errors.Is(err, iofs.ErrNotExist) {
-			return 0, time.Time{}, false, false, err
+			return 0, time.Time{}, false, false, false, err
 		}
 	}
 	err = c.List(ctx, key+"/", true, func(string, int64, time.Time, bool) bool {
 		dir = true
 		return false
 	})
-	return size, mtime, file, dir, err
+	return size, mtime, file, dir, false, err
 }
 
-// lookupPage is the page size of Lookup's LIST: names that share the
-// looked-up name as a prefix and sort before its directory are few.
-const lookupPage = 100
+// lookupPage is the page size of Lookup's LIST: one S3 page. It bounds
+// what a lookup learns about the tree below a directory it meets. A
+// variable only so that a test can reach past a page cheaply.
+var lookupPage int32 = 1000
 
 // List implements Store.
 func (c *Client) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {

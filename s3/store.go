@@ -29,9 +29,12 @@ type Store interface {
 	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error)
 	// Head returns the object's size and modification time.
 	Head(ctx context.Context, key string) (int64, time.Time, error)
-	// Lookup tells, in one request, whether key is an object (with its
-	// size and time) and whether objects lie below key/ (a directory).
-	Lookup(ctx context.Context, key string) (size int64, mtime time.Time, file, dir bool, err error)
+	// Lookup tells, in one request as a rule, whether key is an object
+	// (with its size and time) and whether objects lie below key/ (a
+	// directory). It calls below (if not nil) for the objects under key/
+	// that the answer brought, with names relative to key/; complete
+	// reports that those were all of them.
+	Lookup(ctx context.Context, key string, below func(name string, size int64, mtime time.Time)) (size int64, mtime time.Time, file, dir, complete bool, err error)
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 	// List calls fn for each object and each common prefix ("directory")

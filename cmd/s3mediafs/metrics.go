@@ -177,9 +177,9 @@ func (s instrumentedStore) Head(ctx context.Context, key string) (_ int64, _ tim
 	return s.Store.Head(ctx, key)
 }
 
-func (s instrumentedStore) Lookup(ctx context.Context, key string) (_ int64, _ time.Time, _, _ bool, err error) {
+func (s instrumentedStore) Lookup(ctx context.Context, key string, below func(string, int64, time.Time)) (_ int64, _ time.Time, _, _, _ bool, err error) {
 	defer func(start time.Time) { s.observe("lookup", start, err) }(time.Now())
-	return s.Store.Lookup(ctx, key)
+	return s.Store.Lookup(ctx, key, below)
 }
 
 func (s instrumentedStore) Delete(ctx context.Context, key string) (err error) {
