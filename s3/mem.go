@@ -138,29 +138,17 @@ func (m *Mem) Head(ctx context.Context, key string) (int64, time.Time, error) {
 func (m *Mem) Lookup(ctx context.Context, key string, below func(name string, size int64, mtime time.Time)) (size int64, mtime time.Time, file, dir, complete bool, err error) {
 	m.count("list")
 	m.mu.Lock()
-	type entry struct {
-		name  string
-		size  int64
-		mtime time.Time
-	}
-	var under []entry
-	for k, o := range m.objects {
-		switch {
-		case k == key:
-			size, mtime, file = int64(len(o.data)), o.mtime, true
-		case strings.HasPrefix(k, key+"/"):
-			dir = true
-			under = append(under, entry{k[len(key)+1:], int64(len(o.data)), o.mtime})
-		}
+	if o, ok := m.objects[key]; ok {
+		size, mtime, file = int64(len(o.data)), o.mtime, true
 	}
 	m.mu.Unlock()
-	sort.Slice(under, func(i, j int) bool { return under[i].name < under[j].name })
+	under := m.entries(key+"/", true)
 	for _, e := range under {
 		if below != nil {
 			below(e.name, e.size, e.mtime)
 		}
 	}
-	return size, mtime, file, dir, true, nil
+	return size, mtime, file, len(under) > 0, true, nil
 }
 
 // Delete implements Store.
@@ -175,14 +163,26 @@ func (m *Mem) Delete(ctx context.Context, key string) error {
 // List implements Store.
 func (m *Mem) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
 	m.count("list")
-	m.mu.Lock()
-	type entry struct {
-		name  string
-		size  int64
-		mtime time.Time
-		dir   bool
+	for _, e := range m.entries(prefix, recursive) {
+		if !fn(e.name, e.size, e.mtime, e.dir) {
+			break
+		}
 	}
-	var out []entry
+	return nil
+}
+
+// memEntry is one name a LIST returns.
+type memEntry struct {
+	name  string
+	size  int64
+	mtime time.Time
+	dir   bool
+}
+
+// entries is what a LIST of prefix returns, in key order.
+func (m *Mem) entries(prefix string, recursive bool) []memEntry {
+	m.mu.Lock()
+	var out []memEntry
 	dirs := map[string]bool{}
 	for k, o := range m.objects {
 		rest, ok := strings.CutPrefix(k, prefix)
@@ -192,18 +192,13 @@ func (m *Mem) List(ctx context.Context, prefix string, recursive bool, fn func(s
 		if i := strings.IndexByte(rest, '/'); i >= 0 && !recursive {
 			if !dirs[rest[:i]] {
 				dirs[rest[:i]] = true
-				out = append(out, entry{name: rest[:i], dir: true})
+				out = append(out, memEntry{name: rest[:i], dir: true})
 			}
 			continue
 		}
-		out = append(out, entry{name: rest, size: int64(len(o.data)), mtime: o.mtime})
+		out = append(out, memEntry{name: rest, size: int64(len(o.data)), mtime: o.mtime})
 	}
 	m.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	for _, e := range out {
-		if !fn(e.name, e.size, e.mtime, e.dir) {
-			break
-		}
-	}
-	return nil
+	return out
 }
