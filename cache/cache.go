@@ -294,6 +294,10 @@ func (c *Cache) Sync() error { return c.ix.db.Sync() }
 // Dir is the cache directory.
 func (c *Cache) Dir() string { return c.opts.Dir }
 
+// TempDir is a directory on the cache filesystem for scratch files; it is
+// emptied at every Open.
+func (c *Cache) TempDir() string { return c.tmpDir }
+
 // janitor forgets expired negative lookups and stale verifications, so
 // those maps hold only what a recent lookup needs.
 func (c *Cache) janitor(ctx context.Context) {

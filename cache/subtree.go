@@ -1,9 +1,6 @@
 package cache
 
-import (
-	"strings"
-	"time"
-)
+import "time"
 
 // subtree is what one store lookup learned about the tree below a
 // directory it met: every object there, and the directories they imply.
@@ -32,13 +29,10 @@ func newSubtree(at time.Time) *subtree {
 // add records an object at name (relative to the subtree's directory).
 func (s *subtree) add(name string, size int64, mtime time.Time) {
 	s.files[name] = remoteFile{size, mtime}
-	for i := strings.IndexByte(name, '/'); i >= 0; {
-		s.dirs[name[:i]] = true
-		next := strings.IndexByte(name[i+1:], '/')
-		if next < 0 {
-			break
+	for i := range len(name) {
+		if name[i] == '/' {
+			s.dirs[name[:i]] = true
 		}
-		i += 1 + next
 	}
 }
 

@@ -79,7 +79,7 @@ func Mount(dir string, c *cache.Cache, o MountOptions) (*Server, error) {
 	}
 	s := &Server{Server: server}
 	if o.Passthrough {
-		s.PassthroughOff = probePassthrough(server, c.Dir())
+		s.PassthroughOff = probePassthrough(server, c.TempDir())
 		s.Passthrough = s.PassthroughOff == nil
 	}
 	opts.mode.passthrough.Store(s.Passthrough)
@@ -92,11 +92,11 @@ func Mount(dir string, c *cache.Cache, o MountOptions) (*Server, error) {
 // the kernel is older than 6.9, lacks CONFIG_FUSE_PASSTHROUGH, the daemon
 // lacks CAP_SYS_ADMIN, or the cache directory is itself on a stacked
 // filesystem too deep for passthrough.
-func probePassthrough(server *fuse.Server, cacheDir string) error {
+func probePassthrough(server *fuse.Server, scratchDir string) error {
 	if server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
 		return fmt.Errorf("the kernel does not offer FUSE passthrough (Linux ≥ 6.9 with CONFIG_FUSE_PASSTHROUGH)")
 	}
-	f, err := os.CreateTemp(cacheDir, "passthrough-probe-")
+	f, err := os.CreateTemp(scratchDir, "passthrough-probe-")
 	if err != nil {
 		return fmt.Errorf("probe file: %w", err)
 	}
