@@ -231,19 +231,14 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 	lctx, cancel := context.WithTimeout(ctx, c.opts.LookupTimeout)
 	defer cancel()
 	asked := time.Now()
-	var gone map[string]bool
-	if err := c.view(func(txn *badger.Txn) error {
-		var err error
-		gone, err = goneBelow(txn, p)
-		return err
-	}); err != nil {
+	gone, err := c.goneBelowNow(p)
+	if err != nil {
 		return Attr{}, false, err
 	}
 	var (
 		size          int64
 		mtime         time.Time
 		isFile, isDir bool
-		err           error
 	)
 	if len(gone) == 0 {
 		below := newSubtree(asked)
@@ -258,7 +253,7 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 		size, mtime, err = c.store.Head(lctx, p)
 		isFile = err == nil
 		if isNotFound(err) {
-			isDir, err = c.remoteDirExists(lctx, p)
+			isDir, err = c.remoteDirExistsExcept(lctx, p, gone)
 		}
 	}
 	if err != nil {
@@ -322,14 +317,16 @@ func ignoreNotExist(err error) error {
 // may complete while the LIST is answered, and its key must still not
 // count.
 func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
-	var before map[string]bool
-	if err := c.view(func(txn *badger.Txn) error {
-		var err error
-		before, err = goneBelow(txn, p)
-		return err
-	}); err != nil {
+	before, err := c.goneBelowNow(p)
+	if err != nil {
 		return false, err
 	}
+	return c.remoteDirExistsExcept(ctx, p, before)
+}
+
+// remoteDirExistsExcept is remoteDirExists with the deletes owed below p
+// already read, before the LIST starts.
+func (c *Cache) remoteDirExistsExcept(ctx context.Context, p string, before map[string]bool) (bool, error) {
 	found := false
 	var viewErr error
 	err := c.store.List(ctx, p+"/", true, func(name string, _ int64, _ time.Time, _ bool) bool {
@@ -345,6 +342,15 @@ func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
 		return !found && viewErr == nil
 	})
 	return found, errorOr(err, viewErr)
+}
+
+// goneBelowNow is goneBelow in a read transaction of its own.
+func (c *Cache) goneBelowNow(p string) (gone map[string]bool, err error) {
+	err = c.view(func(txn *badger.Txn) error {
+		gone, err = goneBelow(txn, p)
+		return err
+	})
+	return gone, err
 }
 
 // learn records an entry found in the store, unless the index gained one
