@@ -295,14 +295,11 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	if err != nil {
 		return err
 	}
-	ioMode := "passthrough"
-	switch {
-	case server.Passthrough:
-	case cfg.Passthrough:
-		ioMode = "daemon"
+	ioMode := "daemon"
+	if server.Passthrough {
+		ioMode = "passthrough"
+	} else if cfg.Passthrough {
 		log.Warn("FUSE passthrough unavailable; reads and writes of cached files pass through the daemon", "reason", server.PassthroughOff)
-	default:
-		ioMode = "daemon"
 	}
 	control.setIOMode(ioMode)
 	// Owed work is found from the index only now, with the mount serving.
