@@ -244,30 +244,44 @@ func unmount(mnt string) {
 	}
 }
 
-// synapseWrite writes like Synapse: makedirs, open "wb", 16 KiB writes,
-// close, getsize, full re-read.
-func synapseWrite(t testing.TB, p string, data []byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
+// writeSynapse writes one file the way Synapse does (makedirs, open "wb",
+// 16 KiB writes, close, getsize, full re-read) and reports whether every
+// call succeeded and what it read back matches.
+func writeSynapse(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	for off := 0; off < len(data); off += 16 << 10 {
 		if _, err := f.Write(data[off:min(off+16<<10, len(data))]); err != nil {
-			t.Fatal(err)
+			f.Close()
+			return err
 		}
 	}
 	if err := f.Close(); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != int64(len(data)) {
+		return fmt.Errorf("getsize of %s after close: %v %v, want %d bytes", path, fi, err, len(data))
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, data) {
+		return fmt.Errorf("re-read of %s differs", path)
+	}
+	return nil
+}
+
+// synapseWrite is writeSynapse for a test that stops at the first failure.
+func synapseWrite(t testing.TB, p string, data []byte) {
+	t.Helper()
+	if err := writeSynapse(p, data); err != nil {
 		t.Fatal(err)
-	}
-	if fi, err := os.Stat(p); err != nil || fi.Size() != int64(len(data)) {
-		t.Fatalf("getsize after close: %v %v", fi, err)
-	}
-	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("re-read after close: %v", err)
 	}
 }
 

@@ -60,35 +60,6 @@ func (l *ledger) gone(p string) {
 	l.mu.Unlock()
 }
 
-// writeSynapse writes one file the Synapse way and reports whether every
-// call, close included, succeeded.
-func writeSynapse(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	for off := 0; off < len(data); off += 16 << 10 {
-		if _, err := f.Write(data[off:min(off+16<<10, len(data))]); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	got, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(got, data) {
-		return fmt.Errorf("re-read of %s differs", path)
-	}
-	return nil
-}
-
 // synapseLoad writes and removes files under mnt until stop closes or the
 // mount fails, recording what succeeded. Every tenth file is large enough
 // for a multipart upload.
