@@ -148,9 +148,7 @@ func benchSynapseMix(b *testing.B) {
 	proxy.Reset()
 	mountWrite, mountLat := writeMix(b, mnt, mix)
 	lastClose := time.Now()
-	if out, code := cli(b, "flush", "--timeout", "600s", "--socket", socketOf(b, cfg)); code != 0 {
-		b.Fatalf("flush: %s", out)
-	}
+	flushed(b, cfg, 600*time.Second)
 	drain := time.Since(lastClose)
 	ops := map[string]int{}
 	for _, r := range proxy.Requests() {
@@ -241,11 +239,7 @@ func benchSynapseMix(b *testing.B) {
 		// The read waits for the upload: on this one machine the local S3
 		// server writing the object would otherwise compete with it for
 		// the same disk and cores, which a remote store does not.
-		w, r = seqWriteRead(b, filepath.Join(mnt, "seq"), big, func() {
-			if out, code := cli(b, "flush", "--timeout", "600s", "--socket", socketOf(b, cfg3)); code != 0 {
-				b.Fatalf("flush: %s", out)
-			}
-		})
+		w, r = seqWriteRead(b, filepath.Join(mnt, "seq"), big, func() { flushed(b, cfg3, 600*time.Second) })
 		mw, mr = append(mw, w), append(mr, r)
 	}
 	seqPlainW, seqPlainR, seqMountW, seqMountR := median(pw), median(pr), median(mw), median(mr)

@@ -277,6 +277,16 @@ func writeSynapse(path string, data []byte) error {
 	return nil
 }
 
+// flushed waits, through `s3mediafs flush`, until the daemon serving cfg
+// has everything written so far in S3, and fails the test if that takes
+// longer than timeout.
+func flushed(t testing.TB, cfg string, timeout time.Duration) {
+	t.Helper()
+	if out, code := cli(t, "flush", "--timeout", timeout.String(), "--socket", socketOf(t, cfg)); code != 0 {
+		t.Fatalf("flush: %s", out)
+	}
+}
+
 // synapseWrite is writeSynapse for a test that stops at the first failure.
 func synapseWrite(t testing.TB, p string, data []byte) {
 	t.Helper()

@@ -158,9 +158,7 @@ func TestCrashLoop(t *testing.T) {
 		unmount(mnt)
 	}
 	d := start(t, cfg, mnt)
-	if out, code := cli(t, "flush", "--timeout", "180s", "--socket", socketOf(t, cfg)); code != 0 {
-		t.Fatalf("flush after the crash loop: %s", out)
-	}
+	flushed(t, cfg, 180*time.Second)
 	d.terminate(t)
 	t.Logf("crash loop: %d kills, %d operations, %d files closed, %d removed", kills, ops, len(led.closed), len(led.removed))
 	verifyLedger(t, client, srv, bucket, led)
@@ -189,9 +187,7 @@ func TestStoreOutageWithRealDaemon(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(mnt, "remote_content/o/aa/bb/uncached")); err != nil {
 		t.Fatal(err)
 	}
-	if out, code := cli(t, "flush", "--timeout", "30s", "--socket", socketOf(t, cfg)); code != 0 {
-		t.Fatal(out)
-	}
+	flushed(t, cfg, 30*time.Second)
 
 	end := time.Now().Add(outage)
 	proxy.SetFaults(s3test.Faults{Blackhole: true}, 1)
@@ -236,9 +232,7 @@ func TestStoreOutageWithRealDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.SetFaults(s3test.Faults{}, 1)
-	if out, code := cli(t, "flush", "--timeout", "120s", "--socket", socketOf(t, cfg)); code != 0 {
-		t.Fatalf("flush after the outage: %s", out)
-	}
+	flushed(t, cfg, 120*time.Second)
 	if got, err := os.ReadFile(filepath.Join(mnt, "remote_content/o/aa/bb/uncached")); err != nil || !bytes.Equal(got, uncached) {
 		t.Fatalf("uncached read after the outage: %v", err)
 	}
@@ -294,9 +288,7 @@ func TestFlakyStore(t *testing.T) {
 		}
 	}
 	proxy.SetFaults(s3test.Faults{}, 1)
-	if out, code := cli(t, "flush", "--timeout", "120s", "--socket", socketOf(t, cfg)); code != 0 {
-		t.Fatalf("flush: %s", out)
-	}
+	flushed(t, cfg, 120*time.Second)
 	d.terminate(t)
 	t.Logf("flaky store: %d writes, %d uncached reads (%d served, %d failed cleanly), faults injected %v",
 		files, len(remote), served, failed, proxy.Injected())
