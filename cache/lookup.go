@@ -259,19 +259,28 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 	if err != nil {
 		return Attr{}, false, err
 	}
-	if isFile {
-		a, err := c.learn(p, record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true})
-		return a, err == nil, errorOr(ignoreNotExist(err), nil)
-	}
-	if !isDir {
+	return c.learnAnswer(p, isFile, size, mtime, isDir, asked)
+}
+
+// learnAnswer records what the store said about p, as of the time given:
+// a file of that size and time, a directory, or neither. It reports
+// whether p exists.
+func (c *Cache) learnAnswer(p string, isFile bool, size int64, mtime time.Time, isDir bool, at time.Time) (Attr, bool, error) {
+	var r record
+	switch {
+	case isFile:
+		r = record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true}
+	case isDir:
+		r = record{Dir: true, MTime: time.Now().UnixNano()}
+	default:
 		// Nothing below p either: if p becomes a directory here, its
 		// names are all known.
 		c.mu.Lock()
-		c.listed[p] = asked
+		c.listed[p] = at
 		c.mu.Unlock()
 		return Attr{}, false, nil
 	}
-	a, err := c.learn(p, record{Dir: true, MTime: time.Now().UnixNano()})
+	a, err := c.learn(p, r)
 	return a, err == nil, errorOr(ignoreNotExist(err), nil)
 }
 
@@ -280,21 +289,20 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 func (c *Cache) lookupSubtree(p string) (a Attr, ok bool, err error) {
 	c.mu.Lock()
 	f, dir, covered, at := c.fromSubtreeLocked(p)
-	if covered && f == nil && !dir {
-		// Absent, and nothing below it either: as after an empty LIST.
-		c.negative[p] = at.Add(c.opts.NegativeTTL)
-		c.listed[p] = at
-	}
 	c.mu.Unlock()
-	switch {
-	case !covered:
+	if !covered {
 		return Attr{}, false, nil
-	case f != nil:
-		m := f.mtime.UnixNano()
-		a, err = c.learn(p, record{State: Remote, Size: f.size, MTime: m, StoreMTime: m, InStore: true})
-	case dir:
-		a, err = c.learn(p, record{Dir: true, MTime: time.Now().UnixNano()})
-	default:
+	}
+	var size int64
+	var mtime time.Time
+	if f != nil {
+		size, mtime = f.size, f.mtime
+	}
+	a, found, err := c.learnAnswer(p, f != nil, size, mtime, dir, at)
+	if err == nil && !found {
+		c.mu.Lock()
+		c.negative[p] = at.Add(c.opts.NegativeTTL)
+		c.mu.Unlock()
 		err = ErrNotExist
 	}
 	return a, true, err
