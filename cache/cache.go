@@ -298,8 +298,8 @@ func (c *Cache) Dir() string { return c.opts.Dir }
 // emptied at every Open.
 func (c *Cache) TempDir() string { return c.tmpDir }
 
-// janitor forgets expired negative lookups and stale verifications, so
-// those maps hold only what a recent lookup needs.
+// janitor forgets expired negative lookups, kept trees and stale
+// verifications, so those maps hold only what a recent lookup needs.
 func (c *Cache) janitor(ctx context.Context) {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
@@ -317,6 +317,11 @@ func (c *Cache) janitor(ctx context.Context) {
 			for p, at := range c.listed {
 				if now.Sub(at) > c.opts.NegativeTTL {
 					delete(c.listed, p)
+				}
+			}
+			for d, s := range c.subtrees {
+				if now.Sub(s.at) > c.opts.NegativeTTL {
+					delete(c.subtrees, d)
 				}
 			}
 			for p, at := range c.verified {

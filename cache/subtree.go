@@ -36,20 +36,18 @@ func (s *subtree) add(name string, size int64, mtime time.Time) {
 	}
 }
 
-// keepSubtreeLocked keeps st as the tree below dir. Called with c.mu held.
+// keepSubtreeLocked keeps st as the tree below dir, in place of the
+// oldest one when maxSubtrees are kept; the janitor drops expired ones.
+// Called with c.mu held.
 func (c *Cache) keepSubtreeLocked(dir string, st *subtree) {
 	if len(c.subtrees) >= maxSubtrees {
 		oldest := ""
 		for d, s := range c.subtrees {
-			if time.Since(s.at) >= c.opts.NegativeTTL {
-				delete(c.subtrees, d)
-			} else if oldest == "" || s.at.Before(c.subtrees[oldest].at) {
+			if oldest == "" || s.at.Before(c.subtrees[oldest].at) {
 				oldest = d
 			}
 		}
-		if len(c.subtrees) >= maxSubtrees {
-			delete(c.subtrees, oldest)
-		}
+		delete(c.subtrees, oldest)
 	}
 	c.subtrees[dir] = st
 }
