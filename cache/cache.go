@@ -339,6 +339,15 @@ func (c *Cache) view(fn func(txn *badger.Txn) error) error {
 	return c.ix.db.View(fn)
 }
 
+// readRecord is getRecord in a read-only transaction of its own.
+func (c *Cache) readRecord(p string) (r record, ok bool, err error) {
+	err = c.view(func(txn *badger.Txn) error {
+		r, ok, err = getRecord(txn, p)
+		return err
+	})
+	return r, ok, err
+}
+
 // checkPath rejects paths the store cannot hold or that could escape the
 // cache: empty components, "." and "..", NUL bytes, over-long keys.
 func (c *Cache) checkPath(p string) error {

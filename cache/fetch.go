@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -34,13 +33,8 @@ func (c *Cache) fetch(ctx context.Context, p string) error {
 const maxFetchAttempts = 3
 
 func (c *Cache) fetchOnce(ctx context.Context, p string) error {
-	var r record
-	var ok bool
-	if err := c.view(func(txn *badger.Txn) error {
-		var err error
-		r, ok, err = getRecord(txn, p)
-		return err
-	}); err != nil {
+	r, ok, err := c.readRecord(p)
+	if err != nil {
 		return err
 	}
 	if !ok {

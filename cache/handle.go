@@ -76,13 +76,7 @@ func (c *Cache) OpenFile(ctx context.Context, p string, flags int) (*Handle, err
 	}
 	writable := flags&os.O_WRONLY != 0 || flags&os.O_RDWR != 0
 	c.mu.Lock()
-	var r record
-	var ok bool
-	err := c.view(func(txn *badger.Txn) error {
-		var err error
-		r, ok, err = getRecord(txn, p)
-		return err
-	})
+	r, ok, err := c.readRecord(p)
 	switch {
 	case err != nil:
 		c.mu.Unlock()
@@ -173,13 +167,7 @@ func (h *Handle) ensureData(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var r record
-	var ok bool
-	err := c.view(func(txn *badger.Txn) error {
-		var err error
-		r, ok, err = getRecord(txn, of.path)
-		return err
-	})
+	r, ok, err := c.readRecord(of.path)
 	if err != nil {
 		return err
 	}

@@ -231,7 +231,7 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 	lctx, cancel := context.WithTimeout(ctx, c.opts.LookupTimeout)
 	defer cancel()
 	asked := time.Now()
-	gone, err := c.goneBelowNow(p)
+	gone, err := c.readGoneBelow(p)
 	if err != nil {
 		return Attr{}, false, err
 	}
@@ -325,7 +325,7 @@ func ignoreNotExist(err error) error {
 // may complete while the LIST is answered, and its key must still not
 // count.
 func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
-	before, err := c.goneBelowNow(p)
+	before, err := c.readGoneBelow(p)
 	if err != nil {
 		return false, err
 	}
@@ -352,8 +352,8 @@ func (c *Cache) remoteDirExistsExcept(ctx context.Context, p string, before map[
 	return found, errorOr(err, viewErr)
 }
 
-// goneBelowNow is goneBelow in a read transaction of its own.
-func (c *Cache) goneBelowNow(p string) (gone map[string]bool, err error) {
+// readGoneBelow is goneBelow in a read transaction of its own.
+func (c *Cache) readGoneBelow(p string) (gone map[string]bool, err error) {
 	err = c.view(func(txn *badger.Txn) error {
 		gone, err = goneBelow(txn, p)
 		return err
