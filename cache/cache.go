@@ -133,10 +133,12 @@ type Cache struct {
 	evictKick chan struct{} // wakes the evictor
 	free      freeSpace     // the cache filesystem's free bytes, sampled
 
-	fetches singleflight.Group // one GET per missing file, shared by readers
-	q       *queue
-	stats   counters
-	health  storeHealth
+	fetches  singleflight.Group // one GET per missing file, shared by readers
+	lookups  singleflight.Group // one store lookup per unknown name, shared by callers
+	listings singleflight.Group // one LIST per directory listed, shared by callers
+	q        *queue
+	stats    counters
+	health   storeHealth
 
 	uncleanStop bool      // the previous run did not close the index
 	openedAt    time.Time // data files older than this predate this run

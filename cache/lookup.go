@@ -171,6 +171,13 @@ func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error
 // records what it finds. A failed attempt is retried twice; when the store
 // still cannot answer (or is known to be down), the name is absent, so
 // that creating new files is never blocked by the store.
+//
+// The store is asked on a deadline of its own, by one request shared by
+// every caller of p. A caller interrupted meanwhile (a signal reached the
+// process waiting in the kernel, which sends FUSE_INTERRUPT) gets its
+// context's error, EINTR, never "absent"; its retry joins the request
+// still in flight, so a process that takes signals often still gets its
+// answer.
 func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	c.mu.Lock()
 	until, neg := c.negative[p]
@@ -189,21 +196,29 @@ func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	if a, ok, err := c.lookupSubtree(p); ok {
 		return a, err
 	}
+	ch := c.lookups.DoChan(p, func() (any, error) { return c.askStore(p) })
+	select {
+	case res := <-ch:
+		a, _ := res.Val.(Attr)
+		return a, res.Err
+	case <-ctx.Done():
+		return Attr{}, fmt.Errorf("lookup %q: %w", p, ctx.Err())
+	}
+}
+
+// askStore is lookupRemote's question to the store, retried as it says.
+func (c *Cache) askStore(p string) (Attr, error) {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if c.storeIsDown() {
 			return Attr{}, ErrNotExist
 		}
 		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(attempt*attempt) * 100 * time.Millisecond):
-			case <-ctx.Done():
-				return Attr{}, ctx.Err()
-			}
+			time.Sleep(time.Duration(attempt*attempt) * 100 * time.Millisecond)
 		}
 		var a Attr
 		var found bool
-		a, found, err = c.lookupRemoteOnce(ctx, p)
+		a, found, err = c.lookupRemoteOnce(context.Background(), p)
 		if err == nil {
 			c.noteStoreOK()
 			if found {
@@ -215,9 +230,6 @@ func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 			return Attr{}, ErrNotExist
 		}
 		c.noteStoreError(err)
-		if ctx.Err() != nil {
-			break
-		}
 	}
 	c.log.Warn("store lookup failed; treating the name as absent", "path", p, "err", err)
 	return Attr{}, ErrNotExist

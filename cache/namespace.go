@@ -388,55 +388,88 @@ type DirEntry struct {
 // store has and the index lacks are recorded; clean copies the store no
 // longer has (deleted by another host) are forgotten. When the store cannot
 // be reached, the index's view is returned.
+//
+// The LIST runs on a deadline of its own and is shared by concurrent
+// callers, as lookups are (see lookupRemote): a caller interrupted by a
+// signal gets EINTR, never the index's part of the directory as all of it.
 func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	if err := c.checkPath(dir); err != nil {
 		return nil, err
 	}
-	remote := map[string]remoteEntry{}
-	prefix := ""
-	if dir != "" {
-		prefix = dir + "/"
+	ch := c.listings.DoChan(dir, func() (any, error) { return c.listStore(dir) })
+	var l *storeListing
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		l = res.Val.(*storeListing)
+	case <-ctx.Done():
+		return nil, wrapPath("readdir", dir, ctx.Err())
 	}
+	return c.mergeListing(dir, l)
+}
+
+// storeListing is what one LIST of a directory said, beside what the
+// index held before it started.
+type storeListing struct {
 	// Deletes owed before the LIST are remembered first: one may complete
 	// while the LIST is answered, and its name must not come back.
+	goneBefore map[string]bool
 	// Likewise the files that were in the store before it: only those can
 	// be concluded deleted by another host when the LIST lacks them (a
 	// file uploaded while the LIST runs may be missing from it).
-	var goneBefore map[string]bool
-	cleanBefore := map[string]record{}
+	cleanBefore map[string]record
+	remote      map[string]remoteEntry
+	start       time.Time
+	err         error // the LIST failed; remote is empty
+}
+
+// listStore reads what the index holds below dir, then lists dir in the
+// store.
+func (c *Cache) listStore(dir string) (*storeListing, error) {
+	l := &storeListing{cleanBefore: map[string]record{}, remote: map[string]remoteEntry{}}
 	if err := c.view(func(txn *badger.Txn) error {
 		var err error
-		if goneBefore, err = goneBelow(txn, dir); err != nil {
+		if l.goneBefore, err = goneBelow(txn, dir); err != nil {
 			return err
 		}
 		return forChildren(txn, dir, func(name string, r record) error {
 			if !r.Dir && (r.State == Clean || r.State == Remote) {
-				cleanBefore[name] = r
+				l.cleanBefore[name] = r
 			}
 			return nil
 		})
 	}); err != nil {
-		return nil, err
+		return nil, wrapPath("readdir", dir, err)
 	}
-	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+	l.start = time.Now()
+	if dir != "" && c.localOnly(dir) {
+		return l, nil
+	}
+	prefix := ""
+	if dir != "" {
+		prefix = dir + "/"
+	}
+	lctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
 	defer cancel()
-	listStart := time.Now()
-	var listErr error
-	if dir == "" || !c.localOnly(dir) {
-		listErr = c.store.List(lctx, prefix, false, func(name string, size int64, mtime time.Time, isDir bool) bool {
-			remote[name] = remoteEntry{size, mtime, isDir}
-			return true
-		})
+	l.err = c.store.List(lctx, prefix, false, func(name string, size int64, mtime time.Time, isDir bool) bool {
+		l.remote[name] = remoteEntry{size, mtime, isDir}
+		return true
+	})
+	if l.err != nil {
+		c.noteStoreError(l.err)
+		c.log.Warn("store listing failed; showing local entries only", "dir", dir, "err", l.err)
+		clear(l.remote)
+		return l, nil
 	}
-	if listErr != nil {
-		c.noteStoreError(listErr)
-		c.log.Warn("store listing failed; showing local entries only", "dir", dir, "err", listErr)
-	}
+	c.dropDeletedDirs(lctx, dir, l.remote)
+	return l, nil
+}
 
-	if listErr == nil {
-		c.dropDeletedDirs(lctx, dir, remote)
-	}
-
+// mergeListing records in the index what a listing of dir found and
+// returns the directory's entries. Several callers may merge one listing.
+func (c *Cache) mergeListing(dir string, l *storeListing) ([]DirEntry, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []DirEntry
@@ -445,12 +478,13 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 			return errorOr(err, ErrNotExist)
 		}
 		var gone []string
+		indexed := map[string]bool{}
 		err := forChildren(t.txn, dir, func(name string, r record) error {
 			p := joinPath(dir, name)
-			_, inStore := remote[name]
-			delete(remote, name)
-			before, wasClean := cleanBefore[name]
-			if listErr == nil && !inStore && wasClean && before.Ino == r.Ino && before.Gen == r.Gen &&
+			indexed[name] = true
+			_, inStore := l.remote[name]
+			before, wasClean := l.cleanBefore[name]
+			if l.err == nil && !inStore && wasClean && before.Ino == r.Ino && before.Gen == r.Gen &&
 				(r.State == Clean || r.State == Remote) && c.open[p] == nil {
 				gone = append(gone, name)
 				return nil
@@ -475,9 +509,9 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 				return err
 			}
 		}
-		for name, re := range remote {
+		for name, re := range l.remote {
 			p := joinPath(dir, name)
-			if goneBefore[p] {
+			if indexed[name] || l.goneBefore[p] {
 				continue
 			}
 			if gone, err := goneHere(t.txn, p); err != nil || gone {
@@ -509,8 +543,8 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	if err != nil {
 		return nil, wrapPath("readdir", dir, err)
 	}
-	if listErr == nil {
-		c.listed[dir] = listStart // every name there is in the index now
+	if l.err == nil {
+		c.listed[dir] = l.start // every name there is in the index now
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
