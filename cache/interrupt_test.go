@@ -87,3 +87,20 @@ func TestInterruptedReaddirIsNotPartial(t *testing.T) {
 		t.Fatalf("readdir retried: %v %v, want in-store", ents, err)
 	}
 }
+
+// rmdir(2) has no EINTR to give, and Synapse's tidy-up does not retry
+// one: an rmdir whose store check is interrupted still gets its answer.
+func TestInterruptedRmdirStillAnswers(t *testing.T) {
+	mem := s3.NewMem()
+	store := newInterrupter(mem)
+	c := openTest(t, t.TempDir(), store, nil)
+	if _, err := c.Mkdir(context.Background(), "empty", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rmdir(store.arm(), "empty"); err != nil {
+		t.Fatalf("interrupted rmdir: %v, want it done", err)
+	}
+	if _, err := c.Stat(context.Background(), "empty"); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("after rmdir: %v, want ErrNotExist", err)
+	}
+}

@@ -214,7 +214,9 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	if err := c.checkEmptyDir(p); err != nil {
 		return wrapPath("rmdir", p, err)
 	}
-	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+	// Not cut short by a signal to the caller (FUSE_INTERRUPT): rmdir(2)
+	// has no EINTR to give, and callers do not retry one.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StoreTimeout)
 	defer cancel()
 	remote := false
 	var err error
