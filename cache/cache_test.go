@@ -458,6 +458,41 @@ func TestRmdirSeesStoreChildren(t *testing.T) {
 	}
 }
 
+// Synapse's purge removes each media's directories as they empty. A
+// directory this mount made holds no object it did not write (unless
+// another host shares the bucket, and then the store keeps that host's
+// files, shown again on the next lookup), so its rmdir asks the store
+// nothing; nor does the rmdir of a directory just listed.
+func TestRmdirAsksTheStoreOnlyWhatTheIndexCannotKnow(t *testing.T) {
+	mem := s3.NewMem()
+	mem.SetObject("learned/x", []byte("1"))
+	c := openTest(t, t.TempDir(), mem, nil)
+	ctx := context.Background()
+	writeFile(t, c, "made/here/media", []byte("payload"))
+	drainTest(t, c)
+	if err := c.Unlink(ctx, "made/here/media"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Stat(ctx, "learned"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Readdir(ctx, "learned"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unlink(ctx, "learned/x"); err != nil {
+		t.Fatal(err)
+	}
+	lists := mem.Count("list")
+	for _, d := range []string{"made/here", "made", "learned"} {
+		if err := c.Rmdir(ctx, d); err != nil {
+			t.Fatalf("rmdir %s: %v", d, err)
+		}
+	}
+	if n := mem.Count("list") - lists; n != 0 {
+		t.Fatalf("%d LISTs for the rmdirs, want none", n)
+	}
+}
+
 func TestBadPathsRejected(t *testing.T) {
 	c := openTest(t, t.TempDir(), s3.NewMem(), nil)
 	ctx := context.Background()

@@ -133,7 +133,7 @@ func (c *Cache) Mkdir(ctx context.Context, p string, mode uint32) (Attr, error) 
 		if err != nil {
 			return err
 		}
-		r = record{Dir: true, Ino: ino, MTime: time.Now().UnixNano(), Mode: mode & 0o7777}
+		r = record{Dir: true, Ino: ino, MTime: time.Now().UnixNano(), Mode: mode & 0o7777, MadeHere: true}
 		return t.put(p, r)
 	})
 	if err != nil {
@@ -211,7 +211,11 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	if err := c.checkPath(p); err != nil {
 		return err
 	}
-	if err := c.checkEmptyDir(p); err != nil {
+	var r record
+	if err := c.view(func(txn *badger.Txn) (err error) {
+		r, err = c.checkEmptyDirTxn(txn, p)
+		return err
+	}); err != nil {
 		return wrapPath("rmdir", p, err)
 	}
 	// Not cut short by a signal to the caller (FUSE_INTERRUPT): rmdir(2)
@@ -220,7 +224,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	defer cancel()
 	remote := false
 	var err error
-	if !c.localOnly(p) {
+	if !c.localOnly(p) && !c.indexHasAllBelow(p, r) {
 		remote, err = c.remoteDirExists(lctx, p)
 	}
 	if err != nil {
@@ -234,7 +238,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	defer c.mu.Unlock()
 	c.forgetSubtreesLocked()
 	err = c.update(func(t *tx) error {
-		if err := c.checkEmptyDirTxn(t.txn, p); err != nil {
+		if _, err := c.checkEmptyDirTxn(t.txn, p); err != nil {
 			return err
 		}
 		return t.del(p)
@@ -245,22 +249,40 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	return nil
 }
 
-func (c *Cache) checkEmptyDir(p string) error {
-	return c.view(func(txn *badger.Txn) error { return c.checkEmptyDirTxn(txn, p) })
-}
-
-func (c *Cache) checkEmptyDirTxn(txn *badger.Txn, p string) error {
+// checkEmptyDirTxn returns the record of p if p is a directory with no
+// entries in the index.
+func (c *Cache) checkEmptyDirTxn(txn *badger.Txn, p string) (record, error) {
 	r, ok, err := getRecord(txn, p)
 	if err != nil || !ok {
-		return errorOr(err, ErrNotExist)
+		return r, errorOr(err, ErrNotExist)
 	}
 	if !r.Dir {
-		return ErrNotDir
+		return r, ErrNotDir
 	}
 	if has, err := hasChildren(txn, p); err != nil || has {
-		return errorOr(err, ErrNotEmpty)
+		return r, errorOr(err, ErrNotEmpty)
 	}
-	return nil
+	return r, nil
+}
+
+// indexHasAllBelow reports whether the index knows every object the store
+// may hold below the directory p (whose record is r), so that an rmdir
+// need not ask: p was made here, or was listed within NegativeTTL.
+//
+// Where another host shares the bucket, a directory made here may hold
+// that host's files all the same. Removing it then forgets only this
+// host's record of it; the files stay in S3 and the directory shows
+// again on the next lookup, which is what a purge that just emptied it
+// may expect (Synapse ignores rmdir's answer), and it saves the LIST per
+// purged media that would otherwise bound a purge by the store's latency.
+func (c *Cache) indexHasAllBelow(p string, r record) bool {
+	if r.MadeHere {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.listed[p]
+	return ok && time.Since(at) < c.opts.NegativeTTL
 }
 
 // Rename moves the file oldp to newp, replacing a file there. The object

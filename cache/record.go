@@ -61,6 +61,10 @@ type record struct {
 	// Mode holds permission bits set by create or chmod; 0 means the
 	// mount's default. It is local: the store keeps no modes.
 	Mode uint32
+	// MadeHere marks a directory made by this mount's mkdir rather than
+	// learned from the store: every object below it was written through
+	// this index, unless another host shares the bucket.
+	MadeHere bool
 }
 
 const recordVersion = 1
@@ -68,6 +72,7 @@ const recordVersion = 1
 const (
 	flagDir = 1 << iota
 	flagInStore
+	flagMadeHere
 )
 
 func (r *record) encode() []byte {
@@ -78,6 +83,9 @@ func (r *record) encode() []byte {
 	}
 	if r.InStore {
 		flags |= flagInStore
+	}
+	if r.MadeHere {
+		flags |= flagMadeHere
 	}
 	b = append(b, recordVersion, flags, byte(r.State))
 	b = binary.AppendUvarint(b, r.Ino)
@@ -104,6 +112,7 @@ func decodeRecord(b []byte) (record, error) {
 	flags := b[1]
 	r.Dir = flags&flagDir != 0
 	r.InStore = flags&flagInStore != 0
+	r.MadeHere = flags&flagMadeHere != 0
 	r.State = State(b[2])
 	b = b[3:]
 	var ok bool

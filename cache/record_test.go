@@ -7,6 +7,7 @@ import (
 func TestRecordRoundTrip(t *testing.T) {
 	for _, r := range []record{
 		{Dir: true, Ino: 7, MTime: 1, Mode: 0o755},
+		{Dir: true, Ino: 8, MTime: 1, MadeHere: true},
 		{State: Dirty, Ino: 9, Size: 123, MTime: 2, Gen: 3, Data: "00ff", InStore: true},
 		{State: Remote, Ino: 10, Size: 1 << 40, StoreMTime: 5},
 		{State: Local, Ino: 11, Size: 1, Data: "ab"},
