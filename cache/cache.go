@@ -133,12 +133,12 @@ type Cache struct {
 	evictKick chan struct{} // wakes the evictor
 	free      freeSpace     // the cache filesystem's free bytes, sampled
 
-	fetches  singleflight.Group // one GET per missing file, shared by readers
-	lookups  singleflight.Group // one store lookup per unknown name, shared by callers
-	listings singleflight.Group // one LIST per directory listed, shared by callers
-	q        *queue
-	stats    counters
-	health   storeHealth
+	downloads map[string]*download // fetches in flight, by path; guarded by mu
+	lookups   singleflight.Group   // one store lookup per unknown name, shared by callers
+	listings  singleflight.Group   // one LIST per directory listed, shared by callers
+	q         *queue
+	stats     counters
+	health    storeHealth
 
 	uncleanStop bool      // the previous run did not close the index
 	openedAt    time.Time // data files older than this predate this run
@@ -171,6 +171,7 @@ func Open(opts Options) (*Cache, error) {
 		open:      map[string]*openFile{},
 		negative:  map[string]time.Time{},
 		listed:    map[string]time.Time{},
+		downloads: map[string]*download{},
 		subtrees:  map[string]*subtree{},
 		verified:  map[string]time.Time{},
 		accessed:  map[string]int64{},

@@ -13,26 +13,43 @@ import (
 )
 
 // fetch makes a store-only file local. Concurrent callers for one path
-// share a single GET. The fetch runs on its own deadline, so one reader
+// share a single download, which runs on its own deadline, so one reader
 // giving up does not abort the download the others wait for.
 func (c *Cache) fetch(ctx context.Context, p string) error {
-	ch := c.fetches.DoChan(p, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
-		defer cancel()
-		return nil, c.fetchOnce(fctx, p)
-	})
+	d := c.startFetch(p)
 	select {
-	case res := <-ch:
-		return res.Err
+	case <-d.finished:
+		return d.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
+// startFetch returns the download of p in flight, starting one if none is.
+func (c *Cache) startFetch(p string) *download {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := c.downloads[p]; d != nil {
+		return d
+	}
+	d := newDownload()
+	c.downloads[p] = d
+	go func() {
+		fctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
+		err := c.fetchOnce(fctx, p, d)
+		cancel()
+		c.mu.Lock()
+		delete(c.downloads, p)
+		c.mu.Unlock()
+		d.finish(err)
+	}()
+	return d
+}
+
 // maxFetchAttempts bounds resumed GETs after a body ends early.
 const maxFetchAttempts = 3
 
-func (c *Cache) fetchOnce(ctx context.Context, p string) error {
+func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	r, ok, err := c.readRecord(p)
 	if err != nil {
 		return err
@@ -54,8 +71,20 @@ func (c *Cache) fetchOnce(ctx context.Context, p string) error {
 		tmp.Close()
 		os.Remove(tmp.Name()) // no-op once renamed
 	}()
+	streaming := r.Size < rangedFetchMin
+	if streaming {
+		// Readers may read what has arrived; theirs is a descriptor of
+		// its own, as tmp is closed before the file is installed.
+		if err := d.begin(tmp.Name(), r.Size); err != nil {
+			return fmt.Errorf("fetch %q: %w", p, err)
+		}
+	}
 	start := time.Now()
-	size, err := c.download(ctx, p, tmp, r.Size)
+	var w io.Writer = tmp
+	if streaming {
+		w = arrivals{tmp, d}
+	}
+	size, err := c.download(ctx, p, w, r.Size)
 	if err != nil {
 		c.noteStoreError(err)
 		if isNotFound(err) {
@@ -109,11 +138,13 @@ const (
 	rangeConcurrency = 4
 )
 
-// download copies the object (expected to hold size bytes) into f.
-func (c *Cache) download(ctx context.Context, p string, f *os.File, size int64) (int64, error) {
+// download copies the object (expected to hold size bytes) into w, which
+// is the scratch file (an io.WriterAt) for a ranged download.
+func (c *Cache) download(ctx context.Context, p string, w io.Writer, size int64) (int64, error) {
 	if size < rangedFetchMin {
-		return c.downloadWhole(ctx, p, f)
+		return c.downloadWhole(ctx, p, w)
 	}
+	f := w.(io.WriterAt)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(rangeConcurrency)
 	for off := int64(0); off < size; off += rangeChunk {
@@ -183,6 +214,9 @@ func (c *Cache) downloadWhole(ctx context.Context, p string, w io.Writer) (int64
 		}
 		if total < 0 {
 			total = n
+			if a, ok := w.(arrivals); ok {
+				a.d.expect(total)
+			}
 		} else if got+n != total {
 			body.Close()
 			return 0, fmt.Errorf("object changed while downloading (size %d, then %d)", total, got+n)

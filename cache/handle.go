@@ -146,17 +146,10 @@ func (c *Cache) openDataLocked(p string, r record) *os.File {
 
 // ensureData makes the bytes local, fetching them from the store once.
 func (h *Handle) ensureData(ctx context.Context) error {
-	of := h.of
-	of.mu.RLock()
-	ready := of.data != nil
-	of.mu.RUnlock()
-	if ready {
+	if h.Local() {
 		return nil
 	}
-	c := h.c
-	c.mu.Lock()
-	p := of.path
-	c.mu.Unlock()
+	of, c, p := h.of, h.c, h.path()
 	if err := c.fetch(ctx, p); err != nil {
 		return err
 	}
@@ -218,6 +211,9 @@ func (h *Handle) WriteDirectly(ctx context.Context) error {
 
 // ReadAt reads from the file, fetching it first if only the store has it.
 func (h *Handle) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
+	if n, err, ok := h.readArriving(ctx, b, off); ok {
+		return n, err
+	}
 	if err := h.ensureData(ctx); err != nil {
 		return 0, err
 	}
@@ -228,6 +224,66 @@ func (h *Handle) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 		err = nil
 	}
 	return n, err
+}
+
+// readArriving serves a read of a file only the store has from the bytes
+// of its download that have arrived, so the first bytes of a cache miss
+// do not wait for the whole object. ok is false when the read is to be
+// served from the local copy (there is one, or the download has ended, or
+// it is one that is not read as it arrives).
+func (h *Handle) readArriving(ctx context.Context, b []byte, off int64) (n int, err error, ok bool) {
+	if !h.Streams() {
+		return 0, nil, false
+	}
+	d := h.c.startFetch(h.path())
+	for {
+		wake := d.progress.C()
+		if n, err, ready := d.readAt(b, off); ready {
+			return n, err, true
+		}
+		if d.done() {
+			return 0, nil, false
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return 0, ctx.Err(), true
+		}
+	}
+}
+
+// Prefetch starts fetching the file's bytes if only the store has them,
+// without waiting: reads then find them arriving.
+func (h *Handle) Prefetch() {
+	if !h.Local() {
+		h.c.startFetch(h.path())
+	}
+}
+
+// path is where the file is now; a rename may move it.
+func (h *Handle) path() string {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	return h.of.path
+}
+
+// Local reports whether the file's bytes are in the cache, so that the
+// kernel can be handed the data file (DataFd).
+func (h *Handle) Local() bool {
+	h.of.mu.RLock()
+	defer h.of.mu.RUnlock()
+	return h.of.data != nil
+}
+
+// Streams reports whether reads are served from the file's bytes as they
+// arrive from the store: it is not local, and not so large that it is
+// fetched as parallel ranges (whose bytes arrive out of order; a reader of
+// such a file is best served once it is local, at local-disk speed).
+func (h *Handle) Streams() bool {
+	h.c.mu.Lock()
+	size := h.of.attr.Size
+	h.c.mu.Unlock()
+	return size < rangedFetchMin && !h.Local()
 }
 
 // beginWrite holds of.mu shared with the file marked dirty, so that the

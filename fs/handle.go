@@ -56,9 +56,15 @@ func fileOf(f gofs.FileHandle) (*handle, bool) {
 }
 
 // open wraps a cache handle for the kernel: passthrough when the mount
-// has it and the bytes are local (fetching them first), for every open
-// alike, because the kernel refuses a passthrough open of an inode that
-// another open uses through the page cache.
+// has it and the bytes are local (fetching them first for a writer). The
+// kernel refuses a passthrough open of an inode that another open uses
+// through the page cache, so no open under passthrough uses it: a reader
+// of a file only the store has (unless a large one, see Handle.Streams) is
+// served by the daemon with direct I/O, from the bytes as they arrive,
+// while the fetch makes the file local for the opens after it. (A direct-I/O open may sit beside passthrough
+// opens; the kernel refuses only the reverse, a non-passthrough open of
+// an inode open for passthrough, which cannot happen here: that inode's
+// bytes are local, and open files are not evicted.)
 func (n *node) open(ctx context.Context, h *cache.Handle, flags int) (gofs.FileHandle, uint32, error) {
 	fh := newHandle(n, h, flags)
 	// A read-only handle has nothing to flush: its close(2) need not
@@ -75,6 +81,10 @@ func (n *node) open(ctx context.Context, h *cache.Handle, flags int) (gofs.FileH
 		// mount keep the kernel's pages current themselves: a read-only
 		// open may keep what the kernel cached from the last one.
 		return fh, fuseFlags | fuse.FOPEN_KEEP_CACHE, nil
+	}
+	if !fh.writable && h.Streams() {
+		h.Prefetch()
+		return fh, fuseFlags | fuse.FOPEN_DIRECT_IO, nil
 	}
 	if err := h.MakeLocal(ctx); err != nil {
 		return nil, 0, err

@@ -2,9 +2,12 @@ package fs
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,21 +38,42 @@ func (o *opCounter) count(op string) int {
 }
 
 // Under passthrough the kernel reads and writes the cache's data files
-// itself: the daemon sees opens and closes but no read or write, and
-// what was written still reaches the store, fetched files included.
+// itself: the daemon sees opens and closes but no read or write of a
+// cached file, and what was written still reaches the store. A file only
+// the store has is read through the daemon once, as it arrives; after
+// that it is a cached file like the others.
 func TestPassthroughBypassesDaemon(t *testing.T) {
 	store := s3.NewMem()
 	var ops opCounter
 	mnt, c, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: true, Observe: ops.observe})
 	data := payload(300_000, 5)
 	synapseWrite(t, filepath.Join(mnt, "local_content/ab/cd/media"), data)
+	if r, w := ops.count("read"), ops.count("write"); r != 0 || w != 0 {
+		t.Errorf("daemon served %d reads and %d writes; passthrough should have served them all", r, w)
+	}
 	store.SetObject("remote_content/x/y/z", payload(70_000, 6))
 	got, err := os.ReadFile(filepath.Join(mnt, "remote_content/x/y/z"))
 	if err != nil || !bytes.Equal(got, payload(70_000, 6)) {
 		t.Fatalf("read-through: %d bytes, %v", len(got), err)
 	}
-	if r, w := ops.count("read"), ops.count("write"); r != 0 || w != 0 {
-		t.Errorf("daemon served %d reads and %d writes; passthrough should have served them all", r, w)
+	if r := ops.count("read"); r == 0 {
+		t.Error("the cold read did not reach the daemon; it should stream from the store")
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		a, err := c.Stat(context.Background(), "remote_content/x/y/z")
+		if err == nil && a.State == cache.Clean {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fetched file not local: %+v %v", a, err)
+		}
+	}
+	before := ops.count("read")
+	if got, err := os.ReadFile(filepath.Join(mnt, "remote_content/x/y/z")); err != nil || len(got) != 70_000 {
+		t.Fatalf("read once local: %d bytes, %v", len(got), err)
+	}
+	if r := ops.count("read") - before; r != 0 {
+		t.Errorf("daemon served %d reads of a fetched file; passthrough should have", r)
 	}
 	drain(t, c)
 	if got, _ := store.Object("local_content/ab/cd/media"); !bytes.Equal(got, data) {
@@ -123,5 +147,92 @@ func TestPassthroughReaderAndWriterTogether(t *testing.T) {
 			}
 			drain(t, c)
 		})
+	}
+}
+
+// gatedStore holds back every GET body after its first part until
+// released, like an object still on its way from the store.
+type gatedStore struct {
+	cache.Store
+	first   int
+	release chan struct{}
+}
+
+func (s *gatedStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error) {
+	body, size, err := s.Store.Get(ctx, key, off, n)
+	if err != nil {
+		return body, size, err
+	}
+	data, _ := io.ReadAll(body)
+	body.Close()
+	head := min(s.first, len(data))
+	return io.NopCloser(io.MultiReader(bytes.NewReader(data[:head]), gatedReader{s.release, bytes.NewReader(data[head:])})), size, nil
+}
+
+type gatedReader struct {
+	gate <-chan struct{}
+	r    io.Reader
+}
+
+func (g gatedReader) Read(b []byte) (int, error) {
+	<-g.gate
+	return g.r.Read(b)
+}
+
+// A cold read's first bytes come as soon as the store sends them, in both
+// I/O modes, not once the whole object is in the cache.
+func TestColdReadFirstBytesBeforeTheWholeObject(t *testing.T) {
+	for _, mode := range ioModes {
+		t.Run(mode.name, func(t *testing.T) {
+			mem := s3.NewMem()
+			data := payload(1_000_000, 8)
+			mem.SetObject("remote_content/x/ab/cd/media", data)
+			store := &gatedStore{Store: mem, first: 64 << 10, release: make(chan struct{})}
+			var once sync.Once
+			release := func() { once.Do(func() { close(store.release) }) }
+			defer release()
+			// Should the first read wait for the whole object, the rest
+			// is let through after a while, so that the test fails rather
+			// than hangs in the kernel.
+			var tooLate atomic.Bool
+			timer := time.AfterFunc(3*time.Second, func() { tooLate.Store(true); release() })
+			defer timer.Stop()
+			mnt, _, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: mode.passthrough})
+			f, err := os.Open(filepath.Join(mnt, "remote_content/x/ab/cd/media"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			buf := make([]byte, 4096)
+			if _, err := io.ReadFull(f, buf); err != nil || !bytes.Equal(buf, data[:4096]) {
+				t.Fatalf("first read: %v", err)
+			}
+			if tooLate.Load() {
+				t.Fatal("the first bytes waited for the whole object")
+			}
+			release()
+			rest, err := io.ReadAll(f)
+			if err != nil || !bytes.Equal(rest, data[4096:]) {
+				t.Fatalf("the rest: %d bytes, %v", len(rest), err)
+			}
+		})
+	}
+}
+
+// A large file only the store has is fetched as parallel ranges, which
+// arrive out of order: its first open waits for the whole of it, and every
+// read is then the kernel's, at local-disk speed.
+func TestLargeColdReadIsPassthrough(t *testing.T) {
+	store := s3.NewMem()
+	var ops opCounter
+	mnt, _, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: true, Observe: ops.observe})
+	data := payload(17<<20, 4)
+	store.SetObject("remote_content/x/big", data)
+	got, err := os.ReadFile(filepath.Join(mnt, "remote_content/x/big"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read: %d bytes, %v", len(got), err)
+	}
+	if r := ops.count("read"); r != 0 {
+		t.Errorf("daemon served %d reads of a large cold file; passthrough should have", r)
 	}
 }

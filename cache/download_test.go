@@ -1,0 +1,109 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/s3mediafs/s3mediafs/s3"
+)
+
+// trickle is a store whose GET bodies send their first part at once and
+// the rest only when released, like an object still arriving.
+type trickle struct {
+	Store
+	first   int
+	release chan struct{}
+}
+
+func (s *trickle) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error) {
+	body, size, err := s.Store.Get(ctx, key, off, n)
+	if err != nil {
+		return body, size, err
+	}
+	data, _ := io.ReadAll(body)
+	body.Close()
+	head := min(s.first, len(data))
+	rest := &gatedReader{gate: s.release, r: bytes.NewReader(data[head:])}
+	return io.NopCloser(io.MultiReader(bytes.NewReader(data[:head]), rest)), size, nil
+}
+
+type gatedReader struct {
+	gate <-chan struct{}
+	r    io.Reader
+}
+
+func (g *gatedReader) Read(b []byte) (int, error) {
+	<-g.gate
+	return g.r.Read(b)
+}
+
+// The first bytes of a cache miss are served as soon as they arrive, not
+// after the whole object; the rest follows, and the file is then local.
+func TestColdReadServesBytesAsTheyArrive(t *testing.T) {
+	mem := s3.NewMem()
+	data := bytes.Repeat([]byte("0123456789abcdef"), 20_000) // 320 kB
+	mem.SetObject("m/media", data)
+	store := &trickle{Store: mem, first: 64 << 10, release: make(chan struct{})}
+	c := openTest(t, t.TempDir(), store, nil)
+	ctx := context.Background()
+	for _, p := range []string{"m", "m/media"} {
+		if _, err := c.Stat(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := c.OpenFile(ctx, "m/media", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		n, err := h.ReadAt(ctx, buf, 1000)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- buf[:n]
+	}()
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, data[1000:5096]) {
+			t.Fatalf("first read: wrong bytes")
+		}
+	case <-time.After(5 * time.Second):
+		close(store.release)
+		t.Fatal("the first bytes waited for the whole object")
+	}
+	if h.Local() {
+		t.Fatal("local before the object has arrived")
+	}
+
+	// A read past what has arrived waits for it.
+	tail := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		n, err := h.ReadAt(ctx, buf, int64(len(data))-1000)
+		if err != nil {
+			t.Error(err)
+		}
+		tail <- buf[:n]
+	}()
+	select {
+	case <-tail:
+		t.Fatal("a read past what has arrived did not wait")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(store.release)
+	if b := <-tail; !bytes.Equal(b, data[len(data)-1000:]) {
+		t.Fatalf("read at the end: %d bytes, want the last 1000", len(b))
+	}
+	eventually(t, func() bool { a, _ := c.Stat(ctx, "m/media"); return a.State == Clean })
+	whole := make([]byte, len(data)+10)
+	if n, err := h.ReadAt(ctx, whole, 0); err != nil || !bytes.Equal(whole[:n], data) {
+		t.Fatalf("whole file after the fetch: %d bytes, %v", n, err)
+	}
+}
