@@ -76,12 +76,13 @@ func (d *download) readAt(b []byte, off int64) (n int, err error, ready bool) {
 	if d.file == nil {
 		return 0, nil, false
 	}
-	want := min(off+int64(len(b)), d.size.Load())
+	size := d.size.Load()
+	if off >= size {
+		return 0, nil, true // at or past the end
+	}
+	want := min(off+int64(len(b)), size)
 	if d.arrived.Load() < want {
 		return 0, nil, false
-	}
-	if off >= want {
-		return 0, nil, true // at or past the end
 	}
 	n, err = d.file.ReadAt(b[:want-off], off)
 	if err == io.EOF {

@@ -81,6 +81,10 @@ func TestColdReadServesBytesAsTheyArrive(t *testing.T) {
 	if h.Local() {
 		t.Fatal("local before the object has arrived")
 	}
+	// A read at the end is answered at once: nothing will come there.
+	if n, err := h.ReadAt(ctx, make([]byte, 10), int64(len(data))); n != 0 || err != nil {
+		t.Fatalf("read at the end: %d, %v", n, err)
+	}
 
 	// A read past what has arrived waits for it.
 	tail := make(chan []byte, 1)
