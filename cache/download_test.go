@@ -3,7 +3,9 @@ package cache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,5 +111,41 @@ func TestColdReadServesBytesAsTheyArrive(t *testing.T) {
 	whole := make([]byte, len(data)+10)
 	if n, err := h.ReadAt(ctx, whole, 0); err != nil || !bytes.Equal(whole[:n], data) {
 		t.Fatalf("whole file after the fetch: %d bytes, %v", n, err)
+	}
+}
+
+// A download that fails is the read's answer: the reader gets its error
+// (EIO) after one store_timeout, not a second download and as long again.
+func TestFailedDownloadIsTheReadsAnswer(t *testing.T) {
+	mem := s3.NewMem()
+	mem.SetObject("m/media", []byte("bytes that never come"))
+	var gets atomic.Int32
+	store := &s3.Faulty{Store: mem, BeforeGet: func(ctx context.Context, _ string) error {
+		gets.Add(1)
+		<-ctx.Done() // a store that never answers
+		return ctx.Err()
+	}}
+	c, err := Open(Options{Dir: t.TempDir(), Store: store, StoreTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	for _, p := range []string{"m", "m/media"} {
+		if _, err := c.Stat(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := c.OpenFile(ctx, "m/media", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+	if _, err := h.ReadAt(ctx, make([]byte, 10), 0); !errors.Is(err, ErrStore) {
+		t.Fatalf("read with the store away: %v, want ErrStore", err)
+	}
+	if n := gets.Load(); n != 1 {
+		t.Fatalf("%d GETs for one read, want 1", n)
 	}
 }

@@ -242,7 +242,9 @@ func (h *Handle) readArriving(ctx context.Context, b []byte, off int64) (n int, 
 			return n, err, true
 		}
 		if d.done() {
-			return 0, nil, false
+			// Installed: read the local copy. Failed: say why, rather
+			// than start another download and wait as long again.
+			return 0, d.err, d.err != nil
 		}
 		select {
 		case <-wake:
