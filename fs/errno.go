@@ -34,6 +34,10 @@ func toErrno(err error) syscall.Errno {
 		return syscall.EINVAL
 	case errors.Is(err, cache.ErrCrossDevice):
 		return syscall.EXDEV
+	case errors.Is(err, cache.ErrStore):
+		// Whatever network error lies beneath, the application's read
+		// or close failed for want of the store: EIO, not ECONNREFUSED.
+		return syscall.EIO
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
 	case errors.As(err, &errno):
