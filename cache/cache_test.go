@@ -399,21 +399,17 @@ func TestReadThroughSharesOneGet(t *testing.T) {
 	}
 }
 
-// truncatingStore cuts every GET body short.
-type truncatingStore struct{ Store }
-
-func (s truncatingStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error) {
-	body, n, err := s.Store.Get(ctx, key, off, n)
-	if err != nil {
-		return nil, 0, err
-	}
-	return io.NopCloser(io.LimitReader(body, n/2)), n, nil
+// truncating cuts every GET body short.
+func truncating(st Store) *s3.Faulty {
+	return &s3.Faulty{Store: st, Body: func(_ string, body io.ReadCloser, size int64) io.ReadCloser {
+		return io.NopCloser(io.LimitReader(body, size/2))
+	}}
 }
 
 func TestTruncatedBodyIsNeverServed(t *testing.T) {
 	mem := s3.NewMem()
 	mem.SetObject("x", bytes.Repeat([]byte{1}, 1000))
-	c := openTest(t, t.TempDir(), truncatingStore{mem}, nil)
+	c := openTest(t, t.TempDir(), truncating(mem), nil)
 	ctx := context.Background()
 	lookupAll(t, c, "x")
 	h, err := c.OpenFile(ctx, "x", os.O_RDONLY)

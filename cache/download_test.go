@@ -12,55 +12,19 @@ import (
 	"github.com/s3mediafs/s3mediafs/s3"
 )
 
-// trickle is a store whose GET bodies send their first part at once and
-// the rest only when released, like an object still arriving.
-type trickle struct {
-	Store
-	first   int
-	release chan struct{}
-}
-
-func (s *trickle) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error) {
-	body, size, err := s.Store.Get(ctx, key, off, n)
-	if err != nil {
-		return body, size, err
-	}
-	data, _ := io.ReadAll(body)
-	body.Close()
-	head := min(s.first, len(data))
-	rest := &gatedReader{gate: s.release, r: bytes.NewReader(data[head:])}
-	return io.NopCloser(io.MultiReader(bytes.NewReader(data[:head]), rest)), size, nil
-}
-
-type gatedReader struct {
-	gate <-chan struct{}
-	r    io.Reader
-}
-
-func (g *gatedReader) Read(b []byte) (int, error) {
-	<-g.gate
-	return g.r.Read(b)
-}
-
 // The first bytes of a cache miss are served as soon as they arrive, not
 // after the whole object; the rest follows, and the file is then local.
 func TestColdReadServesBytesAsTheyArrive(t *testing.T) {
 	mem := s3.NewMem()
 	data := bytes.Repeat([]byte("0123456789abcdef"), 20_000) // 320 kB
 	mem.SetObject("m/media", data)
-	store := &trickle{Store: mem, first: 64 << 10, release: make(chan struct{})}
+	release := make(chan struct{})
+	store := &s3.Faulty{Store: mem, Body: func(_ string, body io.ReadCloser, _ int64) io.ReadCloser {
+		return s3.HoldBack(body, 64<<10, release)
+	}}
 	c := openTest(t, t.TempDir(), store, nil)
 	ctx := context.Background()
-	for _, p := range []string{"m", "m/media"} {
-		if _, err := c.Stat(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h, err := c.OpenFile(ctx, "m/media", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Release(ctx)
+	h := openForReading(t, c, "m/media")
 
 	got := make(chan []byte, 1)
 	go func() {
@@ -77,7 +41,7 @@ func TestColdReadServesBytesAsTheyArrive(t *testing.T) {
 			t.Fatalf("first read: wrong bytes")
 		}
 	case <-time.After(5 * time.Second):
-		close(store.release)
+		close(release)
 		t.Fatal("the first bytes waited for the whole object")
 	}
 	if h.Local() {
@@ -103,7 +67,7 @@ func TestColdReadServesBytesAsTheyArrive(t *testing.T) {
 		t.Fatal("a read past what has arrived did not wait")
 	case <-time.After(100 * time.Millisecond):
 	}
-	close(store.release)
+	close(release)
 	if b := <-tail; !bytes.Equal(b, data[len(data)-1000:]) {
 		t.Fatalf("read at the end: %d bytes, want the last 1000", len(b))
 	}
@@ -132,20 +96,34 @@ func TestFailedDownloadIsTheReadsAnswer(t *testing.T) {
 	c.Start()
 	t.Cleanup(func() { c.Close() })
 	ctx := context.Background()
-	for _, p := range []string{"m", "m/media"} {
-		if _, err := c.Stat(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h, err := c.OpenFile(ctx, "m/media", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Release(ctx)
+	h := openForReading(t, c, "m/media")
 	if _, err := h.ReadAt(ctx, make([]byte, 10), 0); !errors.Is(err, ErrStore) {
 		t.Fatalf("read with the store away: %v, want ErrStore", err)
 	}
 	if n := gets.Load(); n != 1 {
 		t.Fatalf("%d GETs for one read, want 1", n)
 	}
+}
+
+// openForReading opens a file the store has, looking its path up first as
+// the kernel does; the handle is released when the test ends.
+func openForReading(t *testing.T, c *Cache, p string) *Handle {
+	t.Helper()
+	ctx := context.Background()
+	for i := range p {
+		if p[i] == '/' {
+			if _, err := c.Stat(ctx, p[:i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := c.Stat(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	h, err := c.OpenFile(ctx, p, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Release(ctx) })
+	return h
 }

@@ -209,7 +209,9 @@ func (h *Handle) WriteDirectly(ctx context.Context) error {
 	return nil
 }
 
-// ReadAt reads from the file, fetching it first if only the store has it.
+// ReadAt reads from the file. If only the store has it, the read is
+// served from the bytes as they arrive (see readArriving), or once the
+// file is local.
 func (h *Handle) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 	if n, err, ok := h.readArriving(ctx, b, off); ok {
 		return n, err

@@ -59,12 +59,13 @@ func fileOf(f gofs.FileHandle) (*handle, bool) {
 // has it and the bytes are local (fetching them first for a writer). The
 // kernel refuses a passthrough open of an inode that another open uses
 // through the page cache, so no open under passthrough uses it: a reader
-// of a file only the store has (unless a large one, see Handle.Streams) is
-// served by the daemon with direct I/O, from the bytes as they arrive,
-// while the fetch makes the file local for the opens after it. (A direct-I/O open may sit beside passthrough
-// opens; the kernel refuses only the reverse, a non-passthrough open of
-// an inode open for passthrough, which cannot happen here: that inode's
-// bytes are local, and open files are not evicted.)
+// of a file only the store has (unless a large one, see Handle.Streams)
+// is served by the daemon with direct I/O, from the bytes as they arrive,
+// while the fetch makes the file local for the opens after it. A
+// direct-I/O open may sit beside passthrough opens; the kernel refuses
+// only the reverse, a non-passthrough open of an inode open for
+// passthrough, which cannot happen here: that inode's bytes are local,
+// and open files are not evicted.
 func (n *node) open(ctx context.Context, h *cache.Handle, flags int) (gofs.FileHandle, uint32, error) {
 	fh := newHandle(n, h, flags)
 	// A read-only handle has nothing to flush: its close(2) need not

@@ -150,35 +150,6 @@ func TestPassthroughReaderAndWriterTogether(t *testing.T) {
 	}
 }
 
-// gatedStore holds back every GET body after its first part until
-// released, like an object still on its way from the store.
-type gatedStore struct {
-	cache.Store
-	first   int
-	release chan struct{}
-}
-
-func (s *gatedStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error) {
-	body, size, err := s.Store.Get(ctx, key, off, n)
-	if err != nil {
-		return body, size, err
-	}
-	data, _ := io.ReadAll(body)
-	body.Close()
-	head := min(s.first, len(data))
-	return io.NopCloser(io.MultiReader(bytes.NewReader(data[:head]), gatedReader{s.release, bytes.NewReader(data[head:])})), size, nil
-}
-
-type gatedReader struct {
-	gate <-chan struct{}
-	r    io.Reader
-}
-
-func (g gatedReader) Read(b []byte) (int, error) {
-	<-g.gate
-	return g.r.Read(b)
-}
-
 // A cold read's first bytes come as soon as the store sends them, in both
 // I/O modes, not once the whole object is in the cache.
 func TestColdReadFirstBytesBeforeTheWholeObject(t *testing.T) {
@@ -187,9 +158,12 @@ func TestColdReadFirstBytesBeforeTheWholeObject(t *testing.T) {
 			mem := s3.NewMem()
 			data := payload(1_000_000, 8)
 			mem.SetObject("remote_content/x/ab/cd/media", data)
-			store := &gatedStore{Store: mem, first: 64 << 10, release: make(chan struct{})}
+			gate := make(chan struct{})
+			store := &s3.Faulty{Store: mem, Body: func(_ string, body io.ReadCloser, _ int64) io.ReadCloser {
+				return s3.HoldBack(body, 64<<10, gate)
+			}}
 			var once sync.Once
-			release := func() { once.Do(func() { close(store.release) }) }
+			release := func() { once.Do(func() { close(gate) }) }
 			defer release()
 			// Should the first read wait for the whole object, the rest
 			// is let through after a while, so that the test fails rather

@@ -16,6 +16,9 @@ type Faulty struct {
 	BeforeHead   func(ctx context.Context, key string) error
 	BeforeDelete func(ctx context.Context, key string) error
 	BeforeList   func(ctx context.Context, prefix string) error
+	// Body, when set, replaces each GET's body: one that ends early, or
+	// arrives slowly. size is the length the response declares.
+	Body func(key string, body io.ReadCloser, size int64) io.ReadCloser
 }
 
 func run(hook func(context.Context, string) error, ctx context.Context, key string) error {
@@ -38,7 +41,32 @@ func (f *Faulty) Get(ctx context.Context, key string, off, n int64) (io.ReadClos
 	if err := run(f.BeforeGet, ctx, key); err != nil {
 		return nil, 0, err
 	}
-	return f.Store.Get(ctx, key, off, n)
+	body, size, err := f.Store.Get(ctx, key, off, n)
+	if err == nil && f.Body != nil {
+		body = f.Body(key, body, size)
+	}
+	return body, size, err
+}
+
+// HoldBack is body giving its first n bytes at once and the rest only
+// once release is closed, like an object still on its way.
+func HoldBack(body io.ReadCloser, n int64, release <-chan struct{}) io.ReadCloser {
+	return heldBack{io.MultiReader(io.LimitReader(body, n), gate{release, body}), body}
+}
+
+type heldBack struct {
+	io.Reader
+	io.Closer
+}
+
+type gate struct {
+	release <-chan struct{}
+	r       io.Reader
+}
+
+func (g gate) Read(b []byte) (int, error) {
+	<-g.release
+	return g.r.Read(b)
 }
 
 // Head implements Store.
