@@ -578,3 +578,39 @@ func TestDirectoryOverAnOwedDeleteStillDeletes(t *testing.T) {
 		t.Fatal("the removed file's object survived a directory made at its name")
 	}
 }
+
+// A directory listing says what the store holds there as well as a HEAD
+// per file would: the files it shows unchanged count as verified, so the
+// attribute lookups of READDIRPLUS (ls -l, find) ask the store nothing.
+func TestListingVerifiesItsFiles(t *testing.T) {
+	mem := s3.NewMem()
+	for _, name := range []string{"a", "b", "c"} {
+		mem.SetObject("d/"+name, []byte("media "+name))
+	}
+	c, err := Open(Options{Dir: t.TempDir(), Store: mem, RevalidateAfter: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	if _, err := c.Readdir(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Readdir(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // past RevalidateAfter
+	if _, err := c.Readdir(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	heads := mem.Count("head")
+	for _, name := range []string{"a", "b", "c"} {
+		if a, err := c.Stat(ctx, "d/"+name); err != nil || a.Size != int64(len("media a")) {
+			t.Fatalf("stat %s: %+v %v", name, a, err)
+		}
+	}
+	if n := mem.Count("head") - heads; n != 0 {
+		t.Fatalf("%d HEADs for files the listing just showed, want none", n)
+	}
+}

@@ -506,7 +506,12 @@ func (c *Cache) mergeListing(dir string, l *storeListing) ([]DirEntry, error) {
 		err := forChildren(t.txn, dir, func(name string, r record) error {
 			p := joinPath(dir, name)
 			indexed[name] = true
-			_, inStore := l.remote[name]
+			re, inStore := l.remote[name]
+			if inStore && sameAsListed(r, re) {
+				// As good as a HEAD: READDIRPLUS's lookup of each entry
+				// then asks the store nothing (see dueForRevalidation).
+				c.verified[p] = l.start
+			}
 			before, wasClean := l.cleanBefore[name]
 			if l.err == nil && !inStore && wasClean && before.Ino == r.Ino && before.Gen == r.Gen &&
 				(r.State == Clean || r.State == Remote) && c.open[p] == nil {
@@ -572,6 +577,14 @@ func (c *Cache) mergeListing(dir string, l *storeListing) ([]DirEntry, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// sameAsListed reports whether r is a file the store holds as listed:
+// clean or store-only, of the listed size, and of the listed time where
+// the index knows the store's.
+func sameAsListed(r record, re remoteEntry) bool {
+	return !r.Dir && !re.dir && (r.State == Clean || r.State == Remote) && r.Size == re.size &&
+		(r.StoreMTime == 0 || r.StoreMTime == re.mtime.UnixNano())
 }
 
 // dropDeletedDirs removes from a listing the directories whose every
