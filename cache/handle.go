@@ -367,7 +367,7 @@ func (h *Handle) emptyData() error {
 	err = c.update(func(t *tx) error {
 		r, ok, err := t.get(of.path)
 		if err != nil || !ok {
-			return errors.Join(err, ErrNotExist)
+			return errorOr(err, ErrNotExist)
 		}
 		r.State, r.Data, r.Size, r.Gen = c.versionState(of.path), id, 0, r.Gen+1
 		r.MTime = time.Now().UnixNano()
@@ -397,7 +397,7 @@ func (c *Cache) markDirty(of *openFile) error {
 		err := c.update(func(t *tx) error {
 			r, ok, err := t.get(of.path)
 			if err != nil || !ok {
-				return errors.Join(err, ErrNotExist)
+				return errorOr(err, ErrNotExist)
 			}
 			r.Gen++
 			r.State = c.versionState(of.path)
@@ -528,7 +528,7 @@ func (h *Handle) commit(syncData bool) error {
 		err = c.update(func(t *tx) error {
 			r, ok, err := t.get(p)
 			if err != nil || !ok {
-				return errors.Join(err, ErrNotExist)
+				return errorOr(err, ErrNotExist)
 			}
 			r.Size = fi.Size()
 			r.MTime = fi.ModTime().UnixNano()
