@@ -141,7 +141,8 @@ type Cache struct {
 	health    storeHealth
 
 	uncleanStop bool      // the previous run did not close the index
-	openedAt    time.Time // data files older than this predate this run
+	openedAt    time.Time // multipart uploads older than this predate this run
+	births      births    // data files made while an orphan sweep may run
 
 	stop    context.CancelFunc
 	bg      sync.WaitGroup
@@ -204,6 +205,9 @@ func Open(opts Options) (*Cache, error) {
 	if c.uncleanStop, err = ix.markRunning(); err != nil {
 		ix.close()
 		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if c.uncleanStop {
+		c.births.start() // before any data file of this run is made
 	}
 	c.q = newQueue(c)
 	opts.Log.Info("cache opened", "dir", opts.Dir, "local_bytes", c.used, "dirty_bytes", c.dirty,
@@ -375,8 +379,15 @@ func validPath(p string) error {
 	return nil
 }
 
-// newDataID names a new local data file.
-func newDataID() string {
+// newDataID names a new local data file, recording its birth for the
+// orphan sweep.
+func (c *Cache) newDataID() string {
+	id := randomID()
+	c.births.add(id)
+	return id
+}
+
+func randomID() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand does not fail on Linux
@@ -392,7 +403,7 @@ func (c *Cache) dataPath(id string) string {
 
 // createData makes a new, empty data file.
 func (c *Cache) createData() (string, *os.File, error) {
-	id := newDataID()
+	id := c.newDataID()
 	p := c.dataPath(id)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrNotExist) {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -186,10 +187,22 @@ func (c *Cache) evictOne(p string) bool {
 
 // sweepOrphans removes data files no record names: left by a crash
 // between writing a file and committing its record. It runs in the
-// background after an unclean stop only, and spares files newer than its
-// start, which may belong to work in progress.
+// background after an unclean stop only. A data file is never judged by
+// its times, which users set (cp -p, touch -d) and clocks step: what the
+// index named when the sweep began is kept, and so is every data file
+// made since the cache opened (see births).
 func (c *Cache) sweepOrphans(ctx context.Context) {
-	start := c.openedAt
+	defer c.births.stop()
+	referenced, err := c.referencedData(ctx)
+	if err != nil {
+		c.log.Warn("sweeping orphaned data files failed", "err", err)
+		return
+	}
+	c.removeOrphans(ctx, referenced)
+}
+
+// referencedData returns the data files the index names now.
+func (c *Cache) referencedData(ctx context.Context) (map[string]struct{}, error) {
 	referenced := map[string]struct{}{}
 	err := c.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{entryPrefix}, PrefetchValues: true})
@@ -210,18 +223,18 @@ func (c *Cache) sweepOrphans(ctx context.Context) {
 		}
 		return nil
 	})
-	if err != nil {
-		return
-	}
+	return referenced, err
+}
+
+// removeOrphans removes the data files that are neither in referenced nor
+// made since the cache opened.
+func (c *Cache) removeOrphans(ctx context.Context, referenced map[string]struct{}) {
 	removed := 0
-	err = filepath.WalkDir(c.dataDir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(c.dataDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if _, ok := referenced[d.Name()]; ok {
-			return nil
-		}
-		if info, err := d.Info(); err != nil || info.ModTime().After(start) {
+		if _, ok := referenced[d.Name()]; ok || c.births.made(d.Name()) {
 			return nil
 		}
 		if err := os.Remove(path); err == nil {
@@ -233,4 +246,43 @@ func (c *Cache) sweepOrphans(ctx context.Context) {
 		c.log.Warn("sweeping orphaned data files failed", "err", err)
 	}
 	c.log.Info("swept data files left by an unclean stop", "removed", removed)
+}
+
+// births records the data files made since the cache opened, while an
+// orphan sweep may run: any of them may be named by a record the sweep's
+// snapshot of the index does not show. An id is recorded before its file
+// exists, so the sweep never meets a file it cannot place.
+type births struct {
+	mu  sync.Mutex // guards the fields below
+	on  bool
+	ids map[string]struct{}
+}
+
+func (b *births) start() {
+	b.mu.Lock()
+	b.on, b.ids = true, map[string]struct{}{}
+	b.mu.Unlock()
+}
+
+func (b *births) stop() {
+	b.mu.Lock()
+	b.on, b.ids = false, nil
+	b.mu.Unlock()
+}
+
+// add records that the data file id is about to be made.
+func (b *births) add(id string) {
+	b.mu.Lock()
+	if b.on {
+		b.ids[id] = struct{}{}
+	}
+	b.mu.Unlock()
+}
+
+// made reports whether id was made since the cache opened.
+func (b *births) made(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.ids[id]
+	return ok
 }

@@ -96,7 +96,7 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
-	id := newDataID()
+	id := c.newDataID()
 	dst := c.dataPath(id)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return fmt.Errorf("fetch %q: %w", p, err)

@@ -1,0 +1,71 @@
+package cache
+
+// The orphan sweep after an unclean stop removes only data files that no
+// record names, now or later.
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/s3mediafs/s3mediafs/s3"
+)
+
+// A file created while the sweep runs, whose data file's time is then set
+// into the past (cp -p, rsync -a, touch -d), keeps its only copy.
+func TestSweepSparesFilesMadeDuringIt(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store := s3.NewMem()
+	// Never started: nothing reaches the store, the local copy is the only one.
+	c, err := Open(Options{Dir: dir, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An orphan left by the "crash": a data file no record names.
+	orphanID, f, err := c.createData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	// Crash: the index is never marked stopped.
+	c.ix.close()
+
+	c, err = Open(Options{Dir: dir, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if !c.uncleanStop {
+		t.Fatal("the second open did not see the unclean stop")
+	}
+	referenced, err := c.referencedData(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Between the sweep's snapshot and its walk, a writer makes a file
+	// and sets its time far into the past.
+	want := []byte("only copy")
+	writeFile(t, c, "media/f", want)
+	past := time.Now().Add(-30 * 24 * time.Hour)
+	if _, err := c.SetAttr(ctx, "media/f", nil, &past); err != nil {
+		t.Fatal(err)
+	}
+	c.removeOrphans(ctx, referenced)
+
+	if _, err := os.Stat(c.dataPath(orphanID)); !os.IsNotExist(err) {
+		t.Errorf("the orphan was not swept: %v", err)
+	}
+	h, err := c.OpenFile(ctx, "media/f", os.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+	got := make([]byte, 64)
+	n, err := h.ReadAt(ctx, got, 0)
+	if err != nil || !bytes.Equal(got[:n], want) {
+		t.Fatalf("read after the sweep: %q, %v; want %q", got[:n], err, want)
+	}
+}
