@@ -327,6 +327,9 @@ func (h *Handle) WriteAt(ctx context.Context, b []byte, off int64) (int, error) 
 		return 0, err
 	}
 	defer h.of.mu.RUnlock()
+	if err := h.checkHoleTo(off); err != nil {
+		return 0, err
+	}
 	n, err := h.of.data.WriteAt(b, off)
 	h.c.free.consumed(int64(n))
 	return n, err
@@ -347,7 +350,22 @@ func (h *Handle) Truncate(ctx context.Context, size int64) error {
 		return err
 	}
 	defer h.of.mu.RUnlock()
+	if err := h.checkHoleTo(size); err != nil {
+		return err
+	}
 	return h.of.data.Truncate(size)
+}
+
+// checkHoleTo admits a change of the file's size to end that leaves the
+// bytes between the current end and end unwritten: a hole grows the file
+// in one step (see checkGrowth), where writes in order at the end grow it
+// a write at a time. Callers hold of.mu shared, with data set.
+func (h *Handle) checkHoleTo(end int64) error {
+	fi, err := h.of.data.Stat()
+	if err != nil {
+		return fmt.Errorf("stat data file: %w", err)
+	}
+	return h.c.checkGrowth(end - fi.Size())
 }
 
 // emptyData gives a store-only file an empty local data file.
@@ -530,6 +548,9 @@ func (h *Handle) commit(syncData bool) error {
 			if err != nil || !ok {
 				return errorOr(err, ErrNotExist)
 			}
+			if err := c.refuseDirectHole(of, fi, r.Size); err != nil {
+				return err
+			}
 			r.Size = fi.Size()
 			r.MTime = fi.ModTime().UnixNano()
 			r.Gen++
@@ -544,6 +565,29 @@ func (h *Handle) commit(syncData bool) error {
 	of.committed = fp
 	of.dirty.Store(false)
 	return nil
+}
+
+// refuseDirectHole is checkHoleTo for writes the daemon never saw (FUSE
+// passthrough): a version that grew past the last one's size by a hole
+// that could not fit is not recorded. The data file goes back to that
+// size, and the writer's close(2) reports the refusal. Callers hold c.mu.
+func (c *Cache) refuseDirectHole(of *openFile, fi os.FileInfo, lastSize int64) error {
+	if of.directWriters.Load() == 0 || fi.Size() <= lastSize {
+		return nil
+	}
+	var allocated int64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		allocated = st.Blocks * 512
+	}
+	hole := fi.Size() - lastSize - allocated
+	err := c.checkGrowthLocked(hole)
+	if err == nil {
+		return nil
+	}
+	if terr := of.data.Truncate(lastSize); terr != nil {
+		return fmt.Errorf("%w (and cutting it back failed: %w)", err, terr)
+	}
+	return err
 }
 
 // Release closes the handle; the last one closes the data file.
@@ -599,5 +643,8 @@ func (h *Handle) Allocate(ctx context.Context, off, size int64, mode uint32) err
 		return err
 	}
 	defer h.of.mu.RUnlock()
+	if err := h.checkHoleTo(off + size); err != nil {
+		return err
+	}
 	return syscall.Fallocate(int(h.of.data.Fd()), mode, off, size)
 }

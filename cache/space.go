@@ -13,6 +13,11 @@ import (
 // clean is left to evict, and the store did not catch up in time.
 var ErrNoSpace = fmt.Errorf("cache full: %w", syscall.ENOSPC)
 
+// ErrTooBig is returned for a size change the cache could never hold in
+// one step: larger than cache_max_size less what is owed to the store, or
+// than dirty_max_size.
+var ErrTooBig = fmt.Errorf("size change larger than the cache can hold: %w", syscall.EFBIG)
+
 // notifier wakes every waiter when something changes. Waiters take the
 // channel, release their lock, and select on it.
 type notifier struct {
@@ -145,6 +150,34 @@ func (c *Cache) admit(ctx context.Context, extra int64, write bool) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// checkGrowth refuses at once a size change that adds extra bytes in one
+// step (truncate, fallocate, a write past the end) when they could not fit
+// even with every clean file evicted. Growth that fits later is not made
+// to wait: what a file holds is admitted again when its version is stored.
+// A file written in order grows a write at a time and is never refused
+// here; it is bounded by the free-space floor (checkFloor).
+func (c *Cache) checkGrowth(extra int64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.checkGrowthLocked(extra)
+}
+
+// checkGrowthLocked is checkGrowth for callers holding c.mu.
+func (c *Cache) checkGrowthLocked(extra int64) error {
+	if extra <= 0 {
+		return nil
+	}
+	used, dirty := c.used, c.dirty
+	if c.opts.MaxSize > 0 && extra > c.opts.MaxSize-dirty || c.opts.DirtyMax > 0 && extra > c.opts.DirtyMax {
+		return ErrTooBig
+	}
+	free, total := c.free.get(true)
+	if extra > free+(used-dirty)-c.minFree(total) {
+		return ErrNoSpace
+	}
+	return nil
 }
 
 // checkFloor is the write path's guard: an admitted file may keep growing,

@@ -93,3 +93,62 @@ func TestTinyCacheFilesystemFillsUp(t *testing.T) {
 		}
 	}
 }
+
+// TestSizeChangesThatCannotFit: under a 32 MiB cache, growing a file to
+// 4 TiB in one step (truncate, a write far past the end, fallocate) is
+// refused, and the cache goes on working: small files are still written,
+// and no 4 TiB version is recorded or queued.
+func TestSizeChangesThatCannotFit(t *testing.T) {
+	const huge = 4 << 40
+	for _, mode := range ioModes {
+		t.Run(mode.name, func(t *testing.T) {
+			store := s3.NewMem()
+			mnt, c, _ := testMountWith(t, cache.Options{Store: store, MaxSize: 32 << 20, SpaceWait: 200 * time.Millisecond},
+				Options{Passthrough: mode.passthrough})
+			p := filepath.Join(mnt, "f")
+			if err := os.WriteFile(p, []byte("small"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tooBig := func(what string, err error) {
+				t.Helper()
+				if !errors.Is(err, syscall.EFBIG) && !errors.Is(err, syscall.ENOSPC) {
+					t.Errorf("%s to 4 TiB: %v, want EFBIG or ENOSPC", what, err)
+				}
+			}
+			tooBig("truncate", os.Truncate(p, huge))
+
+			f, err := os.OpenFile(p, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, werr := f.WriteAt([]byte("x"), huge)
+			cerr := f.Close()
+			tooBig("pwrite", errors.Join(werr, cerr))
+
+			f, err = os.OpenFile(p, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tooBig("fallocate", syscall.Fallocate(int(f.Fd()), 0, 0, huge))
+			f.Close()
+
+			if fi, err := os.Stat(p); err != nil || fi.Size() > 1<<20 {
+				t.Fatalf("after the refusals: %v, %v", fi, err)
+			}
+			for i := range 4 {
+				data := payload(1<<20, byte(i))
+				q := filepath.Join(mnt, fmt.Sprintf("g%d", i))
+				if err := os.WriteFile(q, data, 0o644); err != nil {
+					t.Fatalf("a small write after the refusals: %v", err)
+				}
+			}
+			drain(t, c)
+			if u := c.Usage(); u.LocalBytes > 32<<20 || u.DirtyBytes != 0 {
+				t.Fatalf("accounting after the refusals: %+v", u)
+			}
+			if obj, ok := store.Object("f"); !ok || len(obj) > 1<<20 {
+				t.Fatalf("stored f: %d bytes, present %v", len(obj), ok)
+			}
+		})
+	}
+}
