@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sync/singleflight"
@@ -370,6 +371,9 @@ func (c *Cache) checkPath(p string) error {
 func validPath(p string) error {
 	if strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsRune(p, 0) {
 		return fmt.Errorf("path %q: %w", p, ErrInvalid)
+	}
+	if !utf8.ValidString(p) {
+		return fmt.Errorf("path %q: %w", p, ErrNotUTF8)
 	}
 	for _, part := range strings.Split(p, "/") {
 		if part == "" || part == "." || part == ".." {

@@ -60,7 +60,7 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	if r.Dir || r.State != Remote {
 		return nil
 	}
-	if err := c.admit(ctx, r.Size, false); err != nil {
+	if err := c.admitFetch(ctx, r.Size); err != nil {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
 	tmp, err := os.CreateTemp(c.tmpDir, "fetch-*")
@@ -130,6 +130,32 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	}
 	return err
 }
+
+// fetchRoomWait bounds how long a fetch waits for the evictor to make
+// room: past it, the reader is served from the store without a local copy
+// rather than kept waiting (see Handle.readStream).
+const fetchRoomWait = 2 * time.Second
+
+// admitFetch admits a download of size bytes into the cache. One that
+// could not fit even with every clean file evicted is refused at once,
+// so that it evicts nothing: its readers read the store directly.
+func (c *Cache) admitFetch(ctx context.Context, size int64) error {
+	c.mu.Lock()
+	err := c.couldHoldLocked(size)
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNoRoom, err)
+	}
+	if err := c.admit(ctx, size, false, min(c.opts.SpaceWait, fetchRoomWait)); err != nil {
+		return fmt.Errorf("%w: %w", errNoRoom, err)
+	}
+	return nil
+}
+
+// errNoRoom marks a fetch refused for want of room in the cache: a reader
+// then reads from the store, a writer (which needs a local copy) fails
+// with the reason beneath (ENOSPC or EFBIG).
+var errNoRoom = errors.New("no room to keep a local copy")
 
 // Large objects are fetched as parallel ranged GETs of rangeChunk bytes.
 const (

@@ -66,6 +66,11 @@ type Handle struct {
 	writable bool
 	direct   bool // writes bypass WriteAt; see WriteDirectly
 	released atomic.Bool
+
+	// fromStore says the file cannot be kept in the cache now: reads go
+	// to the store (stream) and keep nothing. Read-only handles only.
+	fromStore atomic.Bool
+	stream    storeStream
 }
 
 // OpenFile opens the file at p. flags are the open(2) flags; O_TRUNC on a
@@ -175,8 +180,16 @@ func (h *Handle) ensureData(ctx context.Context) error {
 }
 
 // MakeLocal fetches the file's bytes into the cache if only the store has
-// them, so that DataFd can hand the kernel the data file.
-func (h *Handle) MakeLocal(ctx context.Context) error { return h.ensureData(ctx) }
+// them, so that DataFd can hand the kernel the data file. ok is false,
+// without error, for a reader of a file the cache has no room to keep:
+// its reads are served from the store (ReadAt).
+func (h *Handle) MakeLocal(ctx context.Context) (ok bool, err error) {
+	err = h.ensureData(ctx)
+	if h.streamsOn(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
 
 // DataFd returns the descriptor of the local data file, for the kernel to
 // read (and, after WriteDirectly, write) it without this process: FUSE
@@ -213,10 +226,19 @@ func (h *Handle) WriteDirectly(ctx context.Context) error {
 // served from the bytes as they arrive (see readArriving), or once the
 // file is local.
 func (h *Handle) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
+	if h.fromStore.Load() {
+		return h.readStream(ctx, b, off)
+	}
 	if n, err, ok := h.readArriving(ctx, b, off); ok {
+		if h.streamsOn(err) {
+			return h.readStream(ctx, b, off)
+		}
 		return n, err
 	}
 	if err := h.ensureData(ctx); err != nil {
+		if h.streamsOn(err) {
+			return h.readStream(ctx, b, off)
+		}
 		return 0, err
 	}
 	h.of.mu.RLock()
@@ -303,7 +325,7 @@ func (h *Handle) beginWrite(ctx context.Context) error {
 	if !of.dirty.Load() {
 		// A new version starts: it must fit, and wait while too much is
 		// owed to the store.
-		if err := h.c.admit(ctx, 0, true); err != nil {
+		if err := h.c.admit(ctx, 0, true, h.c.opts.SpaceWait); err != nil {
 			return err
 		}
 	}
@@ -602,6 +624,9 @@ func (h *Handle) Release(ctx context.Context) error {
 	if h.direct {
 		h.of.directWriters.Add(-1)
 	}
+	h.stream.mu.Lock()
+	h.stream.close()
+	h.stream.mu.Unlock()
 	c, of := h.c, h.of
 	c.mu.Lock()
 	of.refs--

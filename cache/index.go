@@ -177,6 +177,20 @@ func hasGoneBelow(txn *badger.Txn, dir string) bool {
 	return false
 }
 
+// hasPendingBelow reports whether work is owed on any key below the folder
+// key k ("dir/"), other than k itself.
+func hasPendingBelow(txn *badger.Txn, k string) bool {
+	prefix := pendingKey(k)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		if len(it.Item().Key()) > len(prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // belowPrefix is the key prefix of everything below dir under key kind pk.
 func belowPrefix(pk byte, dir string) []byte {
 	if dir == "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -19,7 +20,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*
 	if err := c.checkPath(p); err != nil {
 		return nil, Attr{}, err
 	}
-	if err := c.admit(ctx, 0, true); err != nil {
+	if err := c.admit(ctx, 0, true, c.opts.SpaceWait); err != nil {
 		return nil, Attr{}, wrapPath("create", p, err)
 	}
 	id, f, err := c.newData()
@@ -237,17 +238,37 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.forgetSubtreesLocked()
+	owesFolder := !c.localOnly(p)
 	err = c.update(func(t *tx) error {
 		if _, err := c.checkEmptyDirTxn(t.txn, p); err != nil {
 			return err
+		}
+		if owesFolder {
+			if err := setPending(t.txn, folderKey(p)); err != nil {
+				return err
+			}
 		}
 		return t.del(p)
 	})
 	if err != nil {
 		return wrapPath("rmdir", p, err)
 	}
+	if owesFolder {
+		c.q.add(folderKey(p))
+	}
 	return nil
 }
+
+// folderKey is the key of the directory p itself ("p/"). Some stores
+// (SeaweedFS) keep a directory's folder after its last object is deleted
+// and list it as a common prefix, and tools such as s3fs make folder
+// objects for empty directories: a removed directory owes a DELETE of its
+// folder key, sent once no delete is owed below it. Every store here
+// removes only an empty folder that way, never the objects below one.
+func folderKey(p string) string { return p + "/" }
+
+// isFolderKey reports whether an owed key is a folder key.
+func isFolderKey(k string) bool { return strings.HasSuffix(k, "/") }
 
 // checkEmptyDirTxn returns the record of p if p is a directory with no
 // entries in the index.

@@ -107,11 +107,11 @@ func (c *Cache) kickEvictor() {
 
 // admit waits until extra bytes of new local data fit (evicting clean
 // files to make room) and, for writes, until dirty bytes are under
-// DirtyMax. It gives up after SpaceWait: with ErrNoSpace when there is no
+// DirtyMax. It gives up after wait: with ErrNoSpace when there is no
 // room, and without error when only the dirty bound is still exceeded (a
 // slow store delays writers; it does not fail them).
-func (c *Cache) admit(ctx context.Context, extra int64, write bool) error {
-	deadline := time.Now().Add(c.opts.SpaceWait)
+func (c *Cache) admit(ctx context.Context, extra int64, write bool, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
 	waiting := false
 	defer func() {
 		if waiting {
@@ -166,11 +166,21 @@ func (c *Cache) checkGrowth(extra int64) error {
 
 // checkGrowthLocked is checkGrowth for callers holding c.mu.
 func (c *Cache) checkGrowthLocked(extra int64) error {
+	if c.opts.DirtyMax > 0 && extra > c.opts.DirtyMax {
+		return ErrTooBig
+	}
+	return c.couldHoldLocked(extra)
+}
+
+// couldHoldLocked reports, as checkGrowth does but for clean bytes (a
+// fetch), whether extra more local bytes could fit once every clean file
+// is evicted: ErrTooBig past the size limit, ErrNoSpace past the floor.
+func (c *Cache) couldHoldLocked(extra int64) error {
 	if extra <= 0 {
 		return nil
 	}
 	used, dirty := c.used, c.dirty
-	if c.opts.MaxSize > 0 && extra > c.opts.MaxSize-dirty || c.opts.DirtyMax > 0 && extra > c.opts.DirtyMax {
+	if c.opts.MaxSize > 0 && extra > c.opts.MaxSize-dirty {
 		return ErrTooBig
 	}
 	free, total := c.free.get(true)

@@ -38,6 +38,9 @@ var (
 	ErrNotDir      = errors.New("not a directory")
 	ErrNameTooLong = errors.New("name too long for an object key")
 	ErrInvalid     = errors.New("invalid argument")
+	// ErrNotUTF8: object keys are UTF-8 (AWS says so; SeaweedFS refuses
+	// other bytes), so a name that is not cannot be stored.
+	ErrNotUTF8     = errors.New("name is not UTF-8, as object keys must be")
 	ErrCrossDevice = errors.New("renaming directories is not supported")
 	ErrStore       = errors.New("object store unavailable")
 	ErrClosed      = errors.New("cache is closed")

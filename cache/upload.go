@@ -4,13 +4,19 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // syncPath brings the store's object at p in line with the index: it uploads
 // a dirty file or deletes a tombstoned key. again is true when the index
 // changed while the request ran and p must be looked at once more.
 func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) {
+	if isFolderKey(p) {
+		return false, c.deleteFolder(ctx, p)
+	}
 	c.mu.Lock()
 	var (
 		r       record
@@ -127,6 +133,47 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 	return again, err
 }
 
+// deleteFolder sends the DELETE of a removed directory's folder key k
+// (see folderKey) once no delete is owed below it; until then it waits,
+// and the last delete below queues it again (wakeFolders).
+func (c *Cache) deleteFolder(ctx context.Context, k string) error {
+	dir := strings.TrimSuffix(k, "/")
+	var owed, busy, exists bool
+	err := c.view(func(txn *badger.Txn) error {
+		var err error
+		if owed, err = hasPending(txn, k); err != nil || !owed {
+			return err
+		}
+		if exists, err = c.isDirTxn(txn, dir); err != nil || exists {
+			return err
+		}
+		busy = hasPendingBelow(txn, k)
+		return nil
+	})
+	if err != nil || !owed || busy {
+		return err
+	}
+	if !exists {
+		if err := c.store.Delete(ctx, k); err != nil && !isNotFound(err) {
+			return err
+		}
+		c.log.Debug("deleted folder from store", "path", dir)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.update(func(t *tx) error { return clearPending(t.txn, k) })
+}
+
+// wakeFolders queues the folder deletes owed above p, now that the delete
+// at p is done. Callers hold c.mu.
+func (c *Cache) wakeFoldersLocked(txn *badger.Txn, p string) {
+	for d := parentOf(p); d != ""; d = parentOf(d) {
+		if owed, err := hasPending(txn, folderKey(d)); err == nil && owed {
+			c.q.add(folderKey(d))
+		}
+	}
+}
+
 func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
 	if err := c.store.Delete(ctx, p); err != nil && !isNotFound(err) {
 		return false, err
@@ -154,7 +201,11 @@ func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
 			again = true
 			return nil
 		}
-		return clearPending(t.txn, p)
+		if err := clearPending(t.txn, p); err != nil {
+			return err
+		}
+		c.wakeFoldersLocked(t.txn, p)
+		return nil
 	})
 	return again, err
 }

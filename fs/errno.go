@@ -30,6 +30,8 @@ func toErrno(err error) syscall.Errno {
 		return syscall.ENOTDIR
 	case errors.Is(err, cache.ErrNameTooLong):
 		return syscall.ENAMETOOLONG
+	case errors.Is(err, cache.ErrNotUTF8):
+		return syscall.EILSEQ
 	case errors.Is(err, cache.ErrInvalid):
 		return syscall.EINVAL
 	case errors.Is(err, cache.ErrCrossDevice):

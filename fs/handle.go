@@ -87,8 +87,13 @@ func (n *node) open(ctx context.Context, h *cache.Handle, flags int) (gofs.FileH
 		h.Prefetch()
 		return fh, fuseFlags | fuse.FOPEN_DIRECT_IO, nil
 	}
-	if err := h.MakeLocal(ctx); err != nil {
+	local, err := h.MakeLocal(ctx)
+	if err != nil {
 		return nil, 0, err
+	}
+	if !local {
+		// No room to keep it: the daemon serves it from the store.
+		return fh, fuseFlags | fuse.FOPEN_DIRECT_IO, nil
 	}
 	if fh.writable {
 		if err := h.WriteDirectly(ctx); err != nil {

@@ -102,11 +102,15 @@ func (c *Client) Head(ctx context.Context, key string) (int64, time.Time, error)
 	return aws.ToInt64(out.ContentLength), aws.ToTime(out.LastModified), nil
 }
 
-// Delete implements Store.
+// Delete implements Store. A folder key ("dir/") that still holds objects
+// is not the caller's to remove: versitygw refuses its DELETE, which is
+// taken as done, as SeaweedFS and AWS answer it.
 func (c *Client) Delete(ctx context.Context, key string) error {
 	_, err := c.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &c.bucket, Key: aws.String(c.key(key))})
 	err = classify("delete", key, err)
-	if errors.Is(err, iofs.ErrNotExist) {
+	var se *Error
+	if errors.Is(err, iofs.ErrNotExist) ||
+		strings.HasSuffix(key, "/") && errors.As(err, &se) && strings.Contains(se.Code, "NotEmpty") {
 		return nil
 	}
 	return err
