@@ -121,7 +121,10 @@ type Cache struct {
 	// new directory, or a full readdir. Until NegativeTTL has passed, a
 	// name the index lacks there is absent without asking the store, so
 	// Synapse's mkdir-then-create costs no lookup requests.
-	listed     map[string]time.Time
+	listed map[string]time.Time
+	// watches holds, for each directory being listed, the names whose
+	// records changed since the listing began (see forgetUnlisted).
+	watches    map[string]map[string]struct{}
 	subtrees   map[string]*subtree  // what lookups learned below directories; see subtree
 	verified   map[string]time.Time // when the store last confirmed a clean/remote file
 	used       int64                // bytes of local data files, as the index records them
@@ -173,6 +176,7 @@ func Open(opts Options) (*Cache, error) {
 		open:      map[string]*openFile{},
 		negative:  map[string]time.Time{},
 		listed:    map[string]time.Time{},
+		watches:   map[string]map[string]struct{}{},
 		downloads: map[string]*download{},
 		subtrees:  map[string]*subtree{},
 		verified:  map[string]time.Time{},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -132,10 +133,19 @@ func goneHere(txn *badger.Txn, p string) (bool, error) {
 
 // forChildren calls fn for each direct child of dir, in name order.
 func forChildren(txn *badger.Txn, dir string, fn func(name string, r record) error) error {
+	return forChildrenFrom(txn, dir, "", fn)
+}
+
+// errStopIteration ends a forChildren walk early without an error.
+var errStopIteration = errors.New("stop iteration")
+
+// forChildrenFrom is forChildren starting at the name from; fn may end
+// the walk by returning errStopIteration.
+func forChildrenFrom(txn *badger.Txn, dir, from string, fn func(name string, r record) error) error {
 	prefix := childrenPrefix(dir)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
 	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
+	for it.Seek(append(slices.Clip(prefix), from...)); it.Valid(); it.Next() {
 		item := it.Item()
 		name := string(item.Key()[len(prefix):])
 		var r record
@@ -148,6 +158,9 @@ func forChildren(txn *badger.Txn, dir string, fn func(name string, r record) err
 			return fmt.Errorf("index entry %q: %w", joinPath(dir, name), err)
 		}
 		if err := fn(name, r); err != nil {
+			if errors.Is(err, errStopIteration) {
+				return nil
+			}
 			return err
 		}
 	}

@@ -15,7 +15,8 @@ import (
 // record writes go through put and del, so no caller can forget either.
 type tx struct {
 	txn        *badger.Txn
-	now        int64 // unix nanoseconds, for new LRU entries
+	touch      func(p string) // told of every record written or removed
+	now        int64          // unix nanoseconds, for new LRU entries
 	usedDelta  int64
 	dirtDelta  int64
 	filesDelta int64 // dirty files
@@ -40,6 +41,7 @@ func (t *tx) put(p string, r record) error {
 	if err := t.derive(p, old, had, r, true); err != nil {
 		return err
 	}
+	t.touch(p)
 	return putRecord(t.txn, p, r)
 }
 
@@ -52,6 +54,7 @@ func (t *tx) del(p string) error {
 	if err := t.derive(p, old, true, record{}, false); err != nil {
 		return err
 	}
+	t.touch(p)
 	return deleteRecord(t.txn, p)
 }
 
@@ -160,7 +163,7 @@ func (c *Cache) update(fn func(t *tx) error) error {
 	}
 	var t *tx
 	err := c.ix.db.Update(func(txn *badger.Txn) error {
-		t = &tx{txn: txn, now: time.Now().UnixNano()}
+		t = &tx{txn: txn, now: time.Now().UnixNano(), touch: c.touchedLocked}
 		if err := fn(t); err != nil {
 			return err
 		}
@@ -182,6 +185,18 @@ func (c *Cache) update(fn func(t *tx) error) error {
 		}
 	}
 	return nil
+}
+
+// touchedLocked tells a listing in progress of p's directory that p
+// changed meanwhile (see forgetUnlisted). Callers hold c.mu.
+func (c *Cache) touchedLocked(p string) {
+	if len(c.watches) == 0 {
+		return
+	}
+	dir, name := splitPath(p)
+	if w := c.watches[dir]; w != nil {
+		w[name] = struct{}{}
+	}
 }
 
 func encodeAcct(used, dirty, dirtyFiles int64) []byte {

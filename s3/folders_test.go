@@ -3,6 +3,7 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -55,5 +56,34 @@ func TestFolderDeleteRemovesOnlyEmptyFolders(t *testing.T) {
 	}
 	if _, _, err := client.Head(ctx, "full/a/x"); err != nil {
 		t.Errorf("an object below a deleted folder key: %v", err)
+	}
+}
+
+// A name that is both an object and a prefix ("a" and "a/b") is listed as
+// the object first, as the store sorts keys, whatever the page holds.
+func TestListOrdersFileBeforeItsPrefix(t *testing.T) {
+	client, _ := viaProxy(t, nil)
+	ctx := context.Background()
+	for _, k := range []string{"d/a", "d/a/b", "d/a-", "d/a0"} {
+		err := client.Put(ctx, k, bytes.NewReader([]byte("x")), 1)
+		if strings.Contains(fmt.Sprint(err), "ObjectParentIsFile") {
+			t.Skipf("this store cannot hold both (versitygw's posix backend): %v", err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	if err := client.List(ctx, "d/", false, func(name string, _ int64, _ time.Time, dir bool) bool {
+		if dir {
+			name += "/"
+		}
+		got = append(got, name)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "a a- a/ a0"; strings.Join(got, " ") != want {
+		t.Errorf("listed %q, want %q", strings.Join(got, " "), want)
 	}
 }

@@ -199,6 +199,14 @@ func (m *Mem) entries(prefix string, recursive bool) []memEntry {
 		out = append(out, memEntry{name: rest, size: int64(len(o.data)), mtime: o.mtime})
 	}
 	m.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	sort.Slice(out, func(i, j int) bool { return out[i].sortKey() < out[j].sortKey() })
 	return out
+}
+
+// sortKey is where a store sorts the entry: a directory at its prefix.
+func (e memEntry) sortKey() string {
+	if e.dir {
+		return e.name + "/"
+	}
+	return e.name
 }

@@ -185,13 +185,22 @@ func (c *Client) List(ctx context.Context, prefix string, recursive bool, fn fun
 		if err != nil {
 			return classify("list", prefix, err)
 		}
-		for _, cp := range page.CommonPrefixes {
-			name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), full), "/")
-			if name != "" && !fn(name, 0, time.Time{}, true) {
-				return nil
+		// A page's prefixes and objects are handed over in key order, as
+		// the store sorted them, so a name that is both a file and a
+		// directory ("a" and "a/b") comes as the file first whatever the
+		// page boundaries.
+		prefixes, objects := page.CommonPrefixes, page.Contents
+		for len(prefixes) > 0 || len(objects) > 0 {
+			if len(objects) == 0 || len(prefixes) > 0 && aws.ToString(prefixes[0].Prefix) < aws.ToString(objects[0].Key) {
+				name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(prefixes[0].Prefix), full), "/")
+				prefixes = prefixes[1:]
+				if name != "" && !fn(name, 0, time.Time{}, true) {
+					return nil
+				}
+				continue
 			}
-		}
-		for _, o := range page.Contents {
+			o := objects[0]
+			objects = objects[1:]
 			name := strings.TrimPrefix(aws.ToString(o.Key), full)
 			// A key ending in "/" is a directory marker some tools create;
 			// it is not a file.
