@@ -110,8 +110,35 @@ const hiddenPrefix = 'h'
 
 func hiddenKey(p string) []byte { return append([]byte{hiddenPrefix}, p...) }
 
+// hiddenTreePrefix marks a directory removed here while the objects below
+// it stay in the store (delete_from_s3 off): t<path> -> "". Everything
+// below it is hidden by this one key, so that what a listing or a lookup
+// costs does not grow with the files ever removed.
+const hiddenTreePrefix = 't'
+
+func hiddenTreeKey(p string) []byte { return append([]byte{hiddenTreePrefix}, p...) }
+
+// isHidden reports whether the object at p is hidden: by a key of its own
+// or by a removed directory at or above it.
 func isHidden(txn *badger.Txn, p string) (bool, error) {
-	_, err := txn.Get(hiddenKey(p))
+	if ok, err := hasKey(txn, hiddenKey(p)); ok || err != nil {
+		return ok, err
+	}
+	for d := p; d != ""; d = parentOf(d) {
+		if ok, err := hasKey(txn, hiddenTreeKey(d)); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// hideTree hides everything the store holds below the directory p, in
+// place of the hidden keys below it, which go in batches of their own
+// (removeHiddenBelow).
+func hideTree(txn *badger.Txn, p string) error { return txn.Set(hiddenTreeKey(p), nil) }
+
+func hasKey(txn *badger.Txn, k []byte) (bool, error) {
+	_, err := txn.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return false, nil
 	}
@@ -178,7 +205,7 @@ func hasChildren(txn *badger.Txn, dir string) (bool, error) {
 
 // hasGoneBelow reports whether any owed work or hidden key lies below dir.
 func hasGoneBelow(txn *badger.Txn, dir string) bool {
-	for _, pk := range []byte{pendingPrefix, hiddenPrefix} {
+	for _, pk := range []byte{pendingPrefix, hiddenPrefix, hiddenTreePrefix} {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: belowPrefix(pk, dir)})
 		it.Rewind()
 		found := it.Valid()
@@ -212,17 +239,19 @@ func belowPrefix(pk byte, dir string) []byte {
 	return append(append([]byte{pk}, dir...), '/')
 }
 
-// goneBelow returns the paths below dir that are gone here (goneHere).
-func goneBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
+// owedBelow returns the paths below dir whose delete is owed. It is read
+// before a LIST starts: one of them may complete while the LIST is
+// answered, and its key must still count as gone. Hidden keys need no
+// such care (they stay), and are checked key by key (goneHere), so that
+// this costs what the upload queue holds, not what was ever removed.
+func owedBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
 	var paths []string
-	for _, pk := range []byte{pendingPrefix, hiddenPrefix} {
-		prefix := belowPrefix(pk, dir)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		for it.Rewind(); it.Valid(); it.Next() {
-			paths = append(paths, string(it.Item().Key()[1:]))
-		}
-		it.Close()
+	prefix := belowPrefix(pendingPrefix, dir)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	for it.Rewind(); it.Valid(); it.Next() {
+		paths = append(paths, string(it.Item().Key()[1:]))
 	}
+	it.Close()
 	out := make(map[string]bool, len(paths))
 	for _, p := range paths {
 		if _, ok, err := getRecord(txn, p); err != nil {

@@ -236,14 +236,23 @@ func (c *Cache) askStore(p string) (Attr, error) {
 }
 
 // lookupRemoteOnce asks the store what p is, on the lookup deadline: one
-// request (Store.Lookup) as a rule. Where deletes are owed below p, the
-// keys the store still lists there must not make p a directory, so it
-// asks with a HEAD and a LIST that reads past them instead.
+// request (Store.Lookup) as a rule. Where deletes are owed or keys hidden
+// below p, the keys the store still lists there must not make p a
+// directory, so it asks with a HEAD and a LIST that reads past them
+// instead.
 func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, error) {
 	lctx, cancel := context.WithTimeout(ctx, c.opts.LookupTimeout)
 	defer cancel()
 	asked := time.Now()
-	gone, err := c.readGoneBelow(p)
+	var gone map[string]bool
+	err := c.view(func(txn *badger.Txn) error {
+		if !hasGoneBelow(txn, p) {
+			return nil
+		}
+		var err error
+		gone, err = owedBelow(txn, p)
+		return err
+	})
 	if err != nil {
 		return Attr{}, false, err
 	}
@@ -252,7 +261,7 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 		mtime         time.Time
 		isFile, isDir bool
 	)
-	if len(gone) == 0 {
+	if gone == nil {
 		below := newSubtree(asked)
 		var complete bool
 		size, mtime, isFile, isDir, complete, err = c.store.Lookup(lctx, p, below.add)
@@ -337,7 +346,7 @@ func ignoreNotExist(err error) error {
 // may complete while the LIST is answered, and its key must still not
 // count.
 func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
-	before, err := c.readGoneBelow(p)
+	before, err := c.readOwedBelow(p)
 	if err != nil {
 		return false, err
 	}
@@ -364,10 +373,10 @@ func (c *Cache) remoteDirExistsExcept(ctx context.Context, p string, before map[
 	return found, errorOr(err, viewErr)
 }
 
-// readGoneBelow is goneBelow in a read transaction of its own.
-func (c *Cache) readGoneBelow(p string) (gone map[string]bool, err error) {
+// readOwedBelow is owedBelow in a read transaction of its own.
+func (c *Cache) readOwedBelow(p string) (gone map[string]bool, err error) {
 	err = c.view(func(txn *badger.Txn) error {
-		gone, err = goneBelow(txn, p)
+		gone, err = owedBelow(txn, p)
 		return err
 	})
 	return gone, err

@@ -237,12 +237,19 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.forgetSubtreesLocked()
-	owesFolder := !c.localOnly(p)
+	inStore := !c.localOnly(p)
 	err = c.update(func(t *tx) error {
 		if _, err := c.checkEmptyDirTxn(t.txn, p); err != nil {
 			return err
 		}
-		if owesFolder {
+		switch {
+		case !inStore:
+		case c.opts.KeepDeletedInStore:
+			// The objects below stay: one key hides them all.
+			if err := hideTree(t.txn, p); err != nil {
+				return err
+			}
+		default:
 			if err := setPending(t.txn, folderKey(p)); err != nil {
 				return err
 			}
@@ -252,10 +259,44 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	if err != nil {
 		return wrapPath("rmdir", p, err)
 	}
-	if owesFolder {
+	switch {
+	case !inStore:
+	case c.opts.KeepDeletedInStore:
+		c.removeHiddenBelowLocked(p)
+	default:
 		c.q.add(folderKey(p))
 	}
 	return nil
+}
+
+// removeHiddenBelowLocked drops the hidden keys below the directory p,
+// now hidden as a whole, a batch at a time. Callers hold c.mu.
+func (c *Cache) removeHiddenBelowLocked(p string) {
+	for {
+		n := 0
+		err := c.update(func(t *tx) error {
+			it := t.txn.NewIterator(badger.IteratorOptions{Prefix: belowPrefix(hiddenPrefix, p)})
+			var keys [][]byte
+			for it.Rewind(); it.Valid() && len(keys) < listPage; it.Next() {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			it.Close()
+			n = len(keys)
+			for _, k := range keys {
+				if err := t.txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			c.log.Warn("dropping hidden keys below a removed directory failed; they stay, harmless", "dir", p, "err", err)
+			return
+		}
+		if n < listPage {
+			return
+		}
+	}
 }
 
 // folderKey is the key of the directory p itself ("p/"). Some stores
