@@ -155,17 +155,25 @@ func (c *Cache) lruBatch(from []byte, n int) ([]lruEntry, []byte, error) {
 	return out, next, err
 }
 
-// evictOne turns p from clean to remote if it is still clean and unused.
+// evictOne turns p from clean to remote if it is still clean and unused,
+// and the store has shown that it holds this version.
 func (c *Cache) evictOne(p string) bool {
+	r, ok, err := c.readRecord(p)
+	if err != nil || !isClean(r, ok) {
+		return false
+	}
+	if r.StoreMTime == 0 && !c.confirmStored(p, r) {
+		return false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.open[p] != nil {
 		return false
 	}
 	var data string
-	err := c.update(func(t *tx) error {
+	err = c.update(func(t *tx) error {
 		r, ok, err := t.get(p)
-		if err != nil || !isClean(r, ok) {
+		if err != nil || !isClean(r, ok) || r.StoreMTime == 0 {
 			return err
 		}
 		data = r.Data
@@ -183,6 +191,39 @@ func (c *Cache) evictOne(p string) bool {
 	c.stats.evictions.Add(1)
 	c.log.Debug("evicted", "path", p)
 	return true
+}
+
+// confirmStored asks the store (HEAD) whether it holds the version of p
+// this host uploaded, which it has not shown since, before the local copy
+// goes: that copy may be the last one (see lostOwnUploadLocked). It
+// records the store's time and reports whether the copy may go.
+func (c *Cache) confirmStored(p string, r record) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
+	defer cancel()
+	size, mtime, err := c.store.Head(ctx, p)
+	switch {
+	case isNotFound(err):
+		c.forgetRemote(p, r)
+		return false
+	case err != nil:
+		c.noteStoreError(err)
+		return false
+	case size != r.Size:
+		return false // another host's version: revalidation settles it
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	confirmed := false
+	err = c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
+		if err != nil || !isClean(cur, ok) || cur.Ino != r.Ino || cur.Gen != r.Gen {
+			return err
+		}
+		cur.StoreMTime = mtime.UnixNano()
+		confirmed = true
+		return t.put(p, cur)
+	})
+	return err == nil && confirmed
 }
 
 // sweepOrphans removes data files no record names: left by a crash

@@ -267,20 +267,29 @@ func (c *Cache) downloadWhole(ctx context.Context, p string, w io.Writer) (int64
 	return 0, lastErr
 }
 
-// forgetRemote drops a store-only record whose object has disappeared
-// (deleted by another host).
-func (c *Cache) forgetRemote(p string, r record) {
+// forgetRemote drops a record whose object has disappeared from the store
+// (deleted by another host), unless this host holds the last copy of a
+// version it wrote (see lostOwnUploadLocked). It reports whether the file
+// is still there.
+func (c *Cache) forgetRemote(p string, r record) (kept bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if of := c.open[p]; of != nil && of.dirty.Load() {
-		return
+		return true
 	}
+	reupload := false
 	err := c.update(func(t *tx) error {
 		cur, ok, err := t.get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Remote && cur.State != Clean) {
+			kept = ok
 			return err
 		}
 		if pend, err := hasPending(t.txn, p); err != nil || pend {
+			kept = true
+			return err
+		}
+		if reupload, err = c.lostOwnUploadLocked(t, p, cur); err != nil || reupload {
+			kept = true
 			return err
 		}
 		c.removeData(cur.Data)
@@ -288,6 +297,30 @@ func (c *Cache) forgetRemote(p string, r record) {
 	})
 	if err != nil {
 		c.log.Error("index update failed", "path", p, "err", err)
+		return true
+	}
+	if reupload {
+		c.q.add(p)
 	}
 	delete(c.verified, p)
+	return kept
+}
+
+// lostOwnUploadLocked handles a clean file the store no longer has. If
+// this host uploaded that version and the store never showed it back (a
+// HEAD or a LIST), the absence follows our own PUT: most likely another
+// host's late delete of an older version. The local copy is then the last
+// copy of the newest version, so it is uploaded again (reupload true)
+// rather than dropped. Callers hold c.mu.
+func (c *Cache) lostOwnUploadLocked(t *tx, p string, r record) (reupload bool, err error) {
+	if r.State != Clean || r.StoreMTime != 0 || r.Data == "" {
+		return false, nil
+	}
+	c.log.Warn("the store lost a file this host uploaded before it was seen there (another host's late delete?); uploading the local copy again", "path", p)
+	r.State = Dirty
+	r.Gen++
+	if err := t.put(p, r); err != nil {
+		return false, err
+	}
+	return true, setPending(t.txn, p)
 }

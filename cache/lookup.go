@@ -124,7 +124,9 @@ func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error
 	size, mtime, err := c.store.Head(hctx, p)
 	switch {
 	case isNotFound(err):
-		c.forgetRemote(p, r)
+		if c.forgetRemote(p, r) {
+			return c.withOpenSize(p, attrOf(r)), nil
+		}
 		return Attr{}, ErrNotExist
 	case err != nil:
 		// Serve what we know; the store being away is no reason to fail.

@@ -183,6 +183,13 @@ func (c *Cache) recordListed(ctx context.Context, l *listing, page []listedName)
 					// As good as a HEAD: READDIRPLUS's lookup of each entry
 					// then asks the store nothing (see dueForRevalidation).
 					c.verified[p] = l.start
+					if r.StoreMTime == 0 {
+						// Our own upload, seen in the store at last.
+						r.StoreMTime = e.mtime.UnixNano()
+						if err := t.put(p, r); err != nil {
+							return err
+						}
+					}
 				}
 				continue
 			}
@@ -276,7 +283,8 @@ func (c *Cache) forgetNames(l *listing, names []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	touched := c.watches[l.dir]
-	return c.update(func(t *tx) error {
+	var reuploads []string
+	err := c.update(func(t *tx) error {
 		for _, name := range names {
 			p := joinPath(l.dir, name)
 			if _, ok := touched[name]; ok || c.open[p] != nil {
@@ -295,6 +303,12 @@ func (c *Cache) forgetNames(l *listing, names []string) error {
 				}
 				continue
 			}
+			if reupload, err := c.lostOwnUploadLocked(t, p, r); err != nil {
+				return err
+			} else if reupload {
+				reuploads = append(reuploads, p)
+				continue
+			}
 			c.removeData(r.Data)
 			delete(c.verified, p)
 			if err := t.del(p); err != nil {
@@ -303,6 +317,10 @@ func (c *Cache) forgetNames(l *listing, names []string) error {
 		}
 		return nil
 	})
+	for _, p := range reuploads {
+		c.q.add(p)
+	}
+	return err
 }
 
 // indexEntries returns the entries the index holds for dir, in name order.
