@@ -65,6 +65,8 @@ type Options struct {
 	// Synchronous makes close() and fsync() wait until the store has the
 	// file, and report the error if it could not be stored in StoreTimeout.
 	Synchronous bool
+
+	settle time.Duration // abandonedRequestsSettle; tests shorten it
 }
 
 func (o *Options) setDefaults() {
@@ -97,6 +99,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.SpaceWait <= 0 {
 		o.SpaceWait = 60 * time.Second
+	}
+	if o.settle <= 0 {
+		o.settle = abandonedRequestsSettle
 	}
 }
 
@@ -147,6 +152,9 @@ type Cache struct {
 	uncleanStop bool      // the previous run did not close the index
 	openedAt    time.Time // multipart uploads older than this predate this run
 	births      births    // data files made while an orphan sweep may run
+	// settledAt is when requests abandoned by an unclean stop can no
+	// longer reach the store (see deleteRemote); zero after a clean one.
+	settledAt time.Time
 
 	stop    context.CancelFunc
 	bg      sync.WaitGroup
@@ -213,12 +221,20 @@ func Open(opts Options) (*Cache, error) {
 	}
 	if c.uncleanStop {
 		c.births.start() // before any data file of this run is made
+		c.settledAt = c.openedAt.Add(opts.settle)
 	}
 	c.q = newQueue(c)
 	opts.Log.Info("cache opened", "dir", opts.Dir, "local_bytes", c.used, "dirty_bytes", c.dirty,
 		"max_size", opts.MaxSize, "unclean_stop", c.uncleanStop)
 	return c, nil
 }
+
+// abandonedRequestsSettle bounds how long after an unclean stop a request
+// the dead daemon had sent may still be carried out by the store (or a
+// proxy in front of it) that had received it whole: a PUT of a file since
+// removed could then land after the restarted daemon's DELETE. Deletes
+// sent before then are sent once more after it.
+const abandonedRequestsSettle = 10 * time.Second
 
 // Start begins background work: upload workers, re-queueing of every upload
 // and delete the index says is owed, and housekeeping. Call it once the

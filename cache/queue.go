@@ -115,6 +115,31 @@ func (q *queue) addLocked(p string) {
 	q.changed.Broadcast()
 }
 
+// addAfter schedules p once d has passed. Until then p counts as owed, as
+// a retry does, so drain waits for it.
+func (q *queue) addAfter(p string, d time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.stopped {
+		return
+	}
+	if t, ok := q.retry[p]; ok {
+		t.Stop()
+	}
+	if _, ok := q.since[p]; !ok {
+		q.since[p] = time.Now()
+	}
+	q.retry[p] = time.AfterFunc(d, func() {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if q.stopped {
+			return
+		}
+		delete(q.retry, p)
+		q.addLocked(p)
+	})
+}
+
 // supersede marks the in-flight job for p, if any, as out of date: it is
 // run again once it ends. It is deliberately not cancelled: a request
 // already on the wire may still be carried out by the store after we give

@@ -69,3 +69,47 @@ func TestSweepSparesFilesMadeDuringIt(t *testing.T) {
 		t.Fatalf("read after the sweep: %q, %v; want %q", got[:n], err, want)
 	}
 }
+
+// After an unclean stop, a PUT the dead daemon had sent may land after the
+// restarted daemon's DELETE of the removed file: the DELETE is sent again
+// once such a request can no longer arrive.
+func TestDeleteRepeatedAfterAbandonedRequestsSettle(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store := s3.NewMem()
+	c, err := Open(Options{Dir: dir, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	writeFile(t, c, "m/f", []byte("v1"))
+	drainTest(t, c)
+	c.Close()
+
+	// The crash: f is removed (its delete owed) and the daemon dies.
+	c, err = Open(Options{Dir: dir, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unlink(ctx, "m/f"); err != nil {
+		t.Fatal(err)
+	}
+	c.ix.close()
+
+	c, err = Open(Options{Dir: dir, Store: store, settle: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	t.Cleanup(func() { c.Close() })
+	deadline := time.Now().Add(5 * time.Second)
+	for store.Count("delete") == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The abandoned PUT lands after the first DELETE.
+	store.SetObject("m/f", []byte("v1"))
+	drainTest(t, c)
+	if _, ok := store.Object("m/f"); ok {
+		t.Fatal("the removed file is in the store again after the drain")
+	}
+}

@@ -180,6 +180,12 @@ func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
 	}
 	c.log.Debug("deleted from store", "path", p)
 	c.stats.deletes.Add(1)
+	if wait := time.Until(c.settledAt); wait > 0 {
+		// A PUT the last run abandoned may still land after this DELETE:
+		// the delete stays owed, and is sent again once it cannot.
+		c.q.addAfter(p, wait)
+		return false, nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	again := false
