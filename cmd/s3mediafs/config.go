@@ -86,6 +86,11 @@ type Config struct {
 	EntryTimeout time.Duration `yaml:"entry_timeout"`
 	AttrTimeout  time.Duration `yaml:"attr_timeout"`
 
+	// AllowNonEmptyMountpoint mounts over a media store that still holds
+	// files, hiding them (they are not imported); off, such a mount is
+	// refused.
+	AllowNonEmptyMountpoint bool `yaml:"allow_non_empty_mountpoint"`
+
 	UID        *uint32 `yaml:"uid"`
 	GID        *uint32 `yaml:"gid"`
 	AllowOther *bool   `yaml:"allow_other"`

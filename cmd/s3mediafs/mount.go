@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/s3mediafs/s3mediafs/cache"
 	mediafs "github.com/s3mediafs/s3mediafs/fs"
@@ -189,7 +192,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	mnt, err := checkMountpoint(m.mountpoint)
+	mnt, err := checkMountpoint(m.mountpoint, m.cfg.AllowNonEmptyMountpoint)
 	if err != nil {
 		return err
 	}
@@ -371,8 +374,9 @@ func unmountWhenIdle(mnt string, server interface{ Unmount() error }, done <-cha
 }
 
 // checkMountpoint refuses a mount point that does not exist, is not a
-// directory, or already has something mounted on it.
-func checkMountpoint(p string) (string, error) {
+// directory, already has something mounted on it, or (unless allowed)
+// holds files the mount would hide.
+func checkMountpoint(p string, allowNonEmpty bool) (string, error) {
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return "", err
@@ -391,7 +395,52 @@ func checkMountpoint(p string) (string, error) {
 	if mounted {
 		return "", fmt.Errorf("mount point %s already has a filesystem mounted on it", abs)
 	}
+	if !allowNonEmpty {
+		if err := refuseHiddenFiles(abs); err != nil {
+			return "", err
+		}
+	}
 	return abs, nil
+}
+
+// refuseHiddenFiles fails when the mount point holds files: mounted over,
+// they would vanish from Synapse's view and it would answer 404 for them.
+// Empty directories (Synapse makes its trees ahead of time) are fine.
+func refuseHiddenFiles(dir string) error {
+	const maxCount, maxTime = 1_000_000, 5 * time.Second
+	var files, bytes int64
+	deadline := time.Now().Add(maxTime)
+	capped := false
+	err := filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		files++
+		if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
+			bytes += info.Size()
+		}
+		if files >= maxCount || time.Now().After(deadline) {
+			capped = true
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	if files == 0 {
+		return nil
+	}
+	count := fmt.Sprintf("%d files (%s)", files, humanize.IBytes(uint64(bytes)))
+	if capped {
+		count = "at least " + count
+	}
+	return fmt.Errorf("mount point %s holds %s that the mount would hide from Synapse: "+
+		"run `s3mediafs import --from %s` (with this configuration) to move them to S3 first, "+
+		"or set allow_non_empty_mountpoint: true (-o nonempty) to mount over them anyway", dir, count, dir)
 }
 
 // isMountpoint reports whether p appears as a mount point in mountinfo.

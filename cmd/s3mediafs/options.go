@@ -34,6 +34,10 @@ func applyMountOptions(opts string, cfg *Config) (synapseConfig string, err erro
 			yes := true
 			cfg.AllowOther = &yes
 			continue
+		case o == "nonempty":
+			// FUSE's name for it.
+			cfg.AllowNonEmptyMountpoint = true
+			continue
 		case o == "ro":
 			return "", fmt.Errorf("option ro: s3mediafs does not mount read-only")
 		case key == "synapse_config" && hasValue:

@@ -179,9 +179,13 @@ func TestStartRefusals(t *testing.T) {
 	mounted := t.TempDir()
 	start(t, good, mounted)
 
+	holding := t.TempDir() // a media store not imported yet
+	os.MkdirAll(filepath.Join(holding, "local_content/ab/cd"), 0o755)
+	os.WriteFile(filepath.Join(holding, "local_content/ab/cd/efgh"), []byte("media"), 0o644)
 	cases := []struct {
 		name, cfg, mnt, want string
 	}{
+		{"media store holding files", good, holding, "holds 1 files (5 B) that the mount would hide"},
 		{"missing mount point", good, "/nonexistent/s3mediafs", "mount point"},
 		{"already mounted", config(t, srv, "", bucket, t.TempDir(), ""), mounted, "already has a filesystem mounted"},
 		{"unknown key", badKey, t.TempDir(), "buckett"},

@@ -288,6 +288,15 @@ func TestMountHelperAndFstab(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "is not a size") {
 		t.Fatalf("mount with a bad option: %v %s", err, out)
 	}
+	// A media store still holding files is refused the same way.
+	os.WriteFile(filepath.Join(mnt, "not-imported"), []byte("media"), 0o644)
+	held := exec.Command("mount", "-t", "s3mediafs", cfg, mnt)
+	held.WaitDelay = 5 * time.Second
+	out, err = held.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "s3mediafs import") || isMounted(mnt) {
+		t.Fatalf("mount over a media store holding files: %v %s", err, out)
+	}
+	os.Remove(filepath.Join(mnt, "not-imported"))
 
 	gen := "/usr/lib/systemd/system-generators/systemd-fstab-generator"
 	if _, err := os.Stat(gen); err != nil {
