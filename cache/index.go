@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,12 +39,64 @@ func openIndex(dir string, log *slog.Logger) (*index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open index in %s: %w (is another s3mediafs using this cache_dir?)", dir, err)
 	}
+	if err := migrate(db, dir, log); err != nil {
+		db.Close()
+		return nil, err
+	}
 	seq, err := db.GetSequence([]byte("s:ino"), 1024)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open inode sequence: %w", err)
 	}
 	return &index{db: db, ino: seq}, nil
+}
+
+// schemaKey holds the index's format version. The first release wrote
+// none; every release since opens the indexes of the ones before it and
+// upgrades them in place, and refuses an index newer than itself rather
+// than misread it. cache/testdata holds an index of each older format.
+var schemaKey = []byte("s:schema")
+
+// Index formats:
+//
+//	1  the first release (no schema key): records of version 1; keys n, p,
+//	   h, l, a and s:acct, s:running, s:ino.
+//	2  adds hidden trees (t<dir>) and owed folder deletes (p<dir>/). Both
+//	   are new keys only: a format 1 index is a format 2 index as it is.
+const schemaVersion = 2
+
+// migrate brings an index of an older format to schemaVersion, or refuses
+// one written by a newer release.
+func migrate(db *badger.DB, dir string, log *slog.Logger) error {
+	return db.Update(func(txn *badger.Txn) error {
+		version := uint64(1)
+		item, err := txn.Get(schemaKey)
+		switch {
+		case err == nil:
+			if err := item.Value(func(v []byte) error {
+				var n int
+				version, n = binary.Uvarint(v)
+				if n <= 0 || n != len(v) {
+					return fmt.Errorf("%w: schema version", errCorruptRecord)
+				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("index in %s: %w", dir, err)
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return fmt.Errorf("index in %s: %w", dir, err)
+		}
+		if version > schemaVersion {
+			return fmt.Errorf("the index in %s was written by a newer s3mediafs (index format %d; this release reads up to %d): "+
+				"run that release or a later one, or give this one an empty cache_dir once the newer one has flushed everything", dir, version, schemaVersion)
+		}
+		if version == schemaVersion {
+			return nil
+		}
+		// 1 → 2 adds key kinds only: nothing to rewrite.
+		log.Info("index upgraded", "dir", dir, "from_format", version, "to_format", schemaVersion)
+		return txn.Set(schemaKey, binary.AppendUvarint(nil, schemaVersion))
+	})
 }
 
 func (ix *index) close() error {
