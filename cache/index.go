@@ -93,8 +93,12 @@ func migrate(db *badger.DB, dir string, log *slog.Logger) error {
 		if version == schemaVersion {
 			return nil
 		}
-		// 1 → 2 adds key kinds only: nothing to rewrite.
-		log.Info("index upgraded", "dir", dir, "from_format", version, "to_format", schemaVersion)
+		if fresh, err := isEmptyIndex(txn); err != nil {
+			return err
+		} else if !fresh {
+			// 1 → 2 adds key kinds only: nothing to rewrite.
+			log.Info("index upgraded", "dir", dir, "from_format", version, "to_format", schemaVersion)
+		}
 		return txn.Set(schemaKey, binary.AppendUvarint(nil, schemaVersion))
 	})
 }
@@ -314,6 +318,14 @@ func owedBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
 		}
 	}
 	return out, nil
+}
+
+// isEmptyIndex reports whether the index holds no key at all: a new one.
+func isEmptyIndex(txn *badger.Txn) (bool, error) {
+	it := txn.NewIterator(badger.IteratorOptions{})
+	defer it.Close()
+	it.Rewind()
+	return !it.Valid(), nil
 }
 
 // runningKey is present while a daemon has the index open; finding it at

@@ -151,7 +151,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.forgetSubtreesLocked()
+	c.removeFromSubtreesLocked(p)
 	var r record
 	tomb := false
 	err := c.update(func(t *tx) error {
@@ -222,9 +222,12 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	// has no EINTR to give, and callers do not retry one.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StoreTimeout)
 	defer cancel()
-	remote := false
+	remote, known := false, c.localOnly(p)
+	if !known {
+		remote, known = c.storeBelowKnown(p, r)
+	}
 	var err error
-	if !c.localOnly(p) && !c.indexHasAllBelow(p, r) {
+	if !known {
 		remote, err = c.remoteDirExists(lctx, p)
 	}
 	if err != nil {
@@ -236,7 +239,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.forgetSubtreesLocked()
+	c.removeFromSubtreesLocked(p)
 	inStore := !c.localOnly(p)
 	err = c.update(func(t *tx) error {
 		if _, err := c.checkEmptyDirTxn(t.txn, p); err != nil {
@@ -326,9 +329,12 @@ func (c *Cache) checkEmptyDirTxn(txn *badger.Txn, p string) (record, error) {
 	return r, nil
 }
 
-// indexHasAllBelow reports whether the index knows every object the store
-// may hold below the directory p (whose record is r), so that an rmdir
-// need not ask: p was made here, or was listed within NegativeTTL.
+// storeBelowKnown reports, without asking the store, whether it holds
+// objects this mount has not removed below the directory p (whose record
+// is r); known is false when only the store can tell. The index knows
+// all of them when p was made here or listed within NegativeTTL (and it
+// holds none, or rmdir would not ask); a lookup that learned the whole
+// tree around p within NegativeTTL (a subtree) knows them too.
 //
 // Where another host shares the bucket, a directory made here may hold
 // that host's files all the same. Removing it then forgets only this
@@ -336,14 +342,17 @@ func (c *Cache) checkEmptyDirTxn(txn *badger.Txn, p string) (record, error) {
 // again on the next lookup, which is what a purge that just emptied it
 // may expect (Synapse ignores rmdir's answer), and it saves the LIST per
 // purged media that would otherwise bound a purge by the store's latency.
-func (c *Cache) indexHasAllBelow(p string, r record) bool {
+func (c *Cache) storeBelowKnown(p string, r record) (holds, known bool) {
 	if r.MadeHere {
-		return true
+		return false, true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	at, ok := c.listed[p]
-	return ok && time.Since(at) < c.opts.NegativeTTL
+	if at, ok := c.listed[p]; ok && time.Since(at) < c.opts.NegativeTTL {
+		return false, true
+	}
+	empty, known := c.subtreeEmptyBelowLocked(p)
+	return !empty, known
 }
 
 // Rename moves the file oldp to newp, replacing a file there. The object
@@ -378,7 +387,7 @@ func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.forgetSubtreesLocked()
+	c.removeFromSubtreesLocked(oldp)
 	var src, dst record
 	var dstOK, oldTomb bool
 	err = c.update(func(t *tx) error {

@@ -98,8 +98,12 @@ func (c *Cache) listDir(dir string) ([]DirEntry, error) {
 		c.mu.Unlock()
 	}()
 	l.start = time.Now()
-	lctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
+	// A listing of any size ends when the store stops answering: the
+	// deadline bounds each page, not the whole directory.
+	lctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	stalled := time.AfterFunc(c.opts.StoreTimeout, cancel)
+	defer stalled.Stop()
 	prefix := ""
 	if dir != "" {
 		prefix = dir + "/"
@@ -113,6 +117,7 @@ func (c *Cache) listDir(dir string) ([]DirEntry, error) {
 		}
 		recordErr = c.recordListed(lctx, l, page)
 		page = page[:0]
+		stalled.Reset(c.opts.StoreTimeout)
 		return recordErr == nil
 	})
 	if listErr == nil && recordErr == nil {
@@ -213,6 +218,7 @@ func (c *Cache) recordListed(ctx context.Context, l *listing, page []listedName)
 			if !e.dir {
 				r.State, r.Size, r.InStore = Remote, e.size, true
 				r.MTime, r.StoreMTime = e.mtime.UnixNano(), e.mtime.UnixNano()
+				c.verified[p] = l.start // just seen: READDIRPLUS asks nothing more
 			}
 			if err := t.put(p, r); err != nil {
 				return err

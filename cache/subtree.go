@@ -1,6 +1,9 @@
 package cache
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // subtree is what one store lookup learned about the tree below a
 // directory it met: every object there, and the directories they imply.
@@ -11,7 +14,7 @@ import "time"
 type subtree struct {
 	at    time.Time
 	files map[string]remoteFile // by path relative to the directory
-	dirs  map[string]bool
+	dirs  map[string]int        // directories, with how many files lie below each
 }
 
 type remoteFile struct {
@@ -23,15 +26,32 @@ type remoteFile struct {
 const maxSubtrees = 64
 
 func newSubtree(at time.Time) *subtree {
-	return &subtree{at: at, files: map[string]remoteFile{}, dirs: map[string]bool{}}
+	return &subtree{at: at, files: map[string]remoteFile{}, dirs: map[string]int{}}
 }
 
 // add records an object at name (relative to the subtree's directory).
 func (s *subtree) add(name string, size int64, mtime time.Time) {
+	if _, ok := s.files[name]; !ok {
+		s.count(name, 1)
+	}
 	s.files[name] = remoteFile{size, mtime}
+}
+
+// remove forgets the object at name, and the directories only it implied.
+func (s *subtree) remove(name string) {
+	if _, ok := s.files[name]; ok {
+		delete(s.files, name)
+		s.count(name, -1)
+	}
+}
+
+// count adds n to the file count of every directory above name.
+func (s *subtree) count(name string, n int) {
 	for i := range len(name) {
 		if name[i] == '/' {
-			s.dirs[name[:i]] = true
+			if s.dirs[name[:i]] += n; s.dirs[name[:i]] <= 0 {
+				delete(s.dirs, name[:i])
+			}
 		}
 	}
 }
@@ -66,7 +86,7 @@ func (c *Cache) fromSubtreeLocked(p string) (f *remoteFile, dir, covered bool, a
 			if rf, ok := s.files[rel]; ok {
 				return &rf, false, true, s.at
 			}
-			return nil, s.dirs[rel], true, s.at
+			return nil, s.dirs[rel] > 0, true, s.at
 		}
 		if d == "" {
 			return nil, false, false, time.Time{}
@@ -74,7 +94,53 @@ func (c *Cache) fromSubtreeLocked(p string) (f *remoteFile, dir, covered bool, a
 	}
 }
 
-// forgetSubtreesLocked drops every subtree: a local unlink, rmdir or
-// rename may have removed what one of them still shows. Called with c.mu
-// held.
-func (c *Cache) forgetSubtreesLocked() { clear(c.subtrees) }
+// removeFromSubtreesLocked makes every subtree forget what was removed
+// here: the file p, or the directory p and all below it. What a subtree
+// still holds is then what the store holds that this mount has not
+// removed. Called with c.mu held.
+func (c *Cache) removeFromSubtreesLocked(p string) {
+	for d, s := range c.subtrees {
+		rel, ok := relativeTo(d, p)
+		if !ok {
+			continue
+		}
+		s.remove(rel)
+		if s.dirs[rel] > 0 {
+			for name := range s.files {
+				if strings.HasPrefix(name, rel+"/") {
+					s.remove(name)
+				}
+			}
+		}
+	}
+}
+
+// subtreeEmptyBelowLocked answers, from a fresh subtree of one of its
+// ancestors, whether the store holds anything this mount has not removed
+// below the directory p; known is false when no fresh subtree covers p.
+// Called with c.mu held.
+func (c *Cache) subtreeEmptyBelowLocked(p string) (empty, known bool) {
+	for d := parentOf(p); ; d = parentOf(d) {
+		if s := c.subtrees[d]; s != nil && time.Since(s.at) < c.opts.NegativeTTL {
+			rel, _ := relativeTo(d, p)
+			for name := range s.files {
+				if strings.HasPrefix(name, rel+"/") {
+					return false, true
+				}
+			}
+			return true, true
+		}
+		if d == "" {
+			return false, false
+		}
+	}
+}
+
+// relativeTo returns p relative to the directory d, if p lies below it.
+func relativeTo(d, p string) (string, bool) {
+	if d == "" {
+		return p, p != ""
+	}
+	rel, ok := strings.CutPrefix(p, d+"/")
+	return rel, ok && rel != ""
+}

@@ -161,16 +161,35 @@ func (c *Cache) deleteFolder(ctx context.Context, k string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.update(func(t *tx) error { return clearPending(t.txn, k) })
+	var wake []string
+	err = c.update(func(t *tx) error {
+		if err := clearPending(t.txn, k); err != nil {
+			return err
+		}
+		wake = foldersOwedAbove(t.txn, dir)
+		return nil
+	})
+	c.queueAll(wake)
+	return err
 }
 
-// wakeFolders queues the folder deletes owed above p, now that the delete
-// at p is done. Callers hold c.mu.
-func (c *Cache) wakeFoldersLocked(txn *badger.Txn, p string) {
+// foldersOwedAbove returns the folder deletes owed above p, which the end
+// of the work owed at p may let go (see deleteFolder). They are queued
+// once the transaction that ended it has committed, so that they see it.
+func foldersOwedAbove(txn *badger.Txn, p string) []string {
+	var out []string
 	for d := parentOf(p); d != ""; d = parentOf(d) {
 		if owed, err := hasPending(txn, folderKey(d)); err == nil && owed {
-			c.q.add(folderKey(d))
+			out = append(out, folderKey(d))
 		}
+	}
+	return out
+}
+
+// queueAll queues every path in paths.
+func (c *Cache) queueAll(paths []string) {
+	for _, p := range paths {
+		c.q.add(p)
 	}
 }
 
@@ -189,6 +208,7 @@ func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	again := false
+	var wake []string
 	err := c.update(func(t *tx) error {
 		r, ok, err := t.get(p)
 		switch {
@@ -210,8 +230,11 @@ func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
 		if err := clearPending(t.txn, p); err != nil {
 			return err
 		}
-		c.wakeFoldersLocked(t.txn, p)
+		wake = foldersOwedAbove(t.txn, p)
 		return nil
 	})
+	if err == nil {
+		c.queueAll(wake)
+	}
 	return again, err
 }

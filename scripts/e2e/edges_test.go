@@ -1,0 +1,222 @@
+package e2e
+
+// Edges an operator's homeserver meets, tried from outside: the real
+// binary on a real mount over the real stores (versitygw and SeaweedFS),
+// checked only through the mount and the bucket.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/s3mediafs/s3mediafs/s3/s3test"
+)
+
+// TestPurgeLeavesNothingBehind: a bucket the old provider filled, purged
+// through a fresh mount as Synapse's media retention does (remove the
+// file, rmtree its thumbnails, rmdir each parent while empty). Nothing is
+// left in the bucket, not even the empty folders SeaweedFS keeps, and
+// the purge's directory checks cost at most one LIST per media.
+func TestPurgeLeavesNothingBehind(t *testing.T) {
+	const media = 60
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	ctx := context.Background()
+	var ids []string
+	for i := range media {
+		id := fmt.Sprintf("%c%cmedia%04d", 'a'+i%7, 'a'+i/7%7, i)
+		ids = append(ids, id)
+		for _, k := range []string{
+			fmt.Sprintf("local_content/%s/%s/%s", id[:2], id[2:4], id[4:]),
+			fmt.Sprintf("local_thumbnails/%s/%s/%s/32-32-image-png-crop", id[:2], id[2:4], id[4:]),
+			fmt.Sprintf("local_thumbnails/%s/%s/%s/96-96-image-png-scale", id[:2], id[2:4], id[4:]),
+		} {
+			if err := client.Put(ctx, k, bytes.NewReader([]byte(k)), int64(len(k))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	cfg := config(t, srv, proxy.URL, bucket, t.TempDir(), "")
+	mnt := t.TempDir()
+	d := start(t, cfg, mnt)
+	defer d.terminate(t)
+
+	proxy.Reset()
+	for _, id := range ids {
+		rel := filepath.Join(id[:2], id[2:4], id[4:])
+		if err := os.Remove(filepath.Join(mnt, "local_content", rel)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(mnt, "local_thumbnails", rel)); err != nil {
+			t.Fatal(err)
+		}
+		for _, tree := range []string{"local_content", "local_thumbnails"} {
+			for dir := filepath.Dir(rel); dir != "."; dir = filepath.Dir(dir) {
+				err := syscall.Rmdir(filepath.Join(mnt, tree, dir))
+				if errors.Is(err, syscall.ENOTEMPTY) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("rmdir %s/%s: %v", tree, dir, err)
+				}
+			}
+		}
+	}
+	// The lookups of cold names (max-keys) and the listings of rmtree
+	// (a delimiter) are the walk's; the rest check a directory's emptiness.
+	lists, checks := 0, 0
+	for _, r := range proxy.Requests() {
+		if r.Op() != "ListObjects" {
+			continue
+		}
+		lists++
+		q, _ := url.ParseQuery(r.Query)
+		if !q.Has("delimiter") && !q.Has("max-keys") {
+			checks++
+		}
+		if os.Getenv("S3MEDIAFS_E2E_SHOW_LISTS") != "" {
+			t.Logf("LIST %s", r.Query)
+		}
+	}
+	t.Logf("purge of %d media: %d LISTs in all (%.2f per media), %d of them emptiness checks (%.2f per media)",
+		media, lists, float64(lists)/media, checks, float64(checks)/media)
+	if checks > media {
+		t.Errorf("the purge's rmdirs cost %d LISTs for %d media, want at most one per media", checks, media)
+	}
+	flushed(t, cfg, 60*time.Second)
+	var left []string
+	if err := client.List(ctx, "", true, func(name string, _ int64, _ time.Time, _ bool) bool {
+		left = append(left, name)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Fatalf("objects left after the purge: %v", left[:min(len(left), 10)])
+	}
+	// What a delimiter listing shows from the top (SeaweedFS's kept
+	// folders are common prefixes): a directory is left only where
+	// something of it is.
+	var dirs []string
+	var walk func(prefix string)
+	walk = func(prefix string) {
+		client.List(ctx, prefix, false, func(name string, _ int64, _ time.Time, isDir bool) bool {
+			if isDir {
+				dirs = append(dirs, prefix+name+"/")
+				walk(prefix + name + "/")
+			}
+			return true
+		})
+	}
+	walk("")
+	slices.Sort(dirs)
+	if want := []string{"local_content/", "local_thumbnails/"}; len(dirs) > len(want) {
+		t.Errorf("folders left after the purge: %d, e.g. %v", len(dirs), dirs[:min(len(dirs), 10)])
+	}
+	entries, err := os.ReadDir(filepath.Join(mnt, "local_content"))
+	if err != nil || len(entries) != 0 {
+		t.Errorf("local_content through the mount after the purge: %v, %v", entries, err)
+	}
+}
+
+// TestFileLargerThanTheCache: a media file larger than cache_max_size,
+// written through the mount and read back once the cache was wiped, is
+// read from S3 without being kept, and the cache keeps working.
+func TestFileLargerThanTheCache(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	cfg := config(t, srv, "", bucket, t.TempDir(), "cache_max_size: 32MiB\n")
+	mnt := t.TempDir()
+	d := start(t, cfg, mnt)
+	want := make([]byte, 48<<20)
+	rand.Read(want)
+	p := filepath.Join(mnt, "remote_content/example.org/ab/cd/video")
+	synapseWrite(t, p, want)
+	flushed(t, cfg, 120*time.Second)
+	d.terminate(t)
+
+	cfg = config(t, srv, "", bucket, t.TempDir(), "cache_max_size: 32MiB\n") // a wiped cache
+	d = start(t, cfg, mnt)
+	defer d.terminate(t)
+	start := time.Now()
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("read of a file larger than the cache: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, not the %d written", len(got), len(want))
+	}
+	t.Logf("read 48 MiB through a 32 MiB cache in %v", time.Since(start))
+	// A random read (Pillow seeks) of it works too.
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	if _, err := f.ReadAt(buf, 40<<20); err != nil || !bytes.Equal(buf, want[40<<20:40<<20+4096]) {
+		t.Fatalf("read at 40 MiB: %v", err)
+	}
+	f.Close()
+	small := filepath.Join(mnt, "local_content/ab/cd/small")
+	synapseWrite(t, small, []byte("still works"))
+	if got, err := os.ReadFile(small); err != nil || string(got) != "still works" {
+		t.Fatalf("a small file after the big read: %q, %v", got, err)
+	}
+	if _, ok := object(t, client, "remote_content/example.org/ab/cd/video"); !ok {
+		t.Fatal("the big file left the bucket")
+	}
+}
+
+// TestHugeDirectoryThroughTheMount: a directory of 30,000 objects that
+// another host put in the bucket lists through the mount, completely
+// (the index records a listing a page at a time).
+func TestHugeDirectoryThroughTheMount(t *testing.T) {
+	n := envInt("S3MEDIAFS_E2E_HUGE_DIR", 30_000)
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	began := time.Now()
+	sem := make(chan struct{}, 32)
+	errs := make(chan error, n)
+	for i := range n {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			errs <- client.Put(ctx, fmt.Sprintf("remote_content/big.example/%06d", i), bytes.NewReader([]byte{1}), 1)
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d objects put in %v", n, time.Since(began))
+	began = time.Now()
+	if err := client.List(ctx, "remote_content/big.example/", false, func(string, int64, time.Time, bool) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the store lists them in %v", time.Since(began))
+	cfg := config(t, srv, "", bucket, t.TempDir(), "")
+	mnt := t.TempDir()
+	d := start(t, cfg, mnt)
+	defer d.terminate(t)
+	for range 2 {
+		began := time.Now()
+		entries, err := os.ReadDir(filepath.Join(mnt, "remote_content/big.example"))
+		t.Logf("readdir of %d names through the mount: %v", n, time.Since(began))
+		if err != nil {
+			t.Fatalf("readdir of %d names: %v", n, err)
+		}
+		if len(entries) != n {
+			t.Fatalf("readdir returned %d names, want %d", len(entries), n)
+		}
+	}
+}
