@@ -71,9 +71,17 @@ func loadSynapseConfig(path string, cfg *Config) (string, error) {
 		return "", fmt.Errorf("synapse config %s: %d entries with module %s; s3mediafs mounts one bucket", path, len(found), providerModule)
 	}
 	entry := hs.Providers[found[0]]
-	// Re-encode the block to decode it strictly: unknown keys are errors.
+	// Resolve anchors, aliases and merge keys (Synapse's YAML loader
+	// takes them), then re-encode the block to decode it strictly:
+	// unknown keys are errors.
+	var plain map[string]any
+	if entry.Config.Kind != 0 {
+		if err := entry.Config.Decode(&plain); err != nil {
+			return "", fmt.Errorf("synapse config %s: %s config: %w", path, providerModule, err)
+		}
+	}
 	var raw bytes.Buffer
-	if err := yaml.NewEncoder(&raw).Encode(&entry.Config); err != nil {
+	if err := yaml.NewEncoder(&raw).Encode(plain); err != nil {
 		return "", fmt.Errorf("synapse config %s: provider config: %w", path, err)
 	}
 	var pc providerConfig

@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -91,4 +93,72 @@ func FuzzHomeserverYAML(f *testing.F) {
 			t.Fatal("accepted a homeserver.yaml without media_store_path")
 		}
 	})
+}
+
+// Anchors, aliases and merge keys in homeserver.yaml, which Synapse's
+// loader takes, work in the provider block; an unknown key that a merge
+// brings in is still an error that names it.
+func TestHomeserverYAMLAnchors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, yaml, wantErr string
+	}{
+		{"merge key", `
+media_store_path: /var/lib/synapse/media
+x-s3: &base
+  bucket: anchored-bucket
+  region_name: eu-west-1
+media_storage_providers:
+- module: s3_storage_provider.S3StorageProviderBackend
+  store_local: true
+  store_remote: true
+  config:
+    <<: *base
+    prefix: "synapse/"
+`, ""},
+		{"alias", `
+media_store_path: /var/lib/synapse/media
+x-s3: &s3
+  bucket: anchored-bucket
+  region_name: eu-west-1
+  prefix: "synapse/"
+media_storage_providers:
+- module: s3_storage_provider.S3StorageProviderBackend
+  store_local: true
+  store_remote: true
+  config: *s3
+`, ""},
+		{"unknown key through a merge", `
+media_store_path: /var/lib/synapse/media
+x-s3: &base
+  bucket: anchored-bucket
+  buckett: typo
+media_storage_providers:
+- module: s3_storage_provider.S3StorageProviderBackend
+  store_local: true
+  config:
+    <<: *base
+`, "buckett"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+			if err := os.WriteFile(p, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var cfg Config
+			store, err := loadSynapseConfig(p, &cfg)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if store != "/var/lib/synapse/media" || cfg.Bucket != "anchored-bucket" || cfg.RegionName != "eu-west-1" || cfg.Prefix != "synapse/" {
+				t.Fatalf("read %q and %+v", store, cfg)
+			}
+		})
+	}
 }
