@@ -120,13 +120,13 @@ type Cache struct {
 
 	mu       sync.Mutex           // guards every index read-modify-write, and the fields below
 	open     map[string]*openFile // open files by current path
-	negative map[string]time.Time // paths the store lacked, until the time given
+	negative recentNames          // paths the store lacked, until the time given
 	// listed holds directories whose every name in the store was known
 	// (recorded in the index) at the time given: an empty LIST under a
 	// new directory, or a full readdir. Until NegativeTTL has passed, a
 	// name the index lacks there is absent without asking the store, so
 	// Synapse's mkdir-then-create costs no lookup requests.
-	listed map[string]time.Time
+	listed recentNames
 	// watches holds, for each directory being listed, the names whose
 	// records changed since the listing began (see forgetUnlisted).
 	watches    map[string]map[string]struct{}
@@ -182,8 +182,8 @@ func Open(opts Options) (*Cache, error) {
 		spares:    newSpares(),
 		tmpDir:    filepath.Join(opts.Dir, "tmp"),
 		open:      map[string]*openFile{},
-		negative:  map[string]time.Time{},
-		listed:    map[string]time.Time{},
+		negative:  newRecentNames(),
+		listed:    newRecentNames(),
 		watches:   map[string]map[string]struct{}{},
 		downloads: map[string]*download{},
 		subtrees:  map[string]*subtree{},
@@ -337,16 +337,8 @@ func (c *Cache) janitor(ctx context.Context) {
 			return
 		case now := <-t.C:
 			c.mu.Lock()
-			for p, until := range c.negative {
-				if now.After(until) {
-					delete(c.negative, p)
-				}
-			}
-			for p, at := range c.listed {
-				if now.Sub(at) > c.opts.NegativeTTL {
-					delete(c.listed, p)
-				}
-			}
+			c.negative.dropIf(now.After)
+			c.listed.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.NegativeTTL })
 			for d, s := range c.subtrees {
 				if now.Sub(s.at) > c.opts.NegativeTTL {
 					delete(c.subtrees, d)

@@ -182,12 +182,12 @@ func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error
 // answer.
 func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	c.mu.Lock()
-	until, neg := c.negative[p]
-	listedAt, listed := c.listed[parentOf(p)]
+	until, neg := c.negative.get(p)
+	listedAt, listed := c.listed.get(parentOf(p))
 	if listed && time.Since(listedAt) < c.opts.NegativeTTL {
 		// Absent from a fully known directory, so nothing is below it
 		// either: a directory made here is fully known from birth.
-		c.listed[p] = listedAt
+		c.listed.set(p, listedAt)
 		c.mu.Unlock()
 		return Attr{}, ErrNotExist
 	}
@@ -227,7 +227,7 @@ func (c *Cache) askStore(p string) (Attr, error) {
 				return a, nil
 			}
 			c.mu.Lock()
-			c.negative[p] = time.Now().Add(c.opts.NegativeTTL)
+			c.negative.set(p, time.Now().Add(c.opts.NegativeTTL))
 			c.mu.Unlock()
 			return Attr{}, ErrNotExist
 		}
@@ -299,7 +299,7 @@ func (c *Cache) learnAnswer(p string, isFile bool, size int64, mtime time.Time, 
 		// Nothing below p either: if p becomes a directory here, its
 		// names are all known.
 		c.mu.Lock()
-		c.listed[p] = at
+		c.listed.set(p, at)
 		c.mu.Unlock()
 		return Attr{}, false, nil
 	}
@@ -324,7 +324,7 @@ func (c *Cache) lookupSubtree(p string) (a Attr, ok bool, err error) {
 	a, found, err := c.learnAnswer(p, f != nil, size, mtime, dir, at)
 	if err == nil && !found {
 		c.mu.Lock()
-		c.negative[p] = at.Add(c.opts.NegativeTTL)
+		c.negative.set(p, at.Add(c.opts.NegativeTTL))
 		c.mu.Unlock()
 		err = ErrNotExist
 	}

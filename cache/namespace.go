@@ -99,7 +99,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*
 		}
 		return h, a, nil
 	}
-	delete(c.negative, p)
+	c.negative.remove(p)
 	of := &openFile{path: p, data: f, refs: 1, attr: attrOf(r)}
 	of.dirty.Store(true)
 	if old := c.open[p]; old != nil {
@@ -139,7 +139,7 @@ func (c *Cache) Mkdir(ctx context.Context, p string, mode uint32) (Attr, error) 
 	if err != nil {
 		return Attr{}, wrapPath("mkdir", p, err)
 	}
-	delete(c.negative, p)
+	c.negative.remove(p)
 	return attrOf(r), nil
 }
 
@@ -348,7 +348,7 @@ func (c *Cache) storeBelowKnown(p string, r record) (holds, known bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if at, ok := c.listed[p]; ok && time.Since(at) < c.opts.NegativeTTL {
+	if at, ok := c.listed.get(p); ok && time.Since(at) < c.opts.NegativeTTL {
 		return false, true
 	}
 	empty, known := c.subtreeEmptyBelowLocked(p)
@@ -454,7 +454,7 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	}
 	delete(c.verified, oldp)
 	delete(c.verified, newp)
-	delete(c.negative, newp)
+	c.negative.remove(newp)
 	c.q.supersede(oldp)
 	c.q.supersede(newp)
 	if oldTomb {

@@ -136,7 +136,7 @@ func (c *Cache) listDir(dir string) ([]DirEntry, error) {
 		return nil, wrapPath("readdir", dir, err)
 	}
 	c.mu.Lock()
-	c.listed[dir] = l.start // every name there is in the index now
+	c.listed.set(dir, l.start) // every name there is in the index now
 	c.mu.Unlock()
 	return c.indexEntries(dir)
 }
