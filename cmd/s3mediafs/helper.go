@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -77,23 +78,50 @@ const defaultLogDir = "/var/log/s3mediafs"
 // readyFD is the descriptor a daemonized child reports readiness on.
 const readyFD = 3
 
-// daemonize starts "s3mediafs mount ARGS" detached from the caller and
-// waits until it says the mount serves, or why it could not.
-func daemonize(mountArgs []string, stderr io.Writer) int {
-	// Check the configuration here, so its errors reach the caller even
-	// before a child exists.
+// handoffFD is the descriptor a daemonized child reads its configuration
+// from (see handoff).
+const handoffFD = 4
+
+// handoff is what a daemonized child is told, privately: the resolved
+// configuration (secrets included) and the mount point. Its command line,
+// which any local user can read in /proc, carries none of it.
+type handoff struct {
+	Config     Config
+	Mountpoint string
+	Embedded   string
+	DebugFUSE  bool
+	Files      []string // the configuration files read, for the daemon's checks
+}
+
+// prepareHandoff resolves the mount mountArgs describe into what the
+// detached daemon is told.
+func prepareHandoff(mountArgs []string) (handoff, error) {
 	m, err := parseMountArgs(mountArgs, io.Discard)
 	if err != nil {
-		fmt.Fprintln(stderr, "s3mediafs:", err)
-		return exitUsage
+		return handoff{}, err
 	}
 	// The daemon must not keep the caller's stdout and stderr open (a
 	// caller reading them to EOF would wait for the daemon to exit), so it
-	// logs to a file: log_file, or one named after the mount point.
+	// logs to a file: log_file, or one named after the mount point. It is
+	// set in the configuration itself: no value is ever parsed again as
+	// options, whatever commas the mount point holds.
 	if m.cfg.LogFile == "" {
 		abs, _ := filepath.Abs(m.mountpoint)
-		logFile := filepath.Join(defaultLogDir, strings.TrimSuffix(filepath.Base(socketFor(abs)), ".sock")+".log")
-		mountArgs = append([]string{"-o", "log_file=" + logFile}, mountArgs...)
+		m.cfg.LogFile = filepath.Join(defaultLogDir, strings.TrimSuffix(filepath.Base(socketFor(abs)), ".sock")+".log")
+	}
+	return handoff{Config: m.cfg, Mountpoint: m.mountpoint, Embedded: m.embedded, DebugFUSE: m.debugFUSE, Files: m.files}, nil
+}
+
+// daemonize starts "s3mediafs mount" detached from the caller, with the
+// mount that mountArgs describe, and waits until it says the mount
+// serves, or why it could not.
+func daemonize(mountArgs []string, stderr io.Writer) int {
+	// Check the configuration here, so its errors reach the caller even
+	// before a child exists.
+	h, err := prepareHandoff(mountArgs)
+	if err != nil {
+		fmt.Fprintln(stderr, "s3mediafs:", err)
+		return exitUsage
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -105,14 +133,28 @@ func daemonize(mountArgs []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "s3mediafs:", err)
 		return exitError
 	}
-	child := exec.Command(exe, append([]string{"mount", "--ready-fd", fmt.Sprint(readyFD)}, mountArgs...)...)
-	child.ExtraFiles = []*os.File{w} // becomes fd 3
+	hr, hw, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(stderr, "s3mediafs:", err)
+		return exitError
+	}
+	child := exec.Command(exe, "mount", "--ready-fd", fmt.Sprint(readyFD), "--handoff-fd", fmt.Sprint(handoffFD))
+	child.ExtraFiles = []*os.File{w, hr} // become fds 3 and 4
 	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := child.Start(); err != nil {
 		fmt.Fprintln(stderr, "s3mediafs: start daemon:", err)
 		return exitError
 	}
 	w.Close()
+	hr.Close()
+	err = json.NewEncoder(hw).Encode(h)
+	hw.Close()
+	if err != nil {
+		child.Process.Kill()
+		child.Wait()
+		fmt.Fprintln(stderr, "s3mediafs: hand the configuration to the daemon:", err)
+		return exitError
+	}
 	line, _ := bufio.NewReader(r).ReadString('\n')
 	r.Close()
 	if strings.TrimSpace(line) == "ok" {

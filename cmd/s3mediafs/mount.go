@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,9 @@ type mountArgs struct {
 	debugFUSE  bool
 	daemon     bool // detach once the mount serves
 	readyFD    int  // report readiness to a waiting parent on this descriptor
+	// files are the configuration files read (--config, --synapse-config),
+	// checked for secrets others can read.
+	files []string
 }
 
 // parseMountArgs reads the config file, then lets flags override it.
@@ -49,6 +53,7 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 	fl.BoolVar(&m.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	fl.BoolVar(&m.daemon, "daemon", false, "return once the mount serves and keep serving in the background")
 	fl.IntVar(&m.readyFD, "ready-fd", 0, "(internal) report readiness on this descriptor")
+	handoffFrom := fl.Int("handoff-fd", 0, "(internal) read the resolved configuration from this descriptor")
 	mountOpts := new(string)
 	fl.Func("o", "mount options: key=value config keys, allow_other, and fstab options that are ignored (repeatable)", func(s string) error {
 		*mountOpts = joinOpts(*mountOpts, s)
@@ -77,12 +82,20 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 	if err := fl.Parse(args); err != nil {
 		return nil, err
 	}
+	if *handoffFrom > 0 {
+		return m, m.readHandoff(*handoffFrom)
+	}
 	if fl.NArg() > 1 {
 		return nil, errors.New("mount takes one MOUNTPOINT")
 	}
 	cfg, mediaStore, err := resolveConfig(*configPath, *synapsePath, *mountOpts)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range []string{*configPath, *synapsePath} {
+		if f != "" {
+			m.files = append(m.files, f)
+		}
 	}
 	m.cfg, m.mountpoint = cfg, mediaStore
 	if fl.NArg() == 1 {
@@ -133,6 +146,18 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 	return m, m.cfg.validate()
 }
 
+// readHandoff takes the mount a daemonizing parent resolved (see handoff).
+func (m *mountArgs) readHandoff(fd int) error {
+	f := os.NewFile(uintptr(fd), "handoff")
+	defer f.Close()
+	var h handoff
+	if err := json.NewDecoder(f).Decode(&h); err != nil {
+		return fmt.Errorf("read the configuration handed over: %w", err)
+	}
+	m.cfg, m.mountpoint, m.embedded, m.debugFUSE, m.files = h.Config, h.Mountpoint, h.Embedded, h.DebugFUSE, h.Files
+	return m.cfg.validate()
+}
+
 func runMount(args []string, stderr io.Writer) int {
 	m, err := parseMountArgs(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -166,6 +191,9 @@ func runMount(args []string, stderr io.Writer) int {
 	// from: a closed stderr must not kill it.
 	signal.Ignore(syscall.SIGPIPE)
 	log := newLogger(logOut, m.cfg.LogLevel, m.cfg.LogFormat)
+	for _, f := range exposedSecretFiles(m.files, m.cfg) {
+		log.Warn("a configuration file holding a secret is readable by other users; chmod 600 it (or 640 with a trusted group)", "file", f)
+	}
 	if err := serve(m, log, ready); err != nil {
 		ready.failed(err)
 		log.Error("s3mediafs stopped", "err", err)

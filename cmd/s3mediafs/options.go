@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"regexp"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -21,7 +23,6 @@ var ignoredMountOptions = map[string]bool{
 // sets the config key of that name (same names as the YAML file, checked
 // the same way); allow_other is the flag FUSE users know.
 func applyMountOptions(opts string, cfg *Config) (synapseConfig string, err error) {
-	doc := &yaml.Node{Kind: yaml.MappingNode}
 	for _, o := range strings.Split(opts, ",") {
 		o = strings.TrimSpace(o)
 		key, value, hasValue := strings.Cut(o, "=")
@@ -44,23 +45,78 @@ func applyMountOptions(opts string, cfg *Config) (synapseConfig string, err erro
 			synapseConfig = value
 			continue
 		case !hasValue:
-			return "", fmt.Errorf("unknown mount option %q (config keys are given as key=value)", o)
+			return "", fmt.Errorf("unknown mount option %q (config keys are given as key=value)", redactWord(o))
 		}
-		doc.Content = append(doc.Content,
-			&yaml.Node{Kind: yaml.ScalarNode, Value: key},
-			&yaml.Node{Kind: yaml.ScalarNode, Value: value})
+		if err := applyOption(key, value, cfg); err != nil {
+			return "", err
+		}
 	}
-	if len(doc.Content) == 0 {
-		return synapseConfig, nil
-	}
+	return synapseConfig, nil
+}
+
+// secretKeys are the configuration keys whose values are never repeated
+// in a message.
+var secretKeys = map[string]bool{"secret_access_key": true, "session_token": true, "sse_customer_key": true, "access_key_id": true}
+
+// applyOption sets one config key from a -o key=value, checked as the
+// YAML file's keys are. The value is a YAML scalar of its own, so no
+// value can set another key.
+func applyOption(key, value string, cfg *Config) error {
+	doc := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
+		{Kind: yaml.ScalarNode, Value: key},
+		{Kind: yaml.ScalarNode, Value: value},
+	}}
 	var buf bytes.Buffer
 	if err := yaml.NewEncoder(&buf).Encode(doc); err != nil {
-		return "", err
+		return err
 	}
 	dec := yaml.NewDecoder(&buf)
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil {
-		return "", fmt.Errorf("mount options %q: %s", opts, strings.ReplaceAll(err.Error(), "field ", "unknown option "))
+		if strings.Contains(err.Error(), "not found in type") {
+			return fmt.Errorf("unknown mount option %q", key)
+		}
+		if secretKeys[key] {
+			return fmt.Errorf("mount option %s: not a valid value (not shown: it is a secret)", key)
+		}
+		msg := yamlLinePrefix.ReplaceAllString(err.Error(), "")
+		return fmt.Errorf("mount option %s: %s", key, strings.TrimSpace(msg))
 	}
-	return synapseConfig, nil
+	return nil
+}
+
+// exposedSecretFiles returns the files among files that hold one of the
+// configuration's secrets and that users other than the owner may read.
+func exposedSecretFiles(files []string, cfg Config) []string {
+	var out []string
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil || fi.Mode().Perm()&0o077 == 0 {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, s := range []string{cfg.SecretAccessKey, cfg.SessionToken, cfg.SSECustomerKey} {
+			if s != "" && bytes.Contains(b, []byte(s)) {
+				out = append(out, f)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// yamlLinePrefix is what the YAML decoder puts before its message, which
+// means nothing for a -o option.
+var yamlLinePrefix = regexp.MustCompile(`^yaml: (unmarshal errors:\s*)?(line \d+: )+`)
+
+// redactWord shows a word given as an option without a value only if it
+// is short enough not to be a pasted secret.
+func redactWord(o string) string {
+	if len(o) > 24 {
+		return o[:4] + "…"
+	}
+	return o
 }

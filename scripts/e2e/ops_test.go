@@ -252,7 +252,8 @@ func TestMountHelperAndFstab(t *testing.T) {
 	defer cancel()
 	logFile := filepath.Join(t.TempDir(), "daemon.log")
 	mount := exec.CommandContext(ctx, "mount", "-t", "s3mediafs", cfg, mnt,
-		"-o", "_netdev,nofail,x-systemd.requires=network-online.target,allow_other,upload_concurrency=3,log_file="+logFile)
+		"-o", "_netdev,nofail,x-systemd.requires=network-online.target,allow_other,upload_concurrency=3,log_file="+logFile+
+			",secret_access_key="+srv.SecretKey)
 	mount.WaitDelay = 5 * time.Second // the daemon must not hold our pipes
 	out, err := mount.CombinedOutput()
 	if err != nil {
@@ -261,6 +262,14 @@ func TestMountHelperAndFstab(t *testing.T) {
 	// The helper returned: the mount serves now, not later.
 	if !isMounted(mnt) {
 		t.Fatal("helper returned before the mount was there")
+	}
+	// The detached daemon got its configuration privately: no local user
+	// can read the secret in its command line.
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), srv.SecretKey) {
+			t.Fatalf("the secret is in %s: %q", f, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		}
 	}
 	synapseWrite(t, filepath.Join(mnt, "local_content/ee/ff/viahelper"), payload(4000, 9))
 	if out, code := cli(t, "flush", "--timeout", "30s", "--socket", socket); code != 0 {
