@@ -340,7 +340,7 @@ func (c *Cache) janitor(ctx context.Context) {
 			c.negative.dropIf(now.After)
 			c.listed.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.NegativeTTL })
 			for d, s := range c.subtrees {
-				if now.Sub(s.at) > c.opts.NegativeTTL {
+				if now.Sub(s.at) > c.subtreeAge() {
 					delete(c.subtrees, d)
 				}
 			}

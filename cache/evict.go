@@ -195,7 +195,7 @@ func (c *Cache) evictOne(p string) bool {
 
 // confirmStored asks the store (HEAD) whether it holds the version of p
 // this host uploaded, which it has not shown since, before the local copy
-// goes: that copy may be the last one (see lostOwnUploadLocked). It
+// goes: that copy may be the last one (see forgetRemote). It
 // records the store's time and reports whether the copy may go.
 func (c *Cache) confirmStored(p string, r record) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)

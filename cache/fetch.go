@@ -268,16 +268,18 @@ func (c *Cache) downloadWhole(ctx context.Context, p string, w io.Writer) (int64
 }
 
 // forgetRemote drops a record whose object has disappeared from the store
-// (deleted by another host), unless this host holds the last copy of a
-// version it wrote (see lostOwnUploadLocked). It reports whether the file
-// is still there.
+// (deleted by another host). The last copy of a version this host wrote
+// is never dropped on one 404 (see ownUploadGone). It reports whether the
+// file is still there.
 func (c *Cache) forgetRemote(p string, r record) (kept bool) {
+	if isOwnUnconfirmed(r) && c.ownUploadStillThere(p, r) {
+		return true
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if of := c.open[p]; of != nil && of.dirty.Load() {
 		return true
 	}
-	reupload := false
 	err := c.update(func(t *tx) error {
 		cur, ok, err := t.get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Remote && cur.State != Clean) {
@@ -288,39 +290,73 @@ func (c *Cache) forgetRemote(p string, r record) (kept bool) {
 			kept = true
 			return err
 		}
-		if reupload, err = c.lostOwnUploadLocked(t, p, cur); err != nil || reupload {
-			kept = true
-			return err
-		}
-		c.removeData(cur.Data)
+		c.dropLocalCopy(p, cur)
 		return t.del(p)
 	})
 	if err != nil {
 		c.log.Error("index update failed", "path", p, "err", err)
 		return true
 	}
-	if reupload {
-		c.q.add(p)
-	}
 	delete(c.verified, p)
 	return kept
 }
 
-// lostOwnUploadLocked handles a clean file the store no longer has. If
-// this host uploaded that version and the store never showed it back (a
-// HEAD or a LIST), the absence follows our own PUT: most likely another
-// host's late delete of an older version. The local copy is then the last
-// copy of the newest version, so it is uploaded again (reupload true)
-// rather than dropped. Callers hold c.mu.
-func (c *Cache) lostOwnUploadLocked(t *tx, p string, r record) (reupload bool, err error) {
-	if r.State != Clean || r.StoreMTime != 0 || r.Data == "" {
-		return false, nil
+// isOwnUnconfirmed reports whether r is a version this host uploaded that
+// the store has not shown back since (by a HEAD or a LIST).
+func isOwnUnconfirmed(r record) bool {
+	return r.State == Clean && r.StoreMTime == 0 && r.Data != ""
+}
+
+// ownUploadStillThere asks the store a second way (a LIST) about a
+// version this host uploaded, after a 404 that followed the upload: it
+// keeps the copy unless the object is really gone. If the LIST shows it,
+// the store's time is recorded and it is there.
+func (c *Cache) ownUploadStillThere(p string, r record) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
+	defer cancel()
+	size, mtime, file, _, _, err := c.store.Lookup(ctx, p, nil)
+	switch {
+	case err != nil:
+		c.noteStoreError(err)
+		return true // not shown gone: keep it
+	case !file:
+		return false
 	}
-	c.log.Warn("the store lost a file this host uploaded before it was seen there (another host's late delete?); uploading the local copy again", "path", p)
-	r.State = Dirty
-	r.Gen++
-	if err := t.put(p, r); err != nil {
-		return false, err
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err = c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
+		if err != nil || !ok || cur.Ino != r.Ino || cur.Gen != r.Gen || !isOwnUnconfirmed(cur) || cur.Size != size {
+			return err
+		}
+		cur.StoreMTime = mtime.UnixNano()
+		return t.put(p, cur)
+	})
+	return err == nil
+}
+
+// dropLocalCopy removes the data file of a record that goes because the
+// store no longer has the object. If this host wrote that version and the
+// store never showed it back, the file is the last copy of bytes another
+// host's delete removed, perhaps a late delete of an older version: it is
+// kept in cache_dir/lost+found under its path, and the log says so.
+// Callers hold c.mu.
+func (c *Cache) dropLocalCopy(p string, r record) {
+	if !isOwnUnconfirmed(r) {
+		c.removeData(r.Data)
+		return
 	}
-	return true, setPending(t.txn, p)
+	dst := filepath.Join(c.opts.Dir, "lost+found", filepath.FromSlash(p))
+	if _, err := os.Stat(dst); err == nil {
+		dst += "." + time.Now().UTC().Format("20060102T150405.000000000")
+	}
+	err := os.MkdirAll(filepath.Dir(dst), 0o700)
+	if err == nil {
+		err = os.Rename(c.dataPath(r.Data), dst)
+	}
+	if err != nil {
+		c.log.Error("could not keep the last copy of a file the store lost; it stays as a data file", "path", p, "data", r.Data, "err", err)
+		return
+	}
+	c.log.Warn("another host deleted a file this host wrote before the store showed it back; its bytes are kept", "path", p, "kept_at", dst)
 }

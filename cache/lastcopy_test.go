@@ -1,71 +1,117 @@
 package cache
 
-// Two hosts on one bucket: a late delete from one must not cost the other
+// Two hosts on one bucket: another host's delete must not cost this host
 // the last copy of a file it wrote.
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/s3"
 )
 
-func TestLateDeleteDoesNotCostTheWritersCopy(t *testing.T) {
+// flakyHead answers HEAD with "not found" while gone is set: the store's
+// 404 that a LIST then contradicts.
+type flakyHead struct {
+	*s3.Mem
+	gone atomic.Bool
+}
+
+func (f *flakyHead) Head(ctx context.Context, key string) (int64, time.Time, error) {
+	if f.gone.Load() {
+		return 0, time.Time{}, os.ErrNotExist
+	}
+	return f.Mem.Head(ctx, key)
+}
+
+func TestAnotherHostsDeleteKeepsTheWritersBytes(t *testing.T) {
 	ctx := context.Background()
-	store := s3.NewMem()
-	c, err := Open(Options{Dir: t.TempDir(), Store: store, RevalidateAfter: 20 * time.Millisecond,
-		MaxAge: time.Hour, RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond})
+	mem := s3.NewMem()
+	store := &flakyHead{Mem: mem}
+	dir := t.TempDir()
+	c, err := Open(Options{Dir: dir, Store: store, RevalidateAfter: 20 * time.Millisecond, MaxAge: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Start()
 	t.Cleanup(func() { c.Close() })
-	stored := func(p string, want []byte) {
+	write := func(p string) {
 		t.Helper()
+		writeFile(t, c, p, []byte("bytes of "+p))
 		drainTest(t, c)
-		if got, ok := store.Object(p); !ok || !bytes.Equal(got, want) {
-			t.Fatalf("%s in the store: %q (present %v), want %q", p, got, ok, want)
+	}
+	kept := func(p string) {
+		t.Helper()
+		got, err := os.ReadFile(filepath.Join(dir, "lost+found", p))
+		if err != nil || !bytes.Equal(got, []byte("bytes of "+p)) {
+			t.Fatalf("the last copy of %s: %q, %v", p, got, err)
+		}
+	}
+	gone := func(p string) {
+		t.Helper()
+		time.Sleep(40 * time.Millisecond) // past revalidate_after
+		if _, err := c.Stat(ctx, p); !errors.Is(err, ErrNotExist) {
+			t.Fatalf("stat of %s after another host's delete: %v, want absent", p, err)
 		}
 	}
 
-	// Revalidation: a HEAD answers 404 right after our own upload.
-	writeFile(t, c, "m/a", []byte("newer a"))
-	stored("m/a", []byte("newer a"))
-	store.Delete(ctx, "m/a") // another host's delete of an older version lands late
+	// A 404 right after our own upload that a LIST contradicts: kept.
+	write("m/a")
+	store.gone.Store(true)
 	time.Sleep(40 * time.Millisecond)
 	if _, err := c.Stat(ctx, "m/a"); err != nil {
-		t.Fatalf("stat after the late delete: %v", err)
+		t.Fatalf("stat after a HEAD's 404 that a LIST contradicts: %v", err)
 	}
-	stored("m/a", []byte("newer a"))
+	store.gone.Store(false)
 
-	// A listing that lacks it, right after our own upload.
-	writeFile(t, c, "m/b", []byte("newer b"))
-	stored("m/b", []byte("newer b"))
-	store.Delete(ctx, "m/b")
+	// Really gone (another host deleted it) before the store showed it
+	// back: gone here too, the bytes kept aside.
+	write("m/b")
+	mem.Delete(ctx, "m/b")
+	gone("m/b")
+	kept("m/b")
+
+	// The same, found by a listing.
+	write("m/c")
+	mem.Delete(ctx, "m/c")
 	if _, err := c.Readdir(ctx, "m"); err != nil {
 		t.Fatal(err)
 	}
-	stored("m/b", []byte("newer b"))
+	if _, ok, _ := c.readRecord("m/c"); ok {
+		t.Fatal("a file a listing shows gone is still in the index")
+	}
+	kept("m/c")
 
-	// Eviction checks the store first.
-	writeFile(t, c, "m/c", []byte("newer c"))
-	stored("m/c", []byte("newer c"))
-	store.Delete(ctx, "m/c")
-	c.evictOne("m/c")
-	stored("m/c", []byte("newer c"))
+	// The same, found by eviction, which asks the store first.
+	write("m/d")
+	mem.Delete(ctx, "m/d")
+	if c.evictOne("m/d") {
+		t.Fatal("evicted a copy the store lost")
+	}
+	kept("m/d")
 
-	// Once the store has shown our upload, a later absence is a real
-	// delete by another host: the file goes.
+	// Once the store has shown our upload, a delete by another host is an
+	// ordinary one: gone, nothing kept.
+	write("m/e")
 	time.Sleep(40 * time.Millisecond)
-	if _, err := c.Stat(ctx, "m/a"); err != nil { // HEAD: confirmed
+	if _, err := c.Stat(ctx, "m/e"); err != nil { // HEAD: confirmed
 		t.Fatal(err)
 	}
-	store.Delete(ctx, "m/a")
-	time.Sleep(40 * time.Millisecond)
-	if _, err := c.Stat(ctx, "m/a"); !errors.Is(err, ErrNotExist) {
-		t.Fatalf("stat after a delete of a confirmed file: %v, want absent", err)
+	mem.Delete(ctx, "m/e")
+	gone("m/e")
+	if _, err := os.Stat(filepath.Join(dir, "lost+found", "m/e")); !os.IsNotExist(err) {
+		t.Fatalf("kept a copy the store had shown: %v", err)
+	}
+	drainTest(t, c)
+	for _, p := range []string{"m/b", "m/c", "m/d", "m/e"} {
+		if _, ok := mem.Object(p); ok {
+			t.Errorf("%s is in the store again: a delete by another host was undone", p)
+		}
 	}
 }

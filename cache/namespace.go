@@ -226,6 +226,12 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	if !known {
 		remote, known = c.storeBelowKnown(p, r)
 	}
+	if !known {
+		// One LIST around p answers this rmdir and, as a rule, the one
+		// of p's parent that a purge sends next.
+		c.learnAround(lctx, parentOf(p))
+		remote, known = c.storeBelowKnown(p, r)
+	}
 	var err error
 	if !known {
 		remote, err = c.remoteDirExists(lctx, p)
@@ -351,8 +357,42 @@ func (c *Cache) storeBelowKnown(p string, r record) (holds, known bool) {
 	if at, ok := c.listed.get(p); ok && time.Since(at) < c.opts.NegativeTTL {
 		return false, true
 	}
-	empty, known := c.subtreeEmptyBelowLocked(p)
+	// A subtree is kept in step with this mount's removals, so for an
+	// rmdir it is as good as the index is for a directory made here:
+	// trusted as long as a clean file's presence is (RevalidateAfter).
+	empty, known := c.subtreeEmptyBelowLocked(p, c.subtreeAge())
 	return !empty, known
+}
+
+// learnAround asks the store, with one lookup LIST, about the tree of the
+// directory d, and keeps it as a subtree when one page holds it whole,
+// less what is being removed here. An rmdir of a child of d then knows
+// its answer, and so does the rmdir of d that a purge sends next.
+func (c *Cache) learnAround(ctx context.Context, d string) {
+	if d == "" {
+		return
+	}
+	asked := time.Now()
+	below := newSubtree(asked)
+	_, _, _, isDir, complete, err := c.store.Lookup(ctx, d, below.add)
+	if err != nil {
+		c.noteStoreError(err)
+		return
+	}
+	if !isDir || !complete {
+		return
+	}
+	_ = c.view(func(txn *badger.Txn) error {
+		for name := range below.files {
+			if gone, err := goneHere(txn, joinPath(d, name)); err != nil || gone {
+				below.remove(name)
+			}
+		}
+		return nil
+	})
+	c.mu.Lock()
+	c.keepSubtreeLocked(d, below)
+	c.mu.Unlock()
 }
 
 // Rename moves the file oldp to newp, replacing a file there. The object

@@ -289,8 +289,7 @@ func (c *Cache) forgetNames(l *listing, names []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	touched := c.watches[l.dir]
-	var reuploads []string
-	err := c.update(func(t *tx) error {
+	return c.update(func(t *tx) error {
 		for _, name := range names {
 			p := joinPath(l.dir, name)
 			if _, ok := touched[name]; ok || c.open[p] != nil {
@@ -309,13 +308,7 @@ func (c *Cache) forgetNames(l *listing, names []string) error {
 				}
 				continue
 			}
-			if reupload, err := c.lostOwnUploadLocked(t, p, r); err != nil {
-				return err
-			} else if reupload {
-				reuploads = append(reuploads, p)
-				continue
-			}
-			c.removeData(r.Data)
+			c.dropLocalCopy(p, r) // a LIST shows it gone
 			delete(c.verified, p)
 			if err := t.del(p); err != nil {
 				return err
@@ -323,10 +316,6 @@ func (c *Cache) forgetNames(l *listing, names []string) error {
 		}
 		return nil
 	})
-	for _, p := range reuploads {
-		c.q.add(p)
-	}
-	return err
 }
 
 // indexEntries returns the entries the index holds for dir, in name order.

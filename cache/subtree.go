@@ -115,13 +115,16 @@ func (c *Cache) removeFromSubtreesLocked(p string) {
 	}
 }
 
-// subtreeEmptyBelowLocked answers, from a fresh subtree of one of its
-// ancestors, whether the store holds anything this mount has not removed
-// below the directory p; known is false when no fresh subtree covers p.
-// Called with c.mu held.
-func (c *Cache) subtreeEmptyBelowLocked(p string) (empty, known bool) {
-	for d := parentOf(p); ; d = parentOf(d) {
-		if s := c.subtrees[d]; s != nil && time.Since(s.at) < c.opts.NegativeTTL {
+// subtreeEmptyBelowLocked answers, from a subtree of p or of one of its
+// ancestors learned within maxAge, whether the store holds anything this
+// mount has not removed below the directory p; known is false when no
+// such subtree covers p. Called with c.mu held.
+func (c *Cache) subtreeEmptyBelowLocked(p string, maxAge time.Duration) (empty, known bool) {
+	for d := p; ; d = parentOf(d) {
+		if s := c.subtrees[d]; s != nil && time.Since(s.at) < maxAge {
+			if d == p {
+				return len(s.files) == 0, true
+			}
 			rel, _ := relativeTo(d, p)
 			for name := range s.files {
 				if strings.HasPrefix(name, rel+"/") {
@@ -134,6 +137,12 @@ func (c *Cache) subtreeEmptyBelowLocked(p string) (empty, known bool) {
 			return false, false
 		}
 	}
+}
+
+// subtreeAge is how long a subtree is kept: lookups trust one for
+// NegativeTTL, rmdir for RevalidateAfter (see storeBelowKnown).
+func (c *Cache) subtreeAge() time.Duration {
+	return max(c.opts.NegativeTTL, c.opts.RevalidateAfter)
 }
 
 // relativeTo returns p relative to the directory d, if p lies below it.

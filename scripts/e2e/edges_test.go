@@ -89,8 +89,8 @@ func TestPurgeLeavesNothingBehind(t *testing.T) {
 	}
 	t.Logf("purge of %d media: %d LISTs in all (%.2f per media), %d of them emptiness checks (%.2f per media)",
 		media, lists, float64(lists)/media, checks, float64(checks)/media)
-	if checks > media {
-		t.Errorf("the purge's rmdirs cost %d LISTs for %d media, want at most one per media", checks, media)
+	if checks > media || lists > 2*media {
+		t.Errorf("the purge cost %d LISTs (%d emptiness checks) for %d media, want at most one check and two in all per media", lists, checks, media)
 	}
 	flushed(t, cfg, 60*time.Second)
 	var left []string
