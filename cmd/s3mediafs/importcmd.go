@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -39,7 +40,12 @@ type importOptions struct {
 // importStats are an import's results.
 type importStats struct {
 	Files, Present, Uploaded, Failed, Verified, Removed int
-	Bytes, UploadedBytes                                int64
+	// Conflicts are files whose key holds a different object: neither
+	// uploaded (never overwritten silently) nor deleted.
+	Conflicts int
+	// Skipped are symlinks and other entries that are not regular files.
+	Skipped              int
+	Bytes, UploadedBytes int64
 }
 
 type localFile struct {
@@ -47,14 +53,26 @@ type localFile struct {
 	size int64
 }
 
-// importTree uploads every regular file under o.from that the bucket does
-// not already hold with the same size. One LIST of the bucket replaces a
-// HEAD per file, so a re-run after an interruption only sends what is
-// missing: the import is resumable by running it again.
+// importTree uploads every regular file under o.from whose key the bucket
+// does not hold. One LIST of the bucket replaces a HEAD per file, so a
+// re-run after an interruption only sends what is missing: the import is
+// resumable by running it again. A key that holds an object of another
+// size is a conflict, reported and never overwritten; one of the same
+// size is taken as this file's earlier upload, and checked byte for byte
+// before any --delete-source.
+//
+// Files are read through an os.Root on o.from without following
+// symlinks, so neither a symlink in the tree nor one swapped in later
+// makes the import read or delete anything outside it (it runs as root).
 func importTree(ctx context.Context, store s3.Store, o importOptions) (importStats, error) {
 	var st importStats
 	var files []localFile
-	err := filepath.WalkDir(o.from, func(path string, d fs.DirEntry, err error) error {
+	root, err := os.OpenRoot(o.from)
+	if err != nil {
+		return st, err
+	}
+	defer root.Close()
+	err = filepath.WalkDir(o.from, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -67,6 +85,10 @@ func importTree(ctx context.Context, store s3.Store, o importOptions) (importSta
 			return nil
 		}
 		if !d.Type().IsRegular() {
+			// WalkDir does not follow symlinks: a linked directory is not
+			// entered, a linked file not read.
+			st.Skipped++
+			fmt.Fprintf(o.progress, "skipped (not a regular file): %s\n", rel)
 			return nil
 		}
 		info, err := d.Info()
@@ -87,16 +109,24 @@ func importTree(ctx context.Context, store s3.Store, o importOptions) (importSta
 	}
 	var todo []localFile
 	var todoBytes int64
+	conflicts := map[string]bool{}
 	for _, f := range files {
-		if size, ok := remote[f.rel]; ok && size == f.size {
+		size, ok := remote[f.rel]
+		switch {
+		case ok && size == f.size:
 			st.Present++
+			continue
+		case ok:
+			conflicts[f.rel] = true
+			fmt.Fprintf(o.progress, "conflict: %s: the bucket holds another object there (%d bytes, the file has %d); not uploaded, not deleted\n", f.rel, size, f.size)
 			continue
 		}
 		todo = append(todo, f)
 		todoBytes += f.size
 	}
-	fmt.Fprintf(o.progress, "%d files (%s) in %s; %d already in the bucket; %d to upload (%s)\n",
-		st.Files, humanize.IBytes(uint64(st.Bytes)), o.from, st.Present, len(todo), humanize.IBytes(uint64(todoBytes)))
+	st.Conflicts = len(conflicts)
+	fmt.Fprintf(o.progress, "%d files (%s) in %s; %d already in the bucket; %d conflicts; %d to upload (%s); skipped %d that are not regular files\n",
+		st.Files, humanize.IBytes(uint64(st.Bytes)), o.from, st.Present, st.Conflicts, len(todo), humanize.IBytes(uint64(todoBytes)), st.Skipped)
 	if o.dryRun {
 		for _, f := range todo {
 			fmt.Fprintf(o.progress, "would upload %s (%s)\n", f.rel, humanize.IBytes(uint64(f.size)))
@@ -116,7 +146,7 @@ func importTree(ctx context.Context, store s3.Store, o importOptions) (importSta
 			break
 		}
 		g.Go(func() error {
-			if err := uploadFile(gctx, store, filepath.Join(o.from, filepath.FromSlash(f.rel)), f); err != nil {
+			if err := uploadFile(gctx, store, root, f); err != nil {
 				failed.Add(1)
 				errMu.Lock()
 				if firstErr == nil {
@@ -139,9 +169,12 @@ func importTree(ctx context.Context, store s3.Store, o importOptions) (importSta
 		return st, err
 	}
 	if o.verify || o.deleteSource {
-		if err := verifyImport(ctx, store, o, files, &st); err != nil {
+		if err := verifyImport(ctx, store, root, o, files, conflicts, &st); err != nil {
 			return st, err
 		}
+	}
+	if st.Conflicts > 0 {
+		return st, fmt.Errorf("%d files conflict with other objects at their keys; they were neither uploaded nor deleted (see the conflict lines)", st.Conflicts)
 	}
 	if st.Failed > 0 {
 		return st, fmt.Errorf("%d files failed; run the import again to retry them (first error: %w)", st.Failed, firstErr)
@@ -149,20 +182,36 @@ func importTree(ctx context.Context, store s3.Store, o importOptions) (importSta
 	return st, nil
 }
 
-func uploadFile(ctx context.Context, store s3.Store, path string, f localFile) error {
-	fh, err := os.Open(path)
+func uploadFile(ctx context.Context, store s3.Store, root *os.Root, f localFile) error {
+	fh, _, err := openSource(root, f)
 	if err != nil {
 		return err
 	}
 	defer fh.Close()
-	info, err := fh.Stat()
-	if err != nil {
-		return err
-	}
-	if info.Size() != f.size {
-		return fmt.Errorf("changed while importing (%d bytes, now %d)", f.size, info.Size())
-	}
 	return store.Put(ctx, f.rel, fh, f.size)
+}
+
+// openSource opens the file f of the tree for reading without following a
+// symlink anywhere on its path, and checks it is still the regular file
+// of the size the scan saw.
+func openSource(root *os.Root, f localFile) (*os.File, os.FileInfo, error) {
+	fh, err := root.OpenFile(filepath.FromSlash(f.rel), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := fh.Stat()
+	switch {
+	case err != nil:
+	case !info.Mode().IsRegular():
+		err = errors.New("no longer a regular file")
+	case info.Size() != f.size:
+		err = fmt.Errorf("changed while importing (%d bytes, now %d)", f.size, info.Size())
+	}
+	if err != nil {
+		fh.Close()
+		return nil, nil, err
+	}
+	return fh, info, nil
 }
 
 // listSizes returns every object's size by key, from one recursive LIST.
@@ -178,32 +227,83 @@ func listSizes(ctx context.Context, store s3.Store) (map[string]int64, error) {
 	return sizes, nil
 }
 
-// verifyImport lists the bucket again and checks every local file is there
-// with its size; with deleteSource it then removes the verified files.
-func verifyImport(ctx context.Context, store s3.Store, o importOptions, files []localFile, st *importStats) error {
-	remote, err := listSizes(ctx, store)
-	if err != nil {
-		return err
-	}
+// verifyImport reads every local file's object back and compares it byte
+// for byte with the file; with deleteSource it then removes each file so
+// proven, if it is still the very file compared. A file whose key holds
+// other bytes is a conflict, kept and reported.
+func verifyImport(ctx context.Context, store s3.Store, root *os.Root, o importOptions, files []localFile, conflicts map[string]bool, st *importStats) error {
 	var missing []string
 	for _, f := range files {
-		if size, ok := remote[f.rel]; !ok || size != f.size {
+		if conflicts[f.rel] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		info, same, err := sameBytes(ctx, store, root, f)
+		switch {
+		case err != nil:
 			missing = append(missing, f.rel)
+			fmt.Fprintf(o.progress, "not verified: %s: %v\n", f.rel, err)
+			continue
+		case !same:
+			conflicts[f.rel] = true
+			st.Conflicts++
+			fmt.Fprintf(o.progress, "conflict: %s: the bucket holds other bytes there; not deleted\n", f.rel)
 			continue
 		}
 		st.Verified++
 		if o.deleteSource {
-			if err := os.Remove(filepath.Join(o.from, filepath.FromSlash(f.rel))); err == nil {
-				st.Removed++
+			// Only the file compared goes: not one put in its place since.
+			now, err := root.Lstat(filepath.FromSlash(f.rel))
+			if err == nil && os.SameFile(now, info) && now.ModTime().Equal(info.ModTime()) && now.Size() == info.Size() {
+				if err := root.Remove(filepath.FromSlash(f.rel)); err == nil {
+					st.Removed++
+				}
 			}
 		}
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return fmt.Errorf("verification: %d files are not in the bucket with their size (first: %s); nothing of them was deleted", len(missing), missing[0])
+		return fmt.Errorf("verification: %d files could not be proven in the bucket (first: %s); nothing of them was deleted", len(missing), missing[0])
 	}
-	fmt.Fprintf(o.progress, "verified: all %d files are in the bucket with their sizes\n", st.Verified)
+	fmt.Fprintf(o.progress, "verified: %d files are in the bucket byte for byte\n", st.Verified)
 	return nil
+}
+
+// sameBytes reads the object at f's key and the file f, and reports
+// whether they hold the same bytes, with the file's identity as opened.
+func sameBytes(ctx context.Context, store s3.Store, root *os.Root, f localFile) (os.FileInfo, bool, error) {
+	fh, info, err := openSource(root, f)
+	if err != nil {
+		return nil, false, err
+	}
+	defer fh.Close()
+	body, n, err := store.Get(ctx, f.rel, 0, -1)
+	if err != nil {
+		return nil, false, err
+	}
+	defer body.Close()
+	if n != f.size {
+		return info, false, nil
+	}
+	local, remote := make([]byte, 256<<10), make([]byte, 256<<10)
+	for {
+		ln, lerr := io.ReadFull(fh, local)
+		rn, rerr := io.ReadFull(body, remote[:ln])
+		if rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
+			return nil, false, rerr
+		}
+		if rn != ln || !bytes.Equal(local[:ln], remote[:rn]) {
+			return info, false, nil
+		}
+		if lerr != nil {
+			if errors.Is(lerr, io.EOF) || errors.Is(lerr, io.ErrUnexpectedEOF) {
+				return info, true, nil
+			}
+			return nil, false, lerr
+		}
+	}
 }
 
 // progress shows an import's progress: a bar with rate and ETA on a
