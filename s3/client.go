@@ -32,6 +32,10 @@ type Config struct {
 	Region          string
 	Endpoint        string // any S3-compatible store; empty means AWS
 	ForcePathStyle  bool
+	// UnixSocket, if set, is where every connection goes, whatever the
+	// endpoint's host: a store only its owner can reach (the quickstart's
+	// embedded one).
+	UnixSocket string
 	AccessKeyID     string
 	SecretAccessKey string
 	SessionToken    string
@@ -134,7 +138,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		t.MaxIdleConnsPerHost = cfg.MaxConns
 		t.MaxConnsPerHost = cfg.MaxConns
 		t.ResponseHeaderTimeout = cfg.RequestTimeout
-		t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+		t.DialContext = dialer.DialContext
+		if cfg.UnixSocket != "" {
+			t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return dialer.DialContext(ctx, "unix", cfg.UnixSocket)
+			}
+		}
 	})
 	opts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),

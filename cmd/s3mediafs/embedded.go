@@ -16,10 +16,15 @@ import (
 )
 
 // embeddedStore is an S3-protocol server inside the daemon, keeping objects
-// in one database file under a local directory. It exists for the quickstart only: the data is
-// on this machine, not in any cloud.
+// in one database file under a local directory. It exists for the
+// quickstart only: the data is on this machine, not in any cloud.
+//
+// gofakes3 checks no signatures, so it listens on no port: its Unix socket
+// sits in a directory only the daemon's user can enter (0700), and the
+// daemon's S3 client alone dials it. Another local user can reach neither
+// it nor the objects' file.
 type embeddedStore struct {
-	URL    string
+	Socket string
 	server *http.Server
 }
 
@@ -45,8 +50,19 @@ func startEmbeddedStore(dir, bucket string, log *slog.Logger) (*embeddedStore, e
 		}
 	}
 	faker := gofakes3.New(backend, gofakes3.WithoutVersioning(), gofakes3.WithTimeSkewLimit(0))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The directory may have been made before, more open: make it the
+	// owner's alone before anything is put in it.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	sock := filepath.Join(dir, "s3.sock")
+	os.Remove(sock) // left by a daemon that was killed
+	ln, err := net.Listen("unix", sock)
 	if err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
 	srv := &http.Server{Handler: faker.Server(), ReadHeaderTimeout: 10 * time.Second}
@@ -55,7 +71,7 @@ func startEmbeddedStore(dir, bucket string, log *slog.Logger) (*embeddedStore, e
 			log.Error("embedded store stopped", "err", err)
 		}
 	}()
-	return &embeddedStore{URL: "http://" + ln.Addr().String(), server: srv}, nil
+	return &embeddedStore{Socket: sock, server: srv}, nil
 }
 
 func (e *embeddedStore) Close() error {

@@ -78,3 +78,11 @@ func TestExposedSecretFiles(t *testing.T) {
 		t.Fatalf("exposed: %v, want only %s", got, open)
 	}
 }
+
+// key= sets an empty value: metrics_address= turns metrics off.
+func TestEmptyOptionValue(t *testing.T) {
+	cfg := defaultConfig()
+	if _, err := applyMountOptions("metrics_address=", &cfg); err != nil || cfg.MetricsAddress != "" {
+		t.Fatalf("metrics_address=: %q, %v", cfg.MetricsAddress, err)
+	}
+}

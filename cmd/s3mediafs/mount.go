@@ -225,20 +225,24 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		return err
 	}
 	cfg := m.cfg
+	var emb *embeddedStore
 	if m.embedded != "" {
-		emb, err := startEmbeddedStore(m.embedded, cfg.Bucket, log)
+		emb, err = startEmbeddedStore(m.embedded, cfg.Bucket, log)
 		if err != nil {
 			return err
 		}
 		defer emb.Close()
-		cfg.EndpointURL = emb.URL
 		log.Warn("EMBEDDED TEST STORE: objects are kept on THIS machine, NOT in the cloud; use a real bucket for real data",
-			"objects_dir", m.embedded, "endpoint", emb.URL, "bucket", cfg.Bucket)
+			"objects_dir", m.embedded, "socket", emb.Socket, "bucket", cfg.Bucket)
 	}
 
 	ctx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
-	client, err := s3.New(ctx, s3ConfigOf(cfg), log)
+	s3cfg := s3ConfigOf(cfg)
+	if emb != nil {
+		s3cfg.UnixSocket = emb.Socket
+	}
+	client, err := s3.New(ctx, s3cfg, log)
 	if err != nil {
 		return err
 	}

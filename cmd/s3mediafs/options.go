@@ -62,10 +62,13 @@ var secretKeys = map[string]bool{"secret_access_key": true, "session_token": tru
 // YAML file's keys are. The value is a YAML scalar of its own, so no
 // value can set another key.
 func applyOption(key, value string, cfg *Config) error {
-	doc := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
-		{Kind: yaml.ScalarNode, Value: key},
-		{Kind: yaml.ScalarNode, Value: value},
-	}}
+	v := &yaml.Node{Kind: yaml.ScalarNode, Value: value}
+	if value == "" {
+		// key= sets the empty string (metrics_address= turns metrics
+		// off), where a bare empty scalar would be YAML's null.
+		v.Style = yaml.DoubleQuotedStyle
+	}
+	doc := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: key}, v}}
 	var buf bytes.Buffer
 	if err := yaml.NewEncoder(&buf).Encode(doc); err != nil {
 		return err
