@@ -27,15 +27,15 @@ import (
 // fall through to the SDK's default chain (environment, shared files, web
 // identity, instance metadata), which also refreshes temporary ones.
 type Config struct {
-	Bucket          string
-	Prefix          string // prepended verbatim to every key, as synapse-s3-storage-provider does
-	Region          string
-	Endpoint        string // any S3-compatible store; empty means AWS
-	ForcePathStyle  bool
+	Bucket         string
+	Prefix         string // prepended verbatim to every key, as synapse-s3-storage-provider does
+	Region         string
+	Endpoint       string // any S3-compatible store; empty means AWS
+	ForcePathStyle bool
 	// UnixSocket, if set, is where every connection goes, whatever the
 	// endpoint's host: a store only its owner can reach (the quickstart's
 	// embedded one).
-	UnixSocket string
+	UnixSocket      string
 	AccessKeyID     string
 	SecretAccessKey string
 	SessionToken    string
