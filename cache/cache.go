@@ -380,6 +380,9 @@ func (c *Cache) checkPath(p string) error {
 	return validPath(p)
 }
 
+// maxNameLen is the longest name Linux tools can use (NAME_MAX).
+const maxNameLen = 255
+
 func validPath(p string) error {
 	if strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsRune(p, 0) {
 		return fmt.Errorf("path %q: %w", p, ErrInvalid)
@@ -390,6 +393,9 @@ func validPath(p string) error {
 	for _, part := range strings.Split(p, "/") {
 		if part == "" || part == "." || part == ".." {
 			return fmt.Errorf("path %q: %w", p, ErrInvalid)
+		}
+		if len(part) > maxNameLen {
+			return fmt.Errorf("a name of %d bytes: %w", len(part), ErrNameTooLong)
 		}
 	}
 	return nil

@@ -59,6 +59,7 @@ type listing struct {
 	owedBefore map[string]bool
 	seed       maphash.Seed
 	seen       []uint64 // hashes of the names the store listed
+	warned     bool     // about a name the mount cannot show
 }
 
 func (l *listing) hash(name string) uint64 { return maphash.String(l.seed, name) }
@@ -174,6 +175,16 @@ func (c *Cache) recordListed(ctx context.Context, l *listing, page []listedName)
 	page = slices.DeleteFunc(page, func(e listedName) bool {
 		return e.dir && c.deletedHere(ctx, joinPath(l.dir, e.name))
 	})
+	// Names no local tool could use (over 255 bytes, not UTF-8, "." or
+	// "..") are left out, with one warning per listing.
+	page = slices.DeleteFunc(page, func(e listedName) bool {
+		err := c.checkPath(joinPath(l.dir, e.name))
+		if err != nil && !l.warned {
+			l.warned = true
+			c.log.Warn("the store holds names the mount cannot show; they are left out", "dir", l.dir, "example", e.name, "err", err)
+		}
+		return err != nil
+	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.update(func(t *tx) error {
@@ -198,8 +209,8 @@ func (c *Cache) recordListed(ctx context.Context, l *listing, page []listedName)
 				}
 				continue
 			}
-			if l.owedBefore[p] || c.checkPath(p) != nil {
-				continue // deleted here, or a key the mount cannot name
+			if l.owedBefore[p] {
+				continue // deleted here
 			}
 			if gone, err := goneHere(t.txn, p); err != nil || gone {
 				if err != nil {

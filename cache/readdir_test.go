@@ -5,9 +5,11 @@ package cache
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +87,29 @@ func TestHugeDirectoryLists(t *testing.T) {
 	}
 	if _, ok, _ := c.readRecord("remote_content/big/0000007"); ok {
 		t.Fatal("a file deleted by another host is still in the index")
+	}
+}
+
+// Keys no local tool could use as names (a component over 255 bytes, not
+// UTF-8) are left out of a listing, with one warning for the listing.
+func TestUnusableNamesLeftOut(t *testing.T) {
+	ctx := context.Background()
+	store := s3.NewMem()
+	long := strings.Repeat("x", 300)
+	store.SetObject("d/"+long, []byte("1"))
+	store.SetObject("d/"+long+"2", []byte("1"))
+	store.SetObject("d/bytes-\xff", []byte("1"))
+	store.SetObject("d/fine", []byte("1"))
+	var logs strings.Builder
+	c := openTest(t, t.TempDir(), store, slog.New(slog.NewTextHandler(&logs, nil)))
+	if _, err := c.Stat(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := c.Readdir(ctx, "d")
+	if err != nil || len(entries) != 1 || entries[0].Name != "fine" {
+		t.Fatalf("readdir: %+v, %v", entries, err)
+	}
+	if n := strings.Count(logs.String(), "cannot show"); n != 1 {
+		t.Errorf("%d warnings for the listing, want 1:\n%s", n, logs.String())
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -85,5 +87,46 @@ func TestListOrdersFileBeforeItsPrefix(t *testing.T) {
 	}
 	if want := "a a- a/ a0"; strings.Join(got, " ") != want {
 		t.Errorf("listed %q, want %q", strings.Join(got, " "), want)
+	}
+}
+
+// Keys with characters XML cannot carry, and ones that look encoded,
+// come back from LIST exactly as stored (the LIST asks for URL encoding
+// and decodes it).
+func TestListReturnsOddKeysExactly(t *testing.T) {
+	client, _ := viaProxy(t, nil)
+	ctx := context.Background()
+	keys := []string{"d/a b", "d/a+b", "d/%41", "d/ü", "d/ctl\x01char", "d/amp&lt;"}
+	var stored []string
+	for _, k := range keys {
+		if err := client.Put(ctx, k, bytes.NewReader([]byte("x")), 1); err != nil {
+			t.Logf("the store refuses %q: %v", k, err)
+			continue
+		}
+		stored = append(stored, strings.TrimPrefix(k, "d/"))
+	}
+	var got []string
+	if err := client.List(ctx, "d/", false, func(name string, _ int64, _ time.Time, _ bool) bool {
+		got = append(got, name)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("S3MEDIAFS_TEST_STORE") == "versitygw" {
+		// versitygw ignores encoding-type=url: a control character does
+		// not survive its XML, so that key cannot be found by listing.
+		stored = slices.DeleteFunc(stored, func(k string) bool { return strings.ContainsRune(k, 1) })
+		got = slices.DeleteFunc(got, func(k string) bool { return strings.HasPrefix(k, "ctl") })
+	}
+	sort.Strings(stored)
+	sort.Strings(got)
+	if strings.Join(got, "|") != strings.Join(stored, "|") {
+		t.Errorf("listed %q, stored %q", got, stored)
+	}
+	for _, k := range stored {
+		_, _, file, _, _, err := client.Lookup(ctx, "d/"+k, nil)
+		if err != nil || !file {
+			t.Errorf("lookup of %q: file %v, %v", k, file, err)
+		}
 	}
 }

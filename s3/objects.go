@@ -9,6 +9,7 @@ import (
 	"io"
 	iofs "io/fs"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -127,14 +128,17 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 func (c *Client) Lookup(ctx context.Context, key string, below func(name string, size int64, mtime time.Time)) (size int64, mtime time.Time, file, dir, complete bool, err error) {
 	full := c.key(key)
 	page, err := c.api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
-		Bucket: &c.bucket, Prefix: aws.String(full), MaxKeys: aws.Int32(lookupPage),
+		Bucket: &c.bucket, Prefix: aws.String(full), MaxKeys: aws.Int32(lookupPage), EncodingType: types.EncodingTypeUrl,
 	})
 	if err != nil {
 		return 0, time.Time{}, false, false, false, classify("lookup", key, err)
 	}
 	pastDir := false // a name sorting after every key under key/ was seen
 	for _, o := range page.Contents {
-		rel := strings.TrimPrefix(aws.ToString(o.Key), full)
+		rel, ok := relativeKey(o.Key, full, page.EncodingType)
+		if !ok {
+			continue
+		}
 		switch {
 		case rel == "":
 			size, mtime, file = aws.ToInt64(o.Size), aws.ToTime(o.LastModified), true
@@ -167,6 +171,27 @@ func (c *Client) Lookup(ctx context.Context, key string, below func(name string,
 	return size, mtime, file, dir, false, err
 }
 
+// relativeKey decodes a key a LIST returned and returns it relative to
+// the prefix full. LISTs ask for URL encoding, so that keys with
+// characters XML cannot carry survive; a store that honours it says so
+// (enc), one that ignores it (versitygw) sends keys as they are. ok is
+// false for a key that does not decode or lies outside the prefix: a
+// store's answer is input, and such a key must not become a name here.
+func relativeKey(key *string, full string, enc types.EncodingType) (string, bool) {
+	k := aws.ToString(key)
+	if enc == types.EncodingTypeUrl {
+		var err error
+		if k, err = url.QueryUnescape(k); err != nil {
+			return "", false
+		}
+	}
+	rel, ok := strings.CutPrefix(k, full)
+	if !ok {
+		return "", false
+	}
+	return rel, true
+}
+
 // lookupPage is the page size of Lookup's LIST: one S3 page. It bounds
 // what a lookup learns about the tree below a directory it meets. A
 // variable only so that a test can reach past a page cheaply.
@@ -175,7 +200,7 @@ var lookupPage int32 = 1000
 // List implements Store.
 func (c *Client) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
 	full := c.key(prefix)
-	in := &s3.ListObjectsV2Input{Bucket: &c.bucket, Prefix: aws.String(full)}
+	in := &s3.ListObjectsV2Input{Bucket: &c.bucket, Prefix: aws.String(full), EncodingType: types.EncodingTypeUrl}
 	if !recursive {
 		in.Delimiter = aws.String("/")
 	}
@@ -192,19 +217,20 @@ func (c *Client) List(ctx context.Context, prefix string, recursive bool, fn fun
 		prefixes, objects := page.CommonPrefixes, page.Contents
 		for len(prefixes) > 0 || len(objects) > 0 {
 			if len(objects) == 0 || len(prefixes) > 0 && aws.ToString(prefixes[0].Prefix) < aws.ToString(objects[0].Key) {
-				name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(prefixes[0].Prefix), full), "/")
+				name, ok := relativeKey(prefixes[0].Prefix, full, page.EncodingType)
+				name = strings.TrimSuffix(name, "/")
 				prefixes = prefixes[1:]
-				if name != "" && !fn(name, 0, time.Time{}, true) {
+				if ok && name != "" && !fn(name, 0, time.Time{}, true) {
 					return nil
 				}
 				continue
 			}
 			o := objects[0]
 			objects = objects[1:]
-			name := strings.TrimPrefix(aws.ToString(o.Key), full)
+			name, ok := relativeKey(o.Key, full, page.EncodingType)
 			// A key ending in "/" is a directory marker some tools create;
 			// it is not a file.
-			if name == "" || strings.HasSuffix(name, "/") {
+			if !ok || name == "" || strings.HasSuffix(name, "/") {
 				continue
 			}
 			if !fn(name, aws.ToInt64(o.Size), aws.ToTime(o.LastModified), false) {
