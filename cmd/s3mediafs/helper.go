@@ -21,39 +21,11 @@ const helperName = "mount.s3mediafs"
 // mount serves (0) or failed (1, with the reason); the daemon goes on in
 // the background.
 func runHelper(args []string, stderr io.Writer) int {
-	var pos []string
-	opts := ""
-	fake := false
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "-o" && i+1 < len(args):
-			i++
-			opts = joinOpts(opts, args[i])
-		case strings.HasPrefix(a, "-o"):
-			opts = joinOpts(opts, a[2:])
-		case a == "-f":
-			fake = true
-		case a == "-s" || a == "-n" || a == "-v":
-		case strings.HasPrefix(a, "-"):
-			fmt.Fprintf(stderr, "%s: unknown flag %s\n", helperName, a)
-			return exitUsage
-		default:
-			pos = append(pos, a)
-		}
-	}
-	if len(pos) != 2 {
-		fmt.Fprintf(stderr, "usage: %s CONFIG_FILE MOUNTPOINT [-o options]\n", helperName)
+	mountArgs, fake, err := parseHelperArgs(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", helperName, err)
 		return exitUsage
 	}
-	mountArgs := []string{}
-	if pos[0] != "none" && pos[0] != "s3mediafs" {
-		mountArgs = append(mountArgs, "--config", pos[0])
-	}
-	if opts != "" {
-		mountArgs = append(mountArgs, "-o", opts)
-	}
-	mountArgs = append(mountArgs, pos[1])
 	if fake {
 		// mount -f: check everything, mount nothing.
 		if _, err := parseMountArgs(mountArgs, stderr); err != nil {
@@ -63,6 +35,46 @@ func runHelper(args []string, stderr io.Writer) int {
 		return exitOK
 	}
 	return daemonize(mountArgs, stderr)
+}
+
+// parseHelperArgs turns mount(8)'s call of the helper into the mount
+// command's arguments: the config file, the options, and the mount point
+// as a positional argument of its own, whatever characters it holds.
+//
+// mount(8) always passes the source and the mount point first, then its
+// flags (-sfnv, -o OPTIONS, -t TYPE, -N NAMESPACE), so those two are taken
+// as they are, whatever they look like.
+func parseHelperArgs(args []string) (mountArgs []string, fake bool, err error) {
+	if len(args) < 2 {
+		return nil, false, fmt.Errorf("usage: %s CONFIG_FILE MOUNTPOINT [-o options]", helperName)
+	}
+	pos := args[:2]
+	opts := ""
+	for i := 2; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-o" && i+1 < len(args):
+			i++
+			opts = joinOpts(opts, args[i])
+		case strings.HasPrefix(a, "-o"):
+			opts = joinOpts(opts, a[2:])
+		case (a == "-t" || a == "-N") && i+1 < len(args):
+			i++ // the type (s3mediafs) and a namespace mount(8) has entered
+		case a == "-f":
+			fake = true
+		case a == "-s" || a == "-n" || a == "-v":
+		default:
+			return nil, false, fmt.Errorf("unexpected argument %q (usage: %s CONFIG_FILE MOUNTPOINT [-o options])", a, helperName)
+		}
+	}
+	if pos[0] != "none" && pos[0] != "s3mediafs" {
+		mountArgs = append(mountArgs, "--config", pos[0])
+	}
+	if opts != "" {
+		mountArgs = append(mountArgs, "-o", opts)
+	}
+	// "--" ends the flags: a mount point that starts with "-" is still one.
+	return append(mountArgs, "--", pos[1]), fake, nil
 }
 
 func joinOpts(a, b string) string {
