@@ -61,8 +61,9 @@ var schemaKey = []byte("s:schema")
 //
 //	1  the first release (no schema key): records of version 1; keys n, p,
 //	   h, l, a and s:acct, s:running, s:ino.
-//	2  adds hidden trees (t<dir>) and owed folder deletes (p<dir>/). Both
-//	   are new keys only: a format 1 index is a format 2 index as it is.
+//	2  adds hidden trees (t<dir>), owed folder deletes (p<dir>/) and the
+//	   root's attributes (s:root). All are new keys only: a format 1
+//	   index is a format 2 index as it is.
 const schemaVersion = 2
 
 // migrate brings an index of an older format to schemaVersion, or refuses

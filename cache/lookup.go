@@ -17,14 +17,13 @@ type Attr struct {
 	Mode     uint32 // permission bits; 0 means the mount's default
 	State    State  // files only
 	Unlinked bool   // an open file whose name is gone
+	Owner    *Owner // nil: the mount's uid and gid
 }
 
 func attrOf(r record) Attr {
 	return Attr{Ino: r.Ino, Dir: r.Dir, Size: r.Size, MTime: time.Unix(0, r.MTime), Mode: r.Mode, State: r.State}
 }
 
-// RootAttr describes the mount's root directory.
-func (c *Cache) RootAttr() Attr { return Attr{Ino: rootIno, Dir: true} }
 
 // Stat looks p up: in the index first, then, for a name the index does not
 // know, in the store (HEAD for a file, LIST for a directory). A store that

@@ -506,6 +506,9 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 
 // SetAttr changes the permission bits and/or the modification time of p.
 func (c *Cache) SetAttr(ctx context.Context, p string, mode *uint32, mtime *time.Time) (Attr, error) {
+	if p == "" {
+		return c.setRoot(mode, nil) // the root's time is not kept
+	}
 	if err := c.checkPath(p); err != nil {
 		return Attr{}, err
 	}

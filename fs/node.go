@@ -108,6 +108,9 @@ func (n *node) fill(a cache.Attr, out *fuse.Attr) {
 	}
 	out.Blksize = 4096
 	out.Uid, out.Gid = n.opts.UID, n.opts.GID
+	if a.Owner != nil {
+		out.Uid, out.Gid = a.Owner.UID, a.Owner.GID
+	}
 	if !a.MTime.IsZero() {
 		out.SetTimes(&a.MTime, &a.MTime, &a.MTime)
 	}
@@ -179,6 +182,25 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	defer n.observe("setattr", time.Now(), &errno)
 	mode, setMode := in.GetMode()
 	mtime, setMTime := in.GetMTime()
+	uid, setUID := in.GetUID()
+	gid, setGID := in.GetGID()
+	if (setUID || setGID) && n.path() == "" {
+		// The kernel checked the caller may (default_permissions).
+		cur := n.c.RootAttr()
+		o := cache.Owner{UID: n.opts.UID, GID: n.opts.GID}
+		if cur.Owner != nil {
+			o = *cur.Owner
+		}
+		if setUID {
+			o.UID = uid
+		}
+		if setGID {
+			o.GID = gid
+		}
+		if _, err := n.c.SetRootOwner(o); err != nil {
+			return n.fail("chown", "/", err)
+		}
+	}
 	if setMode || setMTime {
 		var mp *uint32
 		var tp *time.Time

@@ -91,6 +91,14 @@ type Config struct {
 	// refused.
 	AllowNonEmptyMountpoint bool `yaml:"allow_non_empty_mountpoint"`
 
+	// FileMode and DirMode are the permission bits of files and
+	// directories whose own are not set here (everything fetched from
+	// S3); Umask, if set, derives both (0666 and 0777 less it) where they
+	// are not given.
+	FileMode *Mode `yaml:"file_mode"`
+	DirMode  *Mode `yaml:"dir_mode"`
+	Umask    *Mode `yaml:"umask"`
+
 	UID        *uint32 `yaml:"uid"`
 	GID        *uint32 `yaml:"gid"`
 	AllowOther *bool   `yaml:"allow_other"`
@@ -105,6 +113,23 @@ type Config struct {
 	ControlSocket string `yaml:"control_socket"`
 	// MetricsAddress serves Prometheus /metrics; "" turns it off.
 	MetricsAddress string `yaml:"metrics_address"`
+}
+
+// modes returns the permission bits of files and directories that have
+// none of their own: file_mode and dir_mode, else what umask leaves of
+// 0666 and 0777, else 0644 and 0755.
+func (c *Config) modes() (file, dir uint32) {
+	file, dir = 0o644, 0o755
+	if c.Umask != nil {
+		file, dir = 0o666&^uint32(*c.Umask), 0o777&^uint32(*c.Umask)
+	}
+	if c.FileMode != nil {
+		file = uint32(*c.FileMode)
+	}
+	if c.DirMode != nil {
+		dir = uint32(*c.DirMode)
+	}
+	return file, dir
 }
 
 // localOnly returns the predicate for paths kept out of S3: the

@@ -115,3 +115,29 @@ func TestMountOptionsAccumulateAndMapToKeys(t *testing.T) {
 		}
 	}
 }
+
+// file_mode, dir_mode and umask are octal, as chmod takes them.
+func TestModes(t *testing.T) {
+	for _, c := range []struct {
+		yaml      string
+		file, dir uint32
+	}{
+		{"", 0o644, 0o755},
+		{"umask: 027\n", 0o640, 0o750},
+		{"umask: \"0o077\"\nfile_mode: 0644\n", 0o644, 0o700},
+		{"file_mode: 600\ndir_mode: 0700\n", 0o600, 0o700},
+	} {
+		cfg := defaultConfig()
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(p, []byte(c.yaml), 0o600)
+		if err := loadConfigFile(p, &cfg); err != nil {
+			t.Fatalf("%q: %v", c.yaml, err)
+		}
+		if f, d := cfg.modes(); f != c.file || d != c.dir {
+			t.Errorf("%q: file %o dir %o, want %o %o", c.yaml, f, d, c.file, c.dir)
+		}
+	}
+	if _, err := parseMode("0999"); err == nil {
+		t.Error("0999 accepted as octal")
+	}
+}

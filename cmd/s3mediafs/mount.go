@@ -317,9 +317,10 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	if cfg.AllowOther != nil {
 		allowOther = *cfg.AllowOther
 	}
+	fileMode, dirMode := cfg.modes()
 	server, err := mediafs.Mount(mnt, c, mediafs.MountOptions{
 		Options: mediafs.Options{
-			UID: uid, GID: gid, Log: log, Observe: met.observeFUSE,
+			UID: uid, GID: gid, FileMode: fileMode, DirMode: dirMode, Log: log, Observe: met.observeFUSE,
 			EntryTimeout: cfg.EntryTimeout, AttrTimeout: cfg.AttrTimeout, NegativeTimeout: min(cfg.EntryTimeout, cfg.NegativeCacheTTL),
 			Passthrough: cfg.Passthrough,
 		},

@@ -67,3 +67,26 @@ func (f FreeSpace) String() string {
 	}
 	return humanize.IBytes(uint64(f.Bytes))
 }
+
+// Mode is permission bits written in octal ("0640", "640" or "0o640"),
+// as chmod takes them: YAML would read 0640 as a decimal number.
+type Mode uint32
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (m *Mode) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseMode(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*m = v
+	return nil
+}
+
+func parseMode(s string) (Mode, error) {
+	t := strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(s), "0o"), "0O")
+	v, err := strconv.ParseUint(t, 8, 32)
+	if err != nil || v > 0o7777 {
+		return 0, fmt.Errorf("%q is not permission bits in octal (examples: 0640, 0750)", s)
+	}
+	return Mode(v), nil
+}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
 // asNobody runs a command as user nobody and returns its combined output
@@ -93,3 +95,49 @@ func tcpListeners(t *testing.T, pid int) []string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestModesKeepMediaFromOtherUsers: file_mode and dir_mode set what
+// files and directories from S3 show, and the root's chmod and chown work
+// and persist: an admin can keep other local users out of the media.
+func TestModesKeepMediaFromOtherUsers(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	key := "local_content/ab/cd/private"
+	if err := client.Put(t.Context(), key, bytes.NewReader([]byte("private media")), 13); err != nil {
+		t.Fatal(err)
+	}
+	cacheDir := t.TempDir()
+	cfg := config(t, srv, "", bucket, cacheDir, "file_mode: 0640\ndir_mode: 0750\n")
+	mnt := t.TempDir()
+	d := start(t, cfg, mnt)
+	p := filepath.Join(mnt, key)
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("a file from S3: %v, %v; want 0640", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(filepath.Join(mnt, "local_content")); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Fatalf("a directory from S3: %v, %v; want 0750", fi.Mode(), err)
+	}
+	if out, err := asNobody("cat", p); err == nil {
+		t.Fatalf("user nobody read private media: %s", out)
+	}
+	// The root: chmod and chown work, and last across a restart.
+	if err := os.Chmod(mnt, 0o711); err != nil {
+		t.Fatalf("chmod of the mount root: %v", err)
+	}
+	if err := os.Chown(mnt, 65534, 65534); err != nil {
+		t.Fatalf("chown of the mount root: %v", err)
+	}
+	d.terminate(t)
+	d = start(t, cfg, mnt)
+	defer d.terminate(t)
+	fi, err := os.Stat(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o711 || st.Uid != 65534 || st.Gid != 65534 {
+		t.Fatalf("the root after a restart: %v uid %d gid %d; want 0711 owned by 65534", fi.Mode(), st.Uid, st.Gid)
+	}
+	if got, err := os.ReadFile(p); err != nil || string(got) != "private media" {
+		t.Fatalf("root reads the media: %q, %v", got, err)
+	}
+}
