@@ -24,7 +24,6 @@ func attrOf(r record) Attr {
 	return Attr{Ino: r.Ino, Dir: r.Dir, Size: r.Size, MTime: time.Unix(0, r.MTime), Mode: r.Mode, State: r.State}
 }
 
-
 // Stat looks p up: in the index first, then, for a name the index does not
 // know, in the store (HEAD for a file, LIST for a directory). A store that
 // cannot be reached makes an unknown name look absent rather than failing,
