@@ -142,12 +142,13 @@ type Cache struct {
 	evictKick chan struct{} // wakes the evictor
 	free      freeSpace     // the cache filesystem's free bytes, sampled
 
-	downloads map[string]*download // fetches in flight, by path; guarded by mu
-	lookups   singleflight.Group   // one store lookup per unknown name, shared by callers
-	listings  singleflight.Group   // one LIST per directory listed, shared by callers
-	q         *queue
-	stats     counters
-	health    storeHealth
+	downloads   map[string]*download // fetches in flight, by path; guarded by mu
+	fetchBudget fetchBudget          // bounds those fetches
+	lookups     singleflight.Group   // one store lookup per unknown name, shared by callers
+	listings    singleflight.Group   // one LIST per directory listed, shared by callers
+	q           *queue
+	stats       counters
+	health      storeHealth
 
 	uncleanStop bool      // the previous run did not close the index
 	openedAt    time.Time // multipart uploads older than this predate this run
@@ -174,23 +175,24 @@ func Open(opts Options) (*Cache, error) {
 		return nil, errors.New("cache: no directory")
 	}
 	c := &Cache{
-		openedAt:  time.Now(),
-		opts:      opts,
-		log:       opts.Log,
-		store:     opts.Store,
-		dataDir:   filepath.Join(opts.Dir, "data"),
-		spares:    newSpares(),
-		tmpDir:    filepath.Join(opts.Dir, "tmp"),
-		open:      map[string]*openFile{},
-		negative:  newRecentNames(),
-		listed:    newRecentNames(),
-		watches:   map[string]map[string]struct{}{},
-		downloads: map[string]*download{},
-		subtrees:  map[string]*subtree{},
-		verified:  map[string]time.Time{},
-		accessed:  map[string]int64{},
-		space:     newNotifier(),
-		evictKick: make(chan struct{}, 1),
+		openedAt:    time.Now(),
+		opts:        opts,
+		log:         opts.Log,
+		store:       opts.Store,
+		dataDir:     filepath.Join(opts.Dir, "data"),
+		spares:      newSpares(),
+		tmpDir:      filepath.Join(opts.Dir, "tmp"),
+		open:        map[string]*openFile{},
+		negative:    newRecentNames(),
+		listed:      newRecentNames(),
+		watches:     map[string]map[string]struct{}{},
+		downloads:   map[string]*download{},
+		fetchBudget: newFetchBudget(opts.MaxSize),
+		subtrees:    map[string]*subtree{},
+		verified:    map[string]time.Time{},
+		accessed:    map[string]int64{},
+		space:       newNotifier(),
+		evictKick:   make(chan struct{}, 1),
 	}
 	for _, d := range []string{opts.Dir, c.dataDir, c.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 )
 
 // fetch makes a store-only file local. Concurrent callers for one path
@@ -60,6 +61,11 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	if r.Dir || r.State != Remote {
 		return nil
 	}
+	release, ok := c.fetchBudget.take(r.Size)
+	if !ok {
+		return fmt.Errorf("fetch %q: %w: %w (too many fetches in flight)", p, errNoRoom, ErrNoSpace)
+	}
+	defer release()
 	if err := c.admitFetch(ctx, r.Size); err != nil {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
@@ -150,6 +156,46 @@ func (c *Cache) admitFetch(ctx context.Context, size int64) error {
 		return fmt.Errorf("%w: %w", errNoRoom, err)
 	}
 	return nil
+}
+
+// fetchBudget bounds the downloads into the cache in flight, by count and
+// by bytes, so that cold reads (one user's many, or a crowd's) can make
+// the cache evict no more than those downloads need. A read that finds no
+// room in it is served from the store without a local copy (readStream),
+// so it waits for nothing and evicts nothing.
+type fetchBudget struct {
+	count, bytes *semaphore.Weighted
+	maxBytes     int64
+}
+
+// Fetches in flight: at most maxFetches, and at most a quarter of
+// cache_max_size (1 GiB without one) of bytes, one object taking at most
+// all of it.
+const (
+	maxFetches        = 32
+	unboundFetchBytes = 1 << 30
+)
+
+func newFetchBudget(maxSize int64) fetchBudget {
+	b := int64(unboundFetchBytes)
+	if maxSize > 0 {
+		b = max(maxSize/4, 1)
+	}
+	return fetchBudget{count: semaphore.NewWeighted(maxFetches), bytes: semaphore.NewWeighted(b), maxBytes: b}
+}
+
+// take reserves room for a download of size bytes without waiting; ok is
+// false when there is none now.
+func (f fetchBudget) take(size int64) (release func(), ok bool) {
+	n := min(max(size, 1), f.maxBytes)
+	if !f.count.TryAcquire(1) {
+		return nil, false
+	}
+	if !f.bytes.TryAcquire(n) {
+		f.count.Release(1)
+		return nil, false
+	}
+	return func() { f.bytes.Release(n); f.count.Release(1) }, true
 }
 
 // errNoRoom marks a fetch refused for want of room in the cache: a reader

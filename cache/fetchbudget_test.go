@@ -1,0 +1,83 @@
+package cache
+
+// Cold reads cannot make the cache evict more than the fetches in flight,
+// which are bounded by count and bytes, need.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/s3mediafs/s3mediafs/s3"
+)
+
+func TestConcurrentColdReadsEvictLittle(t *testing.T) {
+	ctx := context.Background()
+	const size = 4 << 20
+	store := s3.NewMem()
+	for i := range 12 {
+		store.SetObject(fmt.Sprintf("hot/%02d", i), bytes.Repeat([]byte{byte(i)}, size))
+	}
+	for i := range 10 {
+		store.SetObject(fmt.Sprintf("cold/%02d", i), bytes.Repeat([]byte{byte(100 + i)}, size))
+	}
+	c, err := Open(Options{Dir: t.TempDir(), Store: store, MaxSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	t.Cleanup(func() { c.Close() })
+	read := func(p string) []byte {
+		h, err := c.OpenFile(ctx, p, os.O_RDONLY)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		defer h.Release(ctx)
+		var out bytes.Buffer
+		buf := make([]byte, 1<<20)
+		for off := int64(0); ; {
+			n, err := h.ReadAt(ctx, buf, off)
+			if err != nil {
+				t.Error(err)
+				return nil
+			}
+			if n == 0 {
+				return out.Bytes()
+			}
+			out.Write(buf[:n])
+			off += int64(n)
+		}
+	}
+	for _, d := range []string{"hot", "cold"} {
+		if _, err := c.Stat(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Readdir(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 12 { // 48 MiB of clean, cached files
+		read(fmt.Sprintf("hot/%02d", i))
+	}
+	before := c.stats.evictions.Load()
+	var wg sync.WaitGroup
+	for i := range 10 { // 40 MiB of cold reads at once
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if got := read(fmt.Sprintf("cold/%02d", i)); !bytes.Equal(got, bytes.Repeat([]byte{byte(100 + i)}, size)) {
+				t.Errorf("cold/%02d read wrong (%d bytes)", i, len(got))
+			}
+		}()
+	}
+	wg.Wait()
+	evicted := c.stats.evictions.Load() - before
+	t.Logf("10 concurrent cold reads of 4 MiB evicted %d cached files", evicted)
+	if evicted > 4 {
+		t.Errorf("10 concurrent cold reads evicted %d of 12 cached files; the fetches in flight need at most 4", evicted)
+	}
+}
