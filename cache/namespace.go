@@ -374,14 +374,16 @@ func (c *Cache) learnAround(ctx context.Context, d string) {
 	}
 	asked := time.Now()
 	below := newSubtree(asked)
-	_, _, _, isDir, complete, err := c.store.Lookup(ctx, d, below.add)
+	_, _, _, _, complete, err := c.store.Lookup(ctx, d, below.add)
 	if err != nil {
 		c.noteStoreError(err)
 		return
 	}
-	if !isDir || !complete {
-		return
+	if !complete {
+		return // a large tree: the rmdir asks about its own
 	}
+	// Complete, and perhaps empty: the deletes just sent may all have
+	// landed. "Nothing below d" is knowledge too.
 	_ = c.view(func(txn *badger.Txn) error {
 		for name := range below.files {
 			if gone, err := goneHere(txn, joinPath(d, name)); err != nil || gone {

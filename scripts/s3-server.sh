@@ -73,7 +73,11 @@ launch() {
       ;;
     seaweedfs)
       # Ten ports from the base: master, volume, filer, S3 and admin, each
-      # with its gRPC port. The S3 port is the endpoint.
+      # with its gRPC port. The S3 port is the endpoint. Each bucket takes
+      # a volume of its own, and the volumes a disk holds are its free space
+      # over the volume size: small volumes leave room for the hundred-odd
+      # buckets a test run makes (at 1 GiB, 72 on a 74 GiB disk ran out and
+      # every PUT failed with InternalError).
       cat >"$state/s3.json" <<JSON
 {"identities":[{"name":"s3mediafs-test","credentials":[{"accessKey":"$access","secretKey":"$secret"}],
   "actions":["Admin","Read","Write","List","Tagging"]}]}
@@ -87,7 +91,7 @@ JSON
         -admin.port=$((port + 8)) -admin.port.grpc=$((port + 9)) -admin.port.legacy=0 \
         -filer.localSocket="$state/filer.sock" -s3.localSocket="$state/s3.sock" \
         -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false \
-        -master.telemetry=false -s3.config="$state/s3.json" >"$state/server.log" 2>&1 &
+        -master.volumeSizeLimitMB=64 -master.telemetry=false -s3.config="$state/s3.json" >"$state/server.log" 2>&1 &
       echo $((port + 6)) >"$state/s3port"
       echo "$port" >"$state/baseport"
       ;;
