@@ -120,9 +120,12 @@ func (q *queue) addLocked(p string) {
 func (q *queue) addAfter(p string, d time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.stopped {
-		return
+	if !q.stopped {
+		q.addAfterLocked(p, d)
 	}
+}
+
+func (q *queue) addAfterLocked(p string, d time.Duration) {
 	if t, ok := q.retry[p]; ok {
 		t.Stop()
 	}
@@ -289,13 +292,5 @@ func (q *queue) scheduleRetryLocked(p string, err error) {
 		q.c.log.Warn("store request failed; will retry", "path", p, "failures", n, "err", err, "retry_in", delay)
 	}
 	q.failures[p]++
-	q.retry[p] = time.AfterFunc(delay, func() {
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		if q.stopped {
-			return
-		}
-		delete(q.retry, p)
-		q.addLocked(p)
-	})
+	q.addAfterLocked(p, delay)
 }
