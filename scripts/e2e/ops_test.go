@@ -354,3 +354,44 @@ func TestSecretsNeverShown(t *testing.T) {
 	status, _ := cli(t, "status", "--json", "--socket", socketOf(t, good))
 	checkNoSecrets(t, "status", status)
 }
+
+// TestExternalUnmountWhileStoreFails: a daemon started by mount(8) whose
+// mount is removed from outside while S3 answers every upload with 500
+// drains for drain_timeout, then exits, keeping the owed uploads.
+func TestExternalUnmountWhileStoreFails(t *testing.T) {
+	helper := "/sbin/mount.s3mediafs"
+	if _, err := os.Lstat(helper); err == nil {
+		t.Skipf("%s exists already; not replacing an installed helper", helper)
+	}
+	if err := os.Symlink(binary, helper); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(helper) })
+	_, srv, bucket := s3test.Bucket(t, "synapse/")
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	cfg := config(t, srv, proxy.URL, bucket, t.TempDir(), "")
+	socket := socketOf(t, cfg)
+	mnt := t.TempDir()
+	t.Cleanup(func() { unmount(mnt) })
+	mount := exec.Command("mount", "-t", "s3mediafs", cfg, mnt, "-o", "log_file="+filepath.Join(t.TempDir(), "d.log"))
+	mount.WaitDelay = 5 * time.Second
+	if out, err := mount.CombinedOutput(); err != nil {
+		t.Fatalf("mount -t s3mediafs: %v\n%s", err, out)
+	}
+	proxy.SetFail(func(r *http.Request) int {
+		if r.Method == http.MethodPut || r.Method == http.MethodPost {
+			return http.StatusInternalServerError
+		}
+		return 0
+	})
+	synapseWrite(t, filepath.Join(mnt, "local_content/ab/cd/owed"), payload(3000, 1))
+	time.Sleep(500 * time.Millisecond) // an upload has failed by now
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v %s", err, out)
+	}
+	// drain_timeout is 10s in these tests.
+	eventually(t, 40*time.Second, "the daemon to exit", func() bool {
+		_, err := os.Stat(socket)
+		return errors.Is(err, os.ErrNotExist)
+	})
+}
