@@ -50,6 +50,9 @@ type Config struct {
 	// StorageClass is sent on every PUT (STANDARD, STANDARD_IA…); empty
 	// leaves the bucket's default.
 	StorageClass string
+	// StorageClasses overrides StorageClass for the keys of a top-level
+	// tree (the first path component): remote_content: ONEZONE_IA.
+	StorageClasses map[string]string
 	// SSECustomerKey (the raw key, as the provider takes it) and
 	// SSECustomerAlgorithm (default AES256) enable SSE-C on every request
 	// that reads or writes object data.
@@ -132,6 +135,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	}
 	if err := validStorageClass(cfg.StorageClass); err != nil {
 		return nil, err
+	}
+	for tree, sc := range cfg.StorageClasses {
+		if err := validStorageClass(sc); err != nil {
+			return nil, fmt.Errorf("storage class of %s: %w", tree, err)
+		}
 	}
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConns = cfg.MaxConns
@@ -216,6 +224,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 // StorageClasses lists the classes objects may be written with: the ones
 // that are readable at once (no restore), as media must be.
 var StorageClasses = []string{"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"}
+
+// storageClass is the class a PUT of key (relative to the prefix) is sent
+// with: its tree's, else the default.
+func (c *Client) storageClass(key string) types.StorageClass {
+	tree, _, _ := strings.Cut(key, "/")
+	if sc, ok := c.cfg.StorageClasses[tree]; ok {
+		return types.StorageClass(sc)
+	}
+	return types.StorageClass(c.cfg.StorageClass)
+}
 
 func validStorageClass(sc string) error {
 	if sc == "" {

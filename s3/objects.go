@@ -39,7 +39,7 @@ func (c *Client) Put(ctx context.Context, key string, body io.ReaderAt, size int
 		Key:                  aws.String(c.key(key)),
 		Body:                 io.NewSectionReader(body, 0, size),
 		ContentLength:        aws.Int64(size),
-		StorageClass:         types.StorageClass(c.cfg.StorageClass),
+		StorageClass:         c.storageClass(key),
 		SSECustomerAlgorithm: c.sseAlgorithm(),
 		SSECustomerKey:       c.sseKey,
 		SSECustomerKeyMD5:    c.sseKeyMD5,

@@ -190,3 +190,51 @@ type recordingJournal struct{ begun, ended int }
 
 func (j *recordingJournal) BeginMultipart(key, id string) error { j.begun++; return nil }
 func (j *recordingJournal) EndMultipart(key, id string) error   { j.ended++; return nil }
+
+// storage_classes sets a class per top-level tree (remote media Synapse
+// can fetch again from its origin in a cheaper one), on single PUTs and
+// multipart uploads; other trees get storage_class.
+func TestStorageClassPerTree(t *testing.T) {
+	c, proxy := viaProxy(t, func(c *s3.Config) {
+		c.StorageClass = "STANDARD"
+		c.StorageClasses = map[string]string{"remote_content": "ONEZONE_IA", "local_thumbnails": "STANDARD_IA"}
+		c.MultipartThreshold, c.MultipartPartSize = 5<<20, 5<<20
+	})
+	ctx := context.Background()
+	put := func(key string, n int) {
+		t.Helper()
+		if err := c.Put(ctx, key, bytes.NewReader(make([]byte, n)), int64(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("remote_content/example.org/ab/cd/x", 10)
+	put("remote_content/example.org/ab/cd/big", 6<<20)
+	put("local_thumbnails/ab/cd/x/32-32-image-png-crop", 10)
+	put("local_content/ab/cd/x", 10)
+	want := map[string]string{
+		"remote_content/example.org/ab/cd/x":            "ONEZONE_IA",
+		"remote_content/example.org/ab/cd/big":          "ONEZONE_IA",
+		"local_thumbnails/ab/cd/x/32-32-image-png-crop": "STANDARD_IA",
+		"local_content/ab/cd/x":                         "STANDARD",
+	}
+	seen := 0
+	for _, r := range proxy.Requests() {
+		if r.Op() != "PutObject" && r.Op() != "CreateMultipartUpload" {
+			continue
+		}
+		for key, class := range want {
+			if strings.HasSuffix(r.Path, "/p/"+key) {
+				seen++
+				if got := r.Header.Get("X-Amz-Storage-Class"); got != class {
+					t.Errorf("%s %s: storage class %q, want %q", r.Op(), key, got, class)
+				}
+			}
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("saw %d PUTs or multipart creations for %d keys", seen, len(want))
+	}
+	if _, err := s3.New(ctx, s3.Config{Bucket: "b", StorageClasses: map[string]string{"remote_content": "GLACIER"}}, nil); err == nil {
+		t.Error("a class that needs a restore was accepted for a tree")
+	}
+}

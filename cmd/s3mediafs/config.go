@@ -28,11 +28,13 @@ type Config struct {
 	SessionToken    string `yaml:"session_token"`
 
 	// Provider options (synapse-s3-storage-provider's names).
-	StorageClass               string `yaml:"storage_class"`
-	SSECustomerKey             string `yaml:"sse_customer_key"`
-	SSECustomerAlgo            string `yaml:"sse_customer_algo"`
-	RequestChecksumCalculation string `yaml:"request_checksum_calculation"`
-	ResponseChecksumValidation string `yaml:"response_checksum_validation"`
+	StorageClass string `yaml:"storage_class"`
+	// StorageClasses sets a class per top-level tree, over storage_class.
+	StorageClasses             map[string]string `yaml:"storage_classes"`
+	SSECustomerKey             string            `yaml:"sse_customer_key"`
+	SSECustomerAlgo            string            `yaml:"sse_customer_algo"`
+	RequestChecksumCalculation string            `yaml:"request_checksum_calculation"`
+	ResponseChecksumValidation string            `yaml:"response_checksum_validation"`
 	// ThreadpoolSize is the provider's name for upload_concurrency.
 	ThreadpoolSize int `yaml:"threadpool_size"`
 	// StoreLocal and StoreRemote: whether local_* and remote_* go to S3.
@@ -188,7 +190,7 @@ func s3ConfigOf(cfg Config) s3.Config {
 		Bucket: cfg.Bucket, Prefix: cfg.Prefix, Region: cfg.RegionName, Endpoint: cfg.EndpointURL,
 		ForcePathStyle: cfg.ForcePathStyle, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey,
 		SessionToken: cfg.SessionToken, MaxConns: cfg.UploadConcurrency*4 + 32, RequestTimeout: cfg.StoreTimeout,
-		StorageClass:   cfg.StorageClass,
+		StorageClass: cfg.StorageClass, StorageClasses: cfg.StorageClasses,
 		SSECustomerKey: cfg.SSECustomerKey, SSECustomerAlgorithm: cfg.SSECustomerAlgo,
 		ServerSideEncryption: cfg.ServerSideEncryption, SSEKMSKeyID: cfg.SSEKMSKeyID,
 		ChecksumWhenRequired:         cfg.RequestChecksumCalculation == "when_required",
@@ -300,6 +302,14 @@ func (c *Config) validate() error {
 	}
 	if c.StorageClass != "" && !slices.Contains(s3.StorageClasses, c.StorageClass) {
 		errs = append(errs, fmt.Errorf("storage_class %q is not one of %s", c.StorageClass, strings.Join(s3.StorageClasses, ", ")))
+	}
+	for tree, sc := range c.StorageClasses {
+		if tree == "" || strings.Contains(tree, "/") {
+			errs = append(errs, fmt.Errorf("storage_classes: %q is not a top-level directory name", tree))
+		}
+		if !slices.Contains(s3.StorageClasses, sc) {
+			errs = append(errs, fmt.Errorf("storage_classes: %s: %q is not one of %s", tree, sc, strings.Join(s3.StorageClasses, ", ")))
+		}
 	}
 	if c.SSECustomerAlgo != "" && c.SSECustomerAlgo != "AES256" {
 		errs = append(errs, fmt.Errorf("sse_customer_algo %q: S3 supports only AES256", c.SSECustomerAlgo))

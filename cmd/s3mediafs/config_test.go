@@ -141,3 +141,30 @@ func TestModes(t *testing.T) {
 		t.Error("0999 accepted as octal")
 	}
 }
+
+// storage_classes: one class per top-level tree, checked like
+// storage_class, and handed to the S3 client.
+func TestStorageClassesConfig(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("bucket: b\nstorage_classes:\n  remote_content: ONEZONE_IA\n  remote_thumbnail: ONEZONE_IA\n  local_thumbnails: STANDARD_IA\n"), 0o600)
+	cfg := defaultConfig()
+	if err := loadConfigFile(p, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s3ConfigOf(cfg).StorageClasses["remote_thumbnail"]; got != "ONEZONE_IA" {
+		t.Fatalf("handed to the client: %q", got)
+	}
+	for _, bad := range []string{"storage_classes:\n  remote_content: GLACIER\n", "storage_classes:\n  a/b: STANDARD\n"} {
+		os.WriteFile(p, []byte("bucket: b\n"+bad), 0o600)
+		cfg := defaultConfig()
+		if err := loadConfigFile(p, &cfg); err == nil {
+			err = cfg.validate()
+			if err == nil {
+				t.Errorf("%q accepted", bad)
+			}
+		}
+	}
+}
