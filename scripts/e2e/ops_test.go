@@ -231,10 +231,11 @@ func TestSystemdNotify(t *testing.T) {
 	}
 }
 
-// TestMountHelperAndFstab: mount -t s3mediafs through the helper, with
-// fstab options; umount; and systemd's fstab generator on the documented
-// fstab line.
-func TestMountHelperAndFstab(t *testing.T) {
+// installHelper puts the binary at /sbin/mount.s3mediafs, where mount(8)
+// looks for the helper of type s3mediafs, for the test; it skips the test
+// rather than replace an installed helper.
+func installHelper(t *testing.T) {
+	t.Helper()
 	helper := "/sbin/mount.s3mediafs"
 	if _, err := os.Lstat(helper); err == nil {
 		t.Skipf("%s exists already; not replacing an installed helper", helper)
@@ -243,6 +244,13 @@ func TestMountHelperAndFstab(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Remove(helper) })
+}
+
+// TestMountHelperAndFstab: mount -t s3mediafs through the helper, with
+// fstab options; umount; and systemd's fstab generator on the documented
+// fstab line.
+func TestMountHelperAndFstab(t *testing.T) {
+	installHelper(t)
 	client, srv, bucket := s3test.Bucket(t, "synapse/")
 	cfg := config(t, srv, "", bucket, t.TempDir(), "")
 	socket := socketOf(t, cfg)
@@ -359,14 +367,7 @@ func TestSecretsNeverShown(t *testing.T) {
 // mount is removed from outside while S3 answers every upload with 500
 // drains for drain_timeout, then exits, keeping the owed uploads.
 func TestExternalUnmountWhileStoreFails(t *testing.T) {
-	helper := "/sbin/mount.s3mediafs"
-	if _, err := os.Lstat(helper); err == nil {
-		t.Skipf("%s exists already; not replacing an installed helper", helper)
-	}
-	if err := os.Symlink(binary, helper); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(helper) })
+	installHelper(t)
 	_, srv, bucket := s3test.Bucket(t, "synapse/")
 	proxy := s3test.NewProxy(t, srv.Endpoint)
 	cfg := config(t, srv, proxy.URL, bucket, t.TempDir(), "")
