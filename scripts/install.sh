@@ -18,10 +18,10 @@ fi
 install -d -m 0755 "$dest$prefix/bin" "$dest/sbin" "$dest/etc/systemd/system" "$dest$prefix/share/doc/s3mediafs"
 install -m 0755 "$bin" "$dest$prefix/bin/s3mediafs"
 ln -sfn "$prefix/bin/s3mediafs" "$dest/sbin/mount.s3mediafs"
-install -m 0644 scripts/s3mediafs.service "$dest/etc/systemd/system/s3mediafs.service"
-install -m 0644 scripts/s3mediafs-media.mount.example scripts/fstab.example README.md "$dest$prefix/share/doc/s3mediafs/"
+install -m 0644 scripts/deploy/s3mediafs.service "$dest/etc/systemd/system/s3mediafs.service"
+install -m 0644 scripts/deploy/s3mediafs-media.mount.example scripts/deploy/fstab.example README.md "$dest$prefix/share/doc/s3mediafs/"
 if [ ! -e "$dest/etc/s3mediafs.yaml" ]; then
-  install -m 0600 scripts/s3mediafs.yaml.example "$dest/etc/s3mediafs.yaml"
+  install -m 0600 scripts/deploy/s3mediafs.yaml.example "$dest/etc/s3mediafs.yaml"
   echo "wrote $dest/etc/s3mediafs.yaml (mode 0600): fill in the bucket and credentials"
 else
   echo "kept the existing $dest/etc/s3mediafs.yaml"

@@ -11,9 +11,6 @@ import (
 	"strings"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
 const usage = `s3mediafs — a Synapse media store on S3 behind a local write-back cache
 
 Usage:
@@ -27,7 +24,7 @@ Usage:
                                           wait until everything written so far
                                           is in S3 (exit 0) or time runs out (1)
   s3mediafs import --from DIR [flags]     upload an existing media store
-  s3mediafs version
+  s3mediafs version                       version, commit and Go version
 
 As mount.s3mediafs (a link to this binary) it is mount(8)'s helper:
   mount -t s3mediafs /etc/s3mediafs.yaml /var/lib/synapse/media_store
@@ -64,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "import":
 		return runImport(args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "s3mediafs", version)
+		fmt.Fprintln(stdout, currentVersionLine())
 		return exitOK
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -297,7 +297,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		mode = "synchronous"
 	}
 	control := &controlServer{c: c, started: time.Now(), log: log,
-		info: daemonStatus{Mountpoint: mnt, Bucket: cfg.Bucket, Prefix: cfg.Prefix, Version: version, Mode: mode}}
+		info: daemonStatus{Mountpoint: mnt, Bucket: cfg.Bucket, Prefix: cfg.Prefix, Version: buildVersion(), Mode: mode}}
 	ctlServer := &http.Server{Handler: control.handler(), ReadHeaderTimeout: 10 * time.Second}
 	go ctlServer.Serve(ctl)
 	defer ctlServer.Close()
