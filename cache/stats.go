@@ -37,9 +37,12 @@ func (s *counters) storeError(err error, permanent bool) {
 type Status struct {
 	DirtyFiles int64 `json:"dirty_files"`
 	DirtyBytes int64 `json:"dirty_bytes"`
+	DirtyMax   int64 `json:"dirty_max_bytes"` // 0: no limit
 	LocalBytes int64 `json:"cache_bytes"`
 	MaxSize    int64 `json:"cache_max_bytes"` // 0: no limit
 	FreeBytes  int64 `json:"cache_fs_free_bytes"`
+	// MinFreeBytes is the free-space floor (cache_min_free) in bytes.
+	MinFreeBytes int64 `json:"cache_fs_min_free_bytes"`
 
 	QueueDepth    int     `json:"queue_depth"`         // paths with an upload or delete owed
 	OldestPending float64 `json:"oldest_pending_secs"` // age of the oldest owed upload or delete
@@ -61,9 +64,11 @@ type Status struct {
 // Status returns the current figures.
 func (c *Cache) Status() Status {
 	c.mu.Lock()
-	s := Status{DirtyFiles: c.dirtyFiles, DirtyBytes: c.dirty, LocalBytes: c.used, MaxSize: c.opts.MaxSize}
+	s := Status{DirtyFiles: c.dirtyFiles, DirtyBytes: c.dirty, LocalBytes: c.used, MaxSize: c.opts.MaxSize, DirtyMax: c.opts.DirtyMax}
 	c.mu.Unlock()
-	s.FreeBytes, _ = c.free.get(false)
+	var total int64
+	s.FreeBytes, total = c.free.get(false)
+	s.MinFreeBytes = c.minFree(total)
 	var oldest time.Duration
 	s.QueueDepth, oldest = c.q.depth()
 	s.OldestPending = oldest.Seconds()

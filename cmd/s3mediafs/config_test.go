@@ -168,3 +168,18 @@ func TestStorageClassesConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedExampleConfigsLoad: every example configuration the package
+// and the container example ship is accepted as it stands.
+func TestShippedExampleConfigsLoad(t *testing.T) {
+	for _, p := range []string{"../../scripts/deploy/s3mediafs.yaml.example", "../../scripts/deploy/docker/s3mediafs.yaml"} {
+		cfg := defaultConfig()
+		if err := loadConfigFile(p, &cfg); err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		if err := cfg.validate(); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -413,8 +414,8 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "s3mediafs import: %s is not a directory\n", o.from)
 		return exitUsage
 	}
-	if mounted, _ := isMountpoint(o.from); mounted {
-		fmt.Fprintf(stderr, "s3mediafs import: %s is a mount point; import reads the old media directory, not a mount\n", o.from)
+	if err := refuseImportFromMount(o.from); err != nil {
+		fmt.Fprintln(stderr, "s3mediafs import:", err)
 		return exitUsage
 	}
 	if o.concurrency <= 0 {
@@ -444,4 +445,23 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// refuseImportFromMount refuses to import from a FUSE mount (s3mediafs's
+// own, most likely: importing it into itself copies nothing new). The old
+// media directory may well be a mount point of another kind: a disk of its
+// own, or a bind mount.
+func refuseImportFromMount(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	fsType, err := topMountType(abs)
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(fsType, "fuse") {
+		return fmt.Errorf("%s is a %s mount; import reads the old media directory, not a mount", dir, fsType)
+	}
+	return nil
 }

@@ -92,10 +92,12 @@ type cacheCollector struct{ c *cache.Cache }
 
 var (
 	descDirtyBytes  = prometheus.NewDesc("s3mediafs_dirty_bytes", "Bytes written locally and not yet in S3.", nil, nil)
+	descDirtyLimit  = prometheus.NewDesc("s3mediafs_dirty_limit_bytes", "Bound on bytes not yet in S3 (dirty_max_size; 0: no limit); past it writers wait.", nil, nil)
 	descDirtyFiles  = prometheus.NewDesc("s3mediafs_dirty_files", "Files written locally and not yet in S3.", nil, nil)
 	descCacheBytes  = prometheus.NewDesc("s3mediafs_cache_bytes", "Bytes of local data files in the cache.", nil, nil)
 	descCacheLimit  = prometheus.NewDesc("s3mediafs_cache_limit_bytes", "cache_max_size (0: no limit).", nil, nil)
 	descCacheFree   = prometheus.NewDesc("s3mediafs_cache_filesystem_free_bytes", "Free bytes on the cache filesystem.", nil, nil)
+	descFreeFloor   = prometheus.NewDesc("s3mediafs_cache_filesystem_min_free_bytes", "The free-space floor (cache_min_free) in bytes.", nil, nil)
 	descQueueDepth  = prometheus.NewDesc("s3mediafs_upload_queue_depth", "Paths with an upload or delete owed to S3.", nil, nil)
 	descQueueOldest = prometheus.NewDesc("s3mediafs_upload_queue_oldest_seconds", "Age of the oldest owed upload or delete.", nil, nil)
 	descHits        = prometheus.NewDesc("s3mediafs_cache_hits_total", "Opens served from the local cache.", nil, nil)
@@ -109,7 +111,7 @@ var (
 )
 
 func (cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDirtyBytes, descDirtyFiles, descCacheBytes, descCacheLimit, descCacheFree,
+	for _, d := range []*prometheus.Desc{descDirtyBytes, descDirtyLimit, descDirtyFiles, descCacheBytes, descCacheLimit, descCacheFree, descFreeFloor,
 		descQueueDepth, descQueueOldest, descHits, descMisses, descEvictions, descBytesUp, descBytesDown,
 		descUploads, descDeletes, descErrors} {
 		ch <- d
@@ -123,10 +125,12 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
 	g(descDirtyBytes, float64(s.DirtyBytes))
+	g(descDirtyLimit, float64(s.DirtyMax))
 	g(descDirtyFiles, float64(s.DirtyFiles))
 	g(descCacheBytes, float64(s.LocalBytes))
 	g(descCacheLimit, float64(s.MaxSize))
 	g(descCacheFree, float64(s.FreeBytes))
+	g(descFreeFloor, float64(s.MinFreeBytes))
 	g(descQueueDepth, float64(s.QueueDepth))
 	g(descQueueOldest, s.OldestPending)
 	n(descHits, s.Hits)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -421,12 +422,15 @@ func checkMountpoint(p string, allowNonEmpty bool) (string, error) {
 	if !fi.IsDir() {
 		return "", fmt.Errorf("mount point %s is not a directory", abs)
 	}
-	mounted, err := isMountpoint(abs)
+	// A bind mount or a disk of its own under the media store is fine (a
+	// container gets its media store as a bind mount); a FUSE filesystem
+	// on top means it is mounted already, by us or by another tool.
+	fsType, err := topMountType(abs)
 	if err != nil {
 		return "", err
 	}
-	if mounted {
-		return "", fmt.Errorf("mount point %s already has a filesystem mounted on it", abs)
+	if strings.HasPrefix(fsType, "fuse") {
+		return "", fmt.Errorf("mount point %s already has a filesystem mounted on it (%s)", abs, fsType)
 	}
 	if !allowNonEmpty {
 		if err := refuseHiddenFiles(abs); err != nil {
@@ -476,22 +480,34 @@ func refuseHiddenFiles(dir string) error {
 		"or set allow_non_empty_mountpoint: true (-o nonempty) to mount over them anyway", dir, count, dir)
 }
 
-// isMountpoint reports whether p appears as a mount point in mountinfo.
-func isMountpoint(p string) (bool, error) {
+// topMountType returns the type of the filesystem on top at p ("" when
+// nothing is mounted there).
+func topMountType(p string) (string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return false, fmt.Errorf("read mount table: %w", err)
+		return "", fmt.Errorf("read mount table: %w", err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return mountTypeAt(f, p)
+}
+
+// mountTypeAt reads a mountinfo table and returns the type of the last
+// mount at p: later lines are mounted over earlier ones.
+func mountTypeAt(mountinfo io.Reader, p string) (string, error) {
+	sc := bufio.NewScanner(mountinfo)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	fsType := ""
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescapeMountinfo(fields[4]) == p {
-			return true, nil
+		if len(fields) < 5 || unescapeMountinfo(fields[4]) != p {
+			continue
+		}
+		// Optional fields end at "-"; the type follows it.
+		if sep := slices.Index(fields[5:], "-"); sep >= 0 && 5+sep+1 < len(fields) {
+			fsType = fields[5+sep+1]
 		}
 	}
-	return false, sc.Err()
+	return fsType, sc.Err()
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for space…) of mountinfo.

@@ -123,7 +123,7 @@ func TestDebianPackage(t *testing.T) {
 	cfg := config(t, srv, "", bucket, t.TempDir(), "")
 	mnt := t.TempDir()
 	t.Cleanup(func() { unmount(mnt) })
-	mount := exec.Command("mount", "-t", "s3mediafs", cfg, mnt)
+	mount := exec.Command("mount", "-t", "s3mediafs", cfg, mnt, "-o", "log_file="+filepath.Join(t.TempDir(), "daemon.log"))
 	mount.WaitDelay = 5 * time.Second
 	if out, err := mount.CombinedOutput(); err != nil {
 		t.Fatalf("mount -t s3mediafs with the packaged helper: %v\n%s", err, out)
