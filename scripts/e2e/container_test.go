@@ -145,7 +145,7 @@ func testPropagation(t *testing.T) {
 	synapse := nsHolder(t, "unchanged", "mount --make-rslave "+host)
 	private := nsHolder(t, "private", "true")
 
-	cfg := config(t, srv, "", bucket, t.TempDir(), "")
+	cfg := config(t, srv, "", bucket, t.TempDir(), "log_file: "+filepath.Join(t.TempDir(), "daemon.log")+"\n")
 	socket := socketOf(t, cfg)
 	mount := exec.Command("unshare", "--mount", "--propagation", "unchanged", binary, "mount", "--daemon", "--config", cfg, host)
 	mount.WaitDelay = 5 * time.Second
