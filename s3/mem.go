@@ -210,3 +210,25 @@ func (e memEntry) sortKey() string {
 	}
 	return e.name
 }
+
+// DeleteMany is Client.DeleteMany for the in-memory store.
+func (m *Mem) DeleteMany(ctx context.Context, keys []string) (map[string]error, error) {
+	m.count("delete_objects")
+	if len(keys) > MaxDeleteBatch {
+		return nil, fmt.Errorf("delete %d keys: at most %d a request", len(keys), MaxDeleteBatch)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range keys {
+		delete(m.objects, k)
+	}
+	return nil, nil
+}
+
+// SetObjectTime stores data at key with the given modification time, as
+// an object written at that time would be.
+func (m *Mem) SetObjectTime(key string, data []byte, mtime time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.objects[key] = memObject{data: bytes.Clone(data), mtime: mtime}
+}

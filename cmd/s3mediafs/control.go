@@ -136,7 +136,27 @@ func (s *controlServer) handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
+	// GET /local streams the files only the cache holds (not yet in S3,
+	// or kept local), one JSON object a line, for reconcile.
+	mux.HandleFunc("GET /local", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		err := s.c.NotInStore(func(p string, size int64) error {
+			return enc.Encode(cachedFileLine{Path: p, Size: size})
+		})
+		if err != nil {
+			// The status is sent already: an error line ends the stream.
+			enc.Encode(cachedFileLine{Error: err.Error()})
+		}
+	})
 	return mux
+}
+
+// cachedFileLine is one line of GET /local.
+type cachedFileLine struct {
+	Path  string `json:"path,omitempty"`
+	Size  int64  `json:"size,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 type flushResult struct {
@@ -177,6 +197,19 @@ func listenControl(path string) (net.Listener, error) {
 // callDaemon sends one request to a daemon's socket and decodes its
 // JSON answer into out.
 func callDaemon(socket, method, path string, out any) error {
+	resp, err := daemonRequest(socket, method, path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("bad answer from the daemon: %w", err)
+	}
+	return nil
+}
+
+// daemonRequest sends one request over the control socket.
+func daemonRequest(socket, method, path string) (*http.Response, error) {
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -185,17 +218,41 @@ func callDaemon(socket, method, path string, out any) error {
 	}}
 	req, err := http.NewRequest(method, "http://s3mediafs"+path, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the daemon at %s: %w", socket, err)
+		return nil, fmt.Errorf("cannot reach the daemon at %s: %w", socket, err)
+	}
+	return resp, nil
+}
+
+// daemonLocalFiles streams GET /local: the files the running daemon's
+// cache holds and S3 does not.
+func daemonLocalFiles(socket string, fn func(path string, size int64) error) error {
+	resp, err := daemonRequest(socket, http.MethodGet, "/local")
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("bad answer from the daemon: %w", err)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the daemon at %s answered %s to GET /local (an older s3mediafs? restart it)", socket, resp.Status)
 	}
-	return nil
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var f cachedFileLine
+		if err := dec.Decode(&f); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("bad answer from the daemon: %w", err)
+		}
+		if f.Error != "" {
+			return fmt.Errorf("the daemon: %s", f.Error)
+		}
+		if err := fn(f.Path, f.Size); err != nil {
+			return err
+		}
+	}
 }
 
 // findSocket picks the socket from a mount point, or the only one there is.

@@ -24,6 +24,11 @@ Usage:
                                           wait until everything written so far
                                           is in S3 (exit 0) or time runs out (1)
   s3mediafs import --from DIR [flags]     upload an existing media store
+  s3mediafs reconcile --synapse-config homeserver.yaml [--config FILE]
+                    [--json] [--delete-orphans] [--min-age 24h]
+                                          compare the bucket with Synapse's
+                                          database: orphans, missing media;
+                                          delete orphans (dry run by default)
   s3mediafs version                       version, commit and Go version
 
 As mount.s3mediafs (a link to this binary) it is mount(8)'s helper:
@@ -60,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runFlush(args[1:], stdout, stderr)
 	case "import":
 		return runImport(args[1:], stdout, stderr)
+	case "reconcile":
+		return runReconcile(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, currentVersionLine())
 		return exitOK

@@ -1,0 +1,65 @@
+package cache
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// NotInStore calls fn with the path and size of every file whose bytes
+// this cache holds and the store does not: written and not yet uploaded,
+// or in a tree kept local. It reads one snapshot of the index; reconcile
+// uses it so as not to call such a file missing, nor its object orphaned.
+func (c *Cache) NotInStore(fn func(path string, size int64) error) error {
+	return c.ix.db.View(func(txn *badger.Txn) error { return notInStore(txn, fn) })
+}
+
+// ReadNotInStore is NotInStore for the cache in dir while no daemon has it
+// open: the index is opened read-only and closed again.
+func ReadNotInStore(dir string, log *slog.Logger, fn func(path string, size int64) error) error {
+	opts := badger.DefaultOptions(filepath.Join(dir, "index")).
+		WithLogger(badgerLogger{log}).
+		WithReadOnly(true)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return fmt.Errorf("open the index in %s read-only: %w (mount it once, or run this while it is mounted)", dir, err)
+	}
+	defer db.Close()
+	return db.View(func(txn *badger.Txn) error { return notInStore(txn, fn) })
+}
+
+func notInStore(txn *badger.Txn, fn func(string, int64) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{entryPrefix}, PrefetchValues: true, PrefetchSize: 64})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		var r record
+		err := item.Value(func(v []byte) (err error) {
+			r, err = decodeRecord(v)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("index entry %q: %w", item.Key(), err)
+		}
+		if r.Dir || (r.State != Dirty && r.State != Uploading && r.State != Local) {
+			continue
+		}
+		if err := fn(pathOfEntryKey(item.Key()), r.Size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pathOfEntryKey is the inverse of entryKey.
+func pathOfEntryKey(k []byte) string {
+	k = k[1:]
+	for i, b := range k {
+		if b == 0 {
+			return joinPath(string(k[:i]), string(k[i+1:]))
+		}
+	}
+	return string(k)
+}

@@ -1,0 +1,54 @@
+package s3
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// MaxDeleteBatch is the most keys one DeleteObjects request takes.
+const MaxDeleteBatch = 1000
+
+// DeleteMany removes up to MaxDeleteBatch objects in one DeleteObjects
+// request. It returns the keys the store did not delete, each with its
+// reason; a key that did not exist counts as deleted, as S3 reports it.
+// err is for a request that failed as a whole, in which case nothing is
+// known to be deleted.
+func (c *Client) DeleteMany(ctx context.Context, keys []string) (failed map[string]error, err error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	if len(keys) > MaxDeleteBatch {
+		return nil, fmt.Errorf("delete %d keys: at most %d a request", len(keys), MaxDeleteBatch)
+	}
+	ids := make([]types.ObjectIdentifier, len(keys))
+	byFull := make(map[string]string, len(keys))
+	for i, k := range keys {
+		ids[i] = types.ObjectIdentifier{Key: aws.String(c.key(k))}
+		byFull[c.key(k)] = k
+	}
+	out, err := c.api.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+		Bucket: &c.bucket,
+		Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+	})
+	if err != nil {
+		return nil, classify("delete_objects", keys[0], err)
+	}
+	for _, e := range out.Errors {
+		k, ok := byFull[aws.ToString(e.Key)]
+		if !ok {
+			continue
+		}
+		if aws.ToString(e.Code) == "NoSuchKey" {
+			continue
+		}
+		if failed == nil {
+			failed = map[string]error{}
+		}
+		failed[k] = &Error{Op: "delete_objects", Key: k, Code: aws.ToString(e.Code), Err: fmt.Errorf("%s", aws.ToString(e.Message))}
+	}
+	return failed, nil
+}
