@@ -1,8 +1,10 @@
 package cache
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
@@ -18,7 +20,11 @@ func (c *Cache) NotInStore(fn func(path string, size int64) error) error {
 
 // ReadNotInStore is NotInStore for the cache in dir while no daemon has it
 // open: the index is opened read-only and closed again.
+// A cache directory with no index (never mounted) holds nothing.
 func ReadNotInStore(dir string, log *slog.Logger, fn func(path string, size int64) error) error {
+	if _, err := os.Stat(filepath.Join(dir, "index")); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	opts := badger.DefaultOptions(filepath.Join(dir, "index")).
 		WithLogger(badgerLogger{log}).
 		WithReadOnly(true)

@@ -57,3 +57,15 @@ func TestNotInStore(t *testing.T) {
 		t.Fatalf("closed index: %v, want keys %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
 	}
 }
+
+// A cache directory that was never mounted holds nothing, and says so
+// without an error.
+func TestReadNotInStoreNeverMounted(t *testing.T) {
+	err := ReadNotInStore(t.TempDir(), slog.Default(), func(p string, _ int64) error {
+		t.Errorf("a file in an empty cache: %s", p)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -6,6 +6,7 @@
 #   scripts/postgres.sh run CMD [ARGS…]   # start, run CMD with
 #                                         # S3MEDIAFS_TEST_POSTGRES set, stop
 #   scripts/postgres.sh install           # Debian's postgresql, if missing
+#   scripts/postgres.sh available         # exit 0 if a server can be run
 #
 # S3MEDIAFS_TEST_POSTGRES is a libpq key=value string for a superuser; each
 # test creates a database of its own in it.
@@ -64,5 +65,6 @@ run() {
 case "${1:-}" in
   run) shift; [ $# -gt 0 ] || die "usage: $0 run CMD [ARGS…]"; run "$@" ;;
   install) install ;;
-  *) die "usage: $0 run CMD [ARGS…] | install" ;;
+  available) bindir >/dev/null && id postgres >/dev/null 2>&1 ;;
+  *) die "usage: $0 run CMD [ARGS…] | install | available" ;;
 esac

@@ -183,9 +183,6 @@ func localFilesOf(f reconcileFlags, cfg Config, mediaStore string) reconcile.Loc
 				return daemonLocalFiles(socket, fn)
 			}
 		}
-		if _, err := os.Stat(cfg.CacheDir); errors.Is(err, os.ErrNotExist) {
-			return nil // never mounted here: nothing local
-		}
 		return cache.ReadNotInStore(cfg.CacheDir, slog.New(slog.NewTextHandler(io.Discard, nil)), fn)
 	}
 }

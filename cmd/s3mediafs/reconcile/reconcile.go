@@ -316,6 +316,48 @@ func merge(db, objects, local *sortedKeys, fn func(key string, inDB bool, obj, l
 	return nil
 }
 
+// orphan is a key to delete, with what the listing said of it.
+type orphan struct {
+	key string
+	meta
+}
+
+// logged is one line of the deleted-keys log.
+type logged struct {
+	key  string
+	size int64
+	note string
+}
+
+func doomed2log(os []orphan) []logged {
+	l := make([]logged, len(os))
+	for i, o := range os {
+		l[i] = logged{o.key, o.size, ""}
+	}
+	return l
+}
+
+// logDeleted appends lines to the deleted-keys log and syncs it: time,
+// key, size, and a note for a key that turned out not deleted.
+func (o *Options) logDeleted(lines []logged) error {
+	if o.DeletedLog == nil || len(lines) == 0 {
+		return nil
+	}
+	w := bufio.NewWriter(o.DeletedLog)
+	now := o.Now().UTC().Format(time.RFC3339)
+	for _, l := range lines {
+		if l.note != "" {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", now, l.key, l.size, l.note)
+		} else {
+			fmt.Fprintf(w, "%s\t%s\t%d\n", now, l.key, l.size)
+		}
+	}
+	if err := errors.Join(w.Flush(), o.DeletedLog.Sync()); err != nil {
+		return fmt.Errorf("deleted-keys log: %w", err)
+	}
+	return nil
+}
+
 // deleteOrphans removes the listed orphans in batches. Before each
 // DeleteObjects it asks the database again, in a fresh transaction, and
 // keeps any key that gained a row; then it asks the bucket (HEAD) and
@@ -323,10 +365,6 @@ func merge(db, objects, local *sortedKeys, fn func(key string, inDB bool, obj, l
 // is resumed by running it again: what was deleted is no longer listed.
 func (o *Options) deleteOrphans(ctx context.Context, sc *bufio.Scanner, cutoff time.Time, rep *Report) error {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	type orphan struct {
-		key string
-		meta
-	}
 	batches := make(chan []orphan)
 	var mu sync.Mutex // guards rep and the log
 	var firstErr error
@@ -365,11 +403,24 @@ func (o *Options) deleteOrphans(ctx context.Context, sc *bufio.Scanner, cutoff t
 					case err != nil:
 						fail(err)
 						continue
-					case mtime.UnixNano() != b.mtime && mtime.After(cutoff):
+					case mtime.After(cutoff): // rewritten since the listing
 						changed++
 						continue
 					}
 					doomed = append(doomed, b)
+				}
+				// The keys go to the log before the request: a run killed
+				// between the two has logged a key it may not have deleted
+				// (the next run deletes and logs it again), never the
+				// other way round.
+				mu.Lock()
+				rep.KeptOwned += int64(len(owned))
+				rep.KeptChanged += changed
+				err = o.logDeleted(doomed2log(doomed))
+				mu.Unlock()
+				if err != nil {
+					fail(err)
+					continue
 				}
 				var failed map[string]error
 				if len(doomed) > 0 {
@@ -383,25 +434,18 @@ func (o *Options) deleteOrphans(ctx context.Context, sc *bufio.Scanner, cutoff t
 					}
 				}
 				mu.Lock()
-				rep.KeptOwned += int64(len(owned))
-				rep.KeptChanged += changed
-				w := bufio.NewWriter(o.DeletedLog)
-				now := o.Now().UTC().Format(time.RFC3339)
+				var notDeleted []logged
 				for _, d := range doomed {
-					if failed[d.key] != nil {
+					if e := failed[d.key]; e != nil {
 						rep.DeleteFailed++
+						notDeleted = append(notDeleted, logged{d.key, d.size, "not deleted: " + e.Error()})
 						continue
 					}
 					rep.Deleted.add(d.size)
 					o.progress(func(p *Progress) { p.Deleted.Add(1) })
-					if o.DeletedLog != nil {
-						fmt.Fprintf(w, "%s\t%s\t%d\n", now, d.key, d.size)
-					}
 				}
-				if o.DeletedLog != nil {
-					if err := errors.Join(w.Flush(), o.DeletedLog.Sync()); err != nil && firstErr == nil {
-						firstErr = fmt.Errorf("deleted-keys log: %w", err)
-					}
+				if err := o.logDeleted(notDeleted); err != nil {
+					fail(err)
 				}
 				mu.Unlock()
 			}
