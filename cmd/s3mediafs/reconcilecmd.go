@@ -105,6 +105,9 @@ func reconcileConfig(f reconcileFlags) (Config, string, reconcile.Database, erro
 		}
 	} else {
 		cfg, mediaStore, err = resolveConfig("", f.synapsePath, "")
+		if err != nil {
+			err = fmt.Errorf("%w; name s3mediafs's configuration with --config", err)
+		}
 	}
 	if err == nil {
 		err = cfg.validate()
