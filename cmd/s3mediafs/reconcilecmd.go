@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -44,7 +45,7 @@ func parseReconcileFlags(args []string, stderr io.Writer) (reconcileFlags, error
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object")
 	fl.BoolVar(&f.deleteOrphans, "delete-orphans", false, "delete the orphans (default: a dry run that only reports)")
 	fl.DurationVar(&f.minAge, "min-age", 24*time.Hour, "spare objects modified more recently than this")
-	fl.StringVar(&f.deletedLog, "deleted-log", "s3mediafs-reconcile-deleted.tsv", "append every deleted key to this `file`")
+	fl.StringVar(&f.deletedLog, "deleted-log", "", "append every deleted key to this `file` (default: reconcile-deleted.tsv in cache_dir)")
 	fl.Float64Var(&f.price, "price-per-gb-month", 0.023, "storage price, for the cost line (AWS S3 Standard: 0.023 USD)")
 	fl.IntVar(&f.concurrency, "concurrency", 4, "delete batches in flight")
 	fl.StringVar(&f.tempDir, "temp-dir", os.TempDir(), "where the sorted key runs go (a few hundred bytes per object)")
@@ -72,7 +73,7 @@ func runReconcile(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "s3mediafs reconcile:", err)
 		return exitUsage
 	}
-	cfg, mediaStore, db, err := reconcileConfig(f)
+	cfg, mediaStore, db, err := reconcileConfig(&f)
 	if err != nil {
 		fmt.Fprintln(stderr, "s3mediafs reconcile:", err)
 		return exitUsage
@@ -94,7 +95,7 @@ func runReconcile(args []string, stdout, stderr io.Writer) int {
 // reconcileConfig finds the bucket, the media store and the database.
 // The bucket comes from --config, or else from the provider block of
 // homeserver.yaml (a homeserver still on synapse-s3-storage-provider).
-func reconcileConfig(f reconcileFlags) (Config, string, reconcile.Database, error) {
+func reconcileConfig(f *reconcileFlags) (Config, string, reconcile.Database, error) {
 	var cfg Config
 	var mediaStore string
 	var err error
@@ -116,6 +117,9 @@ func reconcileConfig(f reconcileFlags) (Config, string, reconcile.Database, erro
 		return cfg, "", reconcile.Database{}, err
 	}
 	var db reconcile.Database
+	if f.deletedLog == "" {
+		f.deletedLog = filepath.Join(cfg.CacheDir, "reconcile-deleted.tsv")
+	}
 	if f.database != "" {
 		db = reconcile.DatabaseFromFlag(f.database)
 	} else {
@@ -155,6 +159,9 @@ func reconcileRun(ctx context.Context, f reconcileFlags, cfg Config, mediaStore 
 		o.Local = localFilesOf(f, cfg, mediaStore)
 	}
 	if f.deleteOrphans {
+		if err := os.MkdirAll(filepath.Dir(f.deletedLog), 0o700); err != nil {
+			return nil, fmt.Errorf("deleted-keys log: %w", err)
+		}
 		o.DeletedLog, err = os.OpenFile(f.deletedLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("deleted-keys log: %w", err)

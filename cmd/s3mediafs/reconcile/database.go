@@ -174,7 +174,7 @@ func (s *Source) readColumns(ctx context.Context) error {
 			return fmt.Errorf("read the layout of %s: %w", table, err)
 		}
 		if len(cols) == 0 {
-			return fmt.Errorf("Synapse's database has no table %s: is this Synapse's database?", table)
+			return fmt.Errorf("no table %s in the database: is it Synapse's?", table)
 		}
 		for _, c := range need {
 			if !slices.Contains(cols, c) {

@@ -27,7 +27,7 @@ func seed(t *testing.T, db *synapsetest.DB, bucket *s3.Mem) {
 	db.Remote("matrix.org", "remoteMediaID", "FsIdOfRemote01")
 	db.RemoteThumbnail("matrix.org", "remoteMediaID", "FsIdOfRemote01", 96, 96, "image/webp", "scale")
 	db.Local("missingEverywhere000000", "") // a row whose file is nowhere
-	db.Pending("pendingUpload0000000000")  // an upload not arrived yet
+	db.Pending("pendingUpload0000000000")   // an upload not arrived yet
 	for _, k := range []string{
 		"local_content/ab/cd/efghijklmnopqrstuvwx",
 		"local_thumbnails/ab/cd/efghijklmnopqrstuvwx/32-32-image-png-crop",
