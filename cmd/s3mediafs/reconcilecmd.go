@@ -154,7 +154,7 @@ func reconcileRun(ctx context.Context, f reconcileFlags, cfg Config, mediaStore 
 		return nil, err
 	}
 	o := reconcile.Options{DB: db, Bucket: client, TempDir: f.tempDir, MinAge: f.minAge,
-		Delete: f.deleteOrphans, Concurrency: f.concurrency, Progress: &reconcile.Progress{}}
+		Delete: f.deleteOrphans, Concurrency: f.concurrency, Progress: &reconcile.Progress{}, KeyPrefix: cfg.Prefix}
 	if !f.noCache {
 		o.Local = localFilesOf(f, cfg, mediaStore)
 	}

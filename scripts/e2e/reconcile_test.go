@@ -191,8 +191,9 @@ func loggedKeys(t *testing.T, path string) map[string]bool {
 	defer f.Close()
 	keys := map[string]bool{}
 	for sc := bufio.NewScanner(f); sc.Scan(); {
-		if fields := strings.Split(sc.Text(), "\t"); len(fields) == 3 {
-			keys[fields[1]] = true
+		// The log has the bucket's keys: the prefix, then the key.
+		if fields := strings.Split(sc.Text(), "\t"); len(fields) == 3 && strings.HasPrefix(fields[1], "synapse/") {
+			keys[strings.TrimPrefix(fields[1], "synapse/")] = true
 		}
 	}
 	return keys

@@ -40,8 +40,10 @@ type Options struct {
 	// Delete removes the orphans; without it the run only reports.
 	Delete bool
 	// DeletedLog receives one line per deleted object; it is synced after
-	// every batch.
+	// every batch. Keys are written with KeyPrefix in front: the bucket's
+	// own keys, as a restore from versioning or a backup needs them.
 	DeletedLog *os.File
+	KeyPrefix  string
 	// Concurrency is the number of delete batches in flight; default 4.
 	Concurrency int
 	// BatchSize is the keys per DeleteObjects request; default 1000.
@@ -347,9 +349,9 @@ func (o *Options) logDeleted(lines []logged) error {
 	now := o.Now().UTC().Format(time.RFC3339)
 	for _, l := range lines {
 		if l.note != "" {
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", now, l.key, l.size, l.note)
+			fmt.Fprintf(w, "%s\t%s%s\t%d\t%s\n", now, o.KeyPrefix, l.key, l.size, l.note)
 		} else {
-			fmt.Fprintf(w, "%s\t%s\t%d\n", now, l.key, l.size)
+			fmt.Fprintf(w, "%s\t%s%s\t%d\n", now, o.KeyPrefix, l.key, l.size)
 		}
 	}
 	if err := errors.Join(w.Flush(), o.DeletedLog.Sync()); err != nil {

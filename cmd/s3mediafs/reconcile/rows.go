@@ -10,14 +10,17 @@ import (
 
 // RowCounts says what the database held.
 type RowCounts struct {
-	Local, LocalThumbnails, Remote, RemoteThumbnails int64
+	Local            int64 `json:"local_media"`
+	LocalThumbnails  int64 `json:"local_thumbnails"`
+	Remote           int64 `json:"remote_media"`
+	RemoteThumbnails int64 `json:"remote_thumbnails"`
 	// URLCache counts local media rows that are URL previews.
-	URLCache int64
+	URLCache int64 `json:"url_previews"`
 	// Pending counts local media rows created for an upload that has not
 	// arrived yet (media_length NULL, Synapse 1.81+): no file is owed yet.
-	Pending int64
+	Pending int64 `json:"uploads_pending"`
 	// Unmappable counts rows whose path Synapse itself would refuse.
-	Unmappable int64
+	Unmappable int64 `json:"unmappable"`
 }
 
 // Keys streams the key of every media file the database accounts for, in
