@@ -34,10 +34,12 @@ func (d *download) begin(name string, size int64) error {
 	if err != nil {
 		return err
 	}
+	// The size first: a reader that sees the file must not see it as
+	// an object of zero bytes.
+	d.size.Store(size)
 	d.mu.Lock()
 	d.file = f
 	d.mu.Unlock()
-	d.size.Store(size)
 	return nil
 }
 

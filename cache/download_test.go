@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -126,4 +128,48 @@ func openForReading(t *testing.T, c *Cache, p string) *Handle {
 	}
 	t.Cleanup(func() { h.Release(ctx) })
 	return h
+}
+
+// A reader that comes as a download begins must never take it for an
+// empty object: the size is known before the scratch file is readable.
+// (It was published after, and a cold read under load once returned 0
+// bytes for a 70,000-byte file.)
+func TestDownloadNeverLooksEmptyAsItBegins(t *testing.T) {
+	scratch := filepath.Join(t.TempDir(), "scratch")
+	if err := os.WriteFile(scratch, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2000; i++ {
+		d := newDownload()
+		stop := make(chan struct{})
+		bad := make(chan string, 1)
+		go func() {
+			b := make([]byte, 10)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if n, err, ready := d.readAt(b, 0); ready {
+					if n == 0 && err == nil {
+						bad <- "a ready read of a 70,000-byte object returned 0 bytes, no error"
+					}
+					return
+				}
+			}
+		}()
+		if err := d.begin(scratch, 70_000); err != nil {
+			t.Fatal(err)
+		}
+		d.arrived.Store(0)
+		time.Sleep(time.Microsecond)
+		close(stop)
+		d.finish(nil)
+		select {
+		case msg := <-bad:
+			t.Fatalf("round %d: %s", i, msg)
+		default:
+		}
+	}
 }

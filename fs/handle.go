@@ -17,6 +17,9 @@ type handle struct {
 	n        *node
 	h        *cache.Handle
 	writable bool
+	// daemonServed: opened under passthrough mode, but served by the
+	// daemon (DIRECT_IO); counted in n.daemonServed until released.
+	daemonServed bool
 }
 
 var (
@@ -85,7 +88,7 @@ func (n *node) open(ctx context.Context, h *cache.Handle, flags int) (gofs.FileH
 	}
 	if !fh.writable && h.Streams() {
 		h.Prefetch()
-		return fh, fuseFlags | fuse.FOPEN_DIRECT_IO, nil
+		return fh.servedByDaemon(), fuseFlags | fuse.FOPEN_DIRECT_IO, nil
 	}
 	local, err := h.MakeLocal(ctx)
 	if err != nil {
@@ -93,7 +96,12 @@ func (n *node) open(ctx context.Context, h *cache.Handle, flags int) (gofs.FileH
 	}
 	if !local {
 		// No room to keep it: the daemon serves it from the store.
-		return fh, fuseFlags | fuse.FOPEN_DIRECT_IO, nil
+		return fh.servedByDaemon(), fuseFlags | fuse.FOPEN_DIRECT_IO, nil
+	}
+	if n.daemonServed.Load() > 0 {
+		// A daemon-served open of this inode is not fully released yet
+		// (see Release): a passthrough open now could lose its backing.
+		return fh.servedByDaemon(), fuseFlags | fuse.FOPEN_DIRECT_IO, nil
 	}
 	if fh.writable {
 		if err := h.WriteDirectly(ctx); err != nil {
@@ -101,6 +109,19 @@ func (n *node) open(ctx context.Context, h *cache.Handle, flags int) (gofs.FileH
 		}
 	}
 	return passthroughHandle{fh}, fuseFlags, nil
+}
+
+// backingSettle is how long after a daemon-served release passthrough
+// opens of the same inode wait: go-fuse's own bookkeeping follows the
+// release at once, so a second is ample even on a loaded machine.
+const backingSettle = time.Second
+
+// servedByDaemon marks a handle as served by the daemon under passthrough
+// mode, counted until its release has settled.
+func (f *handle) servedByDaemon() *handle {
+	f.daemonServed = true
+	f.n.daemonServed.Add(1)
+	return f
 }
 
 // Read implements gofs.FileReader.
@@ -135,6 +156,17 @@ func (f *handle) Flush(ctx context.Context) (errno syscall.Errno) {
 // Release implements gofs.FileReleaser.
 func (f *handle) Release(ctx context.Context) (errno syscall.Errno) {
 	defer f.n.observe("release", time.Now(), &errno)
+	if f.daemonServed {
+		// go-fuse drops one backing reference of the inode at every
+		// release, after this returns, passthrough or not. Were a
+		// passthrough open to take the inode's first reference before
+		// that, this release would drop it, the backing would be
+		// unregistered under the open file, and the next open would fail
+		// with EIO. So passthrough waits until this release is surely
+		// done.
+		defer time.AfterFunc(backingSettle, func() { f.n.daemonServed.Add(-1) })
+	}
+	time.Sleep(f.n.opts.releaseDelay)
 	if err := f.h.Release(ctx); err != nil {
 		return f.n.fail("release", f.n.path(), err)
 	}

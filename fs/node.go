@@ -33,6 +33,10 @@ type Options struct {
 	Passthrough bool
 
 	mode *ioMode // set by Mount
+
+	// releaseDelay slows the release of daemon-served opens, for a test
+	// that needs it to end after a later open began.
+	releaseDelay time.Duration
 }
 
 // ioMode says whether opens are handed to the kernel (passthrough).
@@ -58,6 +62,11 @@ type node struct {
 	gofs.Inode
 	c    *cache.Cache
 	opts *Options
+
+	// daemonServed counts this inode's opens served by the daemon under
+	// passthrough whose release go-fuse may not have finished (see
+	// handle.Release); while it is above zero, no open gets passthrough.
+	daemonServed atomic.Int32
 }
 
 var (

@@ -41,7 +41,8 @@ func (o *opCounter) count(op string) int {
 // itself: the daemon sees opens and closes but no read or write of a
 // cached file, and what was written still reaches the store. A file only
 // the store has is read through the daemon once, as it arrives; after
-// that it is a cached file like the others.
+// that (once that open's release has settled) it is a cached file like
+// the others.
 func TestPassthroughBypassesDaemon(t *testing.T) {
 	store := s3.NewMem()
 	var ops opCounter
@@ -68,6 +69,9 @@ func TestPassthroughBypassesDaemon(t *testing.T) {
 			t.Fatalf("fetched file not local: %+v %v", a, err)
 		}
 	}
+	// Passthrough opens wait until the daemon-served open's release has
+	// settled (backingSettle).
+	time.Sleep(backingSettle + 100*time.Millisecond)
 	before := ops.count("read")
 	if got, err := os.ReadFile(filepath.Join(mnt, "remote_content/x/y/z")); err != nil || len(got) != 70_000 {
 		t.Fatalf("read once local: %d bytes, %v", len(got), err)
@@ -208,5 +212,62 @@ func TestLargeColdReadIsPassthrough(t *testing.T) {
 	}
 	if r := ops.count("read"); r != 0 {
 		t.Errorf("daemon served %d reads of a large cold file; passthrough should have", r)
+	}
+}
+
+// go-fuse counts one backing reference per inode and drops one at every
+// release, passthrough or not. A daemon-served open of a file being
+// fetched, released after a passthrough open of the same file began,
+// used to drop the passthrough open's reference: the backing was
+// unregistered under it, and the next open failed with EIO (the kernel
+// refuses a second backing file on an inode). Seen in CI under load; here
+// the daemon-served release is made slow so the order is certain.
+func TestPassthroughOpenAfterSlowDaemonRelease(t *testing.T) {
+	store := s3.NewMem()
+	var ops opCounter
+	mo := Options{Passthrough: true, Observe: ops.observe}
+	mo.releaseDelay = 300 * time.Millisecond
+	mnt, c, _ := testMountWith(t, cache.Options{Store: store}, mo)
+	p := filepath.Join(mnt, "remote_content/x/y/slow")
+	store.SetObject("remote_content/x/y/slow", payload(70_000, 7))
+	if got, err := os.ReadFile(p); err != nil || len(got) != 70_000 {
+		t.Fatalf("cold read: %d bytes, %v", len(got), err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if a, err := c.Stat(context.Background(), "remote_content/x/y/slow"); err == nil && a.State == cache.Clean {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fetched file never became local")
+		}
+	}
+	// The daemon-served open's release is still running: open again and
+	// hold it open while that release ends.
+	held, err := os.Open(p)
+	if err != nil {
+		t.Fatalf("open while the first release runs: %v", err)
+	}
+	defer held.Close()
+	time.Sleep(500 * time.Millisecond)
+	for i := range 5 {
+		got, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(got, payload(70_000, 7)) {
+			t.Fatalf("open %d after the slow release: %d bytes, %v", i, len(got), err)
+		}
+	}
+	buf := make([]byte, 10)
+	if _, err := held.ReadAt(buf, 100); err != nil {
+		t.Fatalf("the held open: %v", err)
+	}
+	// Once every daemon-served open has settled, opens are handed to the
+	// kernel again.
+	held.Close()
+	time.Sleep(mo.releaseDelay + backingSettle + 200*time.Millisecond)
+	before := ops.count("read")
+	if got, err := os.ReadFile(p); err != nil || len(got) != 70_000 {
+		t.Fatalf("open after everything settled: %d bytes, %v", len(got), err)
+	}
+	if r := ops.count("read") - before; r != 0 {
+		t.Errorf("the daemon served %d reads once everything settled; passthrough should have", r)
 	}
 }
