@@ -1,6 +1,3 @@
-// Package cache is the write-back cache behind the mount: a Badger index of
-// every known file, local data files, the upload queue that moves dirty files
-// to the object store, and fetching of files that are only in the store.
 package cache
 
 import (

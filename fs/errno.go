@@ -1,5 +1,3 @@
-// Package fs is the FUSE face of the cache: go-fuse node and file-handle
-// types that translate each operation into a cache call.
 package fs
 
 import (

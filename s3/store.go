@@ -1,7 +1,3 @@
-// Package s3 is the only package that talks to S3. It turns the AWS SDK into
-// the small object-store interface the cache needs, classifies errors
-// (not-found, permanent, transient), and provides an in-memory store and a
-// fault-injecting wrapper for tests.
 package s3
 
 import (

@@ -1,0 +1,92 @@
+// Package cache is the write-back cache behind the mount: a Badger index
+// of every known file and directory, the local data files, the upload
+// queue that moves dirty files to the object store, and the fetching of
+// files only the store has. It never imports the S3 client: the store is
+// the Store interface (store.go).
+//
+// # Records and their states
+//
+// The index holds one record per known file or directory (record.go),
+// keyed by parent and name so that a directory listing is one prefix scan.
+// A file moves
+//
+//	Dirty      only the local data file has the newest bytes; an upload is owed
+//	Uploading  an upload of the current generation has started
+//	Clean      the local data file and the store hold the same bytes
+//	Remote     only the store has the bytes; there is no local data file
+//	Local      a tree kept out of the store (url_cache); never uploaded or evicted
+//
+// Each change is one Badger transaction, and a data file is complete
+// before its record says so. Every record carries a generation that each
+// local change increases; an upload marks a file clean only if the
+// generation it read is still current, so the newest write always wins.
+//
+// # Badger keys
+//
+//	n<parent>\x00<name>        record (record.go): a file or a directory
+//	p<path>                    an upload or a delete is owed; with no record, a tombstone
+//	p<dir>/                    a DELETE of the folder key dir/ is owed (stores that keep folders)
+//	h<path>                    removed here, kept in the store (delete_from_s3: false)
+//	t<dir>                     a removed tree, kept in the store: hides everything below
+//	l<be64 time><path>         clean files by last open, for eviction (tx.go)
+//	a<path>                    be64 last open of a clean file: finds its l key
+//	m<key>\x00<upload id>      an open multipart upload (\x00 alone: being created)
+//	s:schema                   the index format (index.go); older ones are upgraded
+//	s:acct                     local bytes and dirty bytes, kept in step with records
+//	s:running                  set while a daemon has the cache open: an unclean stop
+//	s:ino                      the inode number sequence
+//	s:root                     the mount root's mode and owner (root.go)
+//
+// # Locks, and the order they are taken in
+//
+//	openFile.mu     (handle.go) shared by writes and truncates, exclusive by
+//	                flush and by whoever sets the data file; taken before Cache.mu
+//	storeStream.mu  (stream.go) held for one read from the store; before Cache.mu
+//	Cache.mu        (cache.go) every index read-modify-write, the open files,
+//	                the accounting; a name ending in Locked means the caller holds it
+//	queue.mu        (queue.go) the upload queue's jobs; taken under Cache.mu
+//	download.mu     (download.go) a fetch's scratch file; a leaf
+//	births.mu, freeSpace.mu, spares.mu, notifier.mu, stats.mu
+//	                leaves: nothing is taken while one is held
+//
+// # Where things live
+//
+//	cache.go       Open, Close, Start, Drain, Flush: the cache's life
+//	namespace.go   create, mkdir, unlink, rmdir, rename, setattr, truncate
+//	handle.go      open files: read, write, flush, release; passthrough hand-over
+//	lookup.go      Stat: the index first, then the store (one LIST a name)
+//	readdir.go     listings merged with the store's, a page at a time
+//	fetch.go       a cache miss: one shared GET (or ranged GETs), installed whole
+//	download.go    a fetch in flight, readable as its bytes arrive
+//	stream.go      reads served from the store for files the cache cannot hold
+//	upload.go      one file's upload or delete, run by the queue
+//	queue.go       the upload queue: one job per path, retries, backoff
+//	multipart.go   the journal of multipart uploads, aborted after a crash
+//	evict.go       eviction of clean files, LRU; the orphan sweep after a crash
+//	space.go       the size limit, the free-space floor, back-pressure
+//	subtree.go     trees learned by lookups, answering rmdir without a request
+//	health.go      the store's circuit breaker
+//	localfiles.go  the files only the cache holds, for reconcile
+//	index.go, tx.go, record.go, root.go   the index, its transactions and formats
+//
+// # How the main paths go
+//
+// A write: Create makes a Dirty record and an empty data file from a pool
+// of spares; the kernel writes the data file directly (passthrough) or
+// through Handle.Write; each close(2) flushes (Handle.Flush) and queues
+// the path; the queue's worker (upload.go) PUTs the file and marks it
+// Clean if its generation is unchanged.
+//
+// A cache miss: Stat finds the name in the index or with one LIST, as
+// Remote; the first read starts one fetch (fetch.go) shared by every
+// reader, who read the bytes as they arrive (download.go); the fetch
+// installs the data file whole and marks the record Clean.
+//
+// Eviction (evict.go): past 95 % of cache_max_size, clean files not open
+// are evicted least recently opened first: the data file goes, the
+// record becomes Remote.
+//
+// At start nothing walks the cache directory or the index: the mount
+// serves first, then the pending markers (and only they) re-queue owed
+// work.
+package cache
