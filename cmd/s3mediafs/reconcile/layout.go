@@ -76,9 +76,15 @@ func LocalMedia(mediaID string) (string, bool) {
 
 // LocalThumbnail is the key of a local_media_repository_thumbnails row.
 func LocalThumbnail(mediaID string, width, height int64, contentType, method string) (string, bool) {
-	p, ok1 := split3(mediaID)
-	name, ok2 := thumbnailName(width, height, contentType, method)
-	return treeLocalThumbnails + "/" + p + "/" + name, ok1 && ok2
+	dir, ok := split3(mediaID)
+	return thumbnailIn(treeLocalThumbnails+"/"+dir, ok, width, height, contentType, method)
+}
+
+// thumbnailIn is the key of a thumbnail in dir, valid if dirOK and the
+// name is.
+func thumbnailIn(dir string, dirOK bool, width, height int64, contentType, method string) (string, bool) {
+	name, ok := thumbnailName(width, height, contentType, method)
+	return dir + "/" + name, dirOK && ok
 }
 
 // RemoteMedia is the key of a remote_media_cache row: origin and
@@ -90,9 +96,8 @@ func RemoteMedia(origin, filesystemID string) (string, bool) {
 
 // RemoteThumbnail is the key of a remote_media_cache_thumbnails row.
 func RemoteThumbnail(origin, filesystemID string, width, height int64, contentType, method string) (string, bool) {
-	p, ok1 := split3(filesystemID)
-	name, ok2 := thumbnailName(width, height, contentType, method)
-	return treeRemoteThumbnail + "/" + origin + "/" + p + "/" + name, ok1 && ok2 && component(origin)
+	dir, ok := split3(filesystemID)
+	return thumbnailIn(treeRemoteThumbnail+"/"+origin+"/"+dir, ok && component(origin), width, height, contentType, method)
 }
 
 // URLCache is the key of a local_media_repository row with url_cache set.
@@ -103,9 +108,8 @@ func URLCache(mediaID string) (string, bool) {
 
 // URLCacheThumbnail is the key of a thumbnail of a URL-preview media.
 func URLCacheThumbnail(mediaID string, width, height int64, contentType, method string) (string, bool) {
-	p, ok1 := urlCacheDir(mediaID)
-	name, ok2 := thumbnailName(width, height, contentType, method)
-	return treeURLCacheThumbs + "/" + p + "/" + name, ok1 && ok2
+	dir, ok := urlCacheDir(mediaID)
+	return thumbnailIn(treeURLCacheThumbs+"/"+dir, ok, width, height, contentType, method)
 }
 
 // Table says which media table owns a key.
