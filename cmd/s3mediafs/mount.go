@@ -214,7 +214,8 @@ func withoutFlag(args []string, name string) []string {
 	return out
 }
 
-// serve mounts, serves until a signal or an external unmount, then drains.
+// serve runs the daemon: store, cache, control socket, mount, then until
+// a signal or an unmount from outside, then the drain.
 func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	// Signals are ours from the start: one that arrives just after
 	// READY=1 must stop the daemon gracefully, not kill it.
@@ -226,35 +227,91 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		return err
 	}
 	cfg := m.cfg
-	var emb *embeddedStore
-	if m.embedded != "" {
-		emb, err = startEmbeddedStore(m.embedded, cfg.Bucket, log)
-		if err != nil {
-			return err
-		}
-		defer emb.Close()
-		log.Warn("EMBEDDED TEST STORE: objects are kept on THIS machine, NOT in the cloud; use a real bucket for real data",
-			"objects_dir", m.embedded, "socket", emb.Socket, "bucket", cfg.Bucket)
-	}
-
 	ctx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
+	client, closeStore, err := openStore(ctx, cfg, m.embedded, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	met := newMetrics()
+	c, err := openCache(cfg, client, met, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			log.Error("closing the cache index failed", "err", err)
+		}
+	}()
+	socket := cfg.ControlSocket
+	if socket == "" {
+		socket = socketFor(mnt)
+	}
+	control, closeControl, err := startControl(ctx, c, cfg, mnt, socket, log)
+	if err != nil {
+		return err
+	}
+	defer closeControl()
+	server, ioMode, err := mountFS(mnt, c, cfg, met, m.debugFUSE, log)
+	if err != nil {
+		return err
+	}
+	control.setIOMode(ioMode)
+	// Owed work is found from the index only now, with the mount serving.
+	c.Start()
+	if cfg.MetricsAddress != "" {
+		addr, err := met.serve(ctx, cfg.MetricsAddress)
+		if err != nil {
+			log.Error("metrics endpoint could not start; serving without it", "addr", cfg.MetricsAddress, "err", err)
+		} else {
+			log.Info("metrics", "url", "http://"+addr+"/metrics")
+		}
+	}
+	log.Info("mounted", "mountpoint", mnt, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "cache_dir", cfg.CacheDir,
+		"mode", control.info.Mode, "io_mode", ioMode, "control_socket", socket)
+	ready.ready()
+	notifyReady(ctx, c, log)
+	runUntilSignal(ctx, mnt, server, c, sigs, cfg.DrainTimeout, log)
+	return nil
+}
+
+// openStore connects to the bucket (or starts the embedded quickstart
+// store) and checks it can be used. close stops what it started.
+func openStore(ctx context.Context, cfg Config, embeddedDir string, log *slog.Logger) (_ *s3.Client, close func(), err error) {
+	close = func() {}
 	s3cfg := s3ConfigOf(cfg)
-	if emb != nil {
+	if embeddedDir != "" {
+		emb, err := startEmbeddedStore(embeddedDir, cfg.Bucket, log)
+		if err != nil {
+			return nil, close, err
+		}
+		close = func() { emb.Close() }
+		defer func() {
+			if err != nil {
+				emb.Close()
+			}
+		}()
+		log.Warn("EMBEDDED TEST STORE: objects are kept on THIS machine, NOT in the cloud; use a real bucket for real data",
+			"objects_dir", embeddedDir, "socket", emb.Socket, "bucket", cfg.Bucket)
 		s3cfg.UnixSocket = emb.Socket
 	}
 	client, err := s3.New(ctx, s3cfg, log)
 	if err != nil {
-		return err
+		return nil, close, err
 	}
 	checkCtx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
 	err = client.CheckBucket(checkCtx)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("cannot use bucket %q: %w", cfg.Bucket, err)
+		return nil, close, fmt.Errorf("cannot use bucket %q: %w", cfg.Bucket, err)
 	}
+	return client, close, nil
+}
 
-	met := newMetrics()
+// openCache opens the cache over the store, its requests timed by met,
+// and gives the client the cache's multipart journal.
+func openCache(cfg Config, client *s3.Client, met *metrics, log *slog.Logger) (*cache.Cache, error) {
 	c, err := cache.Open(cache.Options{
 		Dir: cfg.CacheDir, Store: instrumentedStore{Store: client, m: met}, Log: log,
 		UploadConcurrency:  cfg.UploadConcurrency,
@@ -274,25 +331,20 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		Synchronous:        cfg.StoreSynchronous,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
-		if err := c.Close(); err != nil {
-			log.Error("closing the cache index failed", "err", err)
-		}
-	}()
 	client.SetMultipartJournal(c)
 	met.watch(c)
+	return c, nil
+}
 
-	socket := cfg.ControlSocket
-	if socket == "" {
-		socket = socketFor(mnt)
-	}
+// startControl serves status, flush and the cache's local files on the
+// control socket. close stops it and removes the socket.
+func startControl(ctx context.Context, c *cache.Cache, cfg Config, mnt, socket string, log *slog.Logger) (*controlServer, func(), error) {
 	ctl, err := listenControl(socket)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer os.Remove(socket)
 	mode := "write-back"
 	if cfg.StoreSynchronous {
 		mode = "synchronous"
@@ -301,12 +353,16 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		info: daemonStatus{Mountpoint: mnt, Bucket: cfg.Bucket, Prefix: cfg.Prefix, Version: buildVersion(), Mode: mode}}
 	ctlServer := &http.Server{Handler: control.handler(), ReadHeaderTimeout: 10 * time.Second}
 	go ctlServer.Serve(ctl)
-	defer ctlServer.Close()
 	go control.sample(ctx)
+	return control, func() { ctlServer.Close(); os.Remove(socket) }, nil
+}
 
+// mountFS mounts the cache at mnt and says whether the kernel took
+// passthrough ("passthrough") or the daemon serves every byte ("daemon").
+func mountFS(mnt string, c *cache.Cache, cfg Config, met *metrics, debug bool, log *slog.Logger) (*mediafs.Server, string, error) {
 	uid, gid, err := ownerOf(mnt)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if cfg.UID != nil {
 		uid = *cfg.UID
@@ -327,10 +383,10 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		},
 		AllowOther: allowOther,
 		FsName:     "s3mediafs:" + cfg.Bucket,
-		Debug:      m.debugFUSE,
+		Debug:      debug,
 	})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	ioMode := "daemon"
 	if server.Passthrough {
@@ -338,25 +394,15 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	} else if cfg.Passthrough {
 		log.Warn("FUSE passthrough unavailable; reads and writes of cached files pass through the daemon", "reason", server.PassthroughOff)
 	}
-	control.setIOMode(ioMode)
-	// Owed work is found from the index only now, with the mount serving.
-	c.Start()
-	if cfg.MetricsAddress != "" {
-		addr, err := met.serve(ctx, cfg.MetricsAddress)
-		if err != nil {
-			log.Error("metrics endpoint could not start; serving without it", "addr", cfg.MetricsAddress, "err", err)
-		} else {
-			log.Info("metrics", "url", "http://"+addr+"/metrics")
-		}
-	}
-	log.Info("mounted", "mountpoint", mnt, "bucket", cfg.Bucket, "prefix", cfg.Prefix, "cache_dir", cfg.CacheDir,
-		"mode", mode, "io_mode", ioMode, "control_socket", socket)
-	ready.ready()
-	notifyReady(ctx, c, log)
+	return server, ioMode, nil
+}
 
+// runUntilSignal serves until SIGTERM/SIGINT (then unmounts as soon as no
+// file is open) or an unmount from outside, then drains owed uploads for
+// up to drainTimeout.
+func runUntilSignal(ctx context.Context, mnt string, server *mediafs.Server, c *cache.Cache, sigs <-chan os.Signal, drainTimeout time.Duration, log *slog.Logger) {
 	done := make(chan struct{})
 	go func() { server.Wait(); close(done) }()
-
 	select {
 	case <-done:
 		log.Info("unmounted from outside")
@@ -365,19 +411,15 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		notifyStopping(c)
 		unmountWhenIdle(mnt, server, done, sigs, log)
 	}
-
-	drainCtx, cancelDrain := context.WithTimeout(ctx, cfg.DrainTimeout)
+	drainCtx, cancelDrain := context.WithTimeout(ctx, drainTimeout)
 	defer cancelDrain()
 	if left, err := c.Drain(drainCtx); err != nil {
 		log.Warn("stopping with uploads still owed; they resume at the next start", "owed", left)
 	} else {
 		log.Info("all uploads done")
 	}
-	return nil
 }
 
-// unmountWhenIdle retries the unmount while files are open (EBUSY); a
-// second signal forces a lazy unmount.
 func unmountWhenIdle(mnt string, server interface{ Unmount() error }, done <-chan struct{}, sigs <-chan os.Signal, log *slog.Logger) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
