@@ -134,7 +134,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	db := newSortedKeys(tmp, o.RunKeys)
 	rep.Rows, err = o.DB.Keys(ctx, func(k string) error {
 		o.progress(func(p *Progress) { p.Rows.Add(1) })
-		return db.Add(k)
+		return db.Add(keyEscaper.Replace(k))
 	})
 	if err != nil {
 		return nil, err
@@ -171,7 +171,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer candidates.Close()
-	cw := bufio.NewWriter(candidates)
+	cw := newRecordWriter(candidates)
 	err = merge(db, objects, local, func(key string, inDB bool, obj, loc *meta) error {
 		switch {
 		case loc != nil && obj == nil:
@@ -195,12 +195,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			t := rep.OrphansByTree[treeOf(key)]
 			t.add(obj.size)
 			rep.OrphansByTree[treeOf(key)] = t
-			_, err := cw.WriteString(withMeta(key, obj.size, obj.mtime) + "\n")
-			return err
+			return cw.write(withMeta(key, obj.size, obj.mtime))
 		}
 		return nil
 	})
-	if err = errors.Join(err, cw.Flush()); err != nil {
+	if err = errors.Join(err, cw.flush()); err != nil {
 		return nil, err
 	}
 	if !o.Delete {
@@ -210,7 +209,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if _, err := candidates.Seek(0, 0); err != nil {
 		return nil, err
 	}
-	return rep, o.deleteOrphans(ctx, bufio.NewScanner(candidates), cutoff, rep)
+	return rep, o.deleteOrphans(ctx, bufio.NewReaderSize(candidates, 256<<10), cutoff, rep)
 }
 
 func (o *Options) progress(fn func(*Progress)) {
@@ -224,17 +223,28 @@ type meta struct {
 	size, mtime int64
 }
 
-// withMeta appends size and mtime to a key, after a NUL, so that the
-// entry sorts by key first ("a" before "a/b": NUL is below "/"). The
-// numbers are hex, so that no entry holds a newline.
+// withMeta is a key as the sorted runs hold it: the key escaped so that
+// it holds no NUL (NUL becomes \x01\x01, \x01 becomes \x01\x02, which
+// keeps the order of keys), then a NUL and its size and mtime in hex. An
+// entry sorts where its key does ("a" before "a/b", NUL being lowest),
+// whatever bytes a key holds: object keys come from the bucket, and a
+// hostile one must not reorder the merge.
 func withMeta(key string, size, mtime int64) string {
-	return fmt.Sprintf("%s\x00%x\x00%x", key, size, mtime)
+	return fmt.Sprintf("%s\x00%x\x00%x", keyEscaper.Replace(key), size, mtime)
 }
 
+var (
+	keyEscaper   = strings.NewReplacer("\x01", "\x01\x02", "\x00", "\x01\x01")
+	keyUnescaper = strings.NewReplacer("\x01\x02", "\x01", "\x01\x01", "\x00")
+)
+
+// splitMeta undoes withMeta; an entry without meta (a database key) is
+// the key alone.
 func splitMeta(e string) (string, meta, error) {
 	key, rest, ok := strings.Cut(e, "\x00")
+	key = keyUnescaper.Replace(key)
 	if !ok {
-		return e, meta{}, nil
+		return key, meta{}, nil
 	}
 	var m meta
 	if _, err := fmt.Sscanf(strings.Replace(rest, "\x00", " ", 1), "%x %x", &m.size, &m.mtime); err != nil {
@@ -365,8 +375,7 @@ func (o *Options) logDeleted(lines []logged) error {
 // keeps any key that gained a row; then it asks the bucket (HEAD) and
 // keeps any object rewritten since the listing. A run killed midway
 // is resumed by running it again: what was deleted is no longer listed.
-func (o *Options) deleteOrphans(ctx context.Context, sc *bufio.Scanner, cutoff time.Time, rep *Report) error {
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+func (o *Options) deleteOrphans(ctx context.Context, candidates *bufio.Reader, cutoff time.Time, rep *Report) error {
 	batches := make(chan []orphan)
 	var mu sync.Mutex // guards rep and the log
 	var firstErr error
@@ -455,8 +464,13 @@ func (o *Options) deleteOrphans(ctx context.Context, sc *bufio.Scanner, cutoff t
 	}
 	var batch []orphan
 	var scanErr error
-	for sc.Scan() && ctx.Err() == nil {
-		key, m, err := splitMeta(sc.Text())
+	for ctx.Err() == nil {
+		e, ok, err := readRecord(candidates)
+		if err != nil || !ok {
+			scanErr = err
+			break
+		}
+		key, m, err := splitMeta(e)
 		if err != nil {
 			scanErr = err
 			break
@@ -478,5 +492,5 @@ func (o *Options) deleteOrphans(ctx context.Context, sc *bufio.Scanner, cutoff t
 	}
 	close(batches)
 	wg.Wait()
-	return errors.Join(firstErr, scanErr, sc.Err(), ctx.Err())
+	return errors.Join(firstErr, scanErr, ctx.Err())
 }

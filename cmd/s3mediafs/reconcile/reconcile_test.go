@@ -195,3 +195,37 @@ func TestNotSynapsesDatabase(t *testing.T) {
 		t.Fatal("a missing SQLite file opened")
 	}
 }
+
+// Keys a hostile or careless writer can put in a bucket (a newline, a NUL)
+// are compared whole and deleted whole, or not at all: never cut into a
+// key that names another object.
+func TestHostileKeys(t *testing.T) {
+	db := synapsetest.SQLite(t, synapsetest.Current)
+	db.Local("abcdefghijkl", "")
+	bucket := s3.NewMem()
+	keep := []string{
+		"local_content/ab/cd/efghijkl",             // Synapse's
+		"backups/weekly",                           // not Synapse's
+		"backups/weekly\nlocal_content/zz/zz/zzzz", // not Synapse's either
+	}
+	doomed := []string{
+		"local_content/ab/cd/efghijkl\nextra",
+		"local_content/ab/cd/x\x00y",
+		"local_content/ab/cd/efghijkl\x0000",
+	}
+	for _, k := range append(append([]string{}, keep...), doomed...) {
+		bucket.SetObjectTime(k, []byte("x"), old)
+	}
+	src := open(t, db)
+	rep, err := reconcile.Run(context.Background(), reconcile.Options{DB: src, Bucket: bucket, TempDir: t.TempDir(), Delete: true, RunKeys: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Deleted.Count != int64(len(doomed)) || rep.Foreign.Count != 2 || rep.Matched.Count != 1 {
+		t.Errorf("deleted %d, foreign %d, matched %d", rep.Deleted.Count, rep.Foreign.Count, rep.Matched.Count)
+	}
+	slices.Sort(keep)
+	if got := bucket.Keys(); !slices.Equal(got, keep) {
+		t.Errorf("left in the bucket: %q, want %q", got, keep)
+	}
+}

@@ -50,13 +50,11 @@ func (s *sortedKeys) spill() error {
 		return fmt.Errorf("sort keys: %w", err)
 	}
 	s.runs = append(s.runs, f.Name())
-	w := bufio.NewWriterSize(f, 1<<20)
-	var n [binary.MaxVarintLen64]byte
+	w := newRecordWriter(f)
 	for _, k := range s.buf {
-		w.Write(n[:binary.PutUvarint(n[:], uint64(len(k)))])
-		w.WriteString(k)
+		w.write(k)
 	}
-	err = errors.Join(w.Flush(), f.Close())
+	err = errors.Join(w.flush(), f.Close())
 	clear(s.buf)
 	s.buf = s.buf[:0]
 	if err != nil {
@@ -116,20 +114,55 @@ type run struct {
 }
 
 func (r *run) next() bool {
-	n, err := binary.ReadUvarint(r.r)
+	var ok bool
+	r.key, ok, r.err = readRecord(r.r)
+	return ok
+}
+
+// recordWriter writes length-prefixed records: keys from the bucket may
+// hold any byte, a newline included, so no byte can end a record.
+type recordWriter struct {
+	w   *bufio.Writer
+	n   [binary.MaxVarintLen64]byte
+	err error
+}
+
+func newRecordWriter(w io.Writer) *recordWriter {
+	return &recordWriter{w: bufio.NewWriterSize(w, 1<<20)}
+}
+
+func (rw *recordWriter) write(rec string) error {
+	if rw.err == nil {
+		_, rw.err = rw.w.Write(rw.n[:binary.PutUvarint(rw.n[:], uint64(len(rec)))])
+	}
+	if rw.err == nil {
+		_, rw.err = rw.w.WriteString(rec)
+	}
+	return rw.err
+}
+
+func (rw *recordWriter) flush() error {
+	if rw.err != nil {
+		return rw.err
+	}
+	return rw.w.Flush()
+}
+
+// readRecord reads one record written by recordWriter; ok is false at
+// the end.
+func readRecord(r *bufio.Reader) (rec string, ok bool, err error) {
+	n, err := binary.ReadUvarint(r)
+	if errors.Is(err, io.EOF) {
+		return "", false, nil
+	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			r.err = fmt.Errorf("sort keys: read run: %w", err)
-		}
-		return false
+		return "", false, fmt.Errorf("reconcile: read a sorted run: %w", err)
 	}
 	b := make([]byte, n)
-	if _, err := io.ReadFull(r.r, b); err != nil {
-		r.err = fmt.Errorf("sort keys: read run: %w", err)
-		return false
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", false, fmt.Errorf("reconcile: read a sorted run: %w", err)
 	}
-	r.key = string(b)
-	return true
+	return string(b), true, nil
 }
 
 type runHeap []*run
