@@ -142,7 +142,7 @@ func (s *controlServer) handler() http.Handler {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(w)
 		err := s.c.NotInStore(func(p string, size int64) error {
-			return enc.Encode(cachedFileLine{Path: p, Size: size})
+			return enc.Encode(cachedFileLine{Path: []byte(p), Size: size})
 		})
 		if err != nil {
 			// The status is sent already: an error line ends the stream.
@@ -152,9 +152,10 @@ func (s *controlServer) handler() http.Handler {
 	return mux
 }
 
-// cachedFileLine is one line of GET /local.
+// cachedFileLine is one line of GET /local. The path is bytes (base64 in
+// JSON), so that it comes back byte for byte whatever it holds.
 type cachedFileLine struct {
-	Path  string `json:"path,omitempty"`
+	Path  []byte `json:"path,omitempty"`
 	Size  int64  `json:"size,omitempty"`
 	Error string `json:"error,omitempty"`
 }
@@ -249,7 +250,7 @@ func daemonLocalFiles(socket string, fn func(path string, size int64) error) err
 		if f.Error != "" {
 			return fmt.Errorf("the daemon: %s", f.Error)
 		}
-		if err := fn(f.Path, f.Size); err != nil {
+		if err := fn(string(f.Path), f.Size); err != nil {
 			return err
 		}
 	}
