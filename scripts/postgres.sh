@@ -39,7 +39,7 @@ state=
 cleanup() {
   local rc=$?
   if [ -n "$state" ]; then
-    runuser -u postgres -- "$bin/pg_ctl" -D "$state/data" -m immediate stop >/dev/null 2>&1 || true
+    (cd "$state" && runuser -u postgres -- "$bin/pg_ctl" -D "$state/data" -m immediate stop >/dev/null 2>&1) || true
     rm -rf "$state"
   fi
   exit "$rc"
@@ -54,9 +54,12 @@ run() {
   chmod 0755 "$state"
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  runuser -u postgres -- "$bin/initdb" -D "$state/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-  runuser -u postgres -- "$bin/pg_ctl" -D "$state/data" -l "$state/log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $state -c fsync=off" start >/dev/null
+  # From the state directory: the postgres user may not enter ours.
+  (cd "$state" &&
+    runuser -u postgres -- "$bin/initdb" -D "$state/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null &&
+    runuser -u postgres -- "$bin/pg_ctl" -D "$state/data" -l "$state/log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $state -c fsync=off" start >/dev/null) ||
+    { cat "$state/log" >&2 2>/dev/null; die "PostgreSQL did not start"; }
   echo "postgres serving on 127.0.0.1:$port" >&2
   export S3MEDIAFS_TEST_POSTGRES="host=127.0.0.1 port=$port user=postgres dbname=postgres sslmode=disable"
   "$@"
