@@ -258,7 +258,15 @@ func loadConfigFile(path string, cfg *Config) error {
 
 // validate checks a complete configuration.
 func (c *Config) validate() error {
-	var errs []error
+	errs := slices.Concat(c.bucketErrors(), c.cacheErrors(), c.uploadErrors(), c.daemonErrors())
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// bucketErrors checks where the bucket is and how to reach it.
+func (c *Config) bucketErrors() (errs []error) {
 	if c.Bucket == "" {
 		errs = append(errs, errors.New("bucket is required"))
 	}
@@ -268,6 +276,11 @@ func (c *Config) validate() error {
 	if c.EndpointURL != "" && !strings.HasPrefix(c.EndpointURL, "http://") && !strings.HasPrefix(c.EndpointURL, "https://") {
 		errs = append(errs, fmt.Errorf("endpoint_url %q must start with http:// or https://", c.EndpointURL))
 	}
+	return errs
+}
+
+// cacheErrors checks the cache's directory, bounds and times.
+func (c *Config) cacheErrors() (errs []error) {
 	if c.CacheDir == "" {
 		errs = append(errs, errors.New("cache_dir must not be empty"))
 	}
@@ -292,6 +305,12 @@ func (c *Config) validate() error {
 	if c.CacheMaxSize > 0 && c.DirtyMaxSize > c.CacheMaxSize {
 		errs = append(errs, fmt.Errorf("dirty_max_size (%d) exceeds cache_max_size (%d)", c.DirtyMaxSize, c.CacheMaxSize))
 	}
+	return errs
+}
+
+// uploadErrors checks how objects are written: checksums, storage
+// classes, encryption, multipart, and which trees go to S3.
+func (c *Config) uploadErrors() (errs []error) {
 	for name, v := range map[string]string{
 		"request_checksum_calculation": c.RequestChecksumCalculation,
 		"response_checksum_validation": c.ResponseChecksumValidation,
@@ -342,6 +361,11 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("local_only_dirs entry %q is not a top-level directory name", d))
 		}
 	}
+	return errs
+}
+
+// daemonErrors checks the daemon's own settings.
+func (c *Config) daemonErrors() (errs []error) {
 	if c.StoreTimeout == 0 {
 		errs = append(errs, errors.New("store_timeout must be positive"))
 	}
@@ -355,8 +379,5 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log_format %q is not text or json", c.LogFormat))
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
-	}
-	return nil
+	return errs
 }
