@@ -115,6 +115,27 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("s3: bucket is required")
 	}
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	awsCfg, err := loadAWSConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{api: newAPI(awsCfg, cfg), bucket: cfg.Bucket, prefix: cfg.Prefix, cfg: cfg, log: log}
+	if cfg.SSECustomerKey != "" {
+		if cfg.SSECustomerAlgorithm == "" {
+			c.cfg.SSECustomerAlgorithm = "AES256"
+		}
+		sum := md5.Sum([]byte(cfg.SSECustomerKey))
+		c.sseKey = aws.String(base64.StdEncoding.EncodeToString([]byte(cfg.SSECustomerKey)))
+		c.sseKeyMD5 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+	}
+	return c, nil
+}
+
+// withDefaults fills in the defaults and refuses what S3 would refuse.
+func (cfg *Config) withDefaults() error {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 64
 	}
@@ -128,19 +149,34 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		cfg.MultipartPartSize = DefaultMultipartPartSize
 	}
 	if cfg.MultipartPartSize < minPartSize {
-		return nil, fmt.Errorf("s3: multipart part size %d is below S3's minimum of 5 MiB", cfg.MultipartPartSize)
+		return fmt.Errorf("s3: multipart part size %d is below S3's minimum of 5 MiB", cfg.MultipartPartSize)
 	}
 	if cfg.MultipartConcurrency <= 0 {
 		cfg.MultipartConcurrency = 4
 	}
 	if err := validStorageClass(cfg.StorageClass); err != nil {
-		return nil, err
+		return err
 	}
 	for tree, sc := range cfg.StorageClasses {
 		if err := validStorageClass(sc); err != nil {
-			return nil, fmt.Errorf("storage class of %s: %w", tree, err)
+			return fmt.Errorf("storage class of %s: %w", tree, err)
 		}
 	}
+	switch cfg.ServerSideEncryption {
+	case "", "AES256", "aws:kms", "aws:kms:dsse":
+	default:
+		return fmt.Errorf("s3: server-side encryption %q is not AES256, aws:kms or aws:kms:dsse", cfg.ServerSideEncryption)
+	}
+	if cfg.ServerSideEncryption != "" && cfg.SSECustomerKey != "" {
+		return errors.New("s3: SSE-C (sse_customer_key) and SSE-S3/KMS exclude each other")
+	}
+	return nil
+}
+
+// loadAWSConfig is the SDK's configuration: the HTTP client (pooled, or
+// dialing the embedded store's Unix socket), a short retry policy, the
+// region and the credentials (static, or the SDK's default chain).
+func loadAWSConfig(ctx context.Context, cfg Config) (aws.Config, error) {
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConns = cfg.MaxConns
 		t.MaxIdleConnsPerHost = cfg.MaxConns
@@ -173,20 +209,25 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	}
 	if cfg.AccessKeyID != "" || cfg.SecretAccessKey != "" {
 		if cfg.AccessKeyID == "" || cfg.SecretAccessKey == "" {
-			return nil, errors.New("s3: access_key_id and secret_access_key go together")
+			return aws.Config{}, errors.New("s3: access_key_id and secret_access_key go together")
 		}
 		opts = append(opts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("s3: load AWS config: %w", err)
+		return aws.Config{}, fmt.Errorf("s3: load AWS config: %w", err)
 	}
+	return awsCfg, nil
+}
+
+// newAPI is the S3 client of the SDK for cfg's endpoint and checksum modes.
+func newAPI(awsCfg aws.Config, cfg Config) *s3.Client {
 	if awsCfg.Region == "" {
 		// S3-compatible stores ignore the region but the signer needs one.
 		awsCfg.Region = "us-east-1"
 	}
-	api := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
@@ -201,24 +242,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		}
 	})
-	c := &Client{api: api, bucket: cfg.Bucket, prefix: cfg.Prefix, cfg: cfg, log: log}
-	if cfg.SSECustomerKey != "" {
-		if cfg.SSECustomerAlgorithm == "" {
-			c.cfg.SSECustomerAlgorithm = "AES256"
-		}
-		sum := md5.Sum([]byte(cfg.SSECustomerKey))
-		c.sseKey = aws.String(base64.StdEncoding.EncodeToString([]byte(cfg.SSECustomerKey)))
-		c.sseKeyMD5 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
-	}
-	switch cfg.ServerSideEncryption {
-	case "", "AES256", "aws:kms", "aws:kms:dsse":
-	default:
-		return nil, fmt.Errorf("s3: server-side encryption %q is not AES256, aws:kms or aws:kms:dsse", cfg.ServerSideEncryption)
-	}
-	if cfg.ServerSideEncryption != "" && cfg.SSECustomerKey != "" {
-		return nil, errors.New("s3: SSE-C (sse_customer_key) and SSE-S3/KMS exclude each other")
-	}
-	return c, nil
 }
 
 // StorageClasses lists the classes objects may be written with: the ones
