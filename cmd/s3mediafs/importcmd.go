@@ -67,41 +67,14 @@ type localFile struct {
 // makes the import read or delete anything outside it (it runs as root).
 func importTree(ctx context.Context, store s3.Store, o importOptions) (importStats, error) {
 	var st importStats
-	var files []localFile
 	root, err := os.OpenRoot(o.from)
 	if err != nil {
 		return st, err
 	}
 	defer root.Close()
-	err = filepath.WalkDir(o.from, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(o.from, path)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel != "." && o.localOnly != nil && o.localOnly(rel) {
-				return filepath.SkipDir // url_cache and friends stay local
-			}
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			// WalkDir does not follow symlinks: a linked directory is not
-			// entered, a linked file not read.
-			st.Skipped++
-			fmt.Fprintf(o.progress, "skipped (not a regular file): %s\n", rel)
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		files = append(files, localFile{rel, info.Size()})
-		st.Bytes += info.Size()
-		return nil
-	})
+	files, err := scanTree(o, &st)
 	if err != nil {
-		return st, fmt.Errorf("scan %s: %w", o.from, err)
+		return st, err
 	}
 	st.Files = len(files)
 	remote, err := listSizes(ctx, store)
@@ -134,7 +107,64 @@ func importTree(ctx context.Context, store s3.Store, o importOptions) (importSta
 		}
 		return st, nil
 	}
+	firstErr := uploadAll(ctx, store, root, o, todo, todoBytes, &st)
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
+	if o.verify || o.deleteSource {
+		if err := verifyImport(ctx, store, root, o, files, conflicts, &st); err != nil {
+			return st, err
+		}
+	}
+	if st.Conflicts > 0 {
+		return st, fmt.Errorf("%d files conflict with other objects at their keys; they were neither uploaded nor deleted (see the conflict lines)", st.Conflicts)
+	}
+	if st.Failed > 0 {
+		return st, fmt.Errorf("%d files failed; run the import again to retry them (first error: %w)", st.Failed, firstErr)
+	}
+	return st, nil
+}
 
+// scanTree lists the regular files under o.from, leaving out the trees
+// kept local and counting what is not a regular file.
+func scanTree(o importOptions, st *importStats) ([]localFile, error) {
+	var files []localFile
+	err := filepath.WalkDir(o.from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(o.from, path)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel != "." && o.localOnly != nil && o.localOnly(rel) {
+				return filepath.SkipDir // url_cache and friends stay local
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			// WalkDir does not follow symlinks: a linked directory is not
+			// entered, a linked file not read.
+			st.Skipped++
+			fmt.Fprintf(o.progress, "skipped (not a regular file): %s\n", rel)
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		files = append(files, localFile{rel, info.Size()})
+		st.Bytes += info.Size()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", o.from, err)
+	}
+	return files, nil
+}
+
+// uploadAll uploads the files, o.concurrency at a time; one that fails
+// does not stop the rest. It returns the first failure.
+func uploadAll(ctx context.Context, store s3.Store, root *os.Root, o importOptions, todo []localFile, todoBytes int64, st *importStats) error {
 	prog := newProgress(o, todoBytes, len(todo))
 	var uploaded, failed atomic.Int64
 	var upBytes atomic.Int64
@@ -166,21 +196,7 @@ func importTree(ctx context.Context, store s3.Store, o importOptions) (importSta
 	g.Wait()
 	prog.done()
 	st.Uploaded, st.Failed, st.UploadedBytes = int(uploaded.Load()), int(failed.Load()), upBytes.Load()
-	if err := ctx.Err(); err != nil {
-		return st, err
-	}
-	if o.verify || o.deleteSource {
-		if err := verifyImport(ctx, store, root, o, files, conflicts, &st); err != nil {
-			return st, err
-		}
-	}
-	if st.Conflicts > 0 {
-		return st, fmt.Errorf("%d files conflict with other objects at their keys; they were neither uploaded nor deleted (see the conflict lines)", st.Conflicts)
-	}
-	if st.Failed > 0 {
-		return st, fmt.Errorf("%d files failed; run the import again to retry them (first error: %w)", st.Failed, firstErr)
-	}
-	return st, nil
+	return firstErr
 }
 
 func uploadFile(ctx context.Context, store s3.Store, root *os.Root, f localFile) error {
