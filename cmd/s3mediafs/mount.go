@@ -60,26 +60,7 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 		*mountOpts = joinOpts(*mountOpts, s)
 		return nil
 	})
-	fl.StringVar(&over.Bucket, "bucket", "", "bucket name")
-	fl.StringVar(&over.Prefix, "prefix", "", "key prefix, used verbatim")
-	fl.StringVar(&over.RegionName, "region", "", "region name")
-	fl.StringVar(&over.EndpointURL, "endpoint-url", "", "S3-compatible endpoint URL")
-	fl.BoolVar(&over.ForcePathStyle, "force-path-style", false, "use path-style bucket addressing")
-	fl.StringVar(&over.CacheDir, "cache-dir", "", "cache directory (index and data)")
-	fl.IntVar(&over.UploadConcurrency, "upload-concurrency", 0, "parallel uploads")
-	fl.Func("cache-max-size", "bound on local data (e.g. 50GiB)", func(s string) error {
-		v, err := parseBytes(s)
-		over.CacheMaxSize = ByteSize(v)
-		return err
-	})
-	fl.Func("cache-min-free", "free space to keep on the cache filesystem (e.g. 10GiB or 5%)", func(s string) error {
-		v, err := parseFreeSpace(s)
-		over.CacheMinFree = v
-		return err
-	})
-	fl.DurationVar(&over.DrainTimeout, "drain-timeout", 0, "how long a stop waits for owed uploads")
-	fl.StringVar(&over.LogLevel, "log-level", "", "debug, info, warn or error")
-	fl.StringVar(&over.LogFormat, "log-format", "", "text or json")
+	overrideFlags(fl, &over)
 	if err := fl.Parse(args); err != nil {
 		return nil, err
 	}
@@ -105,46 +86,84 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 	if m.mountpoint == "" {
 		return nil, errors.New("mount needs a MOUNTPOINT (or --synapse-config with media_store_path)")
 	}
+	applyOverrides(fl, over, &m.cfg)
+	if err := m.useEmbedded(); err != nil {
+		return nil, err
+	}
+	return m, m.cfg.validate()
+}
+
+// overrideFlags declares the flags that override configuration keys.
+func overrideFlags(fl *flag.FlagSet, over *Config) {
+	fl.StringVar(&over.Bucket, "bucket", "", "bucket name")
+	fl.StringVar(&over.Prefix, "prefix", "", "key prefix, used verbatim")
+	fl.StringVar(&over.RegionName, "region", "", "region name")
+	fl.StringVar(&over.EndpointURL, "endpoint-url", "", "S3-compatible endpoint URL")
+	fl.BoolVar(&over.ForcePathStyle, "force-path-style", false, "use path-style bucket addressing")
+	fl.StringVar(&over.CacheDir, "cache-dir", "", "cache directory (index and data)")
+	fl.IntVar(&over.UploadConcurrency, "upload-concurrency", 0, "parallel uploads")
+	fl.Func("cache-max-size", "bound on local data (e.g. 50GiB)", func(s string) error {
+		v, err := parseBytes(s)
+		over.CacheMaxSize = ByteSize(v)
+		return err
+	})
+	fl.Func("cache-min-free", "free space to keep on the cache filesystem (e.g. 10GiB or 5%)", func(s string) error {
+		v, err := parseFreeSpace(s)
+		over.CacheMinFree = v
+		return err
+	})
+	fl.DurationVar(&over.DrainTimeout, "drain-timeout", 0, "how long a stop waits for owed uploads")
+	fl.StringVar(&over.LogLevel, "log-level", "", "debug, info, warn or error")
+	fl.StringVar(&over.LogFormat, "log-format", "", "text or json")
+}
+
+// applyOverrides sets in cfg the keys whose flags were given.
+func applyOverrides(fl *flag.FlagSet, over Config, cfg *Config) {
 	fl.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "bucket":
-			m.cfg.Bucket = over.Bucket
+			cfg.Bucket = over.Bucket
 		case "prefix":
-			m.cfg.Prefix = over.Prefix
+			cfg.Prefix = over.Prefix
 		case "region":
-			m.cfg.RegionName = over.RegionName
+			cfg.RegionName = over.RegionName
 		case "endpoint-url":
-			m.cfg.EndpointURL = over.EndpointURL
+			cfg.EndpointURL = over.EndpointURL
 		case "force-path-style":
-			m.cfg.ForcePathStyle = over.ForcePathStyle
+			cfg.ForcePathStyle = over.ForcePathStyle
 		case "cache-dir":
-			m.cfg.CacheDir = over.CacheDir
+			cfg.CacheDir = over.CacheDir
 		case "upload-concurrency":
-			m.cfg.UploadConcurrency = over.UploadConcurrency
+			cfg.UploadConcurrency = over.UploadConcurrency
 		case "cache-max-size":
-			m.cfg.CacheMaxSize = over.CacheMaxSize
+			cfg.CacheMaxSize = over.CacheMaxSize
 		case "cache-min-free":
-			m.cfg.CacheMinFree = over.CacheMinFree
+			cfg.CacheMinFree = over.CacheMinFree
 		case "drain-timeout":
-			m.cfg.DrainTimeout = over.DrainTimeout
+			cfg.DrainTimeout = over.DrainTimeout
 		case "log-level":
-			m.cfg.LogLevel = over.LogLevel
+			cfg.LogLevel = over.LogLevel
 		case "log-format":
-			m.cfg.LogFormat = over.LogFormat
+			cfg.LogFormat = over.LogFormat
 		}
 	})
-	if m.embedded != "" {
-		if m.cfg.EndpointURL != "" {
-			return nil, errors.New("--embedded-s3 and endpoint_url exclude each other")
-		}
-		if m.cfg.Bucket == "" {
-			m.cfg.Bucket = embeddedBucket
-		}
-		m.cfg.AccessKeyID, m.cfg.SecretAccessKey, m.cfg.SessionToken = embeddedKey, embeddedSecret, ""
-		m.cfg.ForcePathStyle = true
-		m.cfg.EndpointURL = "http://embedded" // replaced once the server listens
+}
+
+// useEmbedded points the configuration at the embedded quickstart store.
+func (m *mountArgs) useEmbedded() error {
+	if m.embedded == "" {
+		return nil
 	}
-	return m, m.cfg.validate()
+	if m.cfg.EndpointURL != "" {
+		return errors.New("--embedded-s3 and endpoint_url exclude each other")
+	}
+	if m.cfg.Bucket == "" {
+		m.cfg.Bucket = embeddedBucket
+	}
+	m.cfg.AccessKeyID, m.cfg.SecretAccessKey, m.cfg.SessionToken = embeddedKey, embeddedSecret, ""
+	m.cfg.ForcePathStyle = true
+	m.cfg.EndpointURL = "http://embedded" // replaced once the server listens
+	return nil
 }
 
 // readHandoff takes the mount a daemonizing parent resolved (see handoff).
