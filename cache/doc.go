@@ -39,7 +39,7 @@
 //
 // # Locks, and the order they are taken in
 //
-//	openFile.mu     (handle.go) shared by writes and truncates, exclusive by
+//	openFile.mu     (open.go) shared by writes and truncates, exclusive by
 //	                flush and by whoever sets the data file; taken before Cache.mu
 //	storeStream.mu  (stream.go) held for one read from the store; before Cache.mu
 //	Cache.mu        (cache.go) every index read-modify-write, the open files,
@@ -51,10 +51,17 @@
 //
 // # Where things live
 //
-//	cache.go       Open, Close, Start, Drain, Flush: the cache's life
-//	namespace.go   create, mkdir, unlink, rmdir, rename, setattr, truncate
-//	handle.go      open files: read, write, flush, release; passthrough hand-over
+//	cache.go       Open, Close, Start, Drain: the cache's life
+//	paths.go       path validation; data file names and places
+//	create.go      Create, Mkdir
+//	remove.go      Unlink, Rmdir (and what rmdir asks the store)
+//	rename.go      Rename
+//	attr.go        SetAttr, Truncate by path
+//	open.go        OpenFile, the open file and its Handle; passthrough hand-over; Release
+//	read.go        ReadAt: local, arriving, or from the store
+//	write.go       WriteAt, Truncate, Allocate, Flush, Fsync: a write's commit
 //	lookup.go      Stat: the index first, then the store (one LIST a name)
+//	revalidate.go  rechecking clean files against the store (revalidate_after)
 //	readdir.go     listings merged with the store's, a page at a time
 //	fetch.go       a cache miss: one shared GET (or ranged GETs), installed whole
 //	download.go    a fetch in flight, readable as its bytes arrive
@@ -73,7 +80,7 @@
 //
 // A write: Create makes a Dirty record and an empty data file from a pool
 // of spares; the kernel writes the data file directly (passthrough) or
-// through Handle.Write; each close(2) flushes (Handle.Flush) and queues
+// through Handle.WriteAt; each close(2) flushes (Handle.Flush) and queues
 // the path; the queue's worker (upload.go) PUTs the file and marks it
 // Clean if its generation is unchanged.
 //

@@ -1,0 +1,72 @@
+package cache
+
+import (
+	"context"
+	"time"
+)
+
+func (c *Cache) dueForRevalidation(p string) bool {
+	if c.opts.RevalidateAfter <= 0 || c.storeIsDown() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if of := c.open[p]; of != nil {
+		return false
+	}
+	at, ok := c.verified[p]
+	return !ok || time.Since(at) > c.opts.RevalidateAfter
+}
+
+// revalidate asks the store whether a clean or remote file is still there
+// and unchanged; another host may have deleted or rewritten it.
+func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error) {
+	hctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+	defer cancel()
+	size, mtime, err := c.store.Head(hctx, p)
+	switch {
+	case isNotFound(err):
+		if c.forgetRemote(p, r) {
+			return c.withOpenSize(p, attrOf(r)), nil
+		}
+		return Attr{}, ErrNotExist
+	case err != nil:
+		// Serve what we know; the store being away is no reason to fail.
+		c.noteStoreError(err)
+		c.log.Debug("revalidation failed; serving the index's view", "path", p, "err", err)
+		return attrOf(r), nil
+	}
+	c.noteStoreOK()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.verified[p] = time.Now()
+	changed := size != r.Size || (r.StoreMTime != 0 && mtime.UnixNano() != r.StoreMTime)
+	if !changed && r.StoreMTime != 0 {
+		return attrOf(r), nil
+	}
+	var out Attr
+	err = c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
+		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Clean && cur.State != Remote) || c.open[p] != nil {
+			if ok {
+				out = attrOf(cur)
+			}
+			return err
+		}
+		cur.StoreMTime = mtime.UnixNano()
+		if changed {
+			c.log.Info("file changed in the store; dropping the local copy", "path", p, "size", size)
+			c.removeData(cur.Data)
+			cur.State, cur.Data, cur.Size, cur.MTime = Remote, "", size, mtime.UnixNano()
+		}
+		out = attrOf(cur)
+		return t.put(p, cur)
+	})
+	if err != nil {
+		return Attr{}, err
+	}
+	if out.Ino == 0 {
+		return Attr{}, ErrNotExist
+	}
+	return out, nil
+}

@@ -1,0 +1,323 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// beginWrite holds of.mu shared with the file marked dirty, so that the
+// write it guards is covered by the next flush. The caller must RUnlock.
+func (h *Handle) beginWrite(ctx context.Context) error {
+	if !h.writable {
+		return fmt.Errorf("write: %w", ErrInvalid)
+	}
+	if err := h.ensureData(ctx); err != nil {
+		return err
+	}
+	of := h.of
+	if !of.dirty.Load() {
+		// A new version starts: it must fit, and wait while too much is
+		// owed to the store.
+		if err := h.c.admit(ctx, 0, true, h.c.opts.SpaceWait); err != nil {
+			return err
+		}
+	}
+	of.mu.RLock()
+	for !of.dirty.Load() {
+		of.mu.RUnlock()
+		if err := h.c.markDirty(of); err != nil {
+			return err
+		}
+		of.mu.RLock()
+	}
+	return nil
+}
+
+// WriteAt writes to the local data file only; the upload happens after close.
+func (h *Handle) WriteAt(ctx context.Context, b []byte, off int64) (int, error) {
+	if err := h.c.checkFloor(ctx, int64(len(b))); err != nil {
+		return 0, err
+	}
+	if err := h.beginWrite(ctx); err != nil {
+		return 0, err
+	}
+	defer h.of.mu.RUnlock()
+	if err := h.checkHoleTo(off); err != nil {
+		return 0, err
+	}
+	n, err := h.of.data.WriteAt(b, off)
+	h.c.free.consumed(int64(n))
+	return n, err
+}
+
+// Truncate sets the file's size. Emptying a file that only the store has
+// does not fetch it.
+func (h *Handle) Truncate(ctx context.Context, size int64) error {
+	if size < 0 {
+		return ErrInvalid
+	}
+	if size == 0 {
+		if err := h.emptyData(); err != nil {
+			return err
+		}
+	}
+	if err := h.beginWrite(ctx); err != nil {
+		return err
+	}
+	defer h.of.mu.RUnlock()
+	if err := h.checkHoleTo(size); err != nil {
+		return err
+	}
+	return h.of.data.Truncate(size)
+}
+
+// checkHoleTo admits a change of the file's size to end that leaves the
+// bytes between the current end and end unwritten: a hole grows the file
+// in one step (see checkGrowth), where writes in order at the end grow it
+// a write at a time. Callers hold of.mu shared, with data set.
+func (h *Handle) checkHoleTo(end int64) error {
+	fi, err := h.of.data.Stat()
+	if err != nil {
+		return fmt.Errorf("stat data file: %w", err)
+	}
+	return h.c.checkGrowth(end - fi.Size())
+}
+
+// emptyData gives a store-only file an empty local data file.
+func (h *Handle) emptyData() error {
+	of, c := h.of, h.c
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if of.data != nil {
+		return nil
+	}
+	id, f, err := c.newData()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err = c.update(func(t *tx) error {
+		r, ok, err := t.get(of.path)
+		if err != nil || !ok {
+			return errorOr(err, ErrNotExist)
+		}
+		r.State, r.Data, r.Size, r.Gen = c.versionState(of.path), id, 0, r.Gen+1
+		r.MTime = time.Now().UnixNano()
+		return c.putVersion(t, of.path, r)
+	})
+	if err != nil {
+		f.Close()
+		c.removeData(id)
+		return err
+	}
+	of.data = f
+	of.dirty.Store(true)
+	c.q.supersede(of.path)
+	return nil
+}
+
+// markDirty records that a new version of the file is being written: the
+// generation moves on (so an upload in flight cannot mark it clean) and an
+// upload is owed.
+func (c *Cache) markDirty(of *openFile) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if of.dirty.Load() {
+		return nil
+	}
+	if !of.unlinked {
+		err := c.update(func(t *tx) error {
+			r, ok, err := t.get(of.path)
+			if err != nil || !ok {
+				return errorOr(err, ErrNotExist)
+			}
+			r.Gen++
+			r.State = c.versionState(of.path)
+			return c.putVersion(t, of.path, r)
+		})
+		if err != nil {
+			return err
+		}
+		c.q.supersede(of.path)
+	}
+	of.dirty.Store(true)
+	return nil
+}
+
+// putVersion writes a new local version of p and, unless it stays local,
+// owes its upload.
+func (c *Cache) putVersion(t *tx, p string, r record) error {
+	if err := t.put(p, r); err != nil {
+		return err
+	}
+	if r.State == Local {
+		return nil
+	}
+	return setPending(t.txn, p)
+}
+
+// Flush records the size written and queues the upload. It is what makes
+// close() durable against a daemon crash: the bytes are in the data file
+// and the index says an upload is owed.
+func (h *Handle) Flush(ctx context.Context) error {
+	if !h.writable {
+		return nil
+	}
+	if err := h.commit(false); err != nil {
+		return err
+	}
+	return h.waitStored(ctx)
+}
+
+// waitStored, in synchronous mode, waits until the store has the version
+// just committed, or reports why it does not within StoreTimeout. The
+// data stays safe in the cache either way and keeps being retried.
+func (h *Handle) waitStored(ctx context.Context) error {
+	c := h.c
+	if !c.opts.Synchronous {
+		return nil
+	}
+	c.mu.Lock()
+	p, gone := h.of.path, h.of.unlinked
+	c.mu.Unlock()
+	if gone {
+		return nil
+	}
+	deadline := time.NewTimer(c.opts.StoreTimeout)
+	defer deadline.Stop()
+	for {
+		wake := c.q.finished.C()
+		var r record
+		var ok, pending bool
+		if err := c.view(func(txn *badger.Txn) error {
+			var err error
+			if r, ok, err = getRecord(txn, p); err != nil {
+				return err
+			}
+			pending, err = hasPending(txn, p)
+			return err
+		}); err != nil {
+			return err
+		}
+		if !ok || r.Dir || !pending && (r.State == Clean || r.State == Local) {
+			return nil
+		}
+		select {
+		case <-wake:
+			if err := c.q.failure(p); err != nil {
+				return fmt.Errorf("store %q: %w: %w", p, ErrStore, err)
+			}
+		case <-deadline.C:
+			return fmt.Errorf("store %q: not confirmed in %v; it stays queued: %w", p, c.opts.StoreTimeout, ErrStore)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Fsync is Flush plus fsync of the data file and the index, so the file
+// also survives power loss.
+func (h *Handle) Fsync(ctx context.Context) error {
+	if err := h.commit(true); err != nil {
+		return err
+	}
+	if err := h.c.Sync(); err != nil {
+		return err
+	}
+	if h.writable {
+		return h.waitStored(ctx)
+	}
+	return nil
+}
+
+func (h *Handle) commit(syncData bool) error {
+	of, c := h.of, h.c
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if of.data == nil {
+		return nil
+	}
+	if syncData {
+		if err := of.data.Sync(); err != nil {
+			return fmt.Errorf("fsync data file: %w", err)
+		}
+	}
+	if !of.live() {
+		return nil
+	}
+	fi, err := of.data.Stat()
+	if err != nil {
+		return fmt.Errorf("stat data file: %w", err)
+	}
+	fp := fingerprintOf(fi)
+	if !of.dirty.Load() && fp == of.committed {
+		return nil // direct writers wrote nothing since the last commit
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := of.path
+	if !of.unlinked {
+		err = c.update(func(t *tx) error {
+			r, ok, err := t.get(p)
+			if err != nil || !ok {
+				return errorOr(err, ErrNotExist)
+			}
+			if err := c.refuseDirectHole(of, fi, r.Size); err != nil {
+				return err
+			}
+			r.Size = fi.Size()
+			r.MTime = fi.ModTime().UnixNano()
+			r.Gen++
+			r.State = c.versionState(p)
+			return c.putVersion(t, p, r)
+		})
+		if err != nil {
+			return err
+		}
+		c.q.add(p)
+	}
+	of.committed = fp
+	of.dirty.Store(false)
+	return nil
+}
+
+// refuseDirectHole is checkHoleTo for writes the daemon never saw (FUSE
+// passthrough): a version that grew past the last one's size by a hole
+// that could not fit is not recorded. The data file goes back to that
+// size, and the writer's close(2) reports the refusal. Callers hold c.mu.
+func (c *Cache) refuseDirectHole(of *openFile, fi os.FileInfo, lastSize int64) error {
+	if of.directWriters.Load() == 0 || fi.Size() <= lastSize {
+		return nil
+	}
+	var allocated int64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		allocated = st.Blocks * 512
+	}
+	hole := fi.Size() - lastSize - allocated
+	err := c.checkGrowthLocked(hole)
+	if err == nil {
+		return nil
+	}
+	if terr := of.data.Truncate(lastSize); terr != nil {
+		return fmt.Errorf("%w (and cutting it back failed: %w)", err, terr)
+	}
+	return err
+}
+
+// Allocate is fallocate(2) on the file.
+func (h *Handle) Allocate(ctx context.Context, off, size int64, mode uint32) error {
+	if err := h.beginWrite(ctx); err != nil {
+		return err
+	}
+	defer h.of.mu.RUnlock()
+	if err := h.checkHoleTo(off + size); err != nil {
+		return err
+	}
+	return syscall.Fallocate(int(h.of.data.Fd()), mode, off, size)
+}
