@@ -53,7 +53,7 @@ func parseMountArgs(args []string, stderr io.Writer) (*mountArgs, error) {
 	fl.StringVar(&m.embedded, "embedded-s3", "", "quickstart: serve an embedded S3 store keeping objects in `DIR` (not the cloud)")
 	fl.BoolVar(&m.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	fl.BoolVar(&m.daemon, "daemon", false, "return once the mount serves and keep serving in the background")
-	fl.IntVar(&m.readyFD, "ready-fd", 0, "(internal) report readiness on this descriptor")
+	fl.IntVar(&m.readyFD, "ready-fd", 0, "write \"ok\" (or \"error: …\") on this `descriptor` once the mount serves, for supervisors and tests")
 	handoffFrom := fl.Int("handoff-fd", 0, "(internal) read the resolved configuration from this descriptor")
 	mountOpts := new(string)
 	fl.Func("o", "mount options: key=value config keys, allow_other, and fstab options that are ignored (repeatable)", func(s string) error {

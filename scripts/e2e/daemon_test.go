@@ -108,14 +108,29 @@ func start(t testing.TB, cfg, mnt string) *daemon {
 func startEnv(t testing.TB, cfg, mnt string, env []string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, mnt: mnt, exited: make(chan struct{})}
-	d.cmd = exec.Command(binary, "mount", "--config", cfg, mnt)
+	// The daemon says on --ready-fd when the mount serves ("ok") or why
+	// it cannot ("error: …"); its log is kept for failures.
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(binary, "mount", "--ready-fd", "3", "--config", cfg, mnt)
+	d.cmd.ExtraFiles = []*os.File{readyW}
 	d.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	d.cmd.Stdout, d.cmd.Stderr = pw, pw
-	if err := d.cmd.Start(); err != nil {
+	err = d.cmd.Start()
+	readyW.Close()
+	if err != nil {
+		readyR.Close()
 		t.Fatal(err)
 	}
-	mounted := make(chan struct{})
+	readiness := make(chan string, 1)
+	go func() {
+		defer readyR.Close()
+		line, _ := bufio.NewReader(readyR).ReadString('\n')
+		readiness <- strings.TrimSpace(line)
+	}()
 	// S3MEDIAFS_E2E_LOG names a file that collects every daemon's log,
 	// for reading a failed soak after the fact.
 	var keep io.Writer = io.Discard
@@ -127,15 +142,11 @@ func startEnv(t testing.TB, cfg, mnt string, env []string) *daemon {
 	}
 	go func() {
 		sc := bufio.NewScanner(pr)
-		once := sync.Once{}
 		for sc.Scan() {
 			d.logMu.Lock()
 			d.log.WriteString(sc.Text() + "\n")
 			fmt.Fprintln(keep, sc.Text())
 			d.logMu.Unlock()
-			if strings.Contains(sc.Text(), "msg=mounted") {
-				once.Do(func() { close(mounted) })
-			}
 		}
 	}()
 	go func() {
@@ -145,9 +156,11 @@ func startEnv(t testing.TB, cfg, mnt string, env []string) *daemon {
 	}()
 	t.Cleanup(func() { d.stop() })
 	select {
-	case <-mounted:
-	case <-d.exited:
-		t.Fatalf("daemon exited before mounting: %v\n%s", d.err, d.logs())
+	case line := <-readiness:
+		if line != "ok" {
+			<-d.exited
+			t.Fatalf("daemon did not mount: %q (exit: %v)\n%s", line, d.err, d.logs())
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("daemon did not mount in 30s\n%s", d.logs())
 	}
