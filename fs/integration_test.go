@@ -68,6 +68,7 @@ func TestSynapsePatternOverS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(raw.Close)
 	if _, ok := objectBytes(t, raw, "synapselocal_content/ab/cd/efghijklmnop"); !ok {
 		t.Fatal("object not at prefix+path")
 	}
@@ -227,6 +228,7 @@ func TestStoreOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(viaProxy.Close)
 	mnt, c := testMount(t, viaProxy, "")
 	synapseWrite(t, filepath.Join(mnt, "local_content/aa/bb/cached"), data)
 	drain(t, c)
@@ -282,6 +284,7 @@ func TestProviderLayoutReadThrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(client.Close)
 	mnt, _ := testMount(t, client, "")
 	for k, v := range objects {
 		p := filepath.Join(mnt, k[len("synapse"):])

@@ -41,6 +41,7 @@ func TestTinyCacheFilesystemFillsUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(viaProxy.Close)
 	proxy.SetFail(func(r *http.Request) int {
 		if r.Method == http.MethodPut {
 			return http.StatusServiceUnavailable

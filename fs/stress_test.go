@@ -154,6 +154,7 @@ func TestOddNamesStayInside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(raw.Close)
 	var keys []string
 	raw.List(t.Context(), "", true, func(k string, _ int64, _ time.Time, _ bool) bool {
 		keys = append(keys, k)

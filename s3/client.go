@@ -105,6 +105,32 @@ type Client struct {
 
 	mu      sync.Mutex // guards journal
 	journal MultipartJournal
+
+	// transports are the HTTP transports the SDK built for this client,
+	// so that Close can drop their idle connections.
+	transports *transportSet
+}
+
+// transportSet records the HTTP transports built for one client.
+type transportSet struct {
+	mu sync.Mutex
+	ts []*http.Transport
+}
+
+func (s *transportSet) add(t *http.Transport) {
+	s.mu.Lock()
+	s.ts = append(s.ts, t)
+	s.mu.Unlock()
+}
+
+// Close drops the client's idle connections (and the goroutines that
+// serve them). Requests made after it open new ones.
+func (c *Client) Close() {
+	c.transports.mu.Lock()
+	defer c.transports.mu.Unlock()
+	for _, t := range c.transports.ts {
+		t.CloseIdleConnections()
+	}
 }
 
 // New builds a Client. It does not contact the store; call CheckBucket for that.
@@ -118,11 +144,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	awsCfg, err := loadAWSConfig(ctx, cfg)
+	transports := &transportSet{}
+	awsCfg, err := loadAWSConfig(ctx, cfg, transports)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{api: newAPI(awsCfg, cfg), bucket: cfg.Bucket, prefix: cfg.Prefix, cfg: cfg, log: log}
+	c := &Client{api: newAPI(awsCfg, cfg), bucket: cfg.Bucket, prefix: cfg.Prefix, cfg: cfg, log: log, transports: transports}
 	if cfg.SSECustomerKey != "" {
 		if cfg.SSECustomerAlgorithm == "" {
 			c.cfg.SSECustomerAlgorithm = "AES256"
@@ -176,7 +203,7 @@ func (cfg *Config) withDefaults() error {
 // loadAWSConfig is the SDK's configuration: the HTTP client (pooled, or
 // dialing the embedded store's Unix socket), a short retry policy, the
 // region and the credentials (static, or the SDK's default chain).
-func loadAWSConfig(ctx context.Context, cfg Config) (aws.Config, error) {
+func loadAWSConfig(ctx context.Context, cfg Config, transports *transportSet) (aws.Config, error) {
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConns = cfg.MaxConns
 		t.MaxIdleConnsPerHost = cfg.MaxConns
@@ -189,6 +216,7 @@ func loadAWSConfig(ctx context.Context, cfg Config) (aws.Config, error) {
 				return dialer.DialContext(ctx, "unix", cfg.UnixSocket)
 			}
 		}
+		transports.add(t)
 	})
 	opts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),

@@ -319,6 +319,8 @@ func openStore(ctx context.Context, cfg Config, embeddedDir string, log *slog.Lo
 	if err != nil {
 		return nil, close, err
 	}
+	stopEmbedded := close
+	close = func() { client.Close(); stopEmbedded() }
 	checkCtx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
 	err = client.CheckBucket(checkCtx)
 	cancel()

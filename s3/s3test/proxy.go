@@ -50,6 +50,10 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	p := &Proxy{rnd: rand.New(rand.NewPCG(1, 2)), injected: map[string]int{}, closed: make(chan struct{})}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ErrorLog = nil
+	// A transport of its own, so that the test's end can close its idle
+	// connections to the store (the default one would keep them).
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	rp.Transport = transport
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +65,7 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	t.Cleanup(func() {
 		close(p.closed)
 		srv.Close()
+		transport.CloseIdleConnections()
 	})
 	p.URL = "http://" + ln.Addr().String()
 	return p

@@ -68,6 +68,7 @@ func Bucket(t testing.TB, prefix string) (*s3.Client, Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(c.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.CreateBucket(ctx); err != nil {

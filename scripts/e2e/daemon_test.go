@@ -47,8 +47,41 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "build s3mediafs:", err)
 			return 1
 		}
-		return m.Run()
+		code := m.Run()
+		if code == 0 {
+			if err := leftBehind(binary); err != nil {
+				fmt.Fprintln(os.Stderr, "leak check:", err)
+				code = 1
+			}
+		}
+		return code
 	}())
+}
+
+// leftBehind reports a daemon still running from the binary under test,
+// or an s3mediafs mount left, once every test has cleaned up.
+func leftBehind(binary string) error {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var left []string
+		b, _ := os.ReadFile("/proc/self/mountinfo")
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, " - fuse.s3mediafs ") {
+				left = append(left, "mount: "+line)
+			}
+		}
+		exes, _ := filepath.Glob("/proc/[0-9]*/exe")
+		for _, exe := range exes {
+			if target, err := os.Readlink(exe); err == nil && target == binary {
+				left = append(left, "process: "+filepath.Dir(exe))
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("left behind:\n%s", strings.Join(left, "\n"))
+		}
+	}
 }
 
 // daemon is one running s3mediafs mount process.

@@ -1,0 +1,55 @@
+package fs
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain checks, after every test of the package has run, that nothing
+// leaked: no FUSE mount left, no descriptor left open beyond a few the
+// runtime may open lazily, no goroutine left running.
+func TestMain(m *testing.M) {
+	fds := openFDs()
+	code := m.Run()
+	if code == 0 {
+		if err := leaks(fds); err != nil {
+			fmt.Fprintln(os.Stderr, "leak check:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func leaks(fdsBefore int) error {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, " - fuse.s3mediafs ") || strings.Contains(line, "s3mediafs-test") {
+			return fmt.Errorf("a mount is left: %s", line)
+		}
+	}
+	// Releases and unmounts finish in the background for a moment.
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		// Keep-alive connections of the HTTP clients are a pool, not a
+		// leak: a request the cache let finish after its close (superseded
+		// uploads are not cancelled) returns its connection to the pool.
+		err = goleak.Find(goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
+		if n := openFDs(); err == nil && n > fdsBefore+8 {
+			err = fmt.Errorf("%d descriptors open, %d before the tests", n, fdsBefore)
+		}
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+func openFDs() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	return len(ents)
+}
