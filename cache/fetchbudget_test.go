@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -24,7 +25,36 @@ func TestConcurrentColdReadsEvictLittle(t *testing.T) {
 	for i := range 10 {
 		store.SetObject(fmt.Sprintf("cold/%02d", i), bytes.Repeat([]byte{byte(100 + i)}, size))
 	}
-	c, err := Open(Options{Dir: t.TempDir(), Store: store, MaxSize: 64 << 20})
+	// Every cold GET waits until all ten reads have asked for their object,
+	// so that no fetch ends (and frees its share of the budget for a later
+	// reader) before each reader has chosen between fetching and streaming.
+	// Without the gate a slow machine starts a reader late, after a fetch
+	// has ended, and the test measures scheduling rather than the bound.
+	var (
+		gateMu   sync.Mutex
+		asked    = map[string]bool{}
+		allAsked = make(chan struct{})
+	)
+	faulty := &s3.Faulty{Store: store, BeforeGet: func(ctx context.Context, key string) error {
+		if !strings.Contains(key, "cold/") {
+			return nil
+		}
+		gateMu.Lock()
+		if !asked[key] {
+			asked[key] = true
+			if len(asked) == 10 {
+				close(allAsked)
+			}
+		}
+		gateMu.Unlock()
+		select {
+		case <-allAsked:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	c, err := Open(Options{Dir: t.TempDir(), Store: faulty, MaxSize: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
