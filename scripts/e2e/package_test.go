@@ -21,7 +21,10 @@ import (
 // buildPackage runs scripts/package.sh and returns the .deb it wrote.
 func buildPackage(t *testing.T, version string) string {
 	t.Helper()
-	cmd := exec.Command("../package.sh")
+	// By the source file's place, not the working directory, which a
+	// test running alongside may have changed (t.Chdir).
+	_, self, _, _ := runtime.Caller(0)
+	cmd := exec.Command(filepath.Join(filepath.Dir(self), "..", "package.sh"))
 	cmd.Env = append(os.Environ(), "VERSION="+version, "OUT_DIR="+t.TempDir())
 	out, err := cmd.Output()
 	if err != nil {
