@@ -6,10 +6,43 @@ import (
 	"time"
 )
 
-// SetAttr changes the permission bits and/or the modification time of p.
-func (c *Cache) SetAttr(ctx context.Context, p string, mode *uint32, mtime *time.Time) (Attr, error) {
+// AttrChange is what a setattr changes; nil fields stay as they are.
+type AttrChange struct {
+	Mode         *uint32 // permission bits, setuid, setgid and sticky
+	Owner        *Owner  // both IDs: the caller resolves a chown of one
+	ATime, MTime *time.Time
+}
+
+// travels reports whether the change touches what the object's metadata
+// carries (see meta.go); the access time does not travel.
+func (ch AttrChange) travels() bool {
+	return ch.Mode != nil || ch.Owner != nil || ch.MTime != nil
+}
+
+func (ch AttrChange) apply(r *record) {
+	if ch.Mode != nil {
+		r.Mode, r.ModeSet = *ch.Mode&0o7777, true
+	}
+	if ch.Owner != nil {
+		r.OwnerSet, r.UID, r.GID = true, ch.Owner.UID, ch.Owner.GID
+	}
+	if ch.MTime != nil {
+		r.MTime = ch.MTime.UnixNano()
+	}
+	if ch.ATime != nil {
+		r.ATime = ch.ATime.UnixNano()
+	}
+	r.CTime = time.Now().UnixNano()
+}
+
+// SetAttr changes the owner, permission bits and times of p. The kernel
+// has checked that the caller may (the mount uses default_permissions).
+// A change to what travels with the object (owner, mode, mtime) of a
+// file already sent owes the store a metadata-only update, which the
+// upload queue sends and retries like an upload.
+func (c *Cache) SetAttr(ctx context.Context, p string, ch AttrChange) (Attr, error) {
 	if p == "" {
-		return c.setRoot(mode, nil) // the root's time is not kept
+		return c.setRoot(ch.Mode, ch.Owner) // the root's times are not kept
 	}
 	if err := c.checkPath(p); err != nil {
 		return Attr{}, err
@@ -17,21 +50,25 @@ func (c *Cache) SetAttr(ctx context.Context, p string, mode *uint32, mtime *time
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out Attr
+	owed := false
 	err := c.update(func(t *tx) error {
 		r, ok, err := t.get(p)
 		if err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
-		if mode != nil {
-			r.Mode = *mode & 0o7777
+		ch.apply(&r)
+		if ch.MTime != nil && r.Data != "" {
+			// The data file's time is what the next flush records.
+			if err := os.Chtimes(c.dataPath(r.Data), time.Time{}, *ch.MTime); err != nil {
+				return err
+			}
 		}
-		if mtime != nil {
-			r.MTime = mtime.UnixNano()
-			if r.Data != "" {
-				// The data file's time is what the next flush records.
-				if err := os.Chtimes(c.dataPath(r.Data), *mtime, *mtime); err != nil {
-					return err
-				}
+		if ch.travels() && !r.Dir && r.InStore && (r.State == Uploading || r.State == Clean || r.State == Remote) {
+			// A dirty file's next upload carries the change; one in
+			// flight or done needs a metadata update after it.
+			r.MetaOwed, owed = true, true
+			if err := setPending(t.txn, p); err != nil {
+				return err
 			}
 		}
 		out = attrOf(r)
@@ -41,7 +78,10 @@ func (c *Cache) SetAttr(ctx context.Context, p string, mode *uint32, mtime *time
 		return Attr{}, wrapPath("setattr", p, err)
 	}
 	if of := c.open[p]; of != nil {
-		of.attr.Mode = out.Mode
+		of.attr = out
+	}
+	if owed {
+		c.q.add(p)
 	}
 	return out, nil
 }

@@ -141,6 +141,7 @@ type Cache struct {
 	downloads   map[string]*download // fetches in flight, by path; guarded by mu
 	fetchBudget fetchBudget          // bounds those fetches
 	lookups     singleflight.Group   // one store lookup per unknown name, shared by callers
+	metaLookups singleflight.Group   // one HEAD per object whose metadata is unknown
 	listings    singleflight.Group   // one LIST per directory listed, shared by callers
 	q           *queue
 	stats       counters

@@ -3,12 +3,35 @@ package cache
 import (
 	"context"
 	"os"
+	"syscall"
 	"time"
 )
 
+// NewFile is who makes a new file and with what permission bits.
+type NewFile struct {
+	// Mode is the permission bits (with setuid, setgid and sticky).
+	// Without an Owner, 0 means the mount's file_mode or dir_mode.
+	Mode uint32
+	// Owner is the new file's owner and group; nil: the mount's uid and
+	// gid (as every file had before owners were kept).
+	Owner *Owner
+	// Link, when not empty, makes the file a symlink to it (see Symlink).
+	Link string
+}
+
+func (n NewFile) stamp(r *record) {
+	r.Mode, r.ModeSet = n.Mode&0o7777, n.Mode != 0 || n.Owner != nil
+	if n.Owner != nil {
+		r.OwnerSet, r.UID, r.GID = true, n.Owner.UID, n.Owner.GID
+	}
+	if n.Link != "" {
+		r.Kind, r.Link = syscall.S_IFLNK, n.Link
+	}
+}
+
 // Create makes a new, empty file at p and opens it. If p exists, it is
 // opened instead (with flags), unless flags has O_EXCL.
-func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*Handle, Attr, error) {
+func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*Handle, Attr, error) {
 	if p == "" {
 		return nil, Attr{}, ErrIsDir
 	}
@@ -46,26 +69,16 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*
 		if parentDir, err := c.isDirTxn(t.txn, parentOf(p)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
-		// A pending delete at this key becomes an upload: the new object
-		// replaces the old one, and the key stays owed. A hidden object
-		// is replaced the same way.
-		tomb, err := hasPending(t.txn, p)
+		tomb, err := claimKey(t, p)
 		if err != nil {
 			return err
-		}
-		if hidden, err := isHidden(t.txn, p); err != nil {
-			return err
-		} else if hidden {
-			tomb = true
-			if err := t.txn.Delete(hiddenKey(p)); err != nil {
-				return err
-			}
 		}
 		ino, err := c.ix.nextIno()
 		if err != nil {
 			return err
 		}
-		r = record{State: c.versionState(p), Ino: ino, Gen: 1, Data: id, MTime: created.UnixNano(), InStore: tomb, Mode: mode & 0o7777}
+		r = record{State: c.versionState(p), Ino: ino, Gen: 1, Data: id, MTime: created.UnixNano(), InStore: tomb}
+		nf.stamp(&r)
 		if err := t.put(p, r); err != nil {
 			return err
 		}
@@ -107,8 +120,23 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, mode uint32) (*
 	return &Handle{c: c, of: of, writable: true}, attrOf(r), nil
 }
 
+// claimKey readies the key of a new file at p: a pending delete there
+// becomes the new file's upload (the new object replaces the old one,
+// and the key stays owed), and a hidden object is replaced the same way.
+// tomb reports that an object may exist at the key.
+func claimKey(t *tx, p string) (tomb bool, err error) {
+	if tomb, err = hasPending(t.txn, p); err != nil {
+		return false, err
+	}
+	hidden, err := isHidden(t.txn, p)
+	if err != nil || !hidden {
+		return tomb, err
+	}
+	return true, t.txn.Delete(hiddenKey(p))
+}
+
 // Mkdir creates the directory p.
-func (c *Cache) Mkdir(ctx context.Context, p string, mode uint32) (Attr, error) {
+func (c *Cache) Mkdir(ctx context.Context, p string, nf NewFile) (Attr, error) {
 	if p == "" {
 		return Attr{}, ErrExist
 	}
@@ -129,7 +157,8 @@ func (c *Cache) Mkdir(ctx context.Context, p string, mode uint32) (Attr, error) 
 		if err != nil {
 			return err
 		}
-		r = record{Dir: true, Ino: ino, MTime: time.Now().UnixNano(), Mode: mode & 0o7777, MadeHere: true}
+		r = record{Dir: true, Ino: ino, MTime: time.Now().UnixNano(), MadeHere: true}
+		nf.stamp(&r)
 		return t.put(p, r)
 	})
 	if err != nil {

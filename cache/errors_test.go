@@ -23,7 +23,7 @@ import (
 func TestIndexFailureIsNotAbsence(t *testing.T) {
 	ctx := context.Background()
 	c := openTest(t, t.TempDir(), s3.NewMem(), nil)
-	h, _, err := c.Create(ctx, "f", os.O_RDWR|os.O_CREATE, 0o644)
+	h, _, err := c.Create(ctx, "f", os.O_RDWR|os.O_CREATE, NewFile{Mode: 0o644})
 	if err != nil {
 		t.Fatal(err)
 	}

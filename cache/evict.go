@@ -200,7 +200,7 @@ func (c *Cache) evictOne(p string) bool {
 func (c *Cache) confirmStored(p string, r record) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
 	defer cancel()
-	size, mtime, err := c.store.Head(ctx, p)
+	size, mtime, _, err := c.store.Head(ctx, p)
 	switch {
 	case isNotFound(err):
 		c.forgetRemote(p, r)

@@ -228,7 +228,7 @@ func (c *Cache) download(ctx context.Context, p string, w io.Writer, size int64)
 	}
 	// The ranges say nothing of the whole: make sure the object did not
 	// grow meanwhile, or we would serve a prefix of it.
-	now, _, err := c.store.Head(ctx, p)
+	now, _, _, err := c.store.Head(ctx, p)
 	if err != nil {
 		return 0, err
 	}

@@ -79,7 +79,7 @@ func TestHiddenFilesCostListingsNothing(t *testing.T) {
 
 	// Made again here, the directory shows what is written now, and
 	// none of the hidden files.
-	if _, err := c.Mkdir(ctx, "d/gone", 0o755); err != nil {
+	if _, err := c.Mkdir(ctx, "d/gone", NewFile{Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, c, "d/gone/new", []byte("new"))

@@ -94,7 +94,7 @@ func TestInterruptedRmdirStillAnswers(t *testing.T) {
 	mem := s3.NewMem()
 	store := newInterrupter(mem)
 	c := openTest(t, t.TempDir(), store, nil)
-	if _, err := c.Mkdir(context.Background(), "empty", 0o755); err != nil {
+	if _, err := c.Mkdir(context.Background(), "empty", NewFile{Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Rmdir(store.arm(), "empty"); err != nil {

@@ -23,9 +23,9 @@ type flakyHead struct {
 	gone atomic.Bool
 }
 
-func (f *flakyHead) Head(ctx context.Context, key string) (int64, time.Time, error) {
+func (f *flakyHead) Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error) {
 	if f.gone.Load() {
-		return 0, time.Time{}, os.ErrNotExist
+		return 0, time.Time{}, nil, os.ErrNotExist
 	}
 	return f.Mem.Head(ctx, key)
 }

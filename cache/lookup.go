@@ -10,18 +10,36 @@ import (
 
 // Attr describes a file or directory.
 type Attr struct {
-	Ino      uint64
-	Dir      bool
-	Size     int64
-	MTime    time.Time
-	Mode     uint32 // permission bits; 0 means the mount's default
-	State    State  // files only
-	Unlinked bool   // an open file whose name is gone
-	Owner    *Owner // nil: the mount's uid and gid
+	Ino   uint64
+	Dir   bool
+	Size  int64
+	MTime time.Time
+	// ATime and CTime are the access and change times; MTime where the
+	// file has none of its own.
+	ATime, CTime time.Time
+	Mode         uint32 // permission bits, when ModeSet
+	ModeSet      bool   // false: the mount's file_mode or dir_mode
+	State        State  // files only
+	Unlinked     bool   // an open file whose name is gone
+	Owner        *Owner // nil: the mount's uid and gid
+	// Kind is syscall.S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK for
+	// those files, 0 for a regular file or a directory; Rdev is a device
+	// node's number.
+	Kind, Rdev uint32
 }
 
 func attrOf(r record) Attr {
-	return Attr{Ino: r.Ino, Dir: r.Dir, Size: r.Size, MTime: time.Unix(0, r.MTime), Mode: r.Mode, State: r.State}
+	a := Attr{Ino: r.Ino, Dir: r.Dir, Size: r.Size, MTime: time.Unix(0, r.MTime), Mode: r.Mode, ModeSet: r.ModeSet, State: r.State, Kind: r.Kind, Rdev: r.Rdev}
+	// A write moves the modification time and not the kept change time;
+	// the change time is never older than the last write.
+	a.ATime, a.CTime = a.MTime, time.Unix(0, max(r.CTime, r.MTime))
+	if r.ATime != 0 {
+		a.ATime = time.Unix(0, r.ATime)
+	}
+	if r.OwnerSet {
+		a.Owner = &Owner{UID: r.UID, GID: r.GID}
+	}
+	return a
 }
 
 // Stat looks p up: in the index first, then, for a name the index does not
@@ -58,12 +76,20 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 		if !r.Dir && (r.State == Clean || r.State == Remote) && c.dueForRevalidation(p) {
 			return c.revalidate(ctx, p, r)
 		}
+		if r.MetaUnknown {
+			return c.learnMeta(ctx, p, r), nil
+		}
 		return c.withOpenSize(p, attrOf(r)), nil
 	}
 	if tomb || !parentOK {
 		return Attr{}, ErrNotExist
 	}
-	return c.lookupRemote(ctx, p)
+	a, err := c.lookupRemote(ctx, p)
+	if err != nil || a.Dir {
+		return a, err
+	}
+	// The LIST that found the object carries no metadata.
+	return c.Stat(ctx, p)
 }
 
 func parentOf(p string) string {
@@ -205,7 +231,7 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 			c.mu.Unlock()
 		}
 	} else {
-		size, mtime, err = c.store.Head(lctx, p)
+		size, mtime, _, err = c.store.Head(lctx, p)
 		isFile = err == nil
 		if isNotFound(err) {
 			isDir, err = c.remoteDirExistsExcept(lctx, p, gone)
@@ -224,7 +250,7 @@ func (c *Cache) learnAnswer(p string, isFile bool, size int64, mtime time.Time, 
 	var r record
 	switch {
 	case isFile:
-		r = record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true}
+		r = record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true, MetaUnknown: true}
 	case isDir:
 		r = record{Dir: true, MTime: time.Now().UnixNano()}
 	default:

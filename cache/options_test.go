@@ -118,7 +118,7 @@ func TestSynchronousCloseWaitsForTheStore(t *testing.T) {
 
 	fail.Store(true)
 	ctx := context.Background()
-	h, _, err := c.Create(ctx, "refused", 0, 0o644)
+	h, _, err := c.Create(ctx, "refused", 0, NewFile{Mode: 0o644})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 type DirEntry struct {
 	Name string
 	Dir  bool
+	Kind uint32 // as Attr.Kind
 	Ino  uint64
 }
 
@@ -227,7 +228,7 @@ func (c *Cache) recordListed(ctx context.Context, l *listing, page []listedName)
 			}
 			r = record{Dir: e.dir, Ino: ino, MTime: time.Now().UnixNano()}
 			if !e.dir {
-				r.State, r.Size, r.InStore = Remote, e.size, true
+				r.State, r.Size, r.InStore, r.MetaUnknown = Remote, e.size, true, true
 				r.MTime, r.StoreMTime = e.mtime.UnixNano(), e.mtime.UnixNano()
 				c.verified[p] = l.start // just seen: READDIRPLUS asks nothing more
 			}
@@ -334,7 +335,7 @@ func (c *Cache) indexEntries(dir string) ([]DirEntry, error) {
 	var out []DirEntry
 	err := c.view(func(txn *badger.Txn) error {
 		return forChildren(txn, dir, func(name string, r record) error {
-			out = append(out, DirEntry{Name: name, Dir: r.Dir, Ino: r.Ino})
+			out = append(out, DirEntry{Name: name, Dir: r.Dir, Kind: r.Kind, Ino: r.Ino})
 			return nil
 		})
 	})

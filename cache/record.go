@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
+	"syscall"
 )
 
 // State is where a file's bytes are.
@@ -22,6 +24,9 @@ const (
 	// Local: the file lives in a tree kept out of the store (url_cache by
 	// default); it is never uploaded and never evicted.
 	Local
+	// Special: a FIFO, socket or device node. It lives in the index only:
+	// it has no bytes, and is never uploaded or evicted.
+	Special
 )
 
 func (s State) String() string {
@@ -36,6 +41,8 @@ func (s State) String() string {
 		return "remote"
 	case Local:
 		return "local"
+	case Special:
+		return "special"
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
@@ -58,21 +65,47 @@ type record struct {
 	// StoreMTime is the object's modification time as the store reported
 	// it, used to notice a rewrite by another host.
 	StoreMTime int64
-	// Mode holds permission bits set by create or chmod; 0 means the
-	// mount's default. It is local: the store keeps no modes.
-	Mode uint32
+	// Mode holds the permission bits (with setuid, setgid and sticky) when
+	// ModeSet; otherwise the mount's file_mode or dir_mode applies.
+	Mode    uint32
+	ModeSet bool
 	// MadeHere marks a directory made by this mount's mkdir rather than
 	// learned from the store: every object below it was written through
 	// this index, unless another host shares the bucket.
 	MadeHere bool
+
+	// Owner: when OwnerSet, UID and GID; otherwise the mount's uid and gid.
+	OwnerSet bool
+	UID, GID uint32
+	// ATime and CTime are unix nanoseconds; 0 means MTime.
+	ATime, CTime int64
+	// Kind is the file type of a record that is neither a regular file
+	// nor a directory: syscall.S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR or
+	// S_IFBLK; 0 otherwise. Rdev is a device node's device number.
+	Kind, Rdev uint32
+	// Link is a symlink's target, once known (a symlink learned from the
+	// store is read on first readlink).
+	Link string
+	// MetaOwed says the owner, mode or times changed after the object was
+	// sent: the store owes a metadata-only update (a server-side copy).
+	MetaOwed bool
+	// MetaUnknown marks a record learned from a LIST, which carries no
+	// user metadata: the object's owner, mode and time are not read yet.
+	MetaUnknown bool
 }
 
-const recordVersion = 1
+// recordVersion 2 adds the owner, times, kind, device, link target and the
+// metadata flags after the data name; version 1 records still decode.
+const recordVersion = 2
 
 const (
 	flagDir = 1 << iota
 	flagInStore
 	flagMadeHere
+	flagModeSet
+	flagOwnerSet
+	flagMetaOwed
+	flagMetaUnknown
 )
 
 func (r *record) encode() []byte {
@@ -84,8 +117,13 @@ func (r *record) encode() []byte {
 	if r.InStore {
 		flags |= flagInStore
 	}
-	if r.MadeHere {
-		flags |= flagMadeHere
+	for _, f := range []struct {
+		on  bool
+		bit byte
+	}{{r.MadeHere, flagMadeHere}, {r.ModeSet, flagModeSet}, {r.OwnerSet, flagOwnerSet}, {r.MetaOwed, flagMetaOwed}, {r.MetaUnknown, flagMetaUnknown}} {
+		if f.on {
+			flags |= f.bit
+		}
 	}
 	b = append(b, recordVersion, flags, byte(r.State))
 	b = binary.AppendUvarint(b, r.Ino)
@@ -95,7 +133,15 @@ func (r *record) encode() []byte {
 	b = binary.AppendVarint(b, r.StoreMTime)
 	b = binary.AppendUvarint(b, uint64(r.Mode))
 	b = binary.AppendUvarint(b, uint64(len(r.Data)))
-	return append(b, r.Data...)
+	b = append(b, r.Data...)
+	b = binary.AppendUvarint(b, uint64(r.UID))
+	b = binary.AppendUvarint(b, uint64(r.GID))
+	b = binary.AppendVarint(b, r.ATime)
+	b = binary.AppendVarint(b, r.CTime)
+	b = binary.AppendUvarint(b, uint64(r.Kind))
+	b = binary.AppendUvarint(b, uint64(r.Rdev))
+	b = binary.AppendUvarint(b, uint64(len(r.Link)))
+	return append(b, r.Link...)
 }
 
 var errCorruptRecord = errors.New("corrupt index record")
@@ -106,13 +152,18 @@ func decodeRecord(b []byte) (record, error) {
 	if len(b) < 3 {
 		return r, errCorruptRecord
 	}
-	if b[0] != recordVersion {
+	version := b[0]
+	if version != 1 && version != recordVersion {
 		return r, fmt.Errorf("%w: version %d", errCorruptRecord, b[0])
 	}
 	flags := b[1]
 	r.Dir = flags&flagDir != 0
 	r.InStore = flags&flagInStore != 0
 	r.MadeHere = flags&flagMadeHere != 0
+	r.ModeSet = flags&flagModeSet != 0
+	r.OwnerSet = flags&flagOwnerSet != 0
+	r.MetaOwed = flags&flagMetaOwed != 0
+	r.MetaUnknown = flags&flagMetaUnknown != 0
 	r.State = State(b[2])
 	b = b[3:]
 	var ok bool
@@ -141,15 +192,33 @@ func decodeRecord(b []byte) (record, error) {
 	r.Gen = uv()
 	r.StoreMTime = sv()
 	mode := uv()
-	n := uv()
-	if !ok || n != uint64(len(b)) {
+	r.Data = str(uv, &b, &ok)
+	if version == 1 {
+		// Version 1 kept mode 0 for "the mount's default".
+		r.ModeSet = mode != 0
+	} else {
+		uid, gid := uv(), uv()
+		r.ATime, r.CTime = sv(), sv()
+		kind, rdev := uv(), uv()
+		r.Link = str(uv, &b, &ok)
+		if uid > math.MaxUint32 || gid > math.MaxUint32 || rdev > math.MaxUint32 || !validKind(r, uint32(kind)) {
+			return record{}, fmt.Errorf("%w: owner, kind or device", errCorruptRecord)
+		}
+		r.UID, r.GID, r.Kind, r.Rdev = uint32(uid), uint32(gid), uint32(kind), uint32(rdev)
+	}
+	if !ok || len(b) != 0 {
 		return record{}, errCorruptRecord
 	}
-	r.Data = string(b)
 	if mode > 0o7777 {
 		return record{}, fmt.Errorf("%w: mode %o", errCorruptRecord, mode)
 	}
 	r.Mode = uint32(mode)
+	if r.State == Special {
+		if r.Dir || r.Data != "" || r.Size != 0 {
+			return record{}, fmt.Errorf("%w: special file with data", errCorruptRecord)
+		}
+		return r, nil
+	}
 	if !r.Dir && (r.State < Dirty || r.State > Local) || r.Size < 0 {
 		return record{}, fmt.Errorf("%w: state %d size %d", errCorruptRecord, r.State, r.Size)
 	}
@@ -160,6 +229,32 @@ func decodeRecord(b []byte) (record, error) {
 		return record{}, fmt.Errorf("%w: data name %q", errCorruptRecord, r.Data)
 	}
 	return r, nil
+}
+
+// str reads a length-prefixed string from *b.
+func str(uv func() uint64, b *[]byte, ok *bool) string {
+	n := uv()
+	if !*ok || n > uint64(len(*b)) {
+		*ok = false
+		return ""
+	}
+	s := string((*b)[:n])
+	*b = (*b)[n:]
+	return s
+}
+
+// validKind reports whether kind fits the record: a special kind only on
+// a Special record (a symlink on a file that has bytes), none on others.
+func validKind(r record, kind uint32) bool {
+	switch kind {
+	case 0:
+		return r.State != Special
+	case syscall.S_IFLNK:
+		return !r.Dir && r.State != Special && r.State != Local
+	case syscall.S_IFIFO, syscall.S_IFSOCK, syscall.S_IFCHR, syscall.S_IFBLK:
+		return r.State == Special
+	}
+	return false
 }
 
 // Index keys. Entries are keyed by parent and name so that one prefix scan

@@ -23,7 +23,7 @@ func (c *Cache) dueForRevalidation(p string) bool {
 func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error) {
 	hctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
-	size, mtime, err := c.store.Head(hctx, p)
+	size, mtime, meta, err := c.store.Head(hctx, p)
 	switch {
 	case isNotFound(err):
 		if c.forgetRemote(p, r) {
@@ -58,6 +58,8 @@ func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error
 			c.log.Info("file changed in the store; dropping the local copy", "path", p, "size", size)
 			c.removeData(cur.Data)
 			cur.State, cur.Data, cur.Size, cur.MTime = Remote, "", size, mtime.UnixNano()
+			cur.OwnerSet, cur.ModeSet, cur.Mode = false, false, 0
+			applyMeta(&cur, meta)
 		}
 		out = attrOf(cur)
 		return t.put(p, cur)

@@ -50,7 +50,7 @@ func TestLimitHoldsUnderWriteStorm(t *testing.T) {
 	files := map[string][]byte{}
 	for i := range 40 { // 6 MB through a 1 MiB cache
 		p := fmt.Sprintf("f%02d", i)
-		h, _, err := c.Create(ctx, p, os.O_WRONLY|os.O_CREATE, 0o644)
+		h, _, err := c.Create(ctx, p, os.O_WRONLY|os.O_CREATE, NewFile{Mode: 0o644})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func TestDirtyFilesAreNeverEvicted(t *testing.T) {
 	var full error
 	for i := 0; i < 10 && full == nil; i++ {
 		p := fmt.Sprintf("d%d", i)
-		h, _, err := c.Create(ctx, p, os.O_WRONLY|os.O_CREATE, 0o644)
+		h, _, err := c.Create(ctx, p, os.O_WRONLY|os.O_CREATE, NewFile{Mode: 0o644})
 		if err != nil {
 			full = err
 			break

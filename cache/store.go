@@ -13,9 +13,12 @@ import (
 // object wrap io/fs.ErrNotExist; errors that retrying cannot cure implement
 // Permanent() bool returning true.
 type Store interface {
-	Put(ctx context.Context, key string, body io.ReaderAt, size int64) error
+	// Put and Head carry the object's user metadata (see meta.go).
+	Put(ctx context.Context, key string, body io.ReaderAt, size int64, meta map[string]string) error
 	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error)
-	Head(ctx context.Context, key string) (int64, time.Time, error)
+	Head(ctx context.Context, key string) (size int64, mtime time.Time, meta map[string]string, err error)
+	// SetMeta replaces an object's user metadata without sending its bytes.
+	SetMeta(ctx context.Context, key string, meta map[string]string) error
 	// Lookup tells, in one request as a rule, whether key is an object and
 	// whether objects lie below key/, and hands below the objects under
 	// key/ that came with the answer; complete says they were all.

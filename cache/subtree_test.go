@@ -43,8 +43,8 @@ func TestLookupLearnsTheTreeBelow(t *testing.T) {
 	if _, err := c.Stat(ctx, "local_content/ab/cd/nothing"); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("a missing name: %v, want ErrNotExist", err)
 	}
-	if n := requests(); n != 1 {
-		t.Fatalf("%d requests for the walk down, want the first lookup's 1", n)
+	if n := requests(); n != 2 {
+		t.Fatalf("%d requests for the walk down, want the first lookup's LIST and the file's metadata HEAD", n)
 	}
 	h, err := c.OpenFile(ctx, "local_content/ab/cd/media1", 0)
 	if err != nil {

@@ -50,7 +50,7 @@ func TestSweepSparesFilesMadeDuringIt(t *testing.T) {
 	want := []byte("only copy")
 	writeFile(t, c, "media/f", want)
 	past := time.Now().Add(-30 * 24 * time.Hour)
-	if _, err := c.SetAttr(ctx, "media/f", nil, &past); err != nil {
+	if _, err := c.SetAttr(ctx, "media/f", AttrChange{MTime: &past}); err != nil {
 		t.Fatal(err)
 	}
 	c.removeOrphans(ctx, referenced)

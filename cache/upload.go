@@ -19,11 +19,12 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 	}
 	c.mu.Lock()
 	var (
-		r       record
-		upload  bool
-		tomb    bool
-		data    *os.File
-		writing bool
+		r        record
+		upload   bool
+		tomb     bool
+		data     *os.File
+		writing  bool
+		metaOnly bool
 	)
 	err = c.update(func(t *tx) error {
 		pending, err := hasPending(t.txn, p)
@@ -43,9 +44,12 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 			// still owed: the object must still go.
 			tomb = true
 			return nil
+		case (r.State == Clean || r.State == Remote) && r.MetaOwed:
+			metaOnly = true
+			return nil
 		case r.State == Clean || r.State == Remote:
 			return clearPending(t.txn, p)
-		case r.State == Local:
+		case r.State == Local || r.State == Special:
 			// A local-only file replaced an object: delete the object.
 			tomb = r.InStore
 			if !tomb {
@@ -80,6 +84,8 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 		return false, nil
 	case tomb:
 		return c.deleteRemote(ctx, p)
+	case metaOnly:
+		return c.sendMeta(ctx, p, r)
 	case upload:
 		defer data.Close()
 		return c.uploadFile(ctx, p, r, data)
@@ -94,7 +100,7 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 	}
 	size := fi.Size()
 	start := time.Now()
-	if err := c.store.Put(ctx, p, data, size); err != nil {
+	if err := c.store.Put(ctx, p, data, size, metaOf(r)); err != nil {
 		return false, err
 	}
 	c.log.Debug("uploaded", "path", p, "bytes", size, "took", time.Since(start))
@@ -122,6 +128,12 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 		cur.State = Clean
 		cur.Size = size
 		cur.StoreMTime = 0 // unknown until a HEAD tells us
+		if cur.MetaOwed && cur.CTime != r.CTime {
+			// Changed while the bytes went up: the metadata is owed.
+			again = true
+			return t.put(p, cur)
+		}
+		cur.MetaOwed = false
 		if err := t.put(p, cur); err != nil {
 			return err
 		}
@@ -130,6 +142,41 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 	if err == nil && !again {
 		c.verified[p] = time.Now()
 	}
+	return again, err
+}
+
+// maxCopySize is the largest object one CopyObject can copy (5 GiB): a
+// larger one keeps its old metadata in the store, and this host's index
+// holds the new.
+const maxCopySize = 5 << 30
+
+// sendMeta sends a metadata-only update of p (see SetAttr): one request,
+// no bytes. again is true when the metadata changed meanwhile.
+func (c *Cache) sendMeta(ctx context.Context, p string, r record) (again bool, err error) {
+	if r.Size >= maxCopySize {
+		c.log.Warn("an object over 5 GiB keeps its old owner, mode and time in the store", "path", p)
+	} else if err := c.store.SetMeta(ctx, p, metaOf(r)); err != nil && !isNotFound(err) {
+		// (Not found: deleted by another host; revalidation settles it.)
+		return false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err = c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
+		if err != nil || !ok || cur.Ino != r.Ino || !cur.MetaOwed {
+			return err
+		}
+		if cur.CTime != r.CTime || (cur.State != Clean && cur.State != Remote) {
+			again = true
+			return nil
+		}
+		cur.MetaOwed = false
+		cur.StoreMTime = 0 // the copy gave the object a new time
+		if err := t.put(p, cur); err != nil {
+			return err
+		}
+		return clearPending(t.txn, p)
+	})
 	return again, err
 }
 

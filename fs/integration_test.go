@@ -125,7 +125,7 @@ func TestSynapsePatternOverS3(t *testing.T) {
 func TestReadThroughWithEmptyCache(t *testing.T) {
 	client, _, _ := s3test.Bucket(t, "pre/")
 	data := payload(2_500_000, 9)
-	if err := client.Put(context.Background(), "remote_content/matrix.org/ab/cd/media", bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := client.Put(context.Background(), "remote_content/matrix.org/ab/cd/media", bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)
 	}
 	st := countRequests(client)
@@ -220,7 +220,7 @@ func TestNamespaceOperations(t *testing.T) {
 func TestStoreOutage(t *testing.T) {
 	client, srv, bucket := s3test.Bucket(t, "")
 	data := payload(50_000, 5)
-	if err := client.Put(context.Background(), "remote_content/x/uncached", bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := client.Put(context.Background(), "remote_content/x/uncached", bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)
 	}
 	proxy := s3test.NewProxy(t, srv.Endpoint)
@@ -275,7 +275,7 @@ func TestProviderLayoutReadThrough(t *testing.T) {
 		"synapseremote_content/matrix.org/Ab/Cd/XyZ":                    payload(20<<20+333, 3),
 	}
 	for k, v := range objects {
-		if err := raw.Put(context.Background(), k, bytes.NewReader(v), int64(len(v))); err != nil {
+		if err := raw.Put(context.Background(), k, bytes.NewReader(v), int64(len(v)), nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -58,7 +58,11 @@ func Mount(dir string, c *cache.Cache, o MountOptions) (*Server, error) {
 			Name:              "s3mediafs",
 			Debug:             o.Debug,
 			DisableXAttrs:     true,
-			MaxBackground:     64,
+			// Without READDIRPLUS a listing asks nothing per name: with
+			// it, go-fuse looks every listed name up, and a name whose
+			// object metadata is not read yet would cost a HEAD each.
+			DisableReadDirPlus: true,
+			MaxBackground:      64,
 			// 1 MiB requests: a quarter of the round trips of the 128 KiB
 			// default for large files.
 			MaxWrite:     1 << 20,

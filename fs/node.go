@@ -32,6 +32,10 @@ type Options struct {
 	// turns it off, and says why, where the kernel does not allow it.
 	Passthrough bool
 
+	// MountOwnsNewFiles gives new files the mount's UID and GID rather
+	// than the creating process's (the owner=mount option).
+	MountOwnsNewFiles bool
+
 	mode *ioMode // set by Mount
 
 	// releaseDelay slows the release of daemon-served opens, for a test
@@ -70,18 +74,22 @@ type node struct {
 }
 
 var (
-	_ gofs.NodeLookuper  = (*node)(nil)
-	_ gofs.NodeGetattrer = (*node)(nil)
-	_ gofs.NodeSetattrer = (*node)(nil)
-	_ gofs.NodeOpener    = (*node)(nil)
-	_ gofs.NodeCreater   = (*node)(nil)
-	_ gofs.NodeMkdirer   = (*node)(nil)
-	_ gofs.NodeUnlinker  = (*node)(nil)
-	_ gofs.NodeRmdirer   = (*node)(nil)
-	_ gofs.NodeRenamer   = (*node)(nil)
-	_ gofs.NodeReaddirer = (*node)(nil)
-	_ gofs.NodeStatfser  = (*node)(nil)
-	_ gofs.NodeFsyncer   = (*node)(nil)
+	_ gofs.NodeLookuper   = (*node)(nil)
+	_ gofs.NodeGetattrer  = (*node)(nil)
+	_ gofs.NodeSetattrer  = (*node)(nil)
+	_ gofs.NodeOpener     = (*node)(nil)
+	_ gofs.NodeCreater    = (*node)(nil)
+	_ gofs.NodeMkdirer    = (*node)(nil)
+	_ gofs.NodeUnlinker   = (*node)(nil)
+	_ gofs.NodeRmdirer    = (*node)(nil)
+	_ gofs.NodeRenamer    = (*node)(nil)
+	_ gofs.NodeReaddirer  = (*node)(nil)
+	_ gofs.NodeStatfser   = (*node)(nil)
+	_ gofs.NodeFsyncer    = (*node)(nil)
+	_ gofs.NodeMknoder    = (*node)(nil)
+	_ gofs.NodeSymlinker  = (*node)(nil)
+	_ gofs.NodeReadlinker = (*node)(nil)
+	_ gofs.NodeLinker     = (*node)(nil)
 )
 
 func (n *node) path() string { return n.Path(nil) }
@@ -103,17 +111,24 @@ func (n *node) child(name string) string {
 
 func (n *node) fill(a cache.Attr, out *fuse.Attr) {
 	out.Ino = a.Ino
+	perm := n.opts.FileMode
 	if a.Dir {
-		out.Mode = syscall.S_IFDIR | orDefault(a.Mode, n.opts.DirMode)
+		perm = n.opts.DirMode
+	}
+	if a.ModeSet {
+		perm = a.Mode
+	}
+	out.Mode = fileType(a) | perm
+	if a.Dir {
 		out.Nlink = 2
 	} else {
-		out.Mode = syscall.S_IFREG | orDefault(a.Mode, n.opts.FileMode)
 		out.Nlink = 1
 		if a.Unlinked {
 			out.Nlink = 0
 		}
 		out.Size = uint64(a.Size)
 		out.Blocks = (out.Size + 511) / 512
+		out.Rdev = a.Rdev
 	}
 	out.Blksize = 4096
 	out.Uid, out.Gid = n.opts.UID, n.opts.GID
@@ -121,26 +136,52 @@ func (n *node) fill(a cache.Attr, out *fuse.Attr) {
 		out.Uid, out.Gid = a.Owner.UID, a.Owner.GID
 	}
 	if !a.MTime.IsZero() {
-		out.SetTimes(&a.MTime, &a.MTime, &a.MTime)
+		out.SetTimes(&a.ATime, &a.MTime, &a.CTime)
 	}
 }
 
-func orDefault(mode, def uint32) uint32 {
-	if mode == 0 {
-		return def
+// fileType is the S_IFMT bits of a.
+func fileType(a cache.Attr) uint32 {
+	switch {
+	case a.Dir:
+		return syscall.S_IFDIR
+	case a.Kind != 0:
+		return a.Kind
 	}
-	return mode
+	return syscall.S_IFREG
 }
 
 func (n *node) entry(ctx context.Context, a cache.Attr, out *fuse.EntryOut) *gofs.Inode {
 	n.fill(a, &out.Attr)
 	out.SetEntryTimeout(n.opts.EntryTimeout)
 	out.SetAttrTimeout(n.opts.AttrTimeout)
-	mode := uint32(syscall.S_IFREG)
-	if a.Dir {
-		mode = syscall.S_IFDIR
+	return n.NewInode(ctx, &node{c: n.c, opts: n.opts}, gofs.StableAttr{Mode: fileType(a), Ino: a.Ino})
+}
+
+// newFile says who makes a file here and with which bits: the calling
+// process's user and group (or the mount's, with owner=mount), and, in a
+// setgid directory, that directory's group, which a new directory
+// inherits with the setgid bit, as Linux filesystems do.
+func (n *node) newFile(ctx context.Context, mode uint32, dir bool) cache.NewFile {
+	nf := cache.NewFile{Mode: mode & 0o7777}
+	caller, ok := fuse.FromContext(ctx)
+	if !ok || n.opts.MountOwnsNewFiles {
+		nf.Owner = &cache.Owner{UID: n.opts.UID, GID: n.opts.GID}
+		return nf
 	}
-	return n.NewInode(ctx, &node{c: n.c, opts: n.opts}, gofs.StableAttr{Mode: mode, Ino: a.Ino})
+	o := cache.Owner{UID: caller.Uid, GID: caller.Gid}
+	if a, err := n.c.Stat(ctx, n.path()); err == nil {
+		var pa fuse.Attr
+		n.fill(a, &pa)
+		if pa.Mode&syscall.S_ISGID != 0 {
+			o.GID = pa.Gid
+			if dir {
+				nf.Mode |= syscall.S_ISGID
+			}
+		}
+	}
+	nf.Owner = &o
+	return nf
 }
 
 // Lookup implements gofs.NodeLookuper.
@@ -185,41 +226,40 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 	return 0
 }
 
-// Setattr implements gofs.NodeSetattrer. Size, permission bits and the
-// modification time are kept; owners are fixed by the mount's options.
+// Setattr implements gofs.NodeSetattrer: size, owner, permission bits
+// and times. The kernel has checked the caller may (default_permissions),
+// and turned the clearing of setuid and setgid on write and chown into a
+// mode change.
 func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) (errno syscall.Errno) {
 	defer n.observe("setattr", time.Now(), &errno)
-	mode, setMode := in.GetMode()
-	mtime, setMTime := in.GetMTime()
+	var ch cache.AttrChange
+	if mode, ok := in.GetMode(); ok {
+		ch.Mode = &mode
+	}
+	if t, ok := in.GetMTime(); ok {
+		ch.MTime = &t
+	}
+	if t, ok := in.GetATime(); ok {
+		ch.ATime = &t
+	}
 	uid, setUID := in.GetUID()
 	gid, setGID := in.GetGID()
-	if (setUID || setGID) && n.path() == "" {
-		// The kernel checked the caller may (default_permissions).
-		cur := n.c.RootAttr()
-		o := cache.Owner{UID: n.opts.UID, GID: n.opts.GID}
-		if cur.Owner != nil {
-			o = *cur.Owner
+	if setUID || setGID {
+		var cur fuse.AttrOut
+		if errno := n.Getattr(ctx, f, &cur); errno != 0 {
+			return errno
 		}
+		o := cache.Owner{UID: cur.Uid, GID: cur.Gid}
 		if setUID {
 			o.UID = uid
 		}
 		if setGID {
 			o.GID = gid
 		}
-		if _, err := n.c.SetRootOwner(o); err != nil {
-			return n.fail("chown", "/", err)
-		}
+		ch.Owner = &o
 	}
-	if setMode || setMTime {
-		var mp *uint32
-		var tp *time.Time
-		if setMode {
-			mp = &mode
-		}
-		if setMTime {
-			tp = &mtime
-		}
-		if _, err := n.c.SetAttr(ctx, n.path(), mp, tp); err != nil {
+	if ch != (cache.AttrChange{}) {
+		if _, err := n.c.SetAttr(ctx, n.path(), ch); err != nil {
 			return n.fail("setattr", n.path(), err)
 		}
 	}
@@ -256,7 +296,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (_ *gofs.Inode, _ gofs.FileHandle, _ uint32, errno syscall.Errno) {
 	defer n.observe("create", time.Now(), &errno)
 	p := n.child(name)
-	h, a, err := n.c.Create(ctx, p, int(flags), mode)
+	h, a, err := n.c.Create(ctx, p, int(flags), n.newFile(ctx, mode, false))
 	if err != nil {
 		return nil, nil, 0, n.fail("create", p, err)
 	}
@@ -271,7 +311,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 // Mkdir implements gofs.NodeMkdirer.
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
 	defer n.observe("mkdir", time.Now(), &errno)
-	a, err := n.c.Mkdir(ctx, n.child(name), mode)
+	a, err := n.c.Mkdir(ctx, n.child(name), n.newFile(ctx, mode, true))
 	if err != nil {
 		return nil, n.fail("mkdir", n.child(name), err)
 	}
@@ -332,11 +372,7 @@ func (n *node) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Err
 	}
 	out := make([]fuse.DirEntry, 0, len(entries))
 	for _, e := range entries {
-		mode := uint32(syscall.S_IFREG)
-		if e.Dir {
-			mode = syscall.S_IFDIR
-		}
-		out = append(out, fuse.DirEntry{Name: e.Name, Mode: mode, Ino: e.Ino})
+		out = append(out, fuse.DirEntry{Name: e.Name, Mode: fileType(cache.Attr{Dir: e.Dir, Kind: e.Kind}), Ino: e.Ino})
 	}
 	return gofs.NewListDirStream(out), 0
 }
@@ -363,4 +399,68 @@ func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) (errn
 		return n.fail("fsync", n.path(), err)
 	}
 	return 0
+}
+
+// Mknod implements gofs.NodeMknoder: FIFOs, sockets and device nodes live
+// in the index only; they have no bytes and are never uploaded.
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	defer n.observe("mknod", time.Now(), &errno)
+	kind := mode & syscall.S_IFMT
+	if kind == syscall.S_IFREG || kind == 0 {
+		// mknod(2) of a regular file: an empty file, as creat would make.
+		a, errno := n.createEmpty(ctx, name, mode)
+		if errno != 0 {
+			return nil, errno
+		}
+		return n.entry(ctx, a, out), 0
+	}
+	a, err := n.c.Mknod(ctx, n.child(name), kind, dev, n.newFile(ctx, mode, false))
+	if err != nil {
+		return nil, n.fail("mknod", n.child(name), err)
+	}
+	return n.entry(ctx, a, out), 0
+}
+
+// createEmpty makes the empty regular file name, failing if it exists.
+func (n *node) createEmpty(ctx context.Context, name string, mode uint32) (cache.Attr, syscall.Errno) {
+	p := n.child(name)
+	h, a, err := n.c.Create(ctx, p, os.O_RDWR|os.O_CREATE|os.O_EXCL, n.newFile(ctx, mode, false))
+	if err != nil {
+		return cache.Attr{}, n.fail("mknod", p, err)
+	}
+	err = h.Flush(ctx)
+	h.Release(ctx)
+	if err != nil {
+		return cache.Attr{}, n.fail("mknod", p, err)
+	}
+	return a, 0
+}
+
+// Symlink implements gofs.NodeSymlinker. The link is an object holding
+// its target, marked by its mode as s3fs marks one, so that s3fs and
+// another host read it back as a link.
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	defer n.observe("symlink", time.Now(), &errno)
+	a, err := n.c.Symlink(ctx, n.child(name), target, n.newFile(ctx, 0o777, false))
+	if err != nil {
+		return nil, n.fail("symlink", n.child(name), err)
+	}
+	return n.entry(ctx, a, out), 0
+}
+
+// Readlink implements gofs.NodeReadlinker.
+func (n *node) Readlink(ctx context.Context) (_ []byte, errno syscall.Errno) {
+	defer n.observe("readlink", time.Now(), &errno)
+	target, err := n.c.Readlink(ctx, n.path())
+	if err != nil {
+		return nil, n.fail("readlink", n.path(), err)
+	}
+	return []byte(target), 0
+}
+
+// Link implements gofs.NodeLinker: hard links are not supported (an
+// object has one key), and EPERM says so as many network filesystems do.
+func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	defer n.observe("link", time.Now(), &errno)
+	return nil, syscall.EPERM
 }

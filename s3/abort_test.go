@@ -21,7 +21,7 @@ func TestAbortAfterCompleteKeepsTheObject(t *testing.T) {
 	j := &idJournal{}
 	c.SetMultipartJournal(j)
 	data := bytes.Repeat([]byte("z"), 6<<20)
-	if err := c.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := c.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range j.ids {

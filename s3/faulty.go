@@ -15,6 +15,7 @@ type Faulty struct {
 	BeforeGet    func(ctx context.Context, key string) error
 	BeforeHead   func(ctx context.Context, key string) error
 	BeforeDelete func(ctx context.Context, key string) error
+	BeforeCopy   func(ctx context.Context, key string) error
 	BeforeList   func(ctx context.Context, prefix string) error
 	// Body, when set, replaces each GET's body: one that ends early, or
 	// arrives slowly. size is the length the response declares.
@@ -29,11 +30,19 @@ func run(hook func(context.Context, string) error, ctx context.Context, key stri
 }
 
 // Put implements Store.
-func (f *Faulty) Put(ctx context.Context, key string, body io.ReaderAt, size int64) error {
+func (f *Faulty) Put(ctx context.Context, key string, body io.ReaderAt, size int64, meta map[string]string) error {
 	if err := run(f.BeforePut, ctx, key); err != nil {
 		return err
 	}
-	return f.Store.Put(ctx, key, body, size)
+	return f.Store.Put(ctx, key, body, size, meta)
+}
+
+// SetMeta implements Store; it is a copy request, so BeforeCopy runs.
+func (f *Faulty) SetMeta(ctx context.Context, key string, meta map[string]string) error {
+	if err := run(f.BeforeCopy, ctx, key); err != nil {
+		return err
+	}
+	return f.Store.SetMeta(ctx, key, meta)
 }
 
 // Get implements Store.
@@ -70,9 +79,9 @@ func (g gate) Read(b []byte) (int, error) {
 }
 
 // Head implements Store.
-func (f *Faulty) Head(ctx context.Context, key string) (int64, time.Time, error) {
+func (f *Faulty) Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error) {
 	if err := run(f.BeforeHead, ctx, key); err != nil {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, nil, err
 	}
 	return f.Store.Head(ctx, key)
 }

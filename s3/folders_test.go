@@ -22,7 +22,7 @@ func TestFolderDeleteRemovesOnlyEmptyFolders(t *testing.T) {
 	ctx := context.Background()
 	put := func(key string) {
 		t.Helper()
-		if err := client.Put(ctx, key, bytes.NewReader([]byte("x")), 1); err != nil {
+		if err := client.Put(ctx, key, bytes.NewReader([]byte("x")), 1, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -56,7 +56,7 @@ func TestFolderDeleteRemovesOnlyEmptyFolders(t *testing.T) {
 	if got := top(); got != "full/" {
 		t.Errorf("after deleting the folder keys the store lists %q, want %q", got, "full/")
 	}
-	if _, _, err := client.Head(ctx, "full/a/x"); err != nil {
+	if _, _, _, err := client.Head(ctx, "full/a/x"); err != nil {
 		t.Errorf("an object below a deleted folder key: %v", err)
 	}
 }
@@ -67,7 +67,7 @@ func TestListOrdersFileBeforeItsPrefix(t *testing.T) {
 	client, _ := viaProxy(t, nil)
 	ctx := context.Background()
 	for _, k := range []string{"d/a", "d/a/b", "d/a-", "d/a0"} {
-		err := client.Put(ctx, k, bytes.NewReader([]byte("x")), 1)
+		err := client.Put(ctx, k, bytes.NewReader([]byte("x")), 1, nil)
 		if strings.Contains(fmt.Sprint(err), "ObjectParentIsFile") {
 			t.Skipf("this store cannot hold both (versitygw's posix backend): %v", err)
 		}
@@ -99,7 +99,7 @@ func TestListReturnsOddKeysExactly(t *testing.T) {
 	keys := []string{"d/a b", "d/a+b", "d/%41", "d/ü", "d/ctl\x01char", "d/amp&lt;"}
 	var stored []string
 	for _, k := range keys {
-		if err := client.Put(ctx, k, bytes.NewReader([]byte("x")), 1); err != nil {
+		if err := client.Put(ctx, k, bytes.NewReader([]byte("x")), 1, nil); err != nil {
 			t.Logf("the store refuses %q: %v", k, err)
 			continue
 		}

@@ -19,7 +19,7 @@ func TestLookupInOneRequest(t *testing.T) {
 	ctx := context.Background()
 	put := func(key string, n int) {
 		t.Helper()
-		if err := client.Put(ctx, key, bytes.NewReader(make([]byte, n)), int64(n)); err != nil {
+		if err := client.Put(ctx, key, bytes.NewReader(make([]byte, n)), int64(n), nil); err != nil {
 			t.Fatal(err)
 		}
 	}

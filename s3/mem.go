@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ type Mem struct {
 type memObject struct {
 	data  []byte
 	mtime time.Time
+	meta  map[string]string
 }
 
 // NewMem returns an empty in-memory store.
@@ -53,6 +55,21 @@ func (m *Mem) Object(key string) ([]byte, bool) {
 	return bytes.Clone(o.data), ok
 }
 
+// Meta returns a copy of the user metadata of the object at key.
+func (m *Mem) Meta(key string) map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.objects[key].meta)
+}
+
+// SetObjectMeta stores data at key with user metadata, as another tool
+// writing the bucket (s3fs, rclone) would.
+func (m *Mem) SetObjectMeta(key string, data []byte, meta map[string]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.objects[key] = memObject{data: bytes.Clone(data), mtime: time.Now(), meta: maps.Clone(meta)}
+}
+
 // Keys returns all keys, sorted.
 func (m *Mem) Keys() []string {
 	m.mu.Lock()
@@ -74,7 +91,7 @@ func (m *Mem) SetObject(key string, data []byte) {
 
 // Put implements Store. It reads the whole body before storing, so a
 // cancelled or failed read leaves the previous object untouched, as S3 does.
-func (m *Mem) Put(ctx context.Context, key string, body io.ReaderAt, size int64) error {
+func (m *Mem) Put(ctx context.Context, key string, body io.ReaderAt, size int64, meta map[string]string) error {
 	m.count("put")
 	data, err := io.ReadAll(io.NewSectionReader(body, 0, size))
 	if err != nil {
@@ -87,7 +104,21 @@ func (m *Mem) Put(ctx context.Context, key string, body io.ReaderAt, size int64)
 	if err := ctx.Err(); err != nil {
 		return &Error{Op: "put", Key: key, Err: err}
 	}
-	m.SetObject(key, data)
+	m.SetObjectMeta(key, data, meta)
+	return nil
+}
+
+// SetMeta implements Store; it counts as a "copy" request.
+func (m *Mem) SetMeta(ctx context.Context, key string, meta map[string]string) error {
+	m.count("copy")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[key]
+	if !ok {
+		return notFound("copy", key)
+	}
+	o.meta, o.mtime = maps.Clone(meta), time.Now()
+	m.objects[key] = o
 	return nil
 }
 
@@ -123,15 +154,15 @@ func (m *Mem) AbortMultipart(ctx context.Context, key, uploadID string) error {
 }
 
 // Head implements Store.
-func (m *Mem) Head(ctx context.Context, key string) (int64, time.Time, error) {
+func (m *Mem) Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error) {
 	m.count("head")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	o, ok := m.objects[key]
 	if !ok {
-		return 0, time.Time{}, notFound("head", key)
+		return 0, time.Time{}, nil, notFound("head", key)
 	}
-	return int64(len(o.data)), o.mtime, nil
+	return int64(len(o.data)), o.mtime, maps.Clone(o.meta), nil
 }
 
 // Lookup implements Store: one LIST request, which sees everything.

@@ -15,7 +15,7 @@ import (
 
 // putMultipart uploads body in parts. The upload ID is journaled between
 // its creation and its completion or abort, so a crash cannot orphan it.
-func (c *Client) putMultipart(ctx context.Context, key string, body io.ReaderAt, size int64) error {
+func (c *Client) putMultipart(ctx context.Context, key string, body io.ReaderAt, size int64, meta map[string]string) error {
 	partSize := c.cfg.MultipartPartSize
 	for (size+partSize-1)/partSize > maxParts {
 		partSize *= 2
@@ -40,6 +40,7 @@ func (c *Client) putMultipart(ctx context.Context, key string, body io.ReaderAt,
 		ChecksumAlgorithm:    algo,
 		Bucket:               &c.bucket,
 		Key:                  aws.String(c.key(key)),
+		Metadata:             meta,
 		StorageClass:         c.storageClass(key),
 		SSECustomerAlgorithm: c.sseAlgorithm(),
 		SSECustomerKey:       c.sseKey,

@@ -30,15 +30,16 @@ func contentMD5(body io.ReaderAt, off, size int64) (*string, error) {
 
 // Put implements Store. The body's length is sent as Content-Length, which
 // AWS and several compatible stores require; large bodies go up in parts.
-func (c *Client) Put(ctx context.Context, key string, body io.ReaderAt, size int64) error {
+func (c *Client) Put(ctx context.Context, key string, body io.ReaderAt, size int64, meta map[string]string) error {
 	if size >= c.cfg.MultipartThreshold {
-		return c.putMultipart(ctx, key, body, size)
+		return c.putMultipart(ctx, key, body, size, meta)
 	}
 	in := &s3.PutObjectInput{
 		Bucket:               &c.bucket,
 		Key:                  aws.String(c.key(key)),
 		Body:                 io.NewSectionReader(body, 0, size),
 		ContentLength:        aws.Int64(size),
+		Metadata:             meta,
 		StorageClass:         c.storageClass(key),
 		SSECustomerAlgorithm: c.sseAlgorithm(),
 		SSECustomerKey:       c.sseKey,
@@ -89,7 +90,7 @@ func (c *Client) Get(ctx context.Context, key string, off, n int64) (io.ReadClos
 }
 
 // Head implements Store.
-func (c *Client) Head(ctx context.Context, key string) (int64, time.Time, error) {
+func (c *Client) Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error) {
 	out, err := c.api.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket:               &c.bucket,
 		Key:                  aws.String(c.key(key)),
@@ -98,9 +99,44 @@ func (c *Client) Head(ctx context.Context, key string) (int64, time.Time, error)
 		SSECustomerKeyMD5:    c.sseKeyMD5,
 	})
 	if err != nil {
-		return 0, time.Time{}, classify("head", key, err)
+		return 0, time.Time{}, nil, classify("head", key, err)
 	}
-	return aws.ToInt64(out.ContentLength), aws.ToTime(out.LastModified), nil
+	return aws.ToInt64(out.ContentLength), aws.ToTime(out.LastModified), out.Metadata, nil
+}
+
+// SetMeta implements Store with a CopyObject of the object onto itself
+// that replaces its metadata; the bytes stay in the store. The storage
+// class and encryption are restated, as a copy does not keep them.
+func (c *Client) SetMeta(ctx context.Context, key string, meta map[string]string) error {
+	full := c.key(key)
+	in := &s3.CopyObjectInput{
+		Bucket:                         &c.bucket,
+		Key:                            aws.String(full),
+		CopySource:                     aws.String(url.PathEscape(c.bucket) + "/" + escapeKey(full)),
+		Metadata:                       meta,
+		MetadataDirective:              types.MetadataDirectiveReplace,
+		StorageClass:                   c.storageClass(key),
+		SSECustomerAlgorithm:           c.sseAlgorithm(),
+		SSECustomerKey:                 c.sseKey,
+		SSECustomerKeyMD5:              c.sseKeyMD5,
+		CopySourceSSECustomerAlgorithm: c.sseAlgorithm(),
+		CopySourceSSECustomerKey:       c.sseKey,
+		CopySourceSSECustomerKeyMD5:    c.sseKeyMD5,
+		ServerSideEncryption:           types.ServerSideEncryption(c.cfg.ServerSideEncryption),
+		SSEKMSKeyId:                    optional(c.cfg.SSEKMSKeyID),
+	}
+	_, err := c.api.CopyObject(ctx, in)
+	return classify("copy", key, err)
+}
+
+// escapeKey escapes each segment of an object key for x-amz-copy-source,
+// keeping the slashes between them.
+func escapeKey(key string) string {
+	parts := strings.Split(key, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.Join(parts, "/")
 }
 
 // Delete implements Store. A folder key ("dir/") that still holds objects
@@ -156,7 +192,7 @@ func (c *Client) Lookup(ctx context.Context, key string, below func(name string,
 		return size, mtime, file, dir, complete, nil
 	}
 	if !file {
-		size, mtime, err = c.Head(ctx, key)
+		size, mtime, _, err = c.Head(ctx, key)
 		if err == nil {
 			return size, mtime, true, false, false, nil
 		}

@@ -18,13 +18,17 @@ import (
 // method and uses only standard-library types, so this package never imports
 // the cache and any Store here satisfies the cache's interface.
 type Store interface {
-	// Put stores the first size bytes of body at key, replacing any object.
-	Put(ctx context.Context, key string, body io.ReaderAt, size int64) error
+	// Put stores the first size bytes of body at key, replacing any
+	// object, with meta as the object's user metadata (x-amz-meta-<name>).
+	Put(ctx context.Context, key string, body io.ReaderAt, size int64, meta map[string]string) error
 	// Get returns n bytes of the object from offset off (n < 0: to its
 	// end), and how many bytes the body holds.
 	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error)
-	// Head returns the object's size and modification time.
-	Head(ctx context.Context, key string) (int64, time.Time, error)
+	// Head returns the object's size, modification time and user metadata.
+	Head(ctx context.Context, key string) (size int64, mtime time.Time, meta map[string]string, err error)
+	// SetMeta replaces the object's user metadata, leaving its bytes as
+	// they are (a server-side copy onto itself).
+	SetMeta(ctx context.Context, key string, meta map[string]string) error
 	// Lookup tells, in one request as a rule, whether key is an object
 	// (with its size and time) and whether objects lie below key/ (a
 	// directory). It calls below (if not nil) for the objects under key/

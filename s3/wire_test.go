@@ -52,7 +52,7 @@ func get(t *testing.T, c *s3.Client, key string) []byte {
 func TestStorageClassOnEveryPut(t *testing.T) {
 	c, proxy := viaProxy(t, func(c *s3.Config) { c.StorageClass = "STANDARD_IA" })
 	data := []byte("thumbnail")
-	if err := c.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := c.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)
 	}
 	puts := ops(proxy, "PutObject")
@@ -76,7 +76,7 @@ func TestChecksumModesOnTheWire(t *testing.T) {
 		return false
 	}
 	required, proxy := viaProxy(t, func(c *s3.Config) { c.ChecksumWhenRequired = true; c.ResponseChecksumWhenRequired = true })
-	if err := required.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := required.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)
 	}
 	put := ops(proxy, "PutObject")[0]
@@ -87,7 +87,7 @@ func TestChecksumModesOnTheWire(t *testing.T) {
 		t.Fatal("when_required sent no Content-MD5: upload integrity unchecked")
 	}
 	supported, proxy2 := viaProxy(t, nil)
-	if err := supported.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := supported.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)
 	}
 	if put := ops(proxy2, "PutObject")[0]; !hasChecksum(put) {
@@ -112,7 +112,7 @@ func TestSSECHeadersOnPutGetHead(t *testing.T) {
 	data := []byte("secret media")
 	// Whether the test server implements SSE-C or not, every request that
 	// touches object data must carry the key headers.
-	c.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data)))
+	c.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data)), nil)
 	c.Head(context.Background(), "k")
 	if body, _, err := c.Get(context.Background(), "k", 0, -1); err == nil {
 		body.Close()
@@ -147,7 +147,7 @@ func testMultipart(t *testing.T, whenRequired bool) {
 	journal := &recordingJournal{}
 	c.SetMultipartJournal(journal)
 	data := bytes.Repeat([]byte("0123456789abcdef"), (12<<20)/16)
-	if err := c.Put(context.Background(), "big", bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := c.Put(context.Background(), "big", bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(ops(proxy, "UploadPart")); n != 3 {
@@ -203,7 +203,7 @@ func TestStorageClassPerTree(t *testing.T) {
 	ctx := context.Background()
 	put := func(key string, n int) {
 		t.Helper()
-		if err := c.Put(ctx, key, bytes.NewReader(make([]byte, n)), int64(n)); err != nil {
+		if err := c.Put(ctx, key, bytes.NewReader(make([]byte, n)), int64(n), nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -101,9 +101,15 @@ type Config struct {
 	DirMode  *Mode `yaml:"dir_mode"`
 	Umask    *Mode `yaml:"umask"`
 
+	// UID and GID own what has no owner of its own (objects without
+	// metadata, and new files with new_file_owner: mount).
 	UID        *uint32 `yaml:"uid"`
 	GID        *uint32 `yaml:"gid"`
 	AllowOther *bool   `yaml:"allow_other"`
+	// NewFileOwner is who owns a file made through the mount: "caller"
+	// (the process that made it, as on a local disk) or "mount" (uid and
+	// gid, whoever made it).
+	NewFileOwner string `yaml:"new_file_owner"`
 
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
@@ -181,6 +187,7 @@ func defaultConfig() Config {
 		LogLevel:           "info",
 		MetricsAddress:     "127.0.0.1:9464",
 		LogFormat:          "text",
+		NewFileOwner:       "caller",
 	}
 }
 
@@ -378,6 +385,9 @@ func (c *Config) daemonErrors() (errs []error) {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log_format %q is not text or json", c.LogFormat))
+	}
+	if c.NewFileOwner != "caller" && c.NewFileOwner != "mount" {
+		errs = append(errs, fmt.Errorf("new_file_owner %q is not caller or mount", c.NewFileOwner))
 	}
 	return errs
 }

@@ -24,11 +24,11 @@ func TestControlLocalFiles(t *testing.T) {
 	}
 	defer c.Close()
 	names := map[string]int64{"url_cache/a\nb\"é": 3, "url_cache/plain": 5}
-	if _, err := c.Mkdir(t.Context(), "url_cache", 0o755); err != nil {
+	if _, err := c.Mkdir(t.Context(), "url_cache", cache.NewFile{Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
 	for name, size := range names {
-		h, _, err := c.Create(t.Context(), name, os.O_WRONLY|os.O_CREATE, 0o644)
+		h, _, err := c.Create(t.Context(), name, os.O_WRONLY|os.O_CREATE, cache.NewFile{Mode: 0o644})
 		if err != nil {
 			t.Fatal(err)
 		}

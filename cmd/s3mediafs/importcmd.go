@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/term"
 
+	"github.com/s3mediafs/s3mediafs/cache"
 	"github.com/s3mediafs/s3mediafs/s3"
 )
 
@@ -205,7 +206,15 @@ func uploadFile(ctx context.Context, store s3.Store, root *os.Root, f localFile)
 		return err
 	}
 	defer fh.Close()
-	return store.Put(ctx, f.rel, fh, f.size)
+	// The file's owner, mode and time go with it, as the mount's own
+	// uploads carry them.
+	var meta map[string]string
+	if fi, err := fh.Stat(); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			meta = cache.ObjectMeta(st.Uid, st.Gid, st.Mode&0o7777, fi.ModTime())
+		}
+	}
+	return store.Put(ctx, f.rel, fh, f.size, meta)
 }
 
 // openSource opens the file f of the tree for reading without following a

@@ -166,9 +166,14 @@ func (s instrumentedStore) observe(op string, start time.Time, err error) {
 	s.m.s3Requests.WithLabelValues(op, outcome).Observe(time.Since(start).Seconds())
 }
 
-func (s instrumentedStore) Put(ctx context.Context, key string, body io.ReaderAt, size int64) (err error) {
+func (s instrumentedStore) Put(ctx context.Context, key string, body io.ReaderAt, size int64, meta map[string]string) (err error) {
 	defer func(start time.Time) { s.observe("put", start, err) }(time.Now())
-	return s.Store.Put(ctx, key, body, size)
+	return s.Store.Put(ctx, key, body, size, meta)
+}
+
+func (s instrumentedStore) SetMeta(ctx context.Context, key string, meta map[string]string) (err error) {
+	defer func(start time.Time) { s.observe("copy", start, err) }(time.Now())
+	return s.Store.SetMeta(ctx, key, meta)
 }
 
 func (s instrumentedStore) Get(ctx context.Context, key string, off, n int64) (_ io.ReadCloser, _ int64, err error) {
@@ -176,7 +181,7 @@ func (s instrumentedStore) Get(ctx context.Context, key string, off, n int64) (_
 	return s.Store.Get(ctx, key, off, n)
 }
 
-func (s instrumentedStore) Head(ctx context.Context, key string) (_ int64, _ time.Time, err error) {
+func (s instrumentedStore) Head(ctx context.Context, key string) (_ int64, _ time.Time, _ map[string]string, err error) {
 	defer func(start time.Time) { s.observe("head", start, err) }(time.Now())
 	return s.Store.Head(ctx, key)
 }

@@ -400,7 +400,7 @@ func mountFS(mnt string, c *cache.Cache, cfg Config, met *metrics, debug bool, l
 		Options: mediafs.Options{
 			UID: uid, GID: gid, FileMode: fileMode, DirMode: dirMode, Log: log, Observe: met.observeFUSE,
 			EntryTimeout: cfg.EntryTimeout, AttrTimeout: cfg.AttrTimeout, NegativeTimeout: min(cfg.EntryTimeout, cfg.NegativeCacheTTL),
-			Passthrough: cfg.Passthrough,
+			Passthrough: cfg.Passthrough, MountOwnsNewFiles: cfg.NewFileOwner == "mount",
 		},
 		AllowOther: allowOther,
 		FsName:     "s3mediafs:" + cfg.Bucket,

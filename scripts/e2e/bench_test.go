@@ -173,7 +173,7 @@ func benchSynapseMix(b *testing.B) {
 	for i, f := range mix {
 		g.Go(func() error {
 			data := payload(f.size, i)
-			return direct.Put(context.Background(), f.rel, bytes.NewReader(data), int64(len(data)))
+			return direct.Put(context.Background(), f.rel, bytes.NewReader(data), int64(len(data)), nil)
 		})
 	}
 	if err := g.Wait(); err != nil {

@@ -40,7 +40,7 @@ func TestPurgeLeavesNothingBehind(t *testing.T) {
 			fmt.Sprintf("local_thumbnails/%s/%s/%s/32-32-image-png-crop", id[:2], id[2:4], id[4:]),
 			fmt.Sprintf("local_thumbnails/%s/%s/%s/96-96-image-png-scale", id[:2], id[2:4], id[4:]),
 		} {
-			if err := client.Put(ctx, k, bytes.NewReader([]byte(k)), int64(len(k))); err != nil {
+			if err := client.Put(ctx, k, bytes.NewReader([]byte(k)), int64(len(k)), nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -58,7 +58,7 @@ func TestPurgeLeavesNothingBehind(t *testing.T) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			errs <- client.Put(ctx, k, bytes.NewReader([]byte("x")), 1)
+			errs <- client.Put(ctx, k, bytes.NewReader([]byte("x")), 1, nil)
 		}()
 	}
 	for range filler {
@@ -245,7 +245,7 @@ func TestHugeDirectoryThroughTheMount(t *testing.T) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			errs <- client.Put(ctx, fmt.Sprintf("remote_content/big.example/%06d", i), bytes.NewReader([]byte{1}), 1)
+			errs <- client.Put(ctx, fmt.Sprintf("remote_content/big.example/%06d", i), bytes.NewReader([]byte{1}), 1, nil)
 		}()
 	}
 	for range n {

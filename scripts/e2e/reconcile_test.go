@@ -66,7 +66,7 @@ func putAll(t *testing.T, c *s3.Client, keys []string, size int) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			errs <- c.Put(context.Background(), k, bytes.NewReader(payload(size, len(k))), int64(size))
+			errs <- c.Put(context.Background(), k, bytes.NewReader(payload(size, len(k))), int64(size), nil)
 		}()
 	}
 	wg.Wait()

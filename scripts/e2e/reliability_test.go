@@ -180,7 +180,7 @@ func TestStoreOutageWithRealDaemon(t *testing.T) {
 	outage := time.Duration(envInt("S3MEDIAFS_OUTAGE_SECS", 10)) * time.Second
 	client, srv, bucket := s3test.Bucket(t, "synapse/")
 	uncached := payload(300_000, 99)
-	if err := client.Put(context.Background(), "remote_content/o/aa/bb/uncached", bytes.NewReader(uncached), int64(len(uncached))); err != nil {
+	if err := client.Put(context.Background(), "remote_content/o/aa/bb/uncached", bytes.NewReader(uncached), int64(len(uncached)), nil); err != nil {
 		t.Fatal(err)
 	}
 	proxy := s3test.NewProxy(t, srv.Endpoint)
@@ -260,7 +260,7 @@ func TestFlakyStore(t *testing.T) {
 	for i := range 20 {
 		k := fmt.Sprintf("remote_content/f/aa/%02d/r", i)
 		remote[k] = payload(100_000+i*7000, 500+i)
-		if err := client.Put(context.Background(), k, bytes.NewReader(remote[k]), int64(len(remote[k]))); err != nil {
+		if err := client.Put(context.Background(), k, bytes.NewReader(remote[k]), int64(len(remote[k])), nil); err != nil {
 			t.Fatal(err)
 		}
 	}

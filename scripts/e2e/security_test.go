@@ -102,7 +102,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func TestModesKeepMediaFromOtherUsers(t *testing.T) {
 	client, srv, bucket := s3test.Bucket(t, "synapse/")
 	key := "local_content/ab/cd/private"
-	if err := client.Put(t.Context(), key, bytes.NewReader([]byte("private media")), 13); err != nil {
+	if err := client.Put(t.Context(), key, bytes.NewReader([]byte("private media")), 13, nil); err != nil {
 		t.Fatal(err)
 	}
 	cacheDir := t.TempDir()

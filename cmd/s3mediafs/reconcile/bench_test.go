@@ -188,8 +188,8 @@ func (g generatedBucket) List(ctx context.Context, prefix string, recursive bool
 	return nil
 }
 
-func (generatedBucket) Head(context.Context, string) (int64, time.Time, error) {
-	return 0, time.Time{}, fmt.Errorf("not in the benchmark")
+func (generatedBucket) Head(context.Context, string) (int64, time.Time, map[string]string, error) {
+	return 0, time.Time{}, nil, fmt.Errorf("not in the benchmark")
 }
 
 func (generatedBucket) DeleteMany(context.Context, []string) (map[string]error, error) {

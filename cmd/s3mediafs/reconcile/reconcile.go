@@ -19,7 +19,7 @@ import (
 // are relative to the configured prefix, as the mount sees them.
 type Bucket interface {
 	List(ctx context.Context, prefix string, recursive bool, fn func(key string, size int64, mtime time.Time, dir bool) bool) error
-	Head(ctx context.Context, key string) (int64, time.Time, error)
+	Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error)
 	DeleteMany(ctx context.Context, keys []string) (map[string]error, error)
 }
 
@@ -407,7 +407,7 @@ func (o *Options) deleteOrphans(ctx context.Context, candidates *bufio.Reader, c
 					if owned[b.key] {
 						continue
 					}
-					_, mtime, err := o.Bucket.Head(ctx, b.key)
+					_, mtime, _, err := o.Bucket.Head(ctx, b.key)
 					switch {
 					case errors.Is(err, iofs.ErrNotExist):
 						continue // gone already

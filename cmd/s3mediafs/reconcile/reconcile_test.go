@@ -148,7 +148,7 @@ type gainOnDelete struct {
 	added bool
 }
 
-func (g *gainOnDelete) Head(ctx context.Context, key string) (int64, time.Time, error) {
+func (g *gainOnDelete) Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error) {
 	return g.Mem.Head(ctx, key)
 }
 
