@@ -223,6 +223,10 @@ func Open(opts Options) (*Cache, error) {
 		c.settledAt = c.openedAt.Add(opts.settle)
 	}
 	c.q = newQueue(c)
+	if err := c.finishRenames(); err != nil {
+		ix.close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
 	opts.Log.Info("cache opened", "dir", opts.Dir, "local_bytes", c.used, "dirty_bytes", c.dirty,
 		"max_size", opts.MaxSize, "unclean_stop", c.uncleanStop)
 	return c, nil

@@ -82,6 +82,9 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 		if err := t.put(p, r); err != nil {
 			return err
 		}
+		if err := t.touchParent(p, r.MTime); err != nil {
+			return err
+		}
 		if r.State == Local && !tomb {
 			return nil
 		}
@@ -159,7 +162,10 @@ func (c *Cache) Mkdir(ctx context.Context, p string, nf NewFile) (Attr, error) {
 		}
 		r = record{Dir: true, Ino: ino, MTime: time.Now().UnixNano(), MadeHere: true}
 		nf.stamp(&r)
-		return t.put(p, r)
+		if err := t.put(p, r); err != nil {
+			return err
+		}
+		return t.touchParent(p, r.MTime)
 	})
 	if err != nil {
 		return Attr{}, wrapPath("mkdir", p, err)

@@ -90,7 +90,7 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	if streaming {
 		w = arrivals{tmp, d}
 	}
-	size, err := c.download(ctx, p, w, r.Size)
+	size, err := c.download(ctx, r.objectKey(p), w, r.Size)
 	if err != nil {
 		c.noteStoreError(err)
 		if isNotFound(err) {

@@ -28,6 +28,14 @@ type Attr struct {
 	Kind, Rdev uint32
 }
 
+// laterOf returns the later of two times.
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
 func attrOf(r record) Attr {
 	a := Attr{Ino: r.Ino, Dir: r.Dir, Size: r.Size, MTime: time.Unix(0, r.MTime), Mode: r.Mode, ModeSet: r.ModeSet, State: r.State, Kind: r.Kind, Rdev: r.Rdev}
 	// A write moves the modification time and not the kept change time;
@@ -120,6 +128,7 @@ func (c *Cache) withOpenSize(p string, a Attr) Attr {
 			if fi, err := of.data.Stat(); err == nil {
 				a.Size = fi.Size()
 				a.MTime = fi.ModTime()
+				a.CTime = laterOf(a.CTime, a.MTime)
 			}
 		}
 		of.mu.RUnlock()

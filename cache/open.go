@@ -289,6 +289,7 @@ func (h *Handle) Attr() Attr {
 	if h.of.data != nil {
 		if fi, err := h.of.data.Stat(); err == nil {
 			a.Size, a.MTime = fi.Size(), fi.ModTime()
+			a.CTime = laterOf(a.CTime, a.MTime) // a write changes the inode too
 		}
 	}
 	return a

@@ -92,6 +92,19 @@ type record struct {
 	// MetaUnknown marks a record learned from a LIST, which carries no
 	// user metadata: the object's owner, mode and time are not read yet.
 	MetaUnknown bool
+	// MoveFrom, set by a directory rename, is the key this file's object
+	// still sits at: the store owes a server-side copy to this key and a
+	// delete of that one (see moveObject). Reads use that key until then.
+	MoveFrom string
+}
+
+// objectKey is the key the bytes of r, the record at p, sit at in the
+// store now.
+func (r record) objectKey(p string) string {
+	if r.MoveFrom != "" {
+		return r.MoveFrom
+	}
+	return p
 }
 
 // recordVersion 2 adds the owner, times, kind, device, link target and the
@@ -141,7 +154,9 @@ func (r *record) encode() []byte {
 	b = binary.AppendUvarint(b, uint64(r.Kind))
 	b = binary.AppendUvarint(b, uint64(r.Rdev))
 	b = binary.AppendUvarint(b, uint64(len(r.Link)))
-	return append(b, r.Link...)
+	b = append(b, r.Link...)
+	b = binary.AppendUvarint(b, uint64(len(r.MoveFrom)))
+	return append(b, r.MoveFrom...)
 }
 
 var errCorruptRecord = errors.New("corrupt index record")
@@ -201,6 +216,7 @@ func decodeRecord(b []byte) (record, error) {
 		r.ATime, r.CTime = sv(), sv()
 		kind, rdev := uv(), uv()
 		r.Link = str(uv, &b, &ok)
+		r.MoveFrom = str(uv, &b, &ok)
 		if uid > math.MaxUint32 || gid > math.MaxUint32 || rdev > math.MaxUint32 || !validKind(r, uint32(kind)) {
 			return record{}, fmt.Errorf("%w: owner, kind or device", errCorruptRecord)
 		}

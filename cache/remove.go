@@ -32,6 +32,9 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 		if err := t.del(p); err != nil {
 			return err
 		}
+		if err := t.touchParent(p, time.Now().UnixNano()); err != nil {
+			return err
+		}
 		return c.forgetKey(t, p, r.InStore, &tomb)
 	})
 	if err != nil {
@@ -46,6 +49,9 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	c.q.supersede(p)
 	if tomb {
 		c.q.add(p)
+	}
+	if r.MoveFrom != "" {
+		c.q.add(r.MoveFrom) // its object's owed move is moot: delete it
 	}
 	return nil
 }
@@ -128,6 +134,9 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 			if err := setPending(t.txn, folderKey(p)); err != nil {
 				return err
 			}
+		}
+		if err := t.touchParent(p, time.Now().UnixNano()); err != nil {
+			return err
 		}
 		return t.del(p)
 	})

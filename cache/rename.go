@@ -2,12 +2,16 @@ package cache
 
 import (
 	"context"
+	"errors"
+	"time"
 )
+
+// errDirRename sends a rename of a directory to renameDir.
+var errDirRename = errors.New("directory rename")
 
 // Rename moves the file oldp to newp, replacing a file there. The object
 // moves too: an upload at the new key and a delete at the old one.
-// Directories cannot be renamed (the store has no directories to move);
-// the error maps to EXDEV, which makes mv(1) copy instead.
+// A directory moves with everything below it (see renamedir.go).
 func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 	if err := c.checkPath(oldp); err != nil {
 		return err
@@ -20,6 +24,12 @@ func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 	}
 	for {
 		fetchNeeded, err := c.renameLocal(oldp, newp)
+		if errors.Is(err, errDirRename) {
+			if err := c.renameDir(ctx, oldp, newp); err != nil {
+				return wrapPath("rename", oldp, err)
+			}
+			return nil
+		}
 		if err != nil {
 			return wrapPath("rename", oldp, err)
 		}
@@ -39,6 +49,7 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	c.removeFromSubtreesLocked(oldp)
 	var src, dst record
 	var dstOK, oldTomb bool
+	var moveSrc string
 	err = c.update(func(t *tx) error {
 		var ok bool
 		var err error
@@ -46,7 +57,7 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 			return errorOr(err, ErrNotExist)
 		}
 		if src.Dir {
-			return ErrCrossDevice
+			return errDirRename
 		}
 		if src.State == Remote {
 			fetchNeeded = true
@@ -57,6 +68,13 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 		}
 		if dstOK && dst.Dir {
 			return ErrIsDir
+		}
+		now := time.Now().UnixNano()
+		if err := t.touchParent(oldp, now); err != nil {
+			return err
+		}
+		if err := t.touchParent(newp, now); err != nil {
+			return err
 		}
 		if parentDir, err := c.isDirTxn(t.txn, parentOf(newp)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
@@ -75,9 +93,25 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 			return err
 		}
 		moved := src
+		moved.CTime = now
+		moved.InStore = (dstOK && dst.InStore) || (!dstOK && newTomb)
+		if src.State == Special {
+			// Index only; an object it replaced at newp is deleted.
+			if err := t.put(newp, moved); err != nil {
+				return err
+			}
+			if !moved.InStore {
+				return clearPending(t.txn, newp)
+			}
+			return setPending(t.txn, newp)
+		}
+		// The bytes are here and go up whole at the new key; an owed
+		// move's source is deleted once nothing reads it (its mark,
+		// still naming oldp, no longer holds it).
+		moveSrc = src.MoveFrom
+		moved.MoveFrom = ""
 		moved.Gen++
 		moved.State = c.versionState(newp)
-		moved.InStore = (dstOK && dst.InStore) || (!dstOK && newTomb)
 		if err := t.put(newp, moved); err != nil {
 			return err
 		}
@@ -108,6 +142,9 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	c.q.supersede(newp)
 	if oldTomb {
 		c.q.add(oldp)
+	}
+	if moveSrc != "" {
+		c.q.add(moveSrc)
 	}
 	c.q.add(newp)
 	return false, nil

@@ -21,6 +21,9 @@ func (c *Cache) dueForRevalidation(p string) bool {
 // revalidate asks the store whether a clean or remote file is still there
 // and unchanged; another host may have deleted or rewritten it.
 func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error) {
+	if r.MoveFrom != "" {
+		return attrOf(r), nil // not at its key yet: nothing to compare
+	}
 	hctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
 	size, mtime, meta, err := c.store.Head(hctx, p)

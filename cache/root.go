@@ -4,22 +4,30 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
 
 // The mount's root directory has no record of its own (it has no key in
-// the store); its permission bits and owner, once set, are kept here.
-var rootKey = []byte("s:root") // uvarint mode, uvarint uid+1, uvarint gid+1 (0: unset)
+// the store); its permission bits, owner and times are kept here:
+// uvarint mode (rootModeSet marks it set), uvarint uid+1, uvarint gid+1
+// (0: unset), then varint mtime and ctime (absent before times were kept).
+var rootKey = []byte("s:root")
+
+// rootModeSet marks a root mode that was set, so that 0000 is a mode.
+const rootModeSet = 0o10000
 
 // Owner is a file's owner and group.
 type Owner struct{ UID, GID uint32 }
 
-// rootMeta is what is kept of the root: mode 0 and a nil owner mean the
-// mount's defaults.
+// rootMeta is what is kept of the root: an unset mode and a nil owner
+// mean the mount's defaults; zero times, the mount's start.
 type rootMeta struct {
-	mode  uint32
-	owner *Owner
+	mode         uint32
+	modeSet      bool
+	owner        *Owner
+	mtime, ctime int64
 }
 
 func (m rootMeta) encode() []byte {
@@ -27,27 +35,50 @@ func (m rootMeta) encode() []byte {
 	if m.owner != nil {
 		uid, gid = uint64(m.owner.UID)+1, uint64(m.owner.GID)+1
 	}
-	b := binary.AppendUvarint(nil, uint64(m.mode))
+	mode := uint64(m.mode)
+	if m.modeSet {
+		mode |= rootModeSet
+	}
+	b := binary.AppendUvarint(nil, mode)
 	b = binary.AppendUvarint(b, uid)
-	return binary.AppendUvarint(b, gid)
+	b = binary.AppendUvarint(b, gid)
+	b = binary.AppendVarint(b, m.mtime)
+	return binary.AppendVarint(b, m.ctime)
 }
 
 func decodeRootMeta(b []byte) (rootMeta, error) {
+	bad := fmt.Errorf("%w: root attributes", errCorruptRecord)
 	var vals [3]uint64
 	for i := range vals {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
-			return rootMeta{}, fmt.Errorf("%w: root attributes", errCorruptRecord)
+			return rootMeta{}, bad
 		}
 		vals[i], b = v, b[n:]
 	}
-	if vals[0] > 0o7777 || vals[1] > 1<<32 || vals[2] > 1<<32 || (vals[1] == 0) != (vals[2] == 0) {
-		return rootMeta{}, fmt.Errorf("%w: root attributes", errCorruptRecord)
+	if vals[0] > rootModeSet|0o7777 || vals[1] > 1<<32 || vals[2] > 1<<32 || (vals[1] == 0) != (vals[2] == 0) {
+		return rootMeta{}, bad
 	}
-	m := rootMeta{mode: uint32(vals[0])}
+	// Before the set flag, a kept mode was never 0.
+	m := rootMeta{mode: uint32(vals[0] & 0o7777), modeSet: vals[0] != 0}
 	if vals[1] != 0 {
 		m.owner = &Owner{UID: uint32(vals[1] - 1), GID: uint32(vals[2] - 1)}
 	}
+	if len(b) == 0 {
+		return m, nil
+	}
+	var times [2]int64
+	for i := range times {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return rootMeta{}, bad
+		}
+		times[i], b = v, b[n:]
+	}
+	if len(b) != 0 {
+		return rootMeta{}, bad
+	}
+	m.mtime, m.ctime = times[0], times[1]
 	return m, nil
 }
 
@@ -67,6 +98,26 @@ func getRootMeta(txn *badger.Txn) (rootMeta, error) {
 	return m, err
 }
 
+// touchParent moves the mtime and ctime of p's directory to now: a name
+// in it came or went. A directory the index does not hold is left alone.
+func (t *tx) touchParent(p string, now int64) error {
+	dir := parentOf(p)
+	if dir == "" {
+		m, err := getRootMeta(t.txn)
+		if err != nil {
+			return err
+		}
+		m.mtime, m.ctime = now, now
+		return t.txn.Set(rootKey, m.encode())
+	}
+	r, ok, err := t.get(dir)
+	if err != nil || !ok || !r.Dir {
+		return err
+	}
+	r.MTime, r.CTime = now, now
+	return t.put(dir, r)
+}
+
 // RootAttr describes the mount's root directory.
 func (c *Cache) RootAttr() Attr {
 	a := Attr{Ino: rootIno, Dir: true}
@@ -77,7 +128,10 @@ func (c *Cache) RootAttr() Attr {
 	}); err != nil {
 		c.log.Error("reading the root's attributes failed; showing the defaults", "err", err)
 	}
-	a.Mode, a.Owner = m.mode, m.owner
+	a.Mode, a.ModeSet, a.Owner = m.mode, m.modeSet, m.owner
+	if m.mtime != 0 {
+		a.MTime, a.ATime, a.CTime = time.Unix(0, m.mtime), time.Unix(0, m.mtime), time.Unix(0, m.ctime)
+	}
 	return a
 }
 
@@ -91,10 +145,14 @@ func (c *Cache) setRoot(mode *uint32, owner *Owner) (Attr, error) {
 			return err
 		}
 		if mode != nil {
-			m.mode = *mode & 0o7777
+			m.mode, m.modeSet = *mode&0o7777, true
 		}
 		if owner != nil {
 			m.owner = owner
+		}
+		m.ctime = time.Now().UnixNano()
+		if m.mtime == 0 {
+			m.mtime = m.ctime
 		}
 		return t.txn.Set(rootKey, m.encode())
 	})

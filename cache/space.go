@@ -184,6 +184,9 @@ func (c *Cache) couldHoldLocked(extra int64) error {
 		return ErrTooBig
 	}
 	free, total := c.free.get(true)
+	if extra > total-c.minFree(total) {
+		return ErrTooBig // more than the cache's disk could ever hold
+	}
 	if extra > free+(used-dirty)-c.minFree(total) {
 		return ErrNoSpace
 	}

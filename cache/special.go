@@ -48,6 +48,12 @@ func (c *Cache) Mknod(ctx context.Context, p string, kind, rdev uint32, nf NewFi
 		}
 		r = record{State: Special, Ino: ino, MTime: time.Now().UnixNano(), Kind: kind, Rdev: rdev, InStore: tomb}
 		nf.stamp(&r)
+		if err := t.put(p, r); err != nil {
+			return err
+		}
+		if err := t.touchParent(p, r.MTime); err != nil {
+			return err
+		}
 		if tomb {
 			queue = true
 			return setPending(t.txn, p)
@@ -102,7 +108,7 @@ func (c *Cache) Readlink(ctx context.Context, p string) (string, error) {
 	case r.Link != "":
 		return r.Link, nil
 	}
-	target, err := c.readLinkObject(ctx, p)
+	target, err := c.readLinkObject(ctx, r.objectKey(p))
 	if err != nil {
 		return "", wrapPath("readlink", p, err)
 	}

@@ -17,8 +17,9 @@ type Store interface {
 	Put(ctx context.Context, key string, body io.ReaderAt, size int64, meta map[string]string) error
 	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error)
 	Head(ctx context.Context, key string) (size int64, mtime time.Time, meta map[string]string, err error)
-	// SetMeta replaces an object's user metadata without sending its bytes.
-	SetMeta(ctx context.Context, key string, meta map[string]string) error
+	// Copy copies the object at from to the key to, server-side, with meta
+	// as its user metadata; from == to replaces the metadata alone.
+	Copy(ctx context.Context, from, to string, meta map[string]string) error
 	// Lookup tells, in one request as a rule, whether key is an object and
 	// whether objects lie below key/, and hands below the objects under
 	// key/ that came with the answer; complete says they were all.
@@ -41,7 +42,7 @@ var (
 	// ErrNotUTF8: object keys are UTF-8 (AWS says so; SeaweedFS refuses
 	// other bytes), so a name that is not cannot be stored.
 	ErrNotUTF8     = errors.New("name is not UTF-8, as object keys must be")
-	ErrCrossDevice = errors.New("renaming directories is not supported")
+	ErrCrossDevice = errors.New("cannot move between a local-only tree and the store")
 	ErrStore       = errors.New("object store unavailable")
 	ErrClosed      = errors.New("cache is closed")
 )

@@ -40,6 +40,7 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 	c.mu.Lock()
 	p, size := h.of.path, h.of.attr.Size
 	c.mu.Unlock()
+	p = c.objectKeyOf(p)
 	if off >= size {
 		return 0, nil
 	}

@@ -79,7 +79,10 @@ func isDirty(r record) int64 {
 	return 0
 }
 
-func isClean(r record, ok bool) bool { return ok && !r.Dir && r.State == Clean }
+// isClean says r may be evicted: a clean file whose object is at its own
+// key (one still to be moved is not, as its bytes would then be nowhere
+// the mount reads).
+func isClean(r record, ok bool) bool { return ok && !r.Dir && r.State == Clean && r.MoveFrom == "" }
 
 // derive updates accounting and LRU membership for a change from old to new.
 func (t *tx) derive(p string, old record, hadOld bool, new record, hasNew bool) error {

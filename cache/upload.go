@@ -25,11 +25,26 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 		data     *os.File
 		writing  bool
 		metaOnly bool
+		move     bool
 	)
 	err = c.update(func(t *tx) error {
 		pending, err := hasPending(t.txn, p)
 		if err != nil || !pending {
 			return err
+		}
+		// A key whose object is still to be moved away waits for the
+		// move, which queues it again; a mark outliving its move goes.
+		if _, marked, err := moveOwner(t.txn, p); err != nil || marked {
+			if err != nil {
+				return err
+			}
+			if owed, err := moveStillOwed(t.txn, p); err != nil || owed {
+				writing = owed // nothing to do now
+				return err
+			}
+			if err := t.txn.Delete(moveSourceKey(p)); err != nil {
+				return err
+			}
 		}
 		var ok bool
 		r, ok, err = t.get(p)
@@ -43,6 +58,9 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 			// A directory was made where a removed file's delete is
 			// still owed: the object must still go.
 			tomb = true
+			return nil
+		case (r.State == Clean || r.State == Remote) && r.MoveFrom != "":
+			move = true
 			return nil
 		case (r.State == Clean || r.State == Remote) && r.MetaOwed:
 			metaOnly = true
@@ -84,6 +102,8 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 		return false, nil
 	case tomb:
 		return c.deleteRemote(ctx, p)
+	case move:
+		return c.moveObject(ctx, p, r)
 	case metaOnly:
 		return c.sendMeta(ctx, p, r)
 	case upload:
@@ -111,6 +131,7 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	again := false
+	moveSrc := ""
 	err = c.update(func(t *tx) error {
 		cur, ok, err := t.get(p)
 		if err != nil || !ok {
@@ -128,6 +149,10 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 		cur.State = Clean
 		cur.Size = size
 		cur.StoreMTime = 0 // unknown until a HEAD tells us
+		if cur.MoveFrom != "" {
+			// Its bytes went up whole: the old key's object can go.
+			moveSrc, cur.MoveFrom = cur.MoveFrom, ""
+		}
 		if cur.MetaOwed && cur.CTime != r.CTime {
 			// Changed while the bytes went up: the metadata is owed.
 			again = true
@@ -142,6 +167,9 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 	if err == nil && !again {
 		c.verified[p] = time.Now()
 	}
+	if err == nil && moveSrc != "" {
+		c.q.add(moveSrc)
+	}
 	return again, err
 }
 
@@ -155,7 +183,7 @@ const maxCopySize = 5 << 30
 func (c *Cache) sendMeta(ctx context.Context, p string, r record) (again bool, err error) {
 	if r.Size >= maxCopySize {
 		c.log.Warn("an object over 5 GiB keeps its old owner, mode and time in the store", "path", p)
-	} else if err := c.store.SetMeta(ctx, p, metaOf(r)); err != nil && !isNotFound(err) {
+	} else if err := c.store.Copy(ctx, p, p, metaOf(r)); err != nil && !isNotFound(err) {
 		// (Not found: deleted by another host; revalidation settles it.)
 		return false, err
 	}

@@ -73,8 +73,10 @@ func Mount(dir string, c *cache.Cache, o MountOptions) (*Server, error) {
 		EntryTimeout:    durationPtr(o.EntryTimeout),
 		AttrTimeout:     durationPtr(o.AttrTimeout),
 		NegativeTimeout: durationPtr(o.NegativeTimeout),
-		UID:             o.UID,
-		GID:             o.GID,
+		// Owners and permission bits come from the index, where 0 is a
+		// real value (root, or mode 0 as `mv -f` makes): go-fuse must
+		// not replace them with its defaults.
+		NullPermissions: true,
 		RootStableAttr:  &gofs.StableAttr{Ino: rootIno},
 		Logger:          log.New(slogWriter{o.Log}, "", 0),
 	})

@@ -13,15 +13,10 @@ import (
 // posixSkips lists the go-fuse POSIX cases that do not apply, with why.
 // The README repeats this list.
 var posixSkips = map[string]string{
-	"SymlinkReadlink":     "no symlinks: S3 objects cannot hold one and Synapse makes none",
-	"SetattrSymlink":      "no symlinks",
-	"OpenSymlinkRace":     "no symlinks",
 	"Link":                "no hard links: one object per key",
 	"LinkUnlinkRename":    "no hard links",
 	"XAttr":               "no extended attributes (disabled at mount)",
 	"XAttrLarge":          "no extended attributes",
-	"RenameOpenDir":       "directories cannot be renamed (EXDEV): the store has no directories to move",
-	"OpenAt":              "renames a directory (EXDEV here)",
 	"FcntlFlockLocksFile": "POSIX record locks are not implemented; Synapse takes none",
 }
 

@@ -37,12 +37,12 @@ func (f *Faulty) Put(ctx context.Context, key string, body io.ReaderAt, size int
 	return f.Store.Put(ctx, key, body, size, meta)
 }
 
-// SetMeta implements Store; it is a copy request, so BeforeCopy runs.
-func (f *Faulty) SetMeta(ctx context.Context, key string, meta map[string]string) error {
-	if err := run(f.BeforeCopy, ctx, key); err != nil {
+// Copy implements Store; BeforeCopy runs with the destination key.
+func (f *Faulty) Copy(ctx context.Context, from, to string, meta map[string]string) error {
+	if err := run(f.BeforeCopy, ctx, to); err != nil {
 		return err
 	}
-	return f.Store.SetMeta(ctx, key, meta)
+	return f.Store.Copy(ctx, from, to, meta)
 }
 
 // Get implements Store.

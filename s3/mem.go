@@ -108,17 +108,17 @@ func (m *Mem) Put(ctx context.Context, key string, body io.ReaderAt, size int64,
 	return nil
 }
 
-// SetMeta implements Store; it counts as a "copy" request.
-func (m *Mem) SetMeta(ctx context.Context, key string, meta map[string]string) error {
+// Copy implements Store; it counts as a "copy" request.
+func (m *Mem) Copy(ctx context.Context, from, to string, meta map[string]string) error {
 	m.count("copy")
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	o, ok := m.objects[key]
+	o, ok := m.objects[from]
 	if !ok {
-		return notFound("copy", key)
+		return notFound("copy", from)
 	}
 	o.meta, o.mtime = maps.Clone(meta), time.Now()
-	m.objects[key] = o
+	m.objects[to] = o
 	return nil
 }
 

@@ -104,18 +104,18 @@ func (c *Client) Head(ctx context.Context, key string) (int64, time.Time, map[st
 	return aws.ToInt64(out.ContentLength), aws.ToTime(out.LastModified), out.Metadata, nil
 }
 
-// SetMeta implements Store with a CopyObject of the object onto itself
-// that replaces its metadata; the bytes stay in the store. The storage
-// class and encryption are restated, as a copy does not keep them.
-func (c *Client) SetMeta(ctx context.Context, key string, meta map[string]string) error {
-	full := c.key(key)
+// Copy implements Store with one CopyObject that replaces the metadata;
+// the bytes stay in the store. The storage class and encryption are
+// restated, as a copy does not keep them. (One CopyObject copies at most
+// 5 GiB.)
+func (c *Client) Copy(ctx context.Context, from, to string, meta map[string]string) error {
 	in := &s3.CopyObjectInput{
 		Bucket:                         &c.bucket,
-		Key:                            aws.String(full),
-		CopySource:                     aws.String(url.PathEscape(c.bucket) + "/" + escapeKey(full)),
+		Key:                            aws.String(c.key(to)),
+		CopySource:                     aws.String(url.PathEscape(c.bucket) + "/" + escapeKey(c.key(from))),
 		Metadata:                       meta,
 		MetadataDirective:              types.MetadataDirectiveReplace,
-		StorageClass:                   c.storageClass(key),
+		StorageClass:                   c.storageClass(to),
 		SSECustomerAlgorithm:           c.sseAlgorithm(),
 		SSECustomerKey:                 c.sseKey,
 		SSECustomerKeyMD5:              c.sseKeyMD5,
@@ -126,7 +126,7 @@ func (c *Client) SetMeta(ctx context.Context, key string, meta map[string]string
 		SSEKMSKeyId:                    optional(c.cfg.SSEKMSKeyID),
 	}
 	_, err := c.api.CopyObject(ctx, in)
-	return classify("copy", key, err)
+	return classify("copy", from, err)
 }
 
 // escapeKey escapes each segment of an object key for x-amz-copy-source,

@@ -26,9 +26,10 @@ type Store interface {
 	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error)
 	// Head returns the object's size, modification time and user metadata.
 	Head(ctx context.Context, key string) (size int64, mtime time.Time, meta map[string]string, err error)
-	// SetMeta replaces the object's user metadata, leaving its bytes as
-	// they are (a server-side copy onto itself).
-	SetMeta(ctx context.Context, key string, meta map[string]string) error
+	// Copy copies the object at from to the key to in the store, without
+	// sending its bytes through this host, with meta as the copy's user
+	// metadata. from == to replaces the object's metadata alone.
+	Copy(ctx context.Context, from, to string, meta map[string]string) error
 	// Lookup tells, in one request as a rule, whether key is an object
 	// (with its size and time) and whether objects lie below key/ (a
 	// directory). It calls below (if not nil) for the objects under key/

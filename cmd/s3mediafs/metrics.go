@@ -171,9 +171,9 @@ func (s instrumentedStore) Put(ctx context.Context, key string, body io.ReaderAt
 	return s.Store.Put(ctx, key, body, size, meta)
 }
 
-func (s instrumentedStore) SetMeta(ctx context.Context, key string, meta map[string]string) (err error) {
+func (s instrumentedStore) Copy(ctx context.Context, from, to string, meta map[string]string) (err error) {
 	defer func(start time.Time) { s.observe("copy", start, err) }(time.Now())
-	return s.Store.SetMeta(ctx, key, meta)
+	return s.Store.Copy(ctx, from, to, meta)
 }
 
 func (s instrumentedStore) Get(ctx context.Context, key string, off, n int64) (_ io.ReadCloser, _ int64, err error) {

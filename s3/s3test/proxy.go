@@ -279,6 +279,8 @@ func (r Request) Op() string {
 		return "ListMultipartUploads"
 	case r.Method == http.MethodGet && (q.Has("list-type") || q.Has("prefix") || q.Has("delimiter")):
 		return "ListObjects"
+	case r.Method == http.MethodPut && r.Header.Get("X-Amz-Copy-Source") != "":
+		return "CopyObject"
 	case r.Method == http.MethodPut:
 		return "PutObject"
 	case r.Method == http.MethodGet:

@@ -1,0 +1,269 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/s3mediafs/s3mediafs/s3"
+)
+
+// readAll reads the whole file p through the cache.
+func readAll(t *testing.T, c *Cache, p string) string {
+	t.Helper()
+	ctx := context.Background()
+	h, err := c.OpenFile(ctx, p, os.O_RDONLY)
+	if err != nil {
+		t.Fatalf("open %s: %v", p, err)
+	}
+	defer h.Release(ctx)
+	b := make([]byte, 1<<16)
+	n, err := h.ReadAt(ctx, b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("read %s: %v", p, err)
+	}
+	return string(b[:n])
+}
+
+// renameTree lays out a tree at "a" in every state a file can be in: sent
+// (clean), sent and evicted (remote), never sent (dirty), only in the
+// store (unknown to the index, with another tool's metadata), and a FIFO.
+func renameTree(t *testing.T, c *Cache, mem *s3.Mem) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	want := map[string]string{"x": "clean", "sub/y": "evicted", "sub/deep/z": "unknown", "d": "dirty"}
+	writeFile(t, c, "a/x", []byte(want["x"]))
+	writeFile(t, c, "a/sub/y", []byte(want["sub/y"]))
+	if _, err := c.Mknod(ctx, "a/fifo", 0o010000, 0, NewFile{Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	drainTest(t, c)
+	if !c.evictOne("a/sub/y") {
+		t.Fatal("a/sub/y could not be evicted")
+	}
+	mem.SetObjectMeta("a/sub/deep/z", []byte(want["sub/deep/z"]), map[string]string{"uid": "33", "gid": "33", "mode": "33152"})
+	writeFile(t, c, "a/d", []byte(want["d"]))
+	return want
+}
+
+// wantStoreHolds checks that the store holds exactly prefix/<name> for the
+// names of want, with those bytes.
+func wantStoreHolds(t *testing.T, mem *s3.Mem, prefix string, want map[string]string) {
+	t.Helper()
+	var keys []string
+	for name, data := range want {
+		keys = append(keys, prefix+"/"+name)
+		wantObject(t, mem, prefix+"/"+name, []byte(data))
+	}
+	slices.Sort(keys)
+	if got := mem.Keys(); !slices.Equal(got, keys) {
+		t.Errorf("store holds %q, want %q", got, keys)
+	}
+}
+
+// A directory rename is seen at once through the mount; in the store each
+// object moves with a server-side copy and a delete, and only the file
+// never sent is uploaded.
+func TestDirectoryRenameMovesEveryObject(t *testing.T) {
+	mem := s3.NewMem()
+	c := openTest(t, t.TempDir(), mem, nil)
+	ctx := context.Background()
+	want := renameTree(t, c, mem)
+	if _, err := c.Mkdir(ctx, "b", NewFile{}); err != nil {
+		t.Fatal(err)
+	}
+	puts := mem.Count("put")
+	if err := c.Rename(ctx, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Stat(ctx, "a"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("old directory after rename: %v", err)
+	}
+	for name, data := range want {
+		if got := readAll(t, c, "b/"+name); got != data {
+			t.Errorf("b/%s reads %q before the move, want %q", name, got, data)
+		}
+	}
+	if a := statOK(t, c, "b/fifo"); a.Kind != 0o010000 {
+		t.Errorf("fifo after rename: kind %o", a.Kind)
+	}
+	drainTest(t, c)
+	wantStoreHolds(t, mem, "b", want)
+	if got := mem.Count("put") - puts; got != 1 {
+		t.Errorf("%d PUTs for the rename, want 1 (the file never sent)", got)
+	}
+	if got := mem.Count("copy"); got != 3 {
+		t.Errorf("%d copies for the rename, want 3 (one per object in the store)", got)
+	}
+	if m := mem.Meta("b/sub/deep/z"); m["uid"] != "33" || m["mode"] != "33152" {
+		t.Errorf("another tool's metadata did not move with the object: %v", m)
+	}
+	for name, data := range want {
+		if got := readAll(t, c, "b/"+name); got != data {
+			t.Errorf("b/%s reads %q after the move, want %q", name, got, data)
+		}
+	}
+}
+
+// A stop at any point of the moves (after a copy, before its delete, or
+// before any) loses nothing and leaves no object at both keys once the
+// restarted cache has caught up.
+func TestDirectoryRenameSurvivesAStopAtEveryStep(t *testing.T) {
+	for _, failAt := range []string{"copy", "delete"} {
+		for n := 0; n < 3; n++ {
+			t.Run(fmt.Sprintf("%s%d", failAt, n), func(t *testing.T) {
+				mem := s3.NewMem()
+				var calls atomic.Int32
+				broken := errors.New("stopped")
+				fail := func(op string) func(context.Context, string) error {
+					return func(context.Context, string) error {
+						if op == failAt && calls.Add(1) > int32(n) {
+							return broken
+						}
+						return nil
+					}
+				}
+				faulty := &s3.Faulty{Store: mem, BeforeCopy: fail("copy"), BeforeDelete: fail("delete")}
+				dir := t.TempDir()
+				c := openTest(t, dir, faulty, nil)
+				want := renameTree(t, c, mem)
+				if err := c.Rename(context.Background(), "a", "b"); err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 300e6)
+				c.Drain(ctx) // fails: the store stops answering part way
+				cancel()
+				if err := c.Close(); err != nil {
+					t.Fatal(err)
+				}
+				c = openTest(t, dir, mem, nil)
+				drainTest(t, c)
+				wantStoreHolds(t, mem, "b", want)
+				for name, data := range want {
+					if got := readAll(t, c, "b/"+name); got != data {
+						t.Errorf("b/%s reads %q, want %q", name, got, data)
+					}
+				}
+			})
+		}
+	}
+}
+
+// Renamed twice before the first move was sent, or with a new file made at
+// an old name meanwhile: each object ends at its last name, once.
+func TestDirectoryRenamedAgainBeforeItsMove(t *testing.T) {
+	mem := s3.NewMem()
+	hold := make(chan struct{})
+	faulty := &s3.Faulty{Store: mem, BeforeCopy: func(ctx context.Context, key string) error {
+		select {
+		case <-hold:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	c := openTest(t, t.TempDir(), faulty, nil)
+	ctx := context.Background()
+	want := renameTree(t, c, mem)
+	if err := c.Rename(ctx, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, c, "a/x", []byte("new file at an old name"))
+	if err := c.Rename(ctx, "b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	drainTest(t, c)
+	for name, data := range want {
+		wantObject(t, mem, "c/"+name, []byte(data))
+	}
+	if got := mem.Keys(); !slices.Equal(got, []string{"a/x", "c/d", "c/sub/deep/z", "c/sub/y", "c/x"}) {
+		t.Errorf("store holds %q", got)
+	}
+	if got := readAll(t, c, "a/x"); got != "new file at an old name" {
+		t.Errorf("a/x reads %q", got)
+	}
+}
+
+// Renaming into itself, over a file, or over a directory that is not
+// empty fails and changes nothing.
+func TestDirectoryRenameRefusals(t *testing.T) {
+	mem := s3.NewMem()
+	c := openTest(t, t.TempDir(), mem, nil)
+	ctx := context.Background()
+	writeFile(t, c, "a/f", []byte("1"))
+	writeFile(t, c, "full/g", []byte("2"))
+	writeFile(t, c, "file", []byte("3"))
+	for _, tc := range []struct {
+		to   string
+		want error
+	}{{"a/inner", ErrInvalid}, {"file", ErrNotDir}, {"full", ErrNotEmpty}} {
+		if err := c.Rename(ctx, "a", tc.to); !errors.Is(err, tc.want) {
+			t.Errorf("rename a to %s: %v, want %v", tc.to, err, tc.want)
+		}
+	}
+	if got := readAll(t, c, "a/f"); got != "1" {
+		t.Errorf("a/f reads %q after refused renames", got)
+	}
+}
+
+// A tree larger than one index transaction moves in batches; a stop
+// between two leaves a rename intent that the next Open finishes.
+func TestDirectoryRenameInBatchesFinishesAfterAStop(t *testing.T) {
+	defer func(n int) { renameBatch = n }(renameBatch)
+	renameBatch = 2
+	mem := s3.NewMem()
+	dir := t.TempDir()
+	c := openTest(t, dir, mem, nil)
+	ctx := context.Background()
+	want := renameTree(t, c, mem)
+	if err := c.Rename(ctx, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	drainTest(t, c)
+	wantStoreHolds(t, mem, "b", want)
+
+	// Now stop half way through moving b to c, by hand.
+	c.mu.Lock()
+	var paths []string
+	err := c.view(func(txn *badger.Txn) error { return collectBelow(txn, "b", &paths) })
+	if err == nil {
+		err = c.update(func(t *tx) error {
+			if err := t.txn.Set(renameIntentKey("b", "c"), nil); err != nil {
+				return err
+			}
+			for _, from := range append([]string{"b"}, paths[:2]...) {
+				if _, err := c.moveRecordTxn(t, from, "c"+strings.TrimPrefix(from, "b"), 1); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	c.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c = openTest(t, dir, mem, nil)
+	drainTest(t, c)
+	if _, err := c.Stat(ctx, "b"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("b after the finished rename: %v", err)
+	}
+	for name, data := range want {
+		if got := readAll(t, c, "c/"+name); got != data {
+			t.Errorf("c/%s reads %q, want %q", name, got, data)
+		}
+	}
+	wantStoreHolds(t, mem, "c", want)
+}
