@@ -28,10 +28,16 @@ type Attr struct {
 	Kind, Rdev uint32
 }
 
-// laterOf returns the later of two times.
-func laterOf(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
+// written is a as the open file's data says: its size and modification
+// time. A write changes the inode, so the change time is never older; an
+// access time never set apart from the modification time follows it.
+func (a Attr) written(size int64, mtime time.Time) Attr {
+	if a.ATime.Equal(a.MTime) {
+		a.ATime = mtime
+	}
+	a.Size, a.MTime = size, mtime
+	if mtime.After(a.CTime) {
+		a.CTime = mtime
 	}
 	return a
 }
@@ -126,9 +132,7 @@ func (c *Cache) withOpenSize(p string, a Attr) Attr {
 		of.mu.RLock()
 		if of.data != nil {
 			if fi, err := of.data.Stat(); err == nil {
-				a.Size = fi.Size()
-				a.MTime = fi.ModTime()
-				a.CTime = laterOf(a.CTime, a.MTime)
+				a = a.written(fi.Size(), fi.ModTime())
 			}
 		}
 		of.mu.RUnlock()

@@ -72,6 +72,14 @@ type Handle struct {
 // OpenFile opens the file at p. flags are the open(2) flags; O_TRUNC on a
 // writable open empties the file without fetching it.
 func (c *Cache) OpenFile(ctx context.Context, p string, flags int) (*Handle, error) {
+	return c.OpenInode(ctx, p, 0, flags)
+}
+
+// OpenInode is OpenFile of the file p only while p is still the inode
+// ino (0: any): a name the kernel resolved may have been renamed over
+// since (a file swapped for a symlink, say), and opening, let alone
+// truncating, whatever p names now would act on another file.
+func (c *Cache) OpenInode(ctx context.Context, p string, ino uint64, flags int) (*Handle, error) {
 	if err := c.checkPath(p); err != nil {
 		return nil, err
 	}
@@ -88,6 +96,13 @@ func (c *Cache) OpenFile(ctx context.Context, p string, flags int) (*Handle, err
 	case r.Dir:
 		c.mu.Unlock()
 		return nil, fmt.Errorf("open %q: %w", p, ErrIsDir)
+	case ino != 0 && r.Ino != ino:
+		c.mu.Unlock()
+		return nil, fmt.Errorf("open %q: replaced since it was looked up: %w", p, ErrNotExist)
+	case r.Kind != 0:
+		// Symlinks and nodes are the kernel's to open, never ours.
+		c.mu.Unlock()
+		return nil, fmt.Errorf("open %q: not a regular file: %w", p, ErrInvalid)
 	}
 	of := c.open[p]
 	if of == nil {
@@ -288,8 +303,7 @@ func (h *Handle) Attr() Attr {
 	defer h.of.mu.RUnlock()
 	if h.of.data != nil {
 		if fi, err := h.of.data.Stat(); err == nil {
-			a.Size, a.MTime = fi.Size(), fi.ModTime()
-			a.CTime = laterOf(a.CTime, a.MTime) // a write changes the inode too
+			a = a.written(fi.Size(), fi.ModTime())
 		}
 	}
 	return a

@@ -232,6 +232,13 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 // mode change.
 func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) (errno syscall.Errno) {
 	defer n.observe("setattr", time.Now(), &errno)
+	if !n.IsRoot() {
+		// The name may have been renamed over since the kernel resolved
+		// it: change nothing of another file.
+		if a, err := n.c.Stat(ctx, n.path()); err == nil && a.Ino != n.StableAttr().Ino {
+			return syscall.ENOENT
+		}
+	}
 	var ch cache.AttrChange
 	if mode, ok := in.GetMode(); ok {
 		ch.Mode = &mode
@@ -280,7 +287,7 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 // Open implements gofs.NodeOpener.
 func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, errno syscall.Errno) {
 	defer n.observe("open", time.Now(), &errno)
-	h, err := n.c.OpenFile(ctx, n.path(), int(flags))
+	h, err := n.c.OpenInode(ctx, n.path(), n.StableAttr().Ino, int(flags))
 	if err != nil {
 		return nil, 0, n.fail("open", n.path(), err)
 	}
