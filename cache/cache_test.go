@@ -16,7 +16,7 @@ import (
 	"github.com/s3mediafs/s3mediafs/s3"
 )
 
-func openTest(t *testing.T, dir string, store Store, log *slog.Logger) *Cache {
+func openTest(t testing.TB, dir string, store Store, log *slog.Logger) *Cache {
 	t.Helper()
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -23,9 +25,12 @@ import (
 //	clear MoveFrom the bytes are at new; old is deleted next
 //	delete old     the source mark goes with the owed delete
 //
-// The index part is as atomic as one mount-wide lock makes it; a tree too
-// large for one index transaction is moved in batches under a rename
-// intent (renameIntentKey), which Open finishes after a crash.
+// In the index, a tree moves in one transaction, or for a larger tree in
+// batches under a rename intent (renameIntentKey) that Open finishes
+// after a crash. Between batches the mount goes on serving; the kernel
+// holds both parent directories for the rename, so it reaches the tree
+// only through names it resolved before, which Resolve maps to wherever
+// each record is meanwhile.
 
 const (
 	moveSourcePrefix   = 'M' // M<old key> -> path of the record moving it
@@ -38,6 +43,63 @@ func renameIntentKey(oldp, newp string) []byte {
 	k := append([]byte{renameIntentPrefix}, oldp...)
 	k = append(k, 0)
 	return append(k, newp...)
+}
+
+// movingTrees are the directory renames under way: old path to new.
+type movingTrees struct {
+	n  atomic.Int32 // len(m), read without the lock
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+func (m *movingTrees) add(oldp, newp string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = map[string]string{}
+	}
+	m.m[oldp] = newp
+	m.n.Store(int32(len(m.m)))
+}
+
+func (m *movingTrees) remove(oldp string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.m, oldp)
+	m.n.Store(int32(len(m.m)))
+}
+
+// Resolve maps a path the kernel resolved before a directory rename that
+// is still moving its records to the path of the record now. Outside such
+// a move it returns p at once.
+func (c *Cache) Resolve(p string) string {
+	if c.moving.n.Load() == 0 {
+		return p
+	}
+	c.moving.mu.RLock()
+	var q string
+	for oldp, newp := range c.moving.m {
+		if p == oldp || strings.HasPrefix(p, oldp+"/") {
+			q = newp + p[len(oldp):]
+			break
+		}
+	}
+	c.moving.mu.RUnlock()
+	if q == "" {
+		return p
+	}
+	var here, there bool
+	_ = c.view(func(txn *badger.Txn) error {
+		_, here, _ = getRecord(txn, p)
+		if !here {
+			_, there, _ = getRecord(txn, q)
+		}
+		return nil
+	})
+	if !here && there {
+		return q
+	}
+	return p
 }
 
 // renameBatch bounds the records moved in one index transaction (a var
@@ -118,9 +180,7 @@ func (c *Cache) renameDir(ctx context.Context, oldp, newp string) error {
 			return fmt.Errorf("%w: %w", ErrStore, err)
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.moveTreeLocked(oldp, newp, false)
+	return c.moveTree(oldp, newp, false)
 }
 
 // learnTree records every object the store holds below the directory p
@@ -218,10 +278,14 @@ func (c *Cache) learnDirTxn(t *tx, p string) error {
 	return t.put(p, record{Dir: true, Ino: ino, MTime: time.Now().UnixNano()})
 }
 
-// moveTreeLocked moves the records at and below oldp to newp in the index,
-// in batches under a rename intent. resuming is set when Open finishes a
-// move a crash interrupted.
-func (c *Cache) moveTreeLocked(oldp, newp string, resuming bool) error {
+// moveTree moves the records at and below oldp to newp in the index, in
+// batches under a rename intent, each under the index lock. resuming is
+// set when Open finishes a move a crash interrupted.
+func (c *Cache) moveTree(oldp, newp string, resuming bool) error {
+	c.moving.add(oldp, newp)
+	defer c.moving.remove(oldp)
+	// The tree is read from one snapshot, without the lock: the kernel
+	// adds nothing below a directory it is renaming.
 	var paths []string
 	if err := c.view(func(txn *badger.Txn) error {
 		if _, ok, err := getRecord(txn, oldp); err != nil || ok {
@@ -240,10 +304,20 @@ func (c *Cache) moveTreeLocked(oldp, newp string, resuming bool) error {
 	if err := c.view(func(txn *badger.Txn) error { return collectBelow(txn, oldp, &paths) }); err != nil {
 		return err
 	}
+	locked := false
+	defer func() {
+		if locked {
+			c.mu.Unlock()
+		}
+	}()
 	intent := renameIntentKey(oldp, newp)
-	var queue, superseded []string
+	var queue []string
 	now := time.Now().UnixNano()
 	for start := 0; start == 0 || start < len(paths); start += renameBatch {
+		if !locked {
+			c.mu.Lock()
+			locked = true
+		}
 		batch := paths[start:min(start+renameBatch, len(paths))]
 		last := start+renameBatch >= len(paths)
 		err := c.update(func(t *tx) error {
@@ -288,23 +362,26 @@ func (c *Cache) moveTreeLocked(oldp, newp string, resuming bool) error {
 			}
 			return err
 		}
-		superseded = append(superseded, batch...)
-	}
-	for _, from := range superseded {
-		to := newp + strings.TrimPrefix(from, oldp)
-		if of := c.open[from]; of != nil {
-			delete(c.open, from)
-			of.path = to
-			c.open[to] = of
+		for _, from := range batch {
+			to := newp + strings.TrimPrefix(from, oldp)
+			if of := c.open[from]; of != nil {
+				delete(c.open, from)
+				of.path = to
+				c.open[to] = of
+			}
+			delete(c.verified, from)
+			c.negative.remove(to)
+			c.q.supersede(from)
 		}
-		delete(c.verified, from)
-		c.negative.remove(to)
-		c.q.supersede(from)
+		c.removeFromSubtreesLocked(oldp)
+		c.removeFromSubtreesLocked(newp)
+		c.negative.remove(newp)
+		c.queueAll(queue)
+		queue = queue[:0]
+		// Let the rest of the mount in between batches.
+		c.mu.Unlock()
+		locked = false
 	}
-	c.removeFromSubtreesLocked(oldp)
-	c.removeFromSubtreesLocked(newp)
-	c.negative.remove(newp)
-	c.queueAll(queue)
 	return nil
 }
 
@@ -337,7 +414,7 @@ func (c *Cache) moveRecordTxn(t *tx, from, to string, now int64) (queue []string
 	if err != nil || !ok {
 		return nil, err // moved before a crash
 	}
-	if err := t.del(from); err != nil {
+	if err := t.delRead(from, r); err != nil {
 		return nil, err
 	}
 	moved := r
@@ -438,11 +515,9 @@ func (c *Cache) finishRenames() error {
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, m := range moves {
 		c.log.Warn("finishing a directory rename a stop interrupted", "from", m.from, "to", m.to)
-		if err := c.moveTreeLocked(m.from, m.to, true); err != nil {
+		if err := c.moveTree(m.from, m.to, true); err != nil {
 			return fmt.Errorf("finish renaming %q to %q: %w", m.from, m.to, err)
 		}
 	}

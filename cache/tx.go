@@ -51,6 +51,11 @@ func (t *tx) del(p string) error {
 	if err != nil || !had {
 		return err
 	}
+	return t.delRead(p, old)
+}
+
+// delRead removes the record at p, which this transaction just read as old.
+func (t *tx) delRead(p string, old record) error {
 	if err := t.derive(p, old, true, record{}, false); err != nil {
 		return err
 	}

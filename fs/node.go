@@ -92,7 +92,10 @@ var (
 	_ gofs.NodeLinker     = (*node)(nil)
 )
 
-func (n *node) path() string { return n.Path(nil) }
+// path is the node's path in the store's namespace. During a directory
+// rename that is still moving records, a name resolved before it maps to
+// the record's place now (cache.Resolve).
+func (n *node) path() string { return n.c.Resolve(n.Path(nil)) }
 
 // observe reports an operation that started at start; deferred with a
 // pointer to the method's named errno result.
