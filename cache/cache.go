@@ -106,7 +106,7 @@ func (o *Options) setDefaults() {
 // Lock order: openFile.mu, then Cache.mu, then queue.mu. No lock is held
 // across a call to the store.
 type Cache struct {
-	moving movingTrees // directory renames under way (see Resolve)
+	moving  movingTrees // directory renames under way (see Resolve)
 	opts    Options
 	log     *slog.Logger
 	store   Store
