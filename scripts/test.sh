@@ -4,7 +4,8 @@
 # that talk to a store again against a local SeaweedFS (stores differ:
 # empty folders kept after deletes, in-progress uploads in listings, page
 # sizes). Each server is stopped and its state removed whatever happens.
-# Run as root (the tests mount FUSE filesystems). Arguments go to go test.
+# Then pjdfstest on a live mount (scripts/pjdfstest.sh). Run as root (the
+# tests mount FUSE filesystems). Arguments go to go test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The reconcile tests read a real PostgreSQL: one throwaway server serves
@@ -17,3 +18,6 @@ S3MEDIAFS_TEST_STORE=versitygw scripts/s3-server.sh run \
   bash -c 'go vet ./... && go test -race -count=1 -timeout 20m ./... "$@"' test "$@"
 S3MEDIAFS_TEST_STORE=seaweedfs scripts/s3-server.sh run \
   bash -c 'go test -race -count=1 -timeout 20m ./s3/... ./fs/... ./cmd/... ./scripts/e2e/... "$@"' test "$@"
+# The public POSIX conformance suite (pjd/pjdfstest) on a live mount:
+# each suite's pass count, and a failure on anything not expected.
+scripts/pjdfstest.sh check
