@@ -33,6 +33,10 @@ type Options struct {
 	// LookupTimeout bounds one store lookup (HEAD or LIST) of an unknown
 	// name; default 3s.
 	LookupTimeout time.Duration
+	// SkipObjectMeta shows the mount's owner and modes for objects learned
+	// from a listing rather than reading their metadata with a HEAD at
+	// their first lookup (a store whose objects carry none).
+	SkipObjectMeta bool
 	// MaxKeyLen is the longest path the store accepts (1024 minus the prefix).
 	MaxKeyLen int
 

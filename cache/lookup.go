@@ -90,7 +90,7 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 		if !r.Dir && (r.State == Clean || r.State == Remote) && c.dueForRevalidation(p) {
 			return c.revalidate(ctx, p, r)
 		}
-		if r.MetaUnknown {
+		if r.MetaUnknown && !c.opts.SkipObjectMeta {
 			return c.learnMeta(ctx, p, r), nil
 		}
 		return c.withOpenSize(p, attrOf(r)), nil
@@ -232,6 +232,7 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 	var (
 		size          int64
 		mtime         time.Time
+		meta          map[string]string
 		isFile, isDir bool
 	)
 	if gone == nil {
@@ -244,7 +245,7 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 			c.mu.Unlock()
 		}
 	} else {
-		size, mtime, _, err = c.store.Head(lctx, p)
+		size, mtime, meta, err = c.store.Head(lctx, p)
 		isFile = err == nil
 		if isNotFound(err) {
 			isDir, err = c.remoteDirExistsExcept(lctx, p, gone)
@@ -253,17 +254,20 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 	if err != nil {
 		return Attr{}, false, err
 	}
-	return c.learnAnswer(p, isFile, size, mtime, isDir, asked)
+	return c.learnAnswer(p, isFile, size, mtime, meta, isDir, asked)
 }
 
 // learnAnswer records what the store said about p, as of the time given:
-// a file of that size and time, a directory, or neither. It reports
-// whether p exists.
-func (c *Cache) learnAnswer(p string, isFile bool, size int64, mtime time.Time, isDir bool, at time.Time) (Attr, bool, error) {
+// a file of that size, time and metadata (nil: not read yet), a
+// directory, or neither. It reports whether p exists.
+func (c *Cache) learnAnswer(p string, isFile bool, size int64, mtime time.Time, meta map[string]string, isDir bool, at time.Time) (Attr, bool, error) {
 	var r record
 	switch {
 	case isFile:
 		r = record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true, MetaUnknown: true}
+		if meta != nil {
+			applyMeta(&r, meta)
+		}
 	case isDir:
 		r = record{Dir: true, MTime: time.Now().UnixNano()}
 	default:
@@ -292,7 +296,7 @@ func (c *Cache) lookupSubtree(p string) (a Attr, ok bool, err error) {
 	if f != nil {
 		size, mtime = f.size, f.mtime
 	}
-	a, found, err := c.learnAnswer(p, f != nil, size, mtime, dir, at)
+	a, found, err := c.learnAnswer(p, f != nil, size, mtime, nil, dir, at)
 	if err == nil && !found {
 		c.mu.Lock()
 		c.negative.set(p, at.Add(c.opts.NegativeTTL))

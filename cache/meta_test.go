@@ -178,3 +178,32 @@ func TestSpecialFilesAreKept(t *testing.T) {
 		}
 	}
 }
+
+// With SkipObjectMeta, an object learned from a listing shows the mount's
+// defaults and costs no HEAD; by default its metadata is read once.
+func TestObjectMetaCostsOneHeadUnlessSkipped(t *testing.T) {
+	for _, skip := range []bool{false, true} {
+		mem := s3.NewMem()
+		mem.SetObjectMeta("d/f", []byte("a"), map[string]string{"uid": "33", "gid": "34", "mode": "33152"})
+		c, err := Open(Options{Dir: t.TempDir(), Store: mem, SkipObjectMeta: skip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Start()
+		if _, err := c.Readdir(context.Background(), ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Readdir(context.Background(), "d"); err != nil {
+			t.Fatal(err)
+		}
+		a := statOK(t, c, "d/f")
+		statOK(t, c, "d/f")
+		switch heads := mem.Count("head"); {
+		case skip && (heads != 0 || a.Owner != nil):
+			t.Errorf("skipped: %d HEADs, owner %+v", heads, a.Owner)
+		case !skip && (heads != 1 || a.Owner == nil || a.Owner.UID != 33 || a.Mode != 0o600):
+			t.Errorf("read: %d HEADs, owner %+v mode %o", heads, a.Owner, a.Mode)
+		}
+		c.Close()
+	}
+}

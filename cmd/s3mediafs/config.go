@@ -110,6 +110,10 @@ type Config struct {
 	// (the process that made it, as on a local disk) or "mount" (uid and
 	// gid, whoever made it).
 	NewFileOwner string `yaml:"new_file_owner"`
+	// ReadObjectMetadata (default true) reads the owner, mode and mtime of
+	// an object learned from a listing with one HEAD at its first lookup;
+	// false shows the defaults for such objects and saves the request.
+	ReadObjectMetadata *bool `yaml:"read_object_metadata"`
 
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`

@@ -340,6 +340,7 @@ func openCache(cfg Config, client *s3.Client, met *metrics, log *slog.Logger) (*
 		RevalidateAfter:    cfg.RevalidateAfter,
 		StoreTimeout:       cfg.StoreTimeout,
 		LookupTimeout:      cfg.LookupTimeout,
+		SkipObjectMeta:     cfg.ReadObjectMetadata != nil && !*cfg.ReadObjectMetadata,
 		MaxKeyLen:          1024 - len(cfg.Prefix),
 		MaxSize:            int64(cfg.CacheMaxSize),
 		MinFree:            cfg.CacheMinFree.Bytes,
