@@ -57,14 +57,10 @@ func TestMetadataTravelsWithTheObject(t *testing.T) {
 	mem := s3.NewMem()
 	a := openTest(t, t.TempDir(), mem, nil)
 	ctx := context.Background()
-	h, _, err := a.Create(ctx, "m/f", os.O_WRONLY|os.O_CREATE|os.O_EXCL, NewFile{Mode: 0o640, Owner: &Owner{UID: 991, GID: 992}})
-	if !errors.Is(err, ErrNotExist) {
-		t.Fatalf("create without a parent: %v", err)
-	}
 	if _, err := a.Mkdir(ctx, "m", NewFile{Mode: 0o750}); err != nil {
 		t.Fatal(err)
 	}
-	h, _, err = a.Create(ctx, "m/f", os.O_WRONLY|os.O_CREATE|os.O_EXCL, NewFile{Mode: 0o640, Owner: &Owner{UID: 991, GID: 992}})
+	h, _, err := a.Create(ctx, "m/f", os.O_WRONLY|os.O_CREATE|os.O_EXCL, NewFile{Mode: 0o640, Owner: &Owner{UID: 991, GID: 992}})
 	if err != nil {
 		t.Fatal(err)
 	}
