@@ -43,6 +43,28 @@ func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 	}
 }
 
+// putRenamedTxn writes the record of a file renamed to newp and owes the
+// store what that takes. A special file stays index-only; a file's bytes
+// are here and go up whole at the new key, so an owed move of its object
+// is moot: its source is deleted once nothing reads it (the caller queues
+// it; its mark, naming the old path, no longer holds it).
+func (c *Cache) putRenamedTxn(t *tx, newp string, moved record) error {
+	if moved.State != Special {
+		moved.MoveFrom = ""
+		moved.Gen++
+		moved.State = c.versionState(newp)
+	}
+	if err := t.put(newp, moved); err != nil {
+		return err
+	}
+	// An object it replaced at newp is deleted (a special file), or
+	// replaced by the upload owed.
+	if (moved.State == Special || moved.State == Local) && !moved.InStore {
+		return clearPending(t.txn, newp)
+	}
+	return setPending(t.txn, newp)
+}
+
 func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -95,30 +117,8 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 		moved := src
 		moved.CTime = now
 		moved.InStore = (dstOK && dst.InStore) || (!dstOK && newTomb)
-		if src.State == Special {
-			// Index only; an object it replaced at newp is deleted.
-			if err := t.put(newp, moved); err != nil {
-				return err
-			}
-			if !moved.InStore {
-				return clearPending(t.txn, newp)
-			}
-			return setPending(t.txn, newp)
-		}
-		// The bytes are here and go up whole at the new key; an owed
-		// move's source is deleted once nothing reads it (its mark,
-		// still naming oldp, no longer holds it).
 		moveSrc = src.MoveFrom
-		moved.MoveFrom = ""
-		moved.Gen++
-		moved.State = c.versionState(newp)
-		if err := t.put(newp, moved); err != nil {
-			return err
-		}
-		if moved.State == Local && !moved.InStore {
-			return clearPending(t.txn, newp)
-		}
-		return setPending(t.txn, newp)
+		return c.putRenamedTxn(t, newp, moved)
 	})
 	if err != nil || fetchNeeded {
 		return fetchNeeded, err

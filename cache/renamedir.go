@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -32,12 +31,8 @@ import (
 // only through names it resolved before, which Resolve maps to wherever
 // each record is meanwhile.
 
-const (
-	moveSourcePrefix   = 'M' // M<old key> -> path of the record moving it
-	renameIntentPrefix = 'R' // R<old>\x00<new> -> "": a tree move under way
-)
-
-func moveSourceKey(p string) []byte { return append([]byte{moveSourcePrefix}, p...) }
+// renameIntentPrefix marks a tree move under way: R<old>\x00<new> -> "".
+const renameIntentPrefix = 'R'
 
 func renameIntentKey(oldp, newp string) []byte {
 	k := append([]byte{renameIntentPrefix}, oldp...)
@@ -106,44 +101,6 @@ func (c *Cache) Resolve(p string) string {
 // for the tests of batched moves).
 var renameBatch = 1000
 
-// moveOwner returns the path of the record whose object still sits at p,
-// if a move from p is owed.
-func moveOwner(txn *badger.Txn, p string) (string, bool, error) {
-	item, err := txn.Get(moveSourceKey(p))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	v, err := item.ValueCopy(nil)
-	return string(v), err == nil, err
-}
-
-// moveStillOwed reports whether a move out of src is still owed: its
-// mark names a record that still says its object sits at src.
-func moveStillOwed(txn *badger.Txn, src string) (bool, error) {
-	owner, ok, err := moveOwner(txn, src)
-	if err != nil || !ok {
-		return false, err
-	}
-	r, ok, err := getRecord(txn, owner)
-	if err != nil || !ok {
-		return false, err
-	}
-	return r.MoveFrom == src, nil
-}
-
-// objectKeyOf is the key the object of the file at p sits at now.
-func (c *Cache) objectKeyOf(p string) string {
-	var r record
-	_ = c.view(func(txn *badger.Txn) (err error) {
-		r, _, err = getRecord(txn, p)
-		return err
-	})
-	return r.objectKey(p)
-}
-
 // renameDir moves the directory oldp, and everything below it, to newp.
 func (c *Cache) renameDir(ctx context.Context, oldp, newp string) error {
 	if strings.HasPrefix(newp, oldp+"/") {
@@ -183,99 +140,11 @@ func (c *Cache) renameDir(ctx context.Context, oldp, newp string) error {
 	return c.moveTree(oldp, newp, false)
 }
 
-// learnTree records every object the store holds below the directory p
-// that the index lacks (with the directories they imply), so that a
-// rename moves them too. It does not hold the index lock while listing.
-func (c *Cache) learnTree(ctx context.Context, p string) error {
-	var page []listedObject
-	var pageErr error
-	flush := func() bool {
-		pageErr = c.learnObjects(p, page)
-		page = page[:0]
-		return pageErr == nil
-	}
-	err := c.store.List(ctx, p+"/", true, func(name string, size int64, mtime time.Time, isDir bool) bool {
-		if isDir || name == "" || strings.HasSuffix(name, "/") {
-			return true // folder markers: their directories come with the objects
-		}
-		page = append(page, listedObject{name, size, mtime})
-		return len(page) < renameBatch || flush()
-	})
-	if err == nil && len(page) > 0 {
-		flush()
-	}
-	return errors.Join(err, pageErr)
-}
-
-// listedObject is an object a recursive LIST met, named below its prefix.
-type listedObject struct {
-	name  string
-	size  int64
-	mtime time.Time
-}
-
-// learnObjects records the objects at p/<name> the index lacks.
-func (c *Cache) learnObjects(p string, objs []listedObject) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.update(func(t *tx) error {
-		for _, o := range objs {
-			full := joinPath(p, o.name)
-			if c.checkPath(full) != nil {
-				continue // a name no local tool could use stays behind
-			}
-			if err := c.learnPathTxn(t, full, o.size, o.mtime); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// learnPathTxn records the object at p and its directories, where the
-// index knows nothing of them and nothing was removed here.
-func (c *Cache) learnPathTxn(t *tx, p string, size int64, mtime time.Time) error {
-	if _, ok, err := t.get(p); err != nil || ok {
-		return err
-	}
-	if gone, err := goneHere(t.txn, p); err != nil || gone {
-		return err
-	}
-	parent := parentOf(p)
-	if ok, err := c.isDirTxn(t.txn, parent); err != nil {
-		return err
-	} else if !ok {
-		if _, exists, err := t.get(parent); err != nil || exists {
-			return err // a file where a directory would be: leave it
-		}
-		if err := c.learnDirTxn(t, parent); err != nil {
-			return err
-		}
-	}
-	ino, err := c.ix.nextIno()
-	if err != nil {
-		return err
-	}
-	return t.put(p, record{State: Remote, Ino: ino, Size: size, InStore: true, MetaUnknown: true,
-		MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano()})
-}
-
-// learnDirTxn records the directory p and those above it that are missing.
-func (c *Cache) learnDirTxn(t *tx, p string) error {
-	if p == "" {
-		return nil
-	}
-	if _, ok, err := t.get(p); err != nil || ok {
-		return err
-	}
-	if err := c.learnDirTxn(t, parentOf(p)); err != nil {
-		return err
-	}
-	ino, err := c.ix.nextIno()
-	if err != nil {
-		return err
-	}
-	return t.put(p, record{Dir: true, Ino: ino, MTime: time.Now().UnixNano()})
+// treeMove is one directory rename's move of index records.
+type treeMove struct {
+	oldp, newp string
+	resuming   bool  // finishing, at Open, a move a stop interrupted
+	now        int64 // the rename's time: ctime of what moves
 }
 
 // moveTree moves the records at and below oldp to newp in the index, in
@@ -284,105 +153,109 @@ func (c *Cache) learnDirTxn(t *tx, p string) error {
 func (c *Cache) moveTree(oldp, newp string, resuming bool) error {
 	c.moving.add(oldp, newp)
 	defer c.moving.remove(oldp)
+	m := treeMove{oldp: oldp, newp: newp, resuming: resuming, now: time.Now().UnixNano()}
 	// The tree is read from one snapshot, without the lock: the kernel
 	// adds nothing below a directory it is renaming.
 	var paths []string
 	if err := c.view(func(txn *badger.Txn) error {
-		if _, ok, err := getRecord(txn, oldp); err != nil || ok {
-			if err == nil {
-				paths = append(paths, oldp)
-			}
+		_, ok, err := getRecord(txn, oldp)
+		if err != nil || (!ok && !resuming) {
 			return err
 		}
-		return nil
+		if ok {
+			paths = append(paths, oldp)
+		}
+		// A stop may have moved oldp's record before those below it.
+		return collectBelow(txn, oldp, &paths)
 	}); err != nil {
 		return err
 	}
 	if len(paths) == 0 && !resuming {
 		return ErrNotExist
 	}
-	if err := c.view(func(txn *badger.Txn) error { return collectBelow(txn, oldp, &paths) }); err != nil {
-		return err
-	}
-	locked := false
-	defer func() {
-		if locked {
-			c.mu.Unlock()
-		}
-	}()
-	intent := renameIntentKey(oldp, newp)
-	var queue []string
-	now := time.Now().UnixNano()
 	for start := 0; start == 0 || start < len(paths); start += renameBatch {
-		if !locked {
-			c.mu.Lock()
-			locked = true
-		}
 		batch := paths[start:min(start+renameBatch, len(paths))]
-		last := start+renameBatch >= len(paths)
-		err := c.update(func(t *tx) error {
-			if start == 0 {
-				if !resuming {
-					if _, ok, err := t.get(newp); err != nil || ok {
-						return errorOr(err, ErrExist)
-					}
-					if ok, err := c.isDirTxn(t.txn, parentOf(newp)); err != nil || !ok {
-						return errorOr(err, ErrNotExist)
-					}
-				}
-				if !last {
-					if err := t.txn.Set(intent, nil); err != nil {
-						return err
-					}
-				}
-				if err := t.touchParent(oldp, now); err != nil {
-					return err
-				}
-				if err := t.touchParent(newp, now); err != nil {
-					return err
-				}
-			}
-			for _, from := range batch {
-				to := newp + strings.TrimPrefix(from, oldp)
-				q, err := c.moveRecordTxn(t, from, to, now)
-				if err != nil {
-					return err
-				}
-				queue = append(queue, q...)
-			}
-			if last && start > 0 || last && resuming {
-				return t.txn.Delete(intent)
-			}
-			return nil
-		})
-		if err != nil {
-			if start > 0 {
+		first, last := start == 0, start+renameBatch >= len(paths)
+		// The lock is let go between batches, for the rest of the mount.
+		if err := c.moveBatch(m, batch, first, last); err != nil {
+			if !first {
 				// Half moved: the intent finishes it at the next Open.
 				c.log.Error("directory rename stopped half way; the next start finishes it", "from", oldp, "to", newp, "err", err)
 			}
 			return err
 		}
-		for _, from := range batch {
-			to := newp + strings.TrimPrefix(from, oldp)
-			if of := c.open[from]; of != nil {
-				delete(c.open, from)
-				of.path = to
-				c.open[to] = of
-			}
-			delete(c.verified, from)
-			c.negative.remove(to)
-			c.q.supersede(from)
-		}
-		c.removeFromSubtreesLocked(oldp)
-		c.removeFromSubtreesLocked(newp)
-		c.negative.remove(newp)
-		c.queueAll(queue)
-		queue = queue[:0]
-		// Let the rest of the mount in between batches.
-		c.mu.Unlock()
-		locked = false
 	}
 	return nil
+}
+
+// moveBatch moves the records at paths in one transaction. The first
+// batch checks the target and writes the intent when more batches follow;
+// the last one removes the intent.
+func (c *Cache) moveBatch(m treeMove, paths []string, first, last bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	intent := renameIntentKey(m.oldp, m.newp)
+	var queue []string
+	err := c.update(func(t *tx) error {
+		if first {
+			if err := c.startMoveTxn(t, m, !last); err != nil {
+				return err
+			}
+		}
+		for _, from := range paths {
+			q, err := c.moveRecordTxn(t, from, m.newp+strings.TrimPrefix(from, m.oldp), m.now)
+			if err != nil {
+				return err
+			}
+			queue = append(queue, q...)
+		}
+		if last && (!first || m.resuming) {
+			return t.txn.Delete(intent)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, from := range paths {
+		to := m.newp + strings.TrimPrefix(from, m.oldp)
+		if of := c.open[from]; of != nil {
+			delete(c.open, from)
+			of.path = to
+			c.open[to] = of
+		}
+		delete(c.verified, from)
+		c.negative.remove(to)
+		c.q.supersede(from)
+	}
+	c.removeFromSubtreesLocked(m.oldp)
+	c.removeFromSubtreesLocked(m.newp)
+	c.negative.remove(m.newp)
+	c.queueAll(queue)
+	return nil
+}
+
+// startMoveTxn checks that the rename's target is free (unless resuming),
+// writes the intent when the move takes more than one batch, and moves
+// both parents' times.
+func (c *Cache) startMoveTxn(t *tx, m treeMove, batched bool) error {
+	if !m.resuming {
+		if _, ok, err := t.get(m.newp); err != nil || ok {
+			return errorOr(err, ErrExist)
+		}
+		if ok, err := c.isDirTxn(t.txn, parentOf(m.newp)); err != nil || !ok {
+			return errorOr(err, ErrNotExist)
+		}
+	}
+	if batched {
+		if err := t.txn.Set(renameIntentKey(m.oldp, m.newp), nil); err != nil {
+			return err
+		}
+	}
+	if err := t.touchParent(m.oldp, m.now); err != nil {
+		return err
+	}
+	return t.touchParent(m.newp, m.now)
 }
 
 // collectBelow appends the paths of every record below the directory p.
@@ -522,71 +395,4 @@ func (c *Cache) finishRenames() error {
 		}
 	}
 	return nil
-}
-
-// moveObject carries out the owed move of p's object from r.MoveFrom (see
-// the top of this file): copy, then forget the old key, then delete it.
-func (c *Cache) moveObject(ctx context.Context, p string, r record) (again bool, err error) {
-	src := r.MoveFrom
-	if r.Size >= maxCopySize {
-		return false, fmt.Errorf("move %q to %q: objects over 5 GiB cannot be copied in the store; copy the file through the mount instead", src, p)
-	}
-	if r.MetaUnknown {
-		// The copy replaces the metadata: read what the object carries
-		// (another tool's owner and mode) so that it is carried over.
-		_, _, meta, err := c.store.Head(ctx, src)
-		if err != nil && !isNotFound(err) {
-			return false, err
-		}
-		if err == nil {
-			applyMeta(&r, meta)
-		}
-	}
-	err = c.store.Copy(ctx, src, p, metaOf(r))
-	if isNotFound(err) {
-		// Copied before a stop, or removed by another host.
-		_, _, _, herr := c.store.Head(ctx, p)
-		if herr != nil {
-			if isNotFound(herr) {
-				c.log.Error("an object to move is in neither place; another host removed it", "from", src, "to", p)
-			} else {
-				return false, herr
-			}
-		}
-	} else if err != nil {
-		return false, err
-	}
-	c.noteStoreOK()
-	c.mu.Lock()
-	err = c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
-		if err != nil || !ok || cur.Ino != r.Ino || cur.MoveFrom != src {
-			again = err == nil
-			return err
-		}
-		cur.MoveFrom = ""
-		cur.StoreMTime = 0 // the copy is a new object
-		if cur.MetaUnknown && !r.MetaUnknown {
-			cur.MetaUnknown, cur.OwnerSet, cur.UID, cur.GID = false, r.OwnerSet, r.UID, r.GID
-			cur.ModeSet, cur.Mode, cur.MTime = r.ModeSet, r.Mode, r.MTime
-		}
-		if cur.CTime == r.CTime {
-			cur.MetaOwed = false // the copy carried the metadata
-		}
-		if err := t.put(p, cur); err != nil {
-			return err
-		}
-		if (cur.State == Clean || cur.State == Remote) && !cur.MetaOwed {
-			return clearPending(t.txn, p)
-		}
-		again = true
-		return nil
-	})
-	c.mu.Unlock()
-	if err != nil {
-		return false, err
-	}
-	// The old key's owed delete runs now that no record reads from it.
-	c.q.add(src)
-	return again, nil
 }

@@ -32,19 +32,9 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 		if err != nil || !pending {
 			return err
 		}
-		// A key whose object is still to be moved away waits for the
-		// move, which queues it again; a mark outliving its move goes.
-		if _, marked, err := moveOwner(t.txn, p); err != nil || marked {
-			if err != nil {
-				return err
-			}
-			if owed, err := moveStillOwed(t.txn, p); err != nil || owed {
-				writing = owed // nothing to do now
-				return err
-			}
-			if err := t.txn.Delete(moveSourceKey(p)); err != nil {
-				return err
-			}
+		if wait, err := waitForMove(t, p); err != nil || wait {
+			writing = wait // nothing to do now
+			return err
 		}
 		var ok bool
 		r, ok, err = t.get(p)

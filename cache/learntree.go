@@ -1,0 +1,103 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+)
+
+// learnTree records every object the store holds below the directory p
+// that the index lacks (with the directories they imply), so that a
+// rename moves them too. It does not hold the index lock while listing.
+func (c *Cache) learnTree(ctx context.Context, p string) error {
+	var page []listedObject
+	var pageErr error
+	flush := func() bool {
+		pageErr = c.learnObjects(p, page)
+		page = page[:0]
+		return pageErr == nil
+	}
+	err := c.store.List(ctx, p+"/", true, func(name string, size int64, mtime time.Time, isDir bool) bool {
+		if isDir || name == "" || strings.HasSuffix(name, "/") {
+			return true // folder markers: their directories come with the objects
+		}
+		page = append(page, listedObject{name, size, mtime})
+		return len(page) < renameBatch || flush()
+	})
+	if err == nil && len(page) > 0 {
+		flush()
+	}
+	return errors.Join(err, pageErr)
+}
+
+// listedObject is an object a recursive LIST met, named below its prefix.
+type listedObject struct {
+	name  string
+	size  int64
+	mtime time.Time
+}
+
+// learnObjects records the objects at p/<name> the index lacks.
+func (c *Cache) learnObjects(p string, objs []listedObject) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.update(func(t *tx) error {
+		for _, o := range objs {
+			full := joinPath(p, o.name)
+			if c.checkPath(full) != nil {
+				continue // a name no local tool could use stays behind
+			}
+			if err := c.learnPathTxn(t, full, o.size, o.mtime); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// learnPathTxn records the object at p and its directories, where the
+// index knows nothing of them and nothing was removed here.
+func (c *Cache) learnPathTxn(t *tx, p string, size int64, mtime time.Time) error {
+	if _, ok, err := t.get(p); err != nil || ok {
+		return err
+	}
+	if gone, err := goneHere(t.txn, p); err != nil || gone {
+		return err
+	}
+	parent := parentOf(p)
+	if ok, err := c.isDirTxn(t.txn, parent); err != nil {
+		return err
+	} else if !ok {
+		if _, exists, err := t.get(parent); err != nil || exists {
+			return err // a file where a directory would be: leave it
+		}
+		if err := c.learnDirTxn(t, parent); err != nil {
+			return err
+		}
+	}
+	ino, err := c.ix.nextIno()
+	if err != nil {
+		return err
+	}
+	return t.put(p, record{State: Remote, Ino: ino, Size: size, InStore: true, MetaUnknown: true,
+		MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano()})
+}
+
+// learnDirTxn records the directory p and those above it that are missing.
+func (c *Cache) learnDirTxn(t *tx, p string) error {
+	if p == "" {
+		return nil
+	}
+	if _, ok, err := t.get(p); err != nil || ok {
+		return err
+	}
+	if err := c.learnDirTxn(t, parentOf(p)); err != nil {
+		return err
+	}
+	ino, err := c.ix.nextIno()
+	if err != nil {
+		return err
+	}
+	return t.put(p, record{Dir: true, Ino: ino, MTime: time.Now().UnixNano()})
+}

@@ -1,0 +1,137 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// The store's side of a directory rename (see renamedir.go): each moved
+// object is copied to its new key, then its old key is deleted.
+
+// moveSourcePrefix marks a key whose object a rename still has to move
+// away: M<old key> -> path of the record moving it. The old key also has
+// a pending mark, so lookups and listings treat it as gone.
+const moveSourcePrefix = 'M'
+
+func moveSourceKey(p string) []byte { return append([]byte{moveSourcePrefix}, p...) }
+
+// moveOwner returns the path of the record whose object still sits at p,
+// if a move from p is owed.
+func moveOwner(txn *badger.Txn, p string) (string, bool, error) {
+	item, err := txn.Get(moveSourceKey(p))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	v, err := item.ValueCopy(nil)
+	return string(v), err == nil, err
+}
+
+// moveStillOwed reports whether a move out of src is still owed: its
+// mark names a record that still says its object sits at src.
+func moveStillOwed(txn *badger.Txn, src string) (bool, error) {
+	owner, ok, err := moveOwner(txn, src)
+	if err != nil || !ok {
+		return false, err
+	}
+	r, ok, err := getRecord(txn, owner)
+	if err != nil || !ok {
+		return false, err
+	}
+	return r.MoveFrom == src, nil
+}
+
+// waitForMove reports whether the key p still has an object a rename has
+// to move away, so that nothing may be written or deleted there until the
+// move, which queues p again, is done. A mark outliving its move goes.
+func waitForMove(t *tx, p string) (bool, error) {
+	if _, marked, err := moveOwner(t.txn, p); err != nil || !marked {
+		return false, err
+	}
+	if owed, err := moveStillOwed(t.txn, p); err != nil || owed {
+		return owed, err
+	}
+	return false, t.txn.Delete(moveSourceKey(p))
+}
+
+// objectKeyOf is the key the object of the file at p sits at now.
+func (c *Cache) objectKeyOf(p string) string {
+	var r record
+	_ = c.view(func(txn *badger.Txn) (err error) {
+		r, _, err = getRecord(txn, p)
+		return err
+	})
+	return r.objectKey(p)
+}
+
+// moveObject carries out the owed move of p's object from r.MoveFrom (see
+// the top of this file): copy, then forget the old key, then delete it.
+func (c *Cache) moveObject(ctx context.Context, p string, r record) (again bool, err error) {
+	src := r.MoveFrom
+	if r.Size >= maxCopySize {
+		return false, fmt.Errorf("move %q to %q: objects over 5 GiB cannot be copied in the store; copy the file through the mount instead", src, p)
+	}
+	if r.MetaUnknown {
+		// The copy replaces the metadata: read what the object carries
+		// (another tool's owner and mode) so that it is carried over.
+		_, _, meta, err := c.store.Head(ctx, src)
+		if err != nil && !isNotFound(err) {
+			return false, err
+		}
+		if err == nil {
+			applyMeta(&r, meta)
+		}
+	}
+	err = c.store.Copy(ctx, src, p, metaOf(r))
+	if isNotFound(err) {
+		// Copied before a stop, or removed by another host.
+		_, _, _, herr := c.store.Head(ctx, p)
+		if herr != nil {
+			if isNotFound(herr) {
+				c.log.Error("an object to move is in neither place; another host removed it", "from", src, "to", p)
+			} else {
+				return false, herr
+			}
+		}
+	} else if err != nil {
+		return false, err
+	}
+	c.noteStoreOK()
+	c.mu.Lock()
+	err = c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
+		if err != nil || !ok || cur.Ino != r.Ino || cur.MoveFrom != src {
+			again = err == nil
+			return err
+		}
+		cur.MoveFrom = ""
+		cur.StoreMTime = 0 // the copy is a new object
+		if cur.MetaUnknown && !r.MetaUnknown {
+			cur.MetaUnknown, cur.OwnerSet, cur.UID, cur.GID = false, r.OwnerSet, r.UID, r.GID
+			cur.ModeSet, cur.Mode, cur.MTime = r.ModeSet, r.Mode, r.MTime
+		}
+		if cur.CTime == r.CTime {
+			cur.MetaOwed = false // the copy carried the metadata
+		}
+		if err := t.put(p, cur); err != nil {
+			return err
+		}
+		if (cur.State == Clean || cur.State == Remote) && !cur.MetaOwed {
+			return clearPending(t.txn, p)
+		}
+		again = true
+		return nil
+	})
+	c.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	// The old key's owed delete runs now that no record reads from it.
+	c.q.add(src)
+	return again, nil
+}
