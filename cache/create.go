@@ -66,14 +66,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 			exists = true
 			return nil
 		}
-		if parentDir, err := c.isDirTxn(t.txn, parentOf(p)); err != nil || !parentDir {
-			return errorOr(err, ErrNotExist)
-		}
-		tomb, err := claimKey(t, p)
-		if err != nil {
-			return err
-		}
-		ino, err := c.ix.nextIno()
+		ino, tomb, err := c.newFileTxn(t, p)
 		if err != nil {
 			return err
 		}
@@ -121,6 +114,20 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 	c.q.supersede(p)
 	c.mu.Unlock()
 	return &Handle{c: c, of: of, writable: true}, attrOf(r), nil
+}
+
+// newFileTxn readies the making of a file at p, which has no record: its
+// parent must be a directory, the key is claimed (see claimKey), and an
+// inode number is allocated.
+func (c *Cache) newFileTxn(t *tx, p string) (ino uint64, tomb bool, err error) {
+	if parentDir, err := c.isDirTxn(t.txn, parentOf(p)); err != nil || !parentDir {
+		return 0, false, errorOr(err, ErrNotExist)
+	}
+	if tomb, err = claimKey(t, p); err != nil {
+		return 0, false, err
+	}
+	ino, err = c.ix.nextIno()
+	return ino, tomb, err
 }
 
 // claimKey readies the key of a new file at p: a pending delete there

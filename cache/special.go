@@ -33,16 +33,9 @@ func (c *Cache) Mknod(ctx context.Context, p string, kind, rdev uint32, nf NewFi
 		if _, ok, err := t.get(p); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}
-		if parentDir, err := c.isDirTxn(t.txn, parentOf(p)); err != nil || !parentDir {
-			return errorOr(err, ErrNotExist)
-		}
 		// An object at this key (a delete owed, a hidden one) must go:
 		// the node replaces it, and the store keeps nothing of nodes.
-		tomb, err := claimKey(t, p)
-		if err != nil {
-			return err
-		}
-		ino, err := c.ix.nextIno()
+		ino, tomb, err := c.newFileTxn(t, p)
 		if err != nil {
 			return err
 		}
