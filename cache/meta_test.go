@@ -207,7 +207,7 @@ func TestObjectMetaCostsOneHeadUnlessSkipped(t *testing.T) {
 // The root's kept attributes decode from both layouts: the one before
 // times were kept, and the one with a mode that was set (0000 included).
 func TestRootMetaLayouts(t *testing.T) {
-	old := []byte{0o750 & 0x7f | 0x80, 0o750 >> 7, 34, 35} // mode 0750, uid 33, gid 34
+	old := []byte{0o750&0x7f | 0x80, 0o750 >> 7, 34, 35} // mode 0750, uid 33, gid 34
 	m, err := decodeRootMeta(old)
 	if err != nil || !m.modeSet || m.mode != 0o750 || m.owner == nil || m.owner.UID != 33 || m.mtime != 0 {
 		t.Errorf("old layout: %+v %v", m, err)
