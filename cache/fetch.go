@@ -91,6 +91,13 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 		w = arrivals{tmp, d}
 	}
 	size, err := c.download(ctx, r.objectKey(p), w, r.Size)
+	if isNotFound(err) && r.MoveFrom != "" {
+		// A rename's move finished meanwhile (it clears MoveFrom before
+		// deleting the old key): nothing was written; read the new key.
+		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
+			size, err = c.download(ctx, p, w, r.Size)
+		}
+	}
 	if err != nil {
 		c.noteStoreError(err)
 		if isNotFound(err) {

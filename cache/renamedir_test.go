@@ -351,3 +351,36 @@ func TestResolveDuringAMove(t *testing.T) {
 		}
 	}
 }
+
+// A read that asks for the old key just as the move deletes it reads the
+// new key instead: the file is not "gone" for a moment.
+func TestReadRacingItsObjectsMove(t *testing.T) {
+	mem := s3.NewMem()
+	faulty := &s3.Faulty{Store: mem, BeforeGet: func(ctx context.Context, key string) error {
+		if key != "a/f" {
+			return nil
+		}
+		for { // hold the GET until the move has deleted the old key
+			if _, ok := mem.Object("a/f"); !ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}}
+	c := openTest(t, t.TempDir(), faulty, nil)
+	writeFile(t, c, "a/f", []byte("moving"))
+	drainTest(t, c)
+	if !c.evictOne("a/f") {
+		t.Fatal("a/f could not be evicted")
+	}
+	if err := c.Rename(context.Background(), "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, c, "b/f"); got != "moving" {
+		t.Errorf("b/f reads %q", got)
+	}
+}

@@ -102,6 +102,9 @@ func (c *Cache) Readlink(ctx context.Context, p string) (string, error) {
 		return r.Link, nil
 	}
 	target, err := c.readLinkObject(ctx, r.objectKey(p))
+	if isNotFound(err) && r.MoveFrom != "" {
+		target, err = c.readLinkObject(ctx, p) // moved meanwhile
+	}
 	if err != nil {
 		return "", wrapPath("readlink", p, err)
 	}

@@ -38,9 +38,9 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.mu.Lock()
-	p, size := h.of.path, h.of.attr.Size
+	path, size := h.of.path, h.of.attr.Size
 	c.mu.Unlock()
-	p = c.objectKeyOf(p)
+	p := c.objectKeyOf(path)
 	if off >= size {
 		return 0, nil
 	}
@@ -57,6 +57,10 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 				cancel()
 				c.noteStoreError(err)
 				if isNotFound(err) {
+					if now := c.objectKeyOf(path); now != p {
+						p = now // a rename's move finished meanwhile
+						continue
+					}
 					return 0, fmt.Errorf("read %q: gone from the store: %w", p, ErrNotExist)
 				}
 				lastErr = err
