@@ -42,7 +42,7 @@ func (ch AttrChange) apply(r *record) {
 // upload queue sends and retries like an upload.
 func (c *Cache) SetAttr(ctx context.Context, p string, ch AttrChange) (Attr, error) {
 	if p == "" {
-		return c.setRoot(ch.Mode, ch.Owner) // the root's times are not kept
+		return c.setRoot(ch)
 	}
 	if err := c.checkPath(p); err != nil {
 		return Attr{}, err

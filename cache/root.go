@@ -135,8 +135,9 @@ func (c *Cache) RootAttr() Attr {
 	return a
 }
 
-// setRoot changes the root's permission bits and/or owner.
-func (c *Cache) setRoot(mode *uint32, owner *Owner) (Attr, error) {
+// setRoot changes the root's permission bits, owner and modification
+// time (its access time is its modification time).
+func (c *Cache) setRoot(ch AttrChange) (Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err := c.update(func(t *tx) error {
@@ -144,14 +145,17 @@ func (c *Cache) setRoot(mode *uint32, owner *Owner) (Attr, error) {
 		if err != nil {
 			return err
 		}
-		if mode != nil {
-			m.mode, m.modeSet = *mode&0o7777, true
+		if ch.Mode != nil {
+			m.mode, m.modeSet = *ch.Mode&0o7777, true
 		}
-		if owner != nil {
-			m.owner = owner
+		if ch.Owner != nil {
+			m.owner = ch.Owner
 		}
 		m.ctime = time.Now().UnixNano()
-		if m.mtime == 0 {
+		switch {
+		case ch.MTime != nil:
+			m.mtime = ch.MTime.UnixNano()
+		case m.mtime == 0:
 			m.mtime = m.ctime
 		}
 		return t.txn.Set(rootKey, m.encode())
@@ -161,8 +165,3 @@ func (c *Cache) setRoot(mode *uint32, owner *Owner) (Attr, error) {
 	}
 	return c.RootAttr(), nil
 }
-
-// SetRootOwner changes the owner of the mount's root. The kernel has
-// checked the caller may (the mount uses default_permissions). Other
-// files' owners are the mount's uid and gid.
-func (c *Cache) SetRootOwner(o Owner) (Attr, error) { return c.setRoot(nil, &o) }

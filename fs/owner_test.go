@@ -130,3 +130,30 @@ func TestImpossibleSizeIsTooBig(t *testing.T) {
 		t.Errorf("size %d after a refused truncate", st.Size)
 	}
 }
+
+// The mount root's owner, mode and times are its own, and survive a
+// remount.
+func TestRootAttributesAreKept(t *testing.T) {
+	dir := t.TempDir()
+	mem := s3.NewMem()
+	when := time.Date(2010, 1, 2, 3, 4, 5, 0, time.UTC)
+	// The first mount's cleanups (unmount, close) run at the end of its
+	// subtest.
+	t.Run("set", func(t *testing.T) {
+		mnt, _, _ := testMountWith(t, cache.Options{Store: mem, Dir: dir}, Options{})
+		if err := os.Chown(mnt, 7, 8); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(mnt, 0o1750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(mnt, when, when); err != nil {
+			t.Fatal(err)
+		}
+	})
+	mnt, _, _ := testMountWith(t, cache.Options{Store: mem, Dir: dir}, Options{})
+	st := lstatT(t, mnt)
+	if st.Uid != 7 || st.Gid != 8 || st.Mode&0o7777 != 0o1750 || st.Mtim.Sec != when.Unix() {
+		t.Errorf("root after a remount: %d:%d mode %o mtime %d", st.Uid, st.Gid, st.Mode&0o7777, st.Mtim.Sec)
+	}
+}
