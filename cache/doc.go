@@ -31,11 +31,14 @@
 //	l<be64 time><path>         clean files by last open, for eviction (tx.go)
 //	a<path>                    be64 last open of a clean file: finds its l key
 //	m<key>\x00<upload id>      an open multipart upload (\x00 alone: being created)
+//	M<key>                     a rename still has to move this key's object away; value: the
+//	                           record moving it (moveobject.go); the key also has a p mark
+//	R<old>\x00<new>            a directory rename's index move under way (renamedir.go)
 //	s:schema                   the index format (index.go); older ones are upgraded
 //	s:acct                     local bytes and dirty bytes, kept in step with records
 //	s:running                  set while a daemon has the cache open: an unclean stop
 //	s:ino                      the inode number sequence
-//	s:root                     the mount root's mode and owner (root.go)
+//	s:root                     the mount root's mode, owner and times (root.go)
 //
 // # Locks, and the order they are taken in
 //
