@@ -144,7 +144,7 @@ func TestRootAttributesAreKept(t *testing.T) {
 		if err := os.Chown(mnt, 7, 8); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chmod(mnt, 0o1750); err != nil {
+		if err := syscall.Chmod(mnt, 0o1750); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chtimes(mnt, when, when); err != nil {
