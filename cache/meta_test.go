@@ -222,3 +222,28 @@ func TestRootMetaLayouts(t *testing.T) {
 		t.Error("trailing bytes accepted")
 	}
 }
+
+// A symlink is an object holding its target, marked by its mode as s3fs
+// marks one: another host reads it back as the same link.
+func TestSymlinkReadsBackOnAnotherHost(t *testing.T) {
+	mem := s3.NewMem()
+	a := openTest(t, t.TempDir(), mem, nil)
+	ctx := context.Background()
+	if _, err := a.Symlink(ctx, "l", "../target/file", NewFile{Mode: 0o777, Owner: &Owner{UID: 3, GID: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	drainTest(t, a)
+	if data, _ := mem.Object("l"); string(data) != "../target/file" {
+		t.Errorf("link object holds %q", data)
+	}
+	if m := mem.Meta("l")[metaMode]; m != "41471" { // S_IFLNK|0777, as s3fs writes it
+		t.Errorf("link object mode %q, want 41471", m)
+	}
+	b := openTest(t, t.TempDir(), mem, nil)
+	if got := statOK(t, b, "l"); got.Kind != syscall.S_IFLNK || got.Size != int64(len("../target/file")) {
+		t.Errorf("second host: kind %o size %d", got.Kind, got.Size)
+	}
+	if target, err := b.Readlink(ctx, "l"); err != nil || target != "../target/file" {
+		t.Errorf("second host readlink: %q %v", target, err)
+	}
+}
