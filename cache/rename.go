@@ -10,7 +10,8 @@ import (
 var errDirRename = errors.New("directory rename")
 
 // Rename moves the file oldp to newp, replacing a file there. The object
-// moves too: an upload at the new key and a delete at the old one.
+// moves too: a server-side copy to the new key and a delete of the old
+// one when the store has this version, or else an upload at the new key.
 // A directory moves with everything below it (see renamedir.go).
 func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 	if err := c.checkPath(oldp); err != nil {
@@ -72,6 +73,7 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	var src, dst record
 	var dstOK, oldTomb bool
 	var moveSrc string
+	var queued []string
 	err = c.update(func(t *tx) error {
 		var ok bool
 		var err error
@@ -81,8 +83,8 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 		if src.Dir {
 			return errDirRename
 		}
-		if src.State == Remote {
-			fetchNeeded = true
+		if src.State == Remote && c.localOnly(newp) {
+			fetchNeeded = true // a local-only tree needs the bytes here
 			return nil
 		}
 		if dst, dstOK, err = t.get(newp); err != nil {
@@ -106,6 +108,17 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 			return err
 		}
 		if err := t.txn.Delete(hiddenKey(newp)); err != nil {
+			return err
+		}
+		if (src.State == Clean || src.State == Remote) && !c.localOnly(oldp) && !c.localOnly(newp) {
+			// Its bytes are in the store: the object moves there (a
+			// server-side copy, as a directory rename does), not the bytes.
+			if dstOK {
+				if err := t.delRead(newp, dst); err != nil {
+					return err
+				}
+			}
+			queued, err = c.moveRecordTxn(t, oldp, newp, now)
 			return err
 		}
 		if err := t.del(oldp); err != nil {
@@ -146,6 +159,7 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	if moveSrc != "" {
 		c.q.add(moveSrc)
 	}
+	c.queueAll(queued)
 	c.q.add(newp)
 	return false, nil
 }

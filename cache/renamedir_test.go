@@ -384,3 +384,32 @@ func TestReadRacingItsObjectsMove(t *testing.T) {
 		t.Errorf("b/f reads %q", got)
 	}
 }
+
+// A file whose bytes are in the store (evicted, or clean) is renamed by a
+// server-side copy: nothing is downloaded or uploaded again.
+func TestFileRenameMovesTheObjectInTheStore(t *testing.T) {
+	mem := s3.NewMem()
+	c := openTest(t, t.TempDir(), mem, nil)
+	ctx := context.Background()
+	writeFile(t, c, "d/evicted", []byte("big media"))
+	writeFile(t, c, "d/clean", []byte("thumb"))
+	writeFile(t, c, "d/replaced", []byte("old"))
+	drainTest(t, c)
+	if !c.evictOne("d/evicted") {
+		t.Fatal("not evicted")
+	}
+	gets, puts := mem.Count("get"), mem.Count("put")
+	for _, mv := range [][2]string{{"d/evicted", "d/e2"}, {"d/clean", "d/replaced"}} {
+		if err := c.Rename(ctx, mv[0], mv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drainTest(t, c)
+	if g, p := mem.Count("get")-gets, mem.Count("put")-puts; g != 0 || p != 0 {
+		t.Errorf("%d GETs and %d PUTs for renames of stored files, want none", g, p)
+	}
+	wantStoreHolds(t, mem, "d", map[string]string{"e2": "big media", "replaced": "thumb"})
+	if got := readAll(t, c, "d/e2"); got != "big media" {
+		t.Errorf("d/e2 reads %q", got)
+	}
+}
