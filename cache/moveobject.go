@@ -59,6 +59,28 @@ func waitForMove(t *tx, p string) (bool, error) {
 	return false, t.txn.Delete(moveSourceKey(p))
 }
 
+// reuploadMoved moves an object too large for one CopyObject by sending
+// its bytes to the new key: fetched from the old key if they are not
+// here, then uploaded as a new version, whose upload deletes the old key.
+func (c *Cache) reuploadMoved(ctx context.Context, p string, r record) (again bool, err error) {
+	if r.State == Remote {
+		if err := c.fetch(ctx, p); err != nil {
+			return false, fmt.Errorf("move %q to %q: %w", r.MoveFrom, p, err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err = c.update(func(t *tx) error {
+		cur, ok, err := t.get(p)
+		if err != nil || !ok || cur.Ino != r.Ino || cur.MoveFrom != r.MoveFrom || cur.State != Clean {
+			return err // changed meanwhile: looked at again below
+		}
+		cur.State, cur.Gen = Dirty, cur.Gen+1
+		return t.put(p, cur)
+	})
+	return true, err
+}
+
 // objectKeyOf is the key the object of the file at p sits at now.
 func (c *Cache) objectKeyOf(p string) string {
 	var r record
@@ -74,7 +96,7 @@ func (c *Cache) objectKeyOf(p string) string {
 func (c *Cache) moveObject(ctx context.Context, p string, r record) (again bool, err error) {
 	src := r.MoveFrom
 	if r.Size >= maxCopySize {
-		return false, fmt.Errorf("move %q to %q: objects over 5 GiB cannot be copied in the store; copy the file through the mount instead", src, p)
+		return c.reuploadMoved(ctx, p, r)
 	}
 	if r.MetaUnknown {
 		// The copy replaces the metadata: read what the object carries

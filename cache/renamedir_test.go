@@ -413,3 +413,29 @@ func TestFileRenameMovesTheObjectInTheStore(t *testing.T) {
 		t.Errorf("d/e2 reads %q", got)
 	}
 }
+
+// An object too large for one CopyObject moves by going up again at its
+// new key (fetched first if it was evicted); the old key is deleted after.
+func TestRenameOfObjectsTooLargeToCopy(t *testing.T) {
+	defer func(n int64) { maxCopySize = n }(maxCopySize)
+	maxCopySize = 4
+	mem := s3.NewMem()
+	c := openTest(t, t.TempDir(), mem, nil)
+	ctx := context.Background()
+	writeFile(t, c, "a/evicted", []byte("large one"))
+	writeFile(t, c, "a/clean", []byte("large two"))
+	writeFile(t, c, "a/s", []byte("s"))
+	drainTest(t, c)
+	if !c.evictOne("a/evicted") {
+		t.Fatal("not evicted")
+	}
+	puts := mem.Count("put")
+	if err := c.Rename(ctx, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	drainTest(t, c)
+	wantStoreHolds(t, mem, "b", map[string]string{"evicted": "large one", "clean": "large two", "s": "s"})
+	if p, k := mem.Count("put")-puts, mem.Count("copy"); p != 2 || k != 1 {
+		t.Errorf("%d PUTs and %d copies, want 2 (the large ones) and 1", p, k)
+	}
+}

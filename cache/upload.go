@@ -165,8 +165,9 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 
 // maxCopySize is the largest object one CopyObject can copy (5 GiB): a
 // larger one keeps its old metadata in the store, and this host's index
-// holds the new.
-const maxCopySize = 5 << 30
+// holds the new; one a rename moves goes up again instead. (A var for the
+// tests of that.)
+var maxCopySize int64 = 5 << 30
 
 // sendMeta sends a metadata-only update of p (see SetAttr): one request,
 // no bytes. again is true when the metadata changed meanwhile.
