@@ -38,7 +38,13 @@ build() {
 	tar -xzf "$src" -C "$work"
 	local top
 	top=$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -1)
-	(cd "$top" && autoreconf -ifs >/dev/null 2>&1 && ./configure -q >/dev/null && make -s pjdfstest >/dev/null)
+	if ! (cd "$top" && autoreconf -ifs >"$work/build.log" 2>&1 && ./configure -q >>"$work/build.log" 2>&1 &&
+		make -s pjdfstest >>"$work/build.log" 2>&1); then
+		tail -20 "$work/build.log" >&2
+		echo "pjdfstest: the build failed (it needs autoconf, automake, make and a C compiler)" >&2
+		rm -rf "$work"
+		exit 1
+	fi
 	mkdir -p "$(dirname "$dir")"
 	rm -rf "$dir"
 	mv "$top" "$dir"
