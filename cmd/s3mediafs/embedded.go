@@ -38,10 +38,11 @@ func startEmbeddedStore(dir, bucket string, log *slog.Logger) (*embeddedStore, e
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
-	backend, err := s3bolt.NewFile(filepath.Join(dir, "objects.bolt"))
+	bolt, err := s3bolt.NewFile(filepath.Join(dir, "objects.bolt"))
 	if err != nil {
 		return nil, fmt.Errorf("embedded store in %s: %w", dir, err)
 	}
+	backend := &boltBackend{Backend: bolt}
 	if ok, err := backend.BucketExists(bucket); err != nil {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	} else if !ok {
