@@ -137,6 +137,11 @@ run() {
 		if [[ $n -eq 0 ]]; then
 			unexpected+=("$s: no tests ran")
 		fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "pjdfstest: the daemon died during the $s suite; its log ends:" >&2
+			tail -40 "$base/daemon.log" >&2
+			exit 1
+		fi
 		printf 'pjdfstest %-10s %4d/%-4d passed\n' "$s" "$((n - failed))" "$n"
 		if [[ -n ${PJDFSTEST_VERBOSE:-} ]]; then
 			grep -E '^not ok' <<<"$out" || true
