@@ -75,6 +75,13 @@ func (c *Cache) OpenFile(ctx context.Context, p string, flags int) (*Handle, err
 	return c.OpenInode(ctx, p, 0, flags)
 }
 
+// InodeOf returns the inode number of the record at p, from the index
+// alone; ok is false when it has none.
+func (c *Cache) InodeOf(p string) (ino uint64, ok bool) {
+	r, ok, err := c.readRecord(p)
+	return r.Ino, ok && err == nil
+}
+
 // OpenInode is OpenFile of the file p only while p is still the inode
 // ino (0: any): a name the kernel resolved may have been renamed over
 // since (a file swapped for a symlink, say), and opening, let alone

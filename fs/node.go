@@ -238,7 +238,7 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	if !n.IsRoot() {
 		// The name may have been renamed over since the kernel resolved
 		// it: change nothing of another file.
-		if a, err := n.c.Stat(ctx, n.path()); err == nil && a.Ino != n.StableAttr().Ino {
+		if ino, ok := n.c.InodeOf(n.path()); ok && ino != n.StableAttr().Ino {
 			return syscall.ENOENT
 		}
 	}
