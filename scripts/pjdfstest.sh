@@ -91,7 +91,7 @@ run() {
 	local suites=("$@")
 	[[ ${#suites[@]} -gt 0 ]] || suites=("${default_suites[@]}")
 	build
-	local base
+	# base and pid are global: the EXIT trap runs after run has returned.
 	base=$(mktemp -d /tmp/s3mediafs-pjdfstest.XXXXXX)
 	mkdir -p "$base/mnt"
 	go build -o "$base/s3mediafs" ./cmd/s3mediafs
@@ -101,7 +101,7 @@ run() {
 	fi
 	"$base/s3mediafs" mount "${store[@]}" --cache-dir "$base/cache" \
 		-o "control_socket=$base/ctl.sock,metrics_address=" "$base/mnt" 2>"$base/daemon.log" &
-	local pid=$!
+	pid=$!
 	cleanup() {
 		umount "$base/mnt" 2>/dev/null || umount -l "$base/mnt" 2>/dev/null || true
 		kill "$pid" 2>/dev/null || true
