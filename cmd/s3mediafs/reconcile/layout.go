@@ -1,14 +1,3 @@
-// Package reconcile compares an s3mediafs bucket with the Synapse database
-// that owns it: which objects no media row accounts for (orphans, left by
-// synapse-s3-storage-provider, which never deletes from S3), which rows
-// have no file anywhere (missing), and which files are not in S3 yet. It
-// can delete the orphans, in batches, resumably, never one the database
-// gained meanwhile.
-//
-// Both sides are streamed in key order and merged, so memory stays bounded
-// whatever the size of the bucket: the bucket lists in key order, and the
-// database's keys are sorted on disk (sortedKeys) because no SQL collation
-// sorts them the way S3 does.
 package reconcile
 
 import (
