@@ -90,14 +90,7 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	if streaming {
 		w = arrivals{tmp, d}
 	}
-	size, err := c.download(ctx, r.objectKey(p), w, r.Size)
-	if isNotFound(err) && r.MoveFrom != "" {
-		// A rename's move finished meanwhile (it clears MoveFrom before
-		// deleting the old key): nothing was written; read the new key.
-		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
-			size, err = c.download(ctx, p, w, r.Size)
-		}
-	}
+	size, err := c.downloadRecord(ctx, p, r, w)
 	if err != nil {
 		c.noteStoreError(err)
 		if isNotFound(err) {
@@ -109,23 +102,42 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
+	c.log.Debug("fetched", "path", p, "bytes", size, "took", time.Since(start))
+	c.noteStoreOK()
+	c.stats.misses.Add(1)
+	c.stats.bytesDown.Add(uint64(size))
+	return c.installFetched(p, r, tmp.Name(), size)
+}
+
+// downloadRecord writes r's object to w. A 404 while r's server-side move
+// was owed is asked again at the new key: the move finished meanwhile (it
+// clears MoveFrom before deleting the old key) and nothing was written.
+func (c *Cache) downloadRecord(ctx context.Context, p string, r record, w io.Writer) (int64, error) {
+	size, err := c.download(ctx, r.objectKey(p), w, r.Size)
+	if isNotFound(err) && r.MoveFrom != "" {
+		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
+			size, err = c.download(ctx, p, w, r.Size)
+		}
+	}
+	return size, err
+}
+
+// installFetched moves a fetched file into the data directory and makes
+// the record Clean with it, unless the record was deleted, replaced or
+// fetched by someone else meanwhile.
+func (c *Cache) installFetched(p string, r record, tmp string, size int64) error {
 	id := c.newDataID()
 	dst := c.dataPath(id)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
-	c.log.Debug("fetched", "path", p, "bytes", size, "took", time.Since(start))
-	c.noteStoreOK()
-	c.stats.misses.Add(1)
-	c.stats.bytesDown.Add(uint64(size))
-
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	installed := false
-	err = c.update(func(t *tx) error {
+	err := c.update(func(t *tx) error {
 		cur, ok, err := t.get(p)
 		if err != nil || !ok || cur.Dir || cur.Ino != r.Ino || cur.State != Remote {
 			// Deleted, replaced or fetched by someone else meanwhile.

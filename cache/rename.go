@@ -70,74 +70,92 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.removeFromSubtreesLocked(oldp)
-	var src, dst record
-	var dstOK, oldTomb bool
-	var moveSrc string
-	var queued []string
-	err = c.update(func(t *tx) error {
-		var ok bool
-		var err error
-		if src, ok, err = t.get(oldp); err != nil || !ok {
-			return errorOr(err, ErrNotExist)
-		}
-		if src.Dir {
-			return errDirRename
-		}
-		if src.State == Remote && c.localOnly(newp) {
-			fetchNeeded = true // a local-only tree needs the bytes here
-			return nil
-		}
-		if dst, dstOK, err = t.get(newp); err != nil {
-			return err
-		}
-		if dstOK && dst.Dir {
-			return ErrIsDir
-		}
-		now := time.Now().UnixNano()
-		if err := t.touchParent(oldp, now); err != nil {
-			return err
-		}
-		if err := t.touchParent(newp, now); err != nil {
-			return err
-		}
-		if parentDir, err := c.isDirTxn(t.txn, parentOf(newp)); err != nil || !parentDir {
-			return errorOr(err, ErrNotExist)
-		}
-		newTomb, err := goneHere(t.txn, newp)
-		if err != nil {
-			return err
-		}
-		if err := t.txn.Delete(hiddenKey(newp)); err != nil {
-			return err
-		}
-		if (src.State == Clean || src.State == Remote) && !c.localOnly(oldp) && !c.localOnly(newp) {
-			// Its bytes are in the store: the object moves there (a
-			// server-side copy, as a directory rename does), not the bytes.
-			if dstOK {
-				if err := t.delRead(newp, dst); err != nil {
-					return err
-				}
-			}
-			queued, err = c.moveRecordTxn(t, oldp, newp, now)
-			return err
-		}
-		if err := t.del(oldp); err != nil {
-			return err
-		}
-		if err := c.forgetKey(t, oldp, src.InStore, &oldTomb); err != nil {
-			return err
-		}
-		moved := src
-		moved.CTime = now
-		moved.InStore = (dstOK && dst.InStore) || (!dstOK && newTomb)
-		moveSrc = src.MoveFrom
-		return c.putRenamedTxn(t, newp, moved)
-	})
-	if err != nil || fetchNeeded {
-		return fetchNeeded, err
+	var fr fileRename
+	err = c.update(func(t *tx) error { return c.renameFileTxn(t, oldp, newp, &fr) })
+	if err != nil || fr.fetchNeeded {
+		return fr.fetchNeeded, err
 	}
-	if dstOK {
-		c.removeData(dst.Data)
+	c.renamedLocked(oldp, newp, &fr)
+	return false, nil
+}
+
+// fileRename is what renameFileTxn found and did, for the bookkeeping
+// after its transaction commits.
+type fileRename struct {
+	fetchNeeded bool   // the bytes must be fetched first (into a local-only tree)
+	dst         record // the file replaced at the new name, if dstOK
+	dstOK       bool
+	oldTomb     bool     // the old key owes the store a DELETE
+	moveSrc     string   // a server-side move the file still owed, now at newp
+	queued      []string // server-side moves to queue
+}
+
+// renameFileTxn moves the record of the file at oldp to newp in t.
+func (c *Cache) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
+	*fr = fileRename{} // a transaction may be run again
+	src, ok, err := t.get(oldp)
+	if err != nil || !ok {
+		return errorOr(err, ErrNotExist)
+	}
+	if src.Dir {
+		return errDirRename
+	}
+	if src.State == Remote && c.localOnly(newp) {
+		fr.fetchNeeded = true // a local-only tree needs the bytes here
+		return nil
+	}
+	if fr.dst, fr.dstOK, err = t.get(newp); err != nil {
+		return err
+	}
+	if fr.dstOK && fr.dst.Dir {
+		return ErrIsDir
+	}
+	now := time.Now().UnixNano()
+	if err := t.touchParent(oldp, now); err != nil {
+		return err
+	}
+	if err := t.touchParent(newp, now); err != nil {
+		return err
+	}
+	if parentDir, err := c.isDirTxn(t.txn, parentOf(newp)); err != nil || !parentDir {
+		return errorOr(err, ErrNotExist)
+	}
+	newTomb, err := goneHere(t.txn, newp)
+	if err != nil {
+		return err
+	}
+	if err := t.txn.Delete(hiddenKey(newp)); err != nil {
+		return err
+	}
+	if (src.State == Clean || src.State == Remote) && !c.localOnly(oldp) && !c.localOnly(newp) {
+		// Its bytes are in the store: the object moves there (a
+		// server-side copy, as a directory rename does), not the bytes.
+		if fr.dstOK {
+			if err := t.delRead(newp, fr.dst); err != nil {
+				return err
+			}
+		}
+		fr.queued, err = c.moveRecordTxn(t, oldp, newp, now)
+		return err
+	}
+	if err := t.del(oldp); err != nil {
+		return err
+	}
+	if err := c.forgetKey(t, oldp, src.InStore, &fr.oldTomb); err != nil {
+		return err
+	}
+	moved := src
+	moved.CTime = now
+	moved.InStore = (fr.dstOK && fr.dst.InStore) || (!fr.dstOK && newTomb)
+	fr.moveSrc = src.MoveFrom
+	return c.putRenamedTxn(t, newp, moved)
+}
+
+// renamedLocked brings the open files, the caches of what the store holds
+// and the upload queue in step with a committed file rename.
+func (c *Cache) renamedLocked(oldp, newp string, fr *fileRename) {
+	if fr.dstOK {
+		c.removeData(fr.dst.Data)
 		if of := c.open[newp]; of != nil {
 			of.unlinked = true
 			delete(c.open, newp)
@@ -153,13 +171,12 @@ func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	c.negative.remove(newp)
 	c.q.supersede(oldp)
 	c.q.supersede(newp)
-	if oldTomb {
+	if fr.oldTomb {
 		c.q.add(oldp)
 	}
-	if moveSrc != "" {
-		c.q.add(moveSrc)
+	if fr.moveSrc != "" {
+		c.q.add(fr.moveSrc)
 	}
-	c.queueAll(queued)
+	c.queueAll(fr.queued)
 	c.q.add(newp)
-	return false, nil
 }

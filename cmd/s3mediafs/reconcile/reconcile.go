@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -112,6 +110,38 @@ const maxMissingExamples = 20
 // Run compares the bucket with the database (and the local cache) and,
 // with Delete, removes the orphans.
 func Run(ctx context.Context, o Options) (*Report, error) {
+	o.setDefaults()
+	tmp, err := os.MkdirTemp(o.TempDir, "s3mediafs-reconcile-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	cutoff := o.Now().Add(-o.MinAge)
+	rep := &Report{OrphansByTree: map[string]Tally{}, DryRun: !o.Delete}
+	db, objects, local, err := o.readSides(ctx, tmp, rep)
+	if err != nil {
+		return nil, err
+	}
+	o.Progress.phase("comparing")
+	candidates, err := os.Create(filepath.Join(tmp, "orphans"))
+	if err != nil {
+		return nil, err
+	}
+	defer candidates.Close()
+	if err := compare(db, objects, local, cutoff, rep, newRecordWriter(candidates)); err != nil {
+		return nil, err
+	}
+	if !o.Delete {
+		return rep, nil
+	}
+	o.Progress.phase("deleting orphans")
+	if _, err := candidates.Seek(0, 0); err != nil {
+		return nil, err
+	}
+	return rep, o.deleteOrphans(ctx, bufio.NewReaderSize(candidates, 256<<10), cutoff, rep)
+}
+
+func (o *Options) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -121,26 +151,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.BatchSize <= 0 || o.BatchSize > 1000 {
 		o.BatchSize = 1000
 	}
-	tmp, err := os.MkdirTemp(o.TempDir, "s3mediafs-reconcile-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	cutoff := o.Now().Add(-o.MinAge)
-	rep := &Report{OrphansByTree: map[string]Tally{}, DryRun: !o.Delete}
+}
 
-	// The three sides, each sorted on disk.
+// readSides reads the three sides of the comparison, each sorted on disk
+// in tmp: the database's keys, the bucket's objects and the local cache's
+// files.
+func (o *Options) readSides(ctx context.Context, tmp string, rep *Report) (db, objects, local *sortedKeys, err error) {
 	o.Progress.phase("reading the database")
-	db := newSortedKeys(tmp, o.RunKeys)
+	db = newSortedKeys(tmp, o.RunKeys)
 	rep.Rows, err = o.DB.Keys(ctx, func(k string) error {
 		o.progress(func(p *Progress) { p.Rows.Add(1) })
 		return db.Add(keyEscaper.Replace(k))
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	o.Progress.phase("listing the bucket")
-	objects := newSortedKeys(tmp, o.RunKeys)
+	objects = newSortedKeys(tmp, o.RunKeys)
 	var addErr error
 	err = o.Bucket.List(ctx, "", true, func(key string, size int64, mtime time.Time, dir bool) bool {
 		if dir {
@@ -151,9 +178,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return addErr == nil
 	})
 	if err = errors.Join(err, addErr); err != nil {
-		return nil, fmt.Errorf("list the bucket: %w", err)
+		return nil, nil, nil, fmt.Errorf("list the bucket: %w", err)
 	}
-	local := newSortedKeys(tmp, o.RunKeys)
+	local = newSortedKeys(tmp, o.RunKeys)
 	if o.Local != nil {
 		o.Progress.phase("reading the local cache")
 		err := o.Local(func(p string, size int64) error {
@@ -161,18 +188,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return local.Add(withMeta(p, size, 0))
 		})
 		if err != nil {
-			return nil, fmt.Errorf("read the local cache: %w", err)
+			return nil, nil, nil, fmt.Errorf("read the local cache: %w", err)
 		}
 	}
+	return db, objects, local, nil
+}
 
-	o.Progress.phase("comparing")
-	candidates, err := os.Create(filepath.Join(tmp, "orphans"))
-	if err != nil {
-		return nil, err
-	}
-	defer candidates.Close()
-	cw := newRecordWriter(candidates)
-	err = merge(db, objects, local, func(key string, inDB bool, obj, loc *meta) error {
+// compare merges the three sides, counts each key into the report, and
+// writes the orphans older than cutoff to candidates.
+func compare(db, objects, local *sortedKeys, cutoff time.Time, rep *Report, candidates *recordWriter) error {
+	err := merge(db, objects, local, func(key string, inDB bool, obj, loc *meta) error {
 		switch {
 		case loc != nil && obj == nil:
 			rep.LocalOnly.add(loc.size)
@@ -195,21 +220,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			t := rep.OrphansByTree[treeOf(key)]
 			t.add(obj.size)
 			rep.OrphansByTree[treeOf(key)] = t
-			return cw.write(withMeta(key, obj.size, obj.mtime))
+			return candidates.write(withMeta(key, obj.size, obj.mtime))
 		}
 		return nil
 	})
-	if err = errors.Join(err, cw.flush()); err != nil {
-		return nil, err
-	}
-	if !o.Delete {
-		return rep, nil
-	}
-	o.Progress.phase("deleting orphans")
-	if _, err := candidates.Seek(0, 0); err != nil {
-		return nil, err
-	}
-	return rep, o.deleteOrphans(ctx, bufio.NewReaderSize(candidates, 256<<10), cutoff, rep)
+	return errors.Join(err, candidates.flush())
 }
 
 func (o *Options) progress(fn func(*Progress)) {
@@ -326,171 +341,4 @@ func merge(db, objects, local *sortedKeys, fn func(key string, inDB bool, obj, l
 		}
 	}
 	return nil
-}
-
-// orphan is a key to delete, with what the listing said of it.
-type orphan struct {
-	key string
-	meta
-}
-
-// logged is one line of the deleted-keys log.
-type logged struct {
-	key  string
-	size int64
-	note string
-}
-
-func doomed2log(os []orphan) []logged {
-	l := make([]logged, len(os))
-	for i, o := range os {
-		l[i] = logged{o.key, o.size, ""}
-	}
-	return l
-}
-
-// logDeleted appends lines to the deleted-keys log and syncs it: time,
-// key, size, and a note for a key that turned out not deleted.
-func (o *Options) logDeleted(lines []logged) error {
-	if o.DeletedLog == nil || len(lines) == 0 {
-		return nil
-	}
-	w := bufio.NewWriter(o.DeletedLog)
-	now := o.Now().UTC().Format(time.RFC3339)
-	for _, l := range lines {
-		if l.note != "" {
-			fmt.Fprintf(w, "%s\t%s%s\t%d\t%s\n", now, o.KeyPrefix, l.key, l.size, l.note)
-		} else {
-			fmt.Fprintf(w, "%s\t%s%s\t%d\n", now, o.KeyPrefix, l.key, l.size)
-		}
-	}
-	if err := errors.Join(w.Flush(), o.DeletedLog.Sync()); err != nil {
-		return fmt.Errorf("deleted-keys log: %w", err)
-	}
-	return nil
-}
-
-// deleteOrphans removes the listed orphans in batches. Before each
-// DeleteObjects it asks the database again, in a fresh transaction, and
-// keeps any key that gained a row; then it asks the bucket (HEAD) and
-// keeps any object rewritten since the listing. A run killed midway
-// is resumed by running it again: what was deleted is no longer listed.
-func (o *Options) deleteOrphans(ctx context.Context, candidates *bufio.Reader, cutoff time.Time, rep *Report) error {
-	batches := make(chan []orphan)
-	var mu sync.Mutex // guards rep and the log
-	var firstErr error
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-		}
-		mu.Unlock()
-	}
-	var wg sync.WaitGroup
-	for range o.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for batch := range batches {
-				keys := make([]string, len(batch))
-				for i, b := range batch {
-					keys[i] = b.key
-				}
-				owned, err := o.DB.Owned(ctx, keys)
-				if err != nil {
-					fail(err)
-					continue
-				}
-				var doomed []orphan
-				var changed int64
-				for _, b := range batch {
-					if owned[b.key] {
-						continue
-					}
-					_, mtime, _, err := o.Bucket.Head(ctx, b.key)
-					switch {
-					case errors.Is(err, iofs.ErrNotExist):
-						continue // gone already
-					case err != nil:
-						fail(err)
-						continue
-					case mtime.After(cutoff): // rewritten since the listing
-						changed++
-						continue
-					}
-					doomed = append(doomed, b)
-				}
-				// The keys go to the log before the request: a run killed
-				// between the two has logged a key it may not have deleted
-				// (the next run deletes and logs it again), never the
-				// other way round.
-				mu.Lock()
-				rep.KeptOwned += int64(len(owned))
-				rep.KeptChanged += changed
-				err = o.logDeleted(doomed2log(doomed))
-				mu.Unlock()
-				if err != nil {
-					fail(err)
-					continue
-				}
-				var failed map[string]error
-				if len(doomed) > 0 {
-					dk := make([]string, len(doomed))
-					for i, d := range doomed {
-						dk[i] = d.key
-					}
-					if failed, err = o.Bucket.DeleteMany(ctx, dk); err != nil {
-						fail(err)
-						continue
-					}
-				}
-				mu.Lock()
-				var notDeleted []logged
-				for _, d := range doomed {
-					if e := failed[d.key]; e != nil {
-						rep.DeleteFailed++
-						notDeleted = append(notDeleted, logged{d.key, d.size, "not deleted: " + e.Error()})
-						continue
-					}
-					rep.Deleted.add(d.size)
-					o.progress(func(p *Progress) { p.Deleted.Add(1) })
-				}
-				if err := o.logDeleted(notDeleted); err != nil {
-					fail(err)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	var batch []orphan
-	var scanErr error
-	for ctx.Err() == nil {
-		e, ok, err := readRecord(candidates)
-		if err != nil || !ok {
-			scanErr = err
-			break
-		}
-		key, m, err := splitMeta(e)
-		if err != nil {
-			scanErr = err
-			break
-		}
-		batch = append(batch, orphan{key, m})
-		if len(batch) == o.BatchSize {
-			batches <- batch
-			batch = nil
-		}
-		mu.Lock()
-		stop := firstErr != nil
-		mu.Unlock()
-		if stop {
-			break
-		}
-	}
-	if len(batch) > 0 && ctx.Err() == nil {
-		batches <- batch
-	}
-	close(batches)
-	wg.Wait()
-	return errors.Join(firstErr, scanErr, ctx.Err())
 }

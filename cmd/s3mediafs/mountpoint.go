@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dustin/go-humanize"
+)
+
+// checkMountpoint refuses a mount point that does not exist, is not a
+// directory, already has something mounted on it, or (unless allowed)
+// holds files the mount would hide.
+func checkMountpoint(p string, allowNonEmpty bool) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("mount point: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("mount point %s is not a directory", abs)
+	}
+	// A bind mount or a disk of its own under the media store is fine (a
+	// container gets its media store as a bind mount); a FUSE filesystem
+	// on top means it is mounted already, by us or by another tool.
+	fsType, err := topMountType(abs)
+	if err != nil {
+		return "", err
+	}
+	if strings.HasPrefix(fsType, "fuse") {
+		return "", fmt.Errorf("mount point %s already has a filesystem mounted on it (%s)", abs, fsType)
+	}
+	if !allowNonEmpty {
+		if err := refuseHiddenFiles(abs); err != nil {
+			return "", err
+		}
+	}
+	return abs, nil
+}
+
+// refuseHiddenFiles fails when the mount point holds files: mounted over,
+// they would vanish from Synapse's view and it would answer 404 for them.
+// Empty directories (Synapse makes its trees ahead of time) are fine.
+func refuseHiddenFiles(dir string) error {
+	const maxCount, maxTime = 1_000_000, 5 * time.Second
+	var files, bytes int64
+	deadline := time.Now().Add(maxTime)
+	capped := false
+	err := filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		files++
+		if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
+			bytes += info.Size()
+		}
+		if files >= maxCount || time.Now().After(deadline) {
+			capped = true
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	if files == 0 {
+		return nil
+	}
+	count := fmt.Sprintf("%d files (%s)", files, humanize.IBytes(uint64(bytes)))
+	if capped {
+		count = "at least " + count
+	}
+	return fmt.Errorf("mount point %s holds %s that the mount would hide from Synapse: "+
+		"run `s3mediafs import --from %s` (with this configuration) to move them to S3 first, "+
+		"or set allow_non_empty_mountpoint: true (-o nonempty) to mount over them anyway", dir, count, dir)
+}
+
+// topMountType returns the type of the filesystem on top at p ("" when
+// nothing is mounted there).
+func topMountType(p string) (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("read mount table: %w", err)
+	}
+	defer f.Close()
+	return mountTypeAt(f, p)
+}
+
+// mountTypeAt reads a mountinfo table and returns the type of the last
+// mount at p: later lines are mounted over earlier ones.
+func mountTypeAt(mountinfo io.Reader, p string) (string, error) {
+	sc := bufio.NewScanner(mountinfo)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	fsType := ""
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 || unescapeMountinfo(fields[4]) != p {
+			continue
+		}
+		// Optional fields end at "-"; the type follows it.
+		if sep := slices.Index(fields[5:], "-"); sep >= 0 && 5+sep+1 < len(fields) {
+			fsType = fields[5+sep+1]
+		}
+	}
+	return fsType, sc.Err()
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for space…) of mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// ownerOf returns the owner of the mount point, which files of the mount
+// take by default so that Synapse (which owns its media directory) can write.
+func ownerOf(p string) (uint32, uint32, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		return 0, 0, fmt.Errorf("mount point: %w", err)
+	}
+	return st.Uid, st.Gid, nil
+}
