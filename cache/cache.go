@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
+
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sync/singleflight"
 )
@@ -18,7 +20,7 @@ import (
 // Options configures a Cache. Zero values take the documented defaults.
 type Options struct {
 	Dir   string // holds index/ (Badger), data/ (file contents) and tmp/
-	Store Store
+	Store objstore.Store
 	Log   *slog.Logger
 
 	UploadConcurrency int           // parallel uploads and deletes; default 8
@@ -113,7 +115,7 @@ type Cache struct {
 	moving  movingTrees // directory renames under way (see Resolve)
 	opts    Options
 	log     *slog.Logger
-	store   Store
+	store   objstore.Store
 	ix      *index
 	dataDir string
 	tmpDir  string
@@ -270,7 +272,6 @@ func (c *Cache) Start() {
 	go func() {
 		defer c.bg.Done()
 		defer c.q.setScanning(false)
-		c.abortJournaledUploads(ctx)
 		n := 0
 		err := c.ix.forPending(func(p string) {
 			c.q.add(p)

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
-func openTest(t testing.TB, dir string, store Store, log *slog.Logger) *Cache {
+func openTest(t testing.TB, dir string, store objstore.Store, log *slog.Logger) *Cache {
 	t.Helper()
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -117,7 +117,7 @@ func lookupAll(t *testing.T, c *Cache, p string) Attr {
 	return a
 }
 
-func wantObject(t *testing.T, mem *s3.Mem, key string, want []byte) {
+func wantObject(t *testing.T, mem *objstore.Mem, key string, want []byte) {
 	t.Helper()
 	got, ok := mem.Object(key)
 	if !ok {
@@ -131,7 +131,7 @@ func wantObject(t *testing.T, mem *s3.Mem, key string, want []byte) {
 func head(b []byte) []byte { return b[:min(len(b), 16)] }
 
 func TestWriteUploadsInBackground(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	c := openTest(t, t.TempDir(), mem, nil)
 	data := bytes.Repeat([]byte("media"), 10_000)
 	writeFile(t, c, "local_content/ab/cd/file", data)
@@ -150,11 +150,11 @@ func TestWriteUploadsInBackground(t *testing.T) {
 }
 
 func TestFirstPutFailsThenSucceeds(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	var calls atomic.Int32
-	store := &s3.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
+	store := &objstore.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
 		if calls.Add(1) == 1 {
-			return s3.Unavailable("put", key)
+			return objstore.Unavailable("put", key)
 		}
 		return nil
 	}}
@@ -184,11 +184,11 @@ func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *logCounter) WithGroup(string) slog.Handler      { return l }
 
 func TestPermanentErrorLoggedOnceAndHealed(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	var calls atomic.Int32
-	store := &s3.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
+	store := &objstore.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
 		if calls.Add(1) <= 5 {
-			return s3.Denied("put", key)
+			return objstore.Denied("put", key)
 		}
 		return nil
 	}}
@@ -236,9 +236,9 @@ func (b *blockingPut) hook(ctx context.Context, key string) error {
 func TestNewestWriteWinsOverSlowUpload(t *testing.T) {
 	for _, honour := range []bool{true, false} {
 		t.Run(map[bool]string{true: "cancelled", false: "completes-late"}[honour], func(t *testing.T) {
-			mem := s3.NewMem()
+			mem := objstore.NewMem()
 			bp := newBlockingPut(honour)
-			c := openTest(t, t.TempDir(), &s3.Faulty{Store: mem, BeforePut: bp.hook}, nil)
+			c := openTest(t, t.TempDir(), &objstore.Faulty{Store: mem, BeforePut: bp.hook}, nil)
 			writeFile(t, c, "f", []byte("version one"))
 			<-bp.started
 			rewriteFile(t, c, "f", []byte("version two, longer"))
@@ -255,9 +255,9 @@ func TestNewestWriteWinsOverSlowUpload(t *testing.T) {
 func TestUnlinkDuringUploadIsNotResurrected(t *testing.T) {
 	for _, honour := range []bool{true, false} {
 		t.Run(map[bool]string{true: "cancelled", false: "completes-late"}[honour], func(t *testing.T) {
-			mem := s3.NewMem()
+			mem := objstore.NewMem()
 			bp := newBlockingPut(honour)
-			c := openTest(t, t.TempDir(), &s3.Faulty{Store: mem, BeforePut: bp.hook}, nil)
+			c := openTest(t, t.TempDir(), &objstore.Faulty{Store: mem, BeforePut: bp.hook}, nil)
 			writeFile(t, c, "f", []byte("doomed"))
 			<-bp.started
 			if err := c.Unlink(context.Background(), "f"); err != nil {
@@ -276,7 +276,7 @@ func TestUnlinkDuringUploadIsNotResurrected(t *testing.T) {
 }
 
 func TestUnlinkThenRecreateKeepsNewObject(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	c := openTest(t, t.TempDir(), mem, nil)
 	writeFile(t, c, "f", []byte("old"))
 	drainTest(t, c)
@@ -289,7 +289,7 @@ func TestUnlinkThenRecreateKeepsNewObject(t *testing.T) {
 }
 
 func TestUnlinkNeverSentCostsNoRequest(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	// Not started: no worker can try the upload before the unlink.
 	c, err := Open(Options{Dir: t.TempDir(), Store: mem})
 	if err != nil {
@@ -310,15 +310,15 @@ func TestUnlinkNeverSentCostsNoRequest(t *testing.T) {
 func TestUnlinkAfterFailedPutStillDeletes(t *testing.T) {
 	// A PUT that failed may still have stored the object (a timeout after
 	// the store wrote it), so the unlink must owe a delete.
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	attempted := make(chan struct{}, 1)
-	store := &s3.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
+	store := &objstore.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
 		mem.SetObject(key, []byte("landed anyway"))
 		select {
 		case attempted <- struct{}{}:
 		default:
 		}
-		return s3.Unavailable("put", key)
+		return objstore.Unavailable("put", key)
 	}}
 	c := openTest(t, t.TempDir(), store, nil)
 	writeFile(t, c, "f", []byte("x"))
@@ -334,11 +334,11 @@ func TestUnlinkAfterFailedPutStillDeletes(t *testing.T) {
 
 func TestRestartRequeuesDirtyAndTombstones(t *testing.T) {
 	dir := t.TempDir()
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	mem.SetObject("gone", []byte("to be deleted"))
-	down := &s3.Faulty{Store: mem,
-		BeforePut:    func(ctx context.Context, key string) error { return s3.Unavailable("put", key) },
-		BeforeDelete: func(ctx context.Context, key string) error { return s3.Unavailable("delete", key) },
+	down := &objstore.Faulty{Store: mem,
+		BeforePut:    func(ctx context.Context, key string) error { return objstore.Unavailable("put", key) },
+		BeforeDelete: func(ctx context.Context, key string) error { return objstore.Unavailable("delete", key) },
 	}
 	c, err := Open(Options{Dir: dir, Store: down, RetryMin: time.Hour, RetryMax: time.Hour})
 	if err != nil {
@@ -368,11 +368,11 @@ func TestRestartRequeuesDirtyAndTombstones(t *testing.T) {
 }
 
 func TestReadThroughSharesOneGet(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	data := bytes.Repeat([]byte{7}, 1<<20)
 	mem.SetObject("remote_content/srv/ab/cd/x", data)
 	gate := make(chan struct{})
-	store := &s3.Faulty{Store: mem, BeforeGet: func(ctx context.Context, key string) error {
+	store := &objstore.Faulty{Store: mem, BeforeGet: func(ctx context.Context, key string) error {
 		<-gate
 		return nil
 	}}
@@ -400,14 +400,14 @@ func TestReadThroughSharesOneGet(t *testing.T) {
 }
 
 // truncating cuts every GET body short.
-func truncating(st Store) *s3.Faulty {
-	return &s3.Faulty{Store: st, Body: func(_ string, body io.ReadCloser, size int64) io.ReadCloser {
+func truncating(st objstore.Store) *objstore.Faulty {
+	return &objstore.Faulty{Store: st, Body: func(_ string, body io.ReadCloser, size int64) io.ReadCloser {
 		return io.NopCloser(io.LimitReader(body, size/2))
 	}}
 }
 
 func TestTruncatedBodyIsNeverServed(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	mem.SetObject("x", bytes.Repeat([]byte{1}, 1000))
 	c := openTest(t, t.TempDir(), truncating(mem), nil)
 	ctx := context.Background()
@@ -427,7 +427,7 @@ func TestTruncatedBodyIsNeverServed(t *testing.T) {
 }
 
 func TestRenameMovesObject(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	c := openTest(t, t.TempDir(), mem, nil)
 	writeFile(t, c, "d/a", []byte("payload"))
 	drainTest(t, c)
@@ -442,7 +442,7 @@ func TestRenameMovesObject(t *testing.T) {
 }
 
 func TestRmdirSeesStoreChildren(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	mem.SetObject("d/sub/x", []byte("1"))
 	c := openTest(t, t.TempDir(), mem, nil)
 	ctx := context.Background()
@@ -460,7 +460,7 @@ func TestRmdirSeesStoreChildren(t *testing.T) {
 // files, shown again on the next lookup), so its rmdir asks the store
 // nothing; nor does the rmdir of a directory just listed.
 func TestRmdirAsksTheStoreOnlyWhatTheIndexCannotKnow(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	mem.SetObject("learned/x", []byte("1"))
 	c := openTest(t, t.TempDir(), mem, nil)
 	ctx := context.Background()
@@ -490,7 +490,7 @@ func TestRmdirAsksTheStoreOnlyWhatTheIndexCannotKnow(t *testing.T) {
 }
 
 func TestBadPathsRejected(t *testing.T) {
-	c := openTest(t, t.TempDir(), s3.NewMem(), nil)
+	c := openTest(t, t.TempDir(), objstore.NewMem(), nil)
 	ctx := context.Background()
 	for _, p := range []string{"../x", "a/../b", "/abs", "a//b", "a/", "a\x00b", strings.Repeat("n", 1025)} {
 		if _, _, err := c.Create(ctx, p, os.O_WRONLY, NewFile{Mode: 0o644}); err == nil {
@@ -502,21 +502,15 @@ func TestBadPathsRejected(t *testing.T) {
 // staleList answers LIST from a snapshot taken before it waits for gate,
 // like a store whose listing lags a delete that completes meanwhile.
 type staleList struct {
-	Store
+	objstore.Store
 	listed chan struct{}
 	gate   chan struct{}
 }
 
-func (s *staleList) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
-	type entry struct {
-		name  string
-		size  int64
-		mtime time.Time
-		dir   bool
-	}
-	var snap []entry
-	err := s.Store.List(ctx, prefix, recursive, func(n string, sz int64, mt time.Time, d bool) bool {
-		snap = append(snap, entry{n, sz, mt, d})
+func (s *staleList) List(ctx context.Context, prefix string, recursive bool, fn func(objstore.Entry) bool) error {
+	var snap []objstore.Entry
+	err := s.Store.List(ctx, prefix, recursive, func(e objstore.Entry) bool {
+		snap = append(snap, e)
 		return true
 	})
 	if s.listed != nil {
@@ -525,7 +519,7 @@ func (s *staleList) List(ctx context.Context, prefix string, recursive bool, fn 
 		<-s.gate
 	}
 	for _, e := range snap {
-		if !fn(e.name, e.size, e.mtime, e.dir) {
+		if !fn(e) {
 			break
 		}
 	}
@@ -533,7 +527,7 @@ func (s *staleList) List(ctx context.Context, prefix string, recursive bool, fn 
 }
 
 func TestRmdirWhileDeleteCompletes(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	st := &staleList{Store: mem}
 	c := openTest(t, t.TempDir(), st, nil)
 	writeFile(t, c, "d/x", []byte("x"))
@@ -556,7 +550,7 @@ func TestRmdirWhileDeleteCompletes(t *testing.T) {
 }
 
 func TestDirectoryOverAnOwedDeleteStillDeletes(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	// Not started: the delete is still owed when the directory is made.
 	c, err := Open(Options{Dir: t.TempDir(), Store: mem})
 	if err != nil {
@@ -583,7 +577,7 @@ func TestDirectoryOverAnOwedDeleteStillDeletes(t *testing.T) {
 // per file would: the files it shows unchanged count as verified, so the
 // attribute lookups of READDIRPLUS (ls -l, find) ask the store nothing.
 func TestListingVerifiesItsFiles(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	for _, name := range []string{"a", "b", "c"} {
 		mem.SetObject("d/"+name, []byte("media "+name))
 	}

@@ -71,7 +71,11 @@
 //	stream.go      reads served from the store for files the cache cannot hold
 //	upload.go      one file's upload or delete, run by the queue
 //	queue.go       the upload queue: one job per path, retries, backoff
-//	multipart.go   the journal of multipart uploads, aborted after a crash
+//	multipart.go   the journal of multipart uploads, kept for the S3 client
+//	errors.go      the errors the cache returns (fs maps them to errno)
+//	objstore/      the store contract (Store, its results and errors), the
+//	               in-memory and fault-injecting stores; objstore/storetest
+//	               checks any store against the contract
 //	evict.go       eviction of clean files, LRU; the orphan sweep after a crash
 //	space.go       the size limit, the free-space floor, back-pressure
 //	subtree.go     trees learned by lookups, answering rmdir without a request

@@ -11,18 +11,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // The first bytes of a cache miss are served as soon as they arrive, not
 // after the whole object; the rest follows, and the file is then local.
 func TestColdReadServesBytesAsTheyArrive(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	data := bytes.Repeat([]byte("0123456789abcdef"), 20_000) // 320 kB
 	mem.SetObject("m/media", data)
 	release := make(chan struct{})
-	store := &s3.Faulty{Store: mem, Body: func(_ string, body io.ReadCloser, _ int64) io.ReadCloser {
-		return s3.HoldBack(body, 64<<10, release)
+	store := &objstore.Faulty{Store: mem, Body: func(_ string, body io.ReadCloser, _ int64) io.ReadCloser {
+		return objstore.HoldBack(body, 64<<10, release)
 	}}
 	c := openTest(t, t.TempDir(), store, nil)
 	ctx := context.Background()
@@ -83,10 +83,10 @@ func TestColdReadServesBytesAsTheyArrive(t *testing.T) {
 // A download that fails is the read's answer: the reader gets its error
 // (EIO) after one store_timeout, not a second download and as long again.
 func TestFailedDownloadIsTheReadsAnswer(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	mem.SetObject("m/media", []byte("bytes that never come"))
 	var gets atomic.Int32
-	store := &s3.Faulty{Store: mem, BeforeGet: func(ctx context.Context, _ string) error {
+	store := &objstore.Faulty{Store: mem, BeforeGet: func(ctx context.Context, _ string) error {
 		gets.Add(1)
 		<-ctx.Done() // a store that never answers
 		return ctx.Err()

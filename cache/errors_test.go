@@ -14,15 +14,14 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // An index that cannot be read must never make an existing file look
 // absent: the caller would be told that media is gone.
 func TestIndexFailureIsNotAbsence(t *testing.T) {
 	ctx := context.Background()
-	c := openTest(t, t.TempDir(), s3.NewMem(), nil)
+	c := openTest(t, t.TempDir(), objstore.NewMem(), nil)
 	h, _, err := c.Create(ctx, "f", os.O_RDWR|os.O_CREATE, NewFile{Mode: 0o644})
 	if err != nil {
 		t.Fatal(err)

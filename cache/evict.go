@@ -200,7 +200,8 @@ func (c *Cache) evictOne(p string) bool {
 func (c *Cache) confirmStored(p string, r record) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
 	defer cancel()
-	size, mtime, _, err := c.store.Head(ctx, p)
+	o, err := c.store.Head(ctx, p)
+	size, mtime := o.Size, o.MTime
 	switch {
 	case isNotFound(err):
 		c.forgetRemote(p, r)

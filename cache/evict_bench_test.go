@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // fillIndex writes n clean file records (with their LRU entries) straight
@@ -60,7 +60,7 @@ func fillIndex(b *testing.B, c *Cache, n int) {
 // when the benchmark ends.
 func millionEntryCache(b *testing.B) *Cache {
 	b.Helper()
-	c, err := Open(Options{Dir: b.TempDir(), Store: s3.NewMem()})
+	c, err := Open(Options{Dir: b.TempDir(), Store: objstore.NewMem()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func BenchmarkEvictPassMillionEntries(b *testing.B) {
 // or the cache directory at start, so neither grows with the entries.
 func BenchmarkOpenMillionEntries(b *testing.B) {
 	dir := b.TempDir()
-	c, err := Open(Options{Dir: dir, Store: s3.NewMem()})
+	c, err := Open(Options{Dir: dir, Store: objstore.NewMem()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func BenchmarkOpenMillionEntries(b *testing.B) {
 	b.ResetTimer()
 	var heap uint64
 	for range b.N {
-		c, err := Open(Options{Dir: dir, Store: s3.NewMem()})
+		c, err := Open(Options{Dir: dir, Store: objstore.NewMem()})
 		if err != nil {
 			b.Fatal(err)
 		}

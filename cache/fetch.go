@@ -247,12 +247,12 @@ func (c *Cache) download(ctx context.Context, p string, w io.Writer, size int64)
 	}
 	// The ranges say nothing of the whole: make sure the object did not
 	// grow meanwhile, or we would serve a prefix of it.
-	now, _, _, err := c.store.Head(ctx, p)
+	now, err := c.store.Head(ctx, p)
 	if err != nil {
 		return 0, err
 	}
-	if now != size {
-		return 0, fmt.Errorf("object changed while downloading (size %d, now %d)", size, now)
+	if now.Size != size {
+		return 0, fmt.Errorf("object changed while downloading (size %d, now %d)", size, now.Size)
 	}
 	return size, nil
 }
@@ -379,12 +379,13 @@ func isOwnUnconfirmed(r record) bool {
 func (c *Cache) ownUploadStillThere(p string, r record) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
 	defer cancel()
-	size, mtime, file, _, _, err := c.store.Lookup(ctx, p, nil)
+	f, err := c.store.Lookup(ctx, p, nil)
+	size, mtime := f.Size, f.MTime
 	switch {
 	case err != nil:
 		c.noteStoreError(err)
 		return true // not shown gone: keep it
-	case !file:
+	case !f.File:
 		return false
 	}
 	c.mu.Lock()

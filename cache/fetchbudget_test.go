@@ -12,13 +12,13 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 func TestConcurrentColdReadsEvictLittle(t *testing.T) {
 	ctx := context.Background()
 	const size = 4 << 20
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	for i := range 12 {
 		store.SetObject(fmt.Sprintf("hot/%02d", i), bytes.Repeat([]byte{byte(i)}, size))
 	}
@@ -35,7 +35,7 @@ func TestConcurrentColdReadsEvictLittle(t *testing.T) {
 		asked    = map[string]bool{}
 		allAsked = make(chan struct{})
 	)
-	faulty := &s3.Faulty{Store: store, BeforeGet: func(ctx context.Context, key string) error {
+	faulty := &objstore.Faulty{Store: store, BeforeGet: func(ctx context.Context, key string) error {
 		if !strings.Contains(key, "cold/") {
 			return nil
 		}

@@ -57,7 +57,7 @@ func (c *Cache) probeStore() {
 	for c.health.down.Load() && !c.closing.Load() {
 		time.Sleep(probeEvery)
 		ctx, cancel := context.WithTimeout(context.Background(), c.opts.LookupTimeout)
-		_, _, _, err := c.store.Head(ctx, ".s3mediafs-probe")
+		_, err := c.store.Head(ctx, ".s3mediafs-probe")
 		cancel()
 		if err == nil || isNotFound(err) {
 			c.noteStoreOK()

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 func TestHiddenFilesCostListingsNothing(t *testing.T) {
@@ -21,7 +21,7 @@ func TestHiddenFilesCostListingsNothing(t *testing.T) {
 	if v := os.Getenv("S3MEDIAFS_HIDDEN_FILES"); v != "" {
 		n, _ = strconv.Atoi(v)
 	}
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	for i := range n {
 		store.SetObject(fmt.Sprintf("d/gone/%06d", i), []byte("x"))
 	}

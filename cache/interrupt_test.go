@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // interrupter is a store whose next LIST after arm cancels the armed
@@ -15,14 +15,14 @@ import (
 // calling thread takes a signal (SIGCHLD, Go's preemption SIGURG…). The
 // LIST fails only if its own context was the caller's.
 type interrupter struct {
-	*s3.Faulty
+	*objstore.Faulty
 	mu     sync.Mutex
 	cancel context.CancelFunc
 }
 
-func newInterrupter(mem *s3.Mem) *interrupter {
+func newInterrupter(mem *objstore.Mem) *interrupter {
 	i := &interrupter{}
-	i.Faulty = &s3.Faulty{Store: mem, BeforeList: func(ctx context.Context, _ string) error {
+	i.Faulty = &objstore.Faulty{Store: mem, BeforeList: func(ctx context.Context, _ string) error {
 		i.mu.Lock()
 		cancel := i.cancel
 		i.cancel = nil
@@ -51,7 +51,7 @@ func (i *interrupter) arm() context.Context {
 // was interrupted (EINTR, which open and stat callers retry), never that
 // an existing file is absent, and nothing negative is remembered.
 func TestInterruptedLookupIsNotAbsence(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	mem.SetObject("local_content/ab/cd/media", []byte("12345"))
 	store := newInterrupter(mem)
 	c := openTest(t, t.TempDir(), store, nil)
@@ -73,7 +73,7 @@ func TestInterruptedLookupIsNotAbsence(t *testing.T) {
 // A listing interrupted by a signal fails as interrupted rather than
 // passing off the index's part of the directory as all of it.
 func TestInterruptedReaddirIsNotPartial(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	mem.SetObject("d/in-store", []byte("x"))
 	store := newInterrupter(mem)
 	c := openTest(t, t.TempDir(), store, nil)
@@ -91,7 +91,7 @@ func TestInterruptedReaddirIsNotPartial(t *testing.T) {
 // rmdir(2) has no EINTR to give, and Synapse's tidy-up does not retry
 // one: an rmdir whose store check is interrupted still gets its answer.
 func TestInterruptedRmdirStillAnswers(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	store := newInterrupter(mem)
 	c := openTest(t, t.TempDir(), store, nil)
 	if _, err := c.Mkdir(context.Background(), "empty", NewFile{Mode: 0o755}); err != nil {

@@ -13,26 +13,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // flakyHead answers HEAD with "not found" while gone is set: the store's
 // 404 that a LIST then contradicts.
 type flakyHead struct {
-	*s3.Mem
+	*objstore.Mem
 	gone atomic.Bool
 }
 
-func (f *flakyHead) Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error) {
+func (f *flakyHead) Head(ctx context.Context, key string) (objstore.Object, error) {
 	if f.gone.Load() {
-		return 0, time.Time{}, nil, os.ErrNotExist
+		return objstore.Object{}, os.ErrNotExist
 	}
 	return f.Mem.Head(ctx, key)
 }
 
 func TestAnotherHostsDeleteKeepsTheWritersBytes(t *testing.T) {
 	ctx := context.Background()
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	store := &flakyHead{Mem: mem}
 	dir := t.TempDir()
 	c, err := Open(Options{Dir: dir, Store: store, RevalidateAfter: 20 * time.Millisecond, MaxAge: time.Hour})

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // learnTree records every object the store holds below the directory p
@@ -18,11 +20,11 @@ func (c *Cache) learnTree(ctx context.Context, p string) error {
 		page = page[:0]
 		return pageErr == nil
 	}
-	err := c.store.List(ctx, p+"/", true, func(name string, size int64, mtime time.Time, isDir bool) bool {
-		if isDir || name == "" || strings.HasSuffix(name, "/") {
+	err := c.store.List(ctx, p+"/", true, func(e objstore.Entry) bool {
+		if e.Dir || e.Name == "" || strings.HasSuffix(e.Name, "/") {
 			return true // folder markers: their directories come with the objects
 		}
-		page = append(page, listedObject{name, size, mtime})
+		page = append(page, listedObject{e.Name, e.Size, e.MTime})
 		return len(page) < renameBatch || flush()
 	})
 	if err == nil && len(page) > 0 {

@@ -9,16 +9,16 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // NotInStore lists exactly the files whose bytes only this cache holds:
 // owed uploads and local trees, not uploaded files nor remote ones; and
 // ReadNotInStore reads the same from the closed index.
 func TestNotInStore(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	refuse := errors.New("store down for this key")
-	store := &s3.Faulty{Store: mem, BeforePut: func(_ context.Context, key string) error {
+	store := &objstore.Faulty{Store: mem, BeforePut: func(_ context.Context, key string) error {
 		if key == "local_content/ow/ed/upload" {
 			return refuse
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
+
 	"github.com/dgraph-io/badger/v4"
 )
 
@@ -229,46 +231,43 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 	if err != nil {
 		return Attr{}, false, err
 	}
-	var (
-		size          int64
-		mtime         time.Time
-		meta          map[string]string
-		isFile, isDir bool
-	)
+	var f objstore.Found
+	var meta map[string]string
 	if gone == nil {
 		below := newSubtree(asked)
-		var complete bool
-		size, mtime, isFile, isDir, complete, err = c.store.Lookup(lctx, p, below.add)
-		if err == nil && isDir && complete {
+		f, err = c.store.Lookup(lctx, p, below.add)
+		if err == nil && f.Dir && f.Complete {
 			c.mu.Lock()
 			c.keepSubtreeLocked(p, below)
 			c.mu.Unlock()
 		}
 	} else {
-		size, mtime, meta, err = c.store.Head(lctx, p)
-		isFile = err == nil
+		var o objstore.Object
+		o, err = c.store.Head(lctx, p)
+		f = objstore.Found{File: err == nil, Size: o.Size, MTime: o.MTime}
+		meta = o.Meta
 		if isNotFound(err) {
-			isDir, err = c.remoteDirExistsExcept(lctx, p, gone)
+			f.Dir, err = c.remoteDirExistsExcept(lctx, p, gone)
 		}
 	}
 	if err != nil {
 		return Attr{}, false, err
 	}
-	return c.learnAnswer(p, isFile, size, mtime, meta, isDir, asked)
+	return c.learnAnswer(p, f, meta, asked)
 }
 
 // learnAnswer records what the store said about p, as of the time given:
 // a file of that size, time and metadata (nil: not read yet), a
 // directory, or neither. It reports whether p exists.
-func (c *Cache) learnAnswer(p string, isFile bool, size int64, mtime time.Time, meta map[string]string, isDir bool, at time.Time) (Attr, bool, error) {
+func (c *Cache) learnAnswer(p string, f objstore.Found, meta map[string]string, at time.Time) (Attr, bool, error) {
 	var r record
 	switch {
-	case isFile:
-		r = record{State: Remote, Size: size, MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano(), InStore: true, MetaUnknown: true}
+	case f.File:
+		r = record{State: Remote, Size: f.Size, MTime: f.MTime.UnixNano(), StoreMTime: f.MTime.UnixNano(), InStore: true, MetaUnknown: true}
 		if meta != nil {
 			applyMeta(&r, meta)
 		}
-	case isDir:
+	case f.Dir:
 		r = record{Dir: true, MTime: time.Now().UnixNano()}
 	default:
 		// Nothing below p either: if p becomes a directory here, its
@@ -291,12 +290,11 @@ func (c *Cache) lookupSubtree(p string) (a Attr, ok bool, err error) {
 	if !covered {
 		return Attr{}, false, nil
 	}
-	var size int64
-	var mtime time.Time
+	answer := objstore.Found{Dir: dir}
 	if f != nil {
-		size, mtime = f.size, f.mtime
+		answer.File, answer.Size, answer.MTime = true, f.size, f.mtime
 	}
-	a, found, err := c.learnAnswer(p, f != nil, size, mtime, nil, dir, at)
+	a, found, err := c.learnAnswer(p, answer, nil, at)
 	if err == nil && !found {
 		c.mu.Lock()
 		c.negative.set(p, at.Add(c.opts.NegativeTTL))
@@ -335,8 +333,8 @@ func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
 func (c *Cache) remoteDirExistsExcept(ctx context.Context, p string, before map[string]bool) (bool, error) {
 	found := false
 	var viewErr error
-	err := c.store.List(ctx, p+"/", true, func(name string, _ int64, _ time.Time, _ bool) bool {
-		key := joinPath(p, name)
+	err := c.store.List(ctx, p+"/", true, func(e objstore.Entry) bool {
+		key := joinPath(p, e.Name)
 		if before[key] {
 			return true
 		}

@@ -124,7 +124,8 @@ func (c *Cache) learnMeta(ctx context.Context, p string, r record) Attr {
 	v, _, _ := c.metaLookups.Do(p, func() (any, error) {
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LookupTimeout)
 		defer cancel()
-		_, _, meta, err := c.store.Head(hctx, p)
+		o, err := c.store.Head(hctx, p)
+		meta := o.Meta
 		if err != nil {
 			if !isNotFound(err) {
 				c.noteStoreError(err)

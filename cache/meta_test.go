@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // statOK stats p or fails the test.
@@ -35,7 +35,7 @@ func wantPerm(t *testing.T, what string, a Attr, uid, gid, mode uint32) {
 // The permission bits 0 are bits like any other (open(2) with mode 0 is
 // how `mv -f` makes a file), and survive the upload and a revalidation.
 func TestModeZeroIsKept(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	c := openTest(t, t.TempDir(), mem, nil)
 	ctx := context.Background()
 	h, _, err := c.Create(ctx, "z", os.O_WRONLY|os.O_CREATE|os.O_EXCL, NewFile{Owner: &Owner{UID: 5, GID: 6}})
@@ -54,7 +54,7 @@ func TestModeZeroIsKept(t *testing.T) {
 // Owner, mode and mtime travel with the object: a second host (or this
 // one after losing its cache) reads them back from the store.
 func TestMetadataTravelsWithTheObject(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	a := openTest(t, t.TempDir(), mem, nil)
 	ctx := context.Background()
 	if _, err := a.Mkdir(ctx, "m", NewFile{Mode: 0o750}); err != nil {
@@ -83,7 +83,7 @@ func TestMetadataTravelsWithTheObject(t *testing.T) {
 // A change of owner, mode or mtime of a file already in the store is one
 // metadata request: the bytes are not sent again.
 func TestMetadataOnlyChangeSendsNoBytes(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	c := openTest(t, t.TempDir(), mem, nil)
 	ctx := context.Background()
 	writeFile(t, c, "f", []byte("bytes"))
@@ -111,7 +111,7 @@ func TestMetadataOnlyChangeSendsNoBytes(t *testing.T) {
 
 // Metadata written by s3fs (decimal st_mode) and rclone (octal) reads back.
 func TestForeignMetadataReadsBack(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	mtime := time.Unix(1600000000, 0)
 	mem.SetObjectMeta("s3fs", []byte("a"), map[string]string{"uid": "33", "gid": "34", "mode": "33188", "mtime": "1600000000"})
 	mem.SetObjectMeta("rclone", []byte("b"), map[string]string{"mode": "0100600", "mtime": "1600000000.5"})
@@ -134,7 +134,7 @@ func TestForeignMetadataReadsBack(t *testing.T) {
 // A FIFO, socket or device node is kept in the index: it is found again,
 // listed, survives a restart, and is removed like a file.
 func TestSpecialFilesAreKept(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	dir := t.TempDir()
 	c := openTest(t, dir, mem, nil)
 	ctx := context.Background()
@@ -179,7 +179,7 @@ func TestSpecialFilesAreKept(t *testing.T) {
 // defaults and costs no HEAD; by default its metadata is read once.
 func TestObjectMetaCostsOneHeadUnlessSkipped(t *testing.T) {
 	for _, skip := range []bool{false, true} {
-		mem := s3.NewMem()
+		mem := objstore.NewMem()
 		mem.SetObjectMeta("d/f", []byte("a"), map[string]string{"uid": "33", "gid": "34", "mode": "33152"})
 		c, err := Open(Options{Dir: t.TempDir(), Store: mem, SkipObjectMeta: skip})
 		if err != nil {
@@ -226,7 +226,7 @@ func TestRootMetaLayouts(t *testing.T) {
 // A symlink is an object holding its target, marked by its mode as s3fs
 // marks one: another host reads it back as the same link.
 func TestSymlinkReadsBackOnAnotherHost(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	a := openTest(t, t.TempDir(), mem, nil)
 	ctx := context.Background()
 	if _, err := a.Symlink(ctx, "l", "../target/file", NewFile{Mode: 0o777, Owner: &Owner{UID: 3, GID: 4}}); err != nil {

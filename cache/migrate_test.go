@@ -16,8 +16,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // unpackFixture extracts a fixture cache directory into a temporary one.
@@ -39,7 +38,7 @@ func unpackFixture(t *testing.T, name string) string {
 func TestIndexOfTheFirstReleaseOpens(t *testing.T) {
 	ctx := context.Background()
 	dir := unpackFixture(t, "index-v1.tar.gz")
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	store.SetObject("local_content/ab/cd/clean", []byte("clean bytes"))
 	store.SetObject("local_content/ab/cd/hidden", []byte("hidden bytes"))
 	store.SetObject("remote_content/example.org/ab/cd/remotefile", []byte("remote bytes"))
@@ -112,7 +111,7 @@ func TestIndexOfTheFirstReleaseOpens(t *testing.T) {
 // An index from a newer release is refused with a message that says so.
 func TestIndexOfANewerReleaseIsRefused(t *testing.T) {
 	dir := t.TempDir()
-	c, err := Open(Options{Dir: dir, Store: s3.NewMem()})
+	c, err := Open(Options{Dir: dir, Store: objstore.NewMem()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +121,7 @@ func TestIndexOfANewerReleaseIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	_, err = Open(Options{Dir: dir, Store: s3.NewMem()})
+	_, err = Open(Options{Dir: dir, Store: objstore.NewMem()})
 	if err == nil || !strings.Contains(err.Error(), "newer s3mediafs") {
 		t.Fatalf("open of a newer index: %v", err)
 	}

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	mediafs "github.com/s3mediafs/s3mediafs/fs"
-	"github.com/s3mediafs/s3mediafs/s3"
 )
 
 // millionDirEnv names the cache directory the helper process mounts.
@@ -30,7 +30,7 @@ func BenchmarkMountMillionEntries(b *testing.B) {
 		b.Skip("mounting needs root")
 	}
 	dir := b.TempDir()
-	c, err := cache.Open(cache.Options{Dir: dir, Store: s3.NewMem()})
+	c, err := cache.Open(cache.Options{Dir: dir, Store: objstore.NewMem()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestMillionEntryMountHelper(t *testing.T) {
 	}
 	mnt := t.TempDir()
 	start := time.Now()
-	c, err := cache.Open(cache.Options{Dir: dir, Store: s3.NewMem()})
+	c, err := cache.Open(cache.Options{Dir: dir, Store: objstore.NewMem()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,18 +101,18 @@ func (c *Cache) moveObject(ctx context.Context, p string, r record) (again bool,
 	if r.MetaUnknown {
 		// The copy replaces the metadata: read what the object carries
 		// (another tool's owner and mode) so that it is carried over.
-		_, _, meta, err := c.store.Head(ctx, src)
+		o, err := c.store.Head(ctx, src)
 		if err != nil && !isNotFound(err) {
 			return false, err
 		}
 		if err == nil {
-			applyMeta(&r, meta)
+			applyMeta(&r, o.Meta)
 		}
 	}
 	err = c.store.Copy(ctx, src, p, metaOf(r))
 	if isNotFound(err) {
 		// Copied before a stop, or removed by another host.
-		_, _, _, herr := c.store.Head(ctx, p)
+		_, herr := c.store.Head(ctx, p)
 		if herr != nil {
 			if isNotFound(herr) {
 				c.log.Error("an object to move is in neither place; another host removed it", "from", src, "to", p)

@@ -10,7 +10,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 func TestInventedNamesDoNotGrowMemory(t *testing.T) {
@@ -19,7 +19,7 @@ func TestInventedNamesDoNotGrowMemory(t *testing.T) {
 	if raceEnabled {
 		n = 100_000
 	}
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	store.SetObject("media/known", []byte("x"))
 	c := openTest(t, t.TempDir(), store, nil)
 	if _, err := c.Stat(ctx, "media"); err != nil {

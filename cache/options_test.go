@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 func openWith(t *testing.T, o Options) *Cache {
@@ -34,7 +34,7 @@ func urlCacheOnly(p string) bool {
 }
 
 func TestLocalOnlyTreesNeverReachTheStore(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	c := openWith(t, Options{Store: mem, LocalOnly: urlCacheOnly})
 	ctx := context.Background()
 	writeFile(t, c, "url_cache/2026/abc", []byte("preview"))
@@ -77,7 +77,7 @@ func TestLocalOnlyTreesNeverReachTheStore(t *testing.T) {
 }
 
 func TestKeepDeletedInStoreHidesInsteadOfDeleting(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	c := openWith(t, Options{Store: mem, KeepDeletedInStore: true})
 	ctx := context.Background()
 	writeFile(t, c, "d/x", []byte("kept"))
@@ -103,11 +103,11 @@ func TestKeepDeletedInStoreHidesInsteadOfDeleting(t *testing.T) {
 }
 
 func TestSynchronousCloseWaitsForTheStore(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	var fail atomic.Bool
-	store := &s3.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
+	store := &objstore.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
 		if fail.Load() {
-			return s3.Denied("put", key)
+			return objstore.Denied("put", key)
 		}
 		return nil
 	}}

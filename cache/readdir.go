@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // DirEntry is one name in a directory listing.
@@ -112,8 +113,8 @@ func (c *Cache) listDir(dir string) ([]DirEntry, error) {
 	}
 	page := make([]listedName, 0, listPage)
 	var recordErr error
-	listErr := c.store.List(lctx, prefix, false, func(name string, size int64, mtime time.Time, isDir bool) bool {
-		page = append(page, listedName{name, size, mtime, isDir})
+	listErr := c.store.List(lctx, prefix, false, func(e objstore.Entry) bool {
+		page = append(page, listedName{e.Name, e.Size, e.MTime, e.Dir})
 		if len(page) < listPage {
 			return true
 		}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // hugeDirNames is the size of the directory TestHugeDirectoryLists
@@ -36,7 +36,7 @@ func hugeDirNames(t *testing.T) int {
 func TestHugeDirectoryLists(t *testing.T) {
 	ctx := context.Background()
 	n := hugeDirNames(t)
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	for i := range n {
 		store.SetObject(fmt.Sprintf("remote_content/big/%07d", i), []byte{byte(i)})
 	}
@@ -94,7 +94,7 @@ func TestHugeDirectoryLists(t *testing.T) {
 // UTF-8) are left out of a listing, with one warning for the listing.
 func TestUnusableNamesLeftOut(t *testing.T) {
 	ctx := context.Background()
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	long := strings.Repeat("x", 300)
 	store.SetObject("d/"+long, []byte("1"))
 	store.SetObject("d/"+long+"2", []byte("1"))

@@ -249,12 +249,12 @@ func (c *Cache) learnAround(ctx context.Context, d string) {
 	}
 	asked := time.Now()
 	below := newSubtree(asked)
-	_, _, _, _, complete, err := c.store.Lookup(ctx, d, below.add)
+	found, err := c.store.Lookup(ctx, d, below.add)
 	if err != nil {
 		c.noteStoreError(err)
 		return
 	}
-	if !complete {
+	if !found.Complete {
 		return // a large tree: the rmdir asks about its own
 	}
 	// Complete, and perhaps empty: the deletes just sent may all have

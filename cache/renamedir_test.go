@@ -14,8 +14,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // readAll reads the whole file p through the cache.
@@ -38,7 +37,7 @@ func readAll(t *testing.T, c *Cache, p string) string {
 // renameTree lays out a tree at "a" in every state a file can be in: sent
 // (clean), sent and evicted (remote), never sent (dirty), only in the
 // store (unknown to the index, with another tool's metadata), and a FIFO.
-func renameTree(t *testing.T, c *Cache, mem *s3.Mem) map[string]string {
+func renameTree(t *testing.T, c *Cache, mem *objstore.Mem) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	want := map[string]string{"x": "clean", "sub/y": "evicted", "sub/deep/z": "unknown", "d": "dirty"}
@@ -58,7 +57,7 @@ func renameTree(t *testing.T, c *Cache, mem *s3.Mem) map[string]string {
 
 // wantStoreHolds checks that the store holds exactly prefix/<name> for the
 // names of want, with those bytes.
-func wantStoreHolds(t *testing.T, mem *s3.Mem, prefix string, want map[string]string) {
+func wantStoreHolds(t *testing.T, mem *objstore.Mem, prefix string, want map[string]string) {
 	t.Helper()
 	var keys []string
 	for name, data := range want {
@@ -75,10 +74,10 @@ func wantStoreHolds(t *testing.T, mem *s3.Mem, prefix string, want map[string]st
 // object moves with a server-side copy and a delete, and only the file
 // never sent is uploaded.
 func TestDirectoryRenameMovesEveryObject(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	// The file never sent stays so until the rename: PUTs fail till then.
 	var renamed atomic.Bool
-	faulty := &s3.Faulty{Store: mem, BeforePut: func(_ context.Context, key string) error {
+	faulty := &objstore.Faulty{Store: mem, BeforePut: func(_ context.Context, key string) error {
 		if key == "a/d" && !renamed.Load() {
 			return errors.New("not yet")
 		}
@@ -128,7 +127,7 @@ func TestDirectoryRenameSurvivesAStopAtEveryStep(t *testing.T) {
 	for _, failAt := range []string{"copy", "delete"} {
 		for n := 0; n < 3; n++ {
 			t.Run(fmt.Sprintf("%s%d", failAt, n), func(t *testing.T) {
-				mem := s3.NewMem()
+				mem := objstore.NewMem()
 				var calls atomic.Int32
 				broken := errors.New("stopped")
 				fail := func(op string) func(context.Context, string) error {
@@ -139,7 +138,7 @@ func TestDirectoryRenameSurvivesAStopAtEveryStep(t *testing.T) {
 						return nil
 					}
 				}
-				faulty := &s3.Faulty{Store: mem, BeforeCopy: fail("copy"), BeforeDelete: fail("delete")}
+				faulty := &objstore.Faulty{Store: mem, BeforeCopy: fail("copy"), BeforeDelete: fail("delete")}
 				dir := t.TempDir()
 				c := openTest(t, dir, faulty, nil)
 				want := renameTree(t, c, mem)
@@ -168,9 +167,9 @@ func TestDirectoryRenameSurvivesAStopAtEveryStep(t *testing.T) {
 // Renamed twice before the first move was sent, or with a new file made at
 // an old name meanwhile: each object ends at its last name, once.
 func TestDirectoryRenamedAgainBeforeItsMove(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	hold := make(chan struct{})
-	faulty := &s3.Faulty{Store: mem, BeforeCopy: func(ctx context.Context, key string) error {
+	faulty := &objstore.Faulty{Store: mem, BeforeCopy: func(ctx context.Context, key string) error {
 		select {
 		case <-hold:
 			return nil
@@ -204,7 +203,7 @@ func TestDirectoryRenamedAgainBeforeItsMove(t *testing.T) {
 // Renaming into itself, over a file, or over a directory that is not
 // empty fails and changes nothing.
 func TestDirectoryRenameRefusals(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	c := openTest(t, t.TempDir(), mem, nil)
 	ctx := context.Background()
 	writeFile(t, c, "a/f", []byte("1"))
@@ -228,7 +227,7 @@ func TestDirectoryRenameRefusals(t *testing.T) {
 func TestDirectoryRenameInBatchesFinishesAfterAStop(t *testing.T) {
 	defer func(n int) { renameBatch = n }(renameBatch)
 	renameBatch = 2
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	dir := t.TempDir()
 	c := openTest(t, dir, mem, nil)
 	ctx := context.Background()
@@ -284,7 +283,7 @@ func BenchmarkDirectoryRename(b *testing.B) {
 	var stall time.Duration
 	for range b.N {
 		b.StopTimer()
-		c := openTest(b, b.TempDir(), s3.NewMem(), nil)
+		c := openTest(b, b.TempDir(), objstore.NewMem(), nil)
 		FillIndex(b, c, n)
 		writeFile(&testing.T{}, c, "elsewhere/f", []byte("x"))
 		done := make(chan struct{})
@@ -324,7 +323,7 @@ func BenchmarkDirectoryRename(b *testing.B) {
 // While a rename moves its records, a path the kernel resolved before it
 // finds its record at either name.
 func TestResolveDuringAMove(t *testing.T) {
-	c := openTest(t, t.TempDir(), s3.NewMem(), nil)
+	c := openTest(t, t.TempDir(), objstore.NewMem(), nil)
 	writeFile(t, c, "a/x", []byte("1"))
 	writeFile(t, c, "a/y", []byte("2"))
 	if got := c.Resolve("a/x"); got != "a/x" {
@@ -355,8 +354,8 @@ func TestResolveDuringAMove(t *testing.T) {
 // A read that asks for the old key just as the move deletes it reads the
 // new key instead: the file is not "gone" for a moment.
 func TestReadRacingItsObjectsMove(t *testing.T) {
-	mem := s3.NewMem()
-	faulty := &s3.Faulty{Store: mem, BeforeGet: func(ctx context.Context, key string) error {
+	mem := objstore.NewMem()
+	faulty := &objstore.Faulty{Store: mem, BeforeGet: func(ctx context.Context, key string) error {
 		if key != "a/f" {
 			return nil
 		}
@@ -388,7 +387,7 @@ func TestReadRacingItsObjectsMove(t *testing.T) {
 // A file whose bytes are in the store (evicted, or clean) is renamed by a
 // server-side copy: nothing is downloaded or uploaded again.
 func TestFileRenameMovesTheObjectInTheStore(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	c := openTest(t, t.TempDir(), mem, nil)
 	ctx := context.Background()
 	writeFile(t, c, "d/evicted", []byte("big media"))
@@ -419,7 +418,7 @@ func TestFileRenameMovesTheObjectInTheStore(t *testing.T) {
 func TestRenameOfObjectsTooLargeToCopy(t *testing.T) {
 	defer func(n int64) { maxCopySize = n }(maxCopySize)
 	maxCopySize = 4
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	c := openTest(t, t.TempDir(), mem, nil)
 	ctx := context.Background()
 	writeFile(t, c, "a/evicted", []byte("large one"))

@@ -26,7 +26,8 @@ func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error
 	}
 	hctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
-	size, mtime, meta, err := c.store.Head(hctx, p)
+	o, err := c.store.Head(hctx, p)
+	size, mtime, meta := o.Size, o.MTime, o.Meta
 	switch {
 	case isNotFound(err):
 		if c.forgetRemote(p, r) {

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
-func openBounded(t *testing.T, dir string, store Store, maxSize int64, wait time.Duration) *Cache {
+func openBounded(t *testing.T, dir string, store objstore.Store, maxSize int64, wait time.Duration) *Cache {
 	t.Helper()
 	c, err := Open(Options{Dir: dir, Store: store, MaxSize: maxSize, SpaceWait: wait,
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond})
@@ -43,7 +43,7 @@ func diskBytes(t *testing.T, c *Cache) int64 {
 }
 
 func TestLimitHoldsUnderWriteStorm(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	const limit, size = 1 << 20, 150_000
 	c := openBounded(t, t.TempDir(), mem, limit, 10*time.Second)
 	ctx := context.Background()
@@ -83,12 +83,12 @@ func TestLimitHoldsUnderWriteStorm(t *testing.T) {
 }
 
 func TestDirtyFilesAreNeverEvicted(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	var down atomic.Bool
 	down.Store(true)
-	store := &s3.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
+	store := &objstore.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error {
 		if down.Load() {
-			return s3.Unavailable("put", key)
+			return objstore.Unavailable("put", key)
 		}
 		return nil
 	}}
@@ -135,7 +135,7 @@ func TestDirtyFilesAreNeverEvicted(t *testing.T) {
 }
 
 func TestEvictionIsLeastRecentlyUsedFirst(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	const size = 100_000
 	c := openBounded(t, t.TempDir(), mem, 3*size+size/2, 10*time.Second)
 	for _, p := range []string{"a", "b", "c"} {
@@ -162,7 +162,7 @@ func TestEvictionIsLeastRecentlyUsedFirst(t *testing.T) {
 }
 
 func TestMaxAgeEvictsIdleCleanFiles(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	c, err := Open(Options{Dir: t.TempDir(), Store: mem, MaxAge: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -181,8 +181,8 @@ func TestMaxAgeEvictsIdleCleanFiles(t *testing.T) {
 
 func TestAccountingSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	mem := s3.NewMem()
-	down := &s3.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error { return s3.Unavailable("put", key) }}
+	mem := objstore.NewMem()
+	down := &objstore.Faulty{Store: mem, BeforePut: func(ctx context.Context, key string) error { return objstore.Unavailable("put", key) }}
 	c, err := Open(Options{Dir: dir, Store: down, RetryMin: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +208,7 @@ func TestAccountingSurvivesRestart(t *testing.T) {
 
 func TestOrphanedDataFilesSweptAfterUncleanStop(t *testing.T) {
 	dir := t.TempDir()
-	c, err := Open(Options{Dir: dir, Store: s3.NewMem()})
+	c, err := Open(Options{Dir: dir, Store: objstore.NewMem()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestOrphanedDataFilesSweptAfterUncleanStop(t *testing.T) {
 	c.closed.Store(true)
 	c.ix.close()
 
-	c2 := openTest(t, dir, s3.NewMem(), nil)
+	c2 := openTest(t, dir, objstore.NewMem(), nil)
 	eventually(t, func() bool { _, err := os.Stat(orphan); return errors.Is(err, os.ErrNotExist) })
 	if got := readFile(t, c2, "kept"); string(got) != "referenced" {
 		t.Fatalf("referenced file after the sweep: %q", got)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // dataFiles counts the data files on disk.
@@ -29,7 +29,7 @@ func dataFiles(t *testing.T, dir string) int {
 // the data files the index refers to.
 func TestSpareDataFiles(t *testing.T) {
 	dir := t.TempDir()
-	c := openTest(t, dir, s3.NewMem(), nil)
+	c := openTest(t, dir, objstore.NewMem(), nil)
 	deadline := time.Now().Add(5 * time.Second)
 	for c.spares.count() < spareTarget {
 		if time.Now().After(deadline) {

@@ -10,7 +10,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 func TestObjectTheCacheCannotHoldIsReadable(t *testing.T) {
@@ -23,7 +23,7 @@ func TestObjectTheCacheCannotHoldIsReadable(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			store := s3.NewMem()
+			store := objstore.NewMem()
 			want := make([]byte, 48<<20)
 			rand.NewChaCha8([32]byte{1}).Read(want)
 			store.SetObject("media/big", want)

@@ -3,6 +3,8 @@ package cache
 import (
 	"strings"
 	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // subtree is what one store lookup learned about the tree below a
@@ -30,11 +32,11 @@ func newSubtree(at time.Time) *subtree {
 }
 
 // add records an object at name (relative to the subtree's directory).
-func (s *subtree) add(name string, size int64, mtime time.Time) {
-	if _, ok := s.files[name]; !ok {
-		s.count(name, 1)
+func (s *subtree) add(e objstore.Entry) {
+	if _, ok := s.files[e.Name]; !ok {
+		s.count(e.Name, 1)
 	}
-	s.files[name] = remoteFile{size, mtime}
+	s.files[e.Name] = remoteFile{e.Size, e.MTime}
 }
 
 // remove forgets the object at name, and the directories only it implied.

@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // A cold lookup of a directory learns the tree below it from the same
 // LIST: the path walk below it asks the store nothing more until
 // NegativeTTL has passed.
 func TestLookupLearnsTheTreeBelow(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	mem.SetObject("local_content/ab/cd/media1", []byte("12345"))
 	mem.SetObject("local_content/ab/ef/media2", []byte("x"))
 	c, err := Open(Options{Dir: t.TempDir(), Store: mem, NegativeTTL: 500 * time.Millisecond})
@@ -68,7 +68,7 @@ func TestLookupLearnsTheTreeBelow(t *testing.T) {
 // A local unlink drops what lookups learned, so that a directory emptied
 // here is not brought back from a tree seen before it.
 func TestUnlinkForgetsLearnedTrees(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	mem.SetObject("a/b/only", []byte("x"))
 	c, err := Open(Options{Dir: t.TempDir(), Store: mem, NegativeTTL: time.Minute})
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // A file created while the sweep runs, whose data file's time is then set
@@ -18,7 +18,7 @@ import (
 func TestSweepSparesFilesMadeDuringIt(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	// Never started: nothing reaches the store, the local copy is the only one.
 	c, err := Open(Options{Dir: dir, Store: store})
 	if err != nil {
@@ -76,7 +76,7 @@ func TestSweepSparesFilesMadeDuringIt(t *testing.T) {
 func TestDeleteRepeatedAfterAbandonedRequestsSettle(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	c, err := Open(Options{Dir: dir, Store: store})
 	if err != nil {
 		t.Fatal(err)

@@ -13,19 +13,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
 // counted wraps a store and counts requests by operation.
 type counted struct {
-	s3.Faulty
+	objstore.Faulty
 	puts, gets, heads, lists, deletes atomic.Int32
 }
 
-func countRequests(inner s3.Store) *counted {
+func countRequests(inner objstore.Store) *counted {
 	c := &counted{}
-	c.Faulty = s3.Faulty{Store: inner,
+	c.Faulty = objstore.Faulty{Store: inner,
 		BeforePut:    func(context.Context, string) error { c.puts.Add(1); return nil },
 		BeforeGet:    func(context.Context, string) error { c.gets.Add(1); return nil },
 		BeforeHead:   func(context.Context, string) error { c.heads.Add(1); return nil },
@@ -35,7 +36,7 @@ func countRequests(inner s3.Store) *counted {
 	return c
 }
 
-func objectBytes(t *testing.T, st s3.Store, key string) ([]byte, bool) {
+func objectBytes(t *testing.T, st objstore.Store, key string) ([]byte, bool) {
 	t.Helper()
 	return s3test.Object(t, st, key)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
@@ -61,7 +62,7 @@ func envIntFS(name string, def int) int {
 // modelMount is a mount that can be stopped and started again in a test.
 type modelMount struct {
 	t        *testing.T
-	store    cache.Store
+	store    objstore.Store
 	cacheDir string
 	mnt      string
 	c        *cache.Cache

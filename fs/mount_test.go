@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // testMount serves a fresh cache over store at a temporary directory and
 // unmounts in t.Cleanup, even when the test fails.
-func testMount(t *testing.T, store cache.Store, cacheDir string) (string, *cache.Cache) {
+func testMount(t *testing.T, store objstore.Store, cacheDir string) (string, *cache.Cache) {
 	t.Helper()
 	return testMountOpts(t, cache.Options{Store: store, Dir: cacheDir})
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache"
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 func lstatT(t *testing.T, p string) *syscall.Stat_t {
@@ -24,7 +24,7 @@ func lstatT(t *testing.T, p string) *syscall.Stat_t {
 // Zero is an owner (root) and a mode (0000) like any other: neither is
 // replaced by the mount's defaults.
 func TestZeroOwnerAndModeShow(t *testing.T) {
-	mnt, _, _ := testMountWith(t, cache.Options{Store: s3.NewMem()}, Options{UID: 991, GID: 992, FileMode: 0o644, DirMode: 0o755})
+	mnt, _, _ := testMountWith(t, cache.Options{Store: objstore.NewMem()}, Options{UID: 991, GID: 992, FileMode: 0o644, DirMode: 0o755})
 	f := filepath.Join(mnt, "f")
 	fd, err := syscall.Open(f, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_EXCL, 0)
 	if err != nil {
@@ -48,7 +48,7 @@ func TestZeroOwnerAndModeShow(t *testing.T) {
 // Creating, removing or renaming a name changes its directory, so the
 // directory's mtime and ctime move, as make(1) and rsync rely on.
 func TestDirectoryTimesFollowItsEntries(t *testing.T) {
-	mnt, _, _ := testMountWith(t, cache.Options{Store: s3.NewMem()}, Options{})
+	mnt, _, _ := testMountWith(t, cache.Options{Store: objstore.NewMem()}, Options{})
 	d := filepath.Join(mnt, "d")
 	if err := os.Mkdir(d, 0o755); err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func TestDirectoryTimesFollowItsEntries(t *testing.T) {
 // A write through an open file moves its ctime with its mtime, as fstat
 // and stat both show.
 func TestWriteMovesChangeTime(t *testing.T) {
-	mnt, _, _ := testMountWith(t, cache.Options{Store: s3.NewMem()}, Options{})
+	mnt, _, _ := testMountWith(t, cache.Options{Store: objstore.NewMem()}, Options{})
 	p := filepath.Join(mnt, "f")
 	if err := os.WriteFile(p, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestWriteMovesChangeTime(t *testing.T) {
 // A size no disk could hold is EFBIG (retrying cannot help), not ENOSPC,
 // and leaves the file as it was.
 func TestImpossibleSizeIsTooBig(t *testing.T) {
-	mnt, _, _ := testMountWith(t, cache.Options{Store: s3.NewMem()}, Options{})
+	mnt, _, _ := testMountWith(t, cache.Options{Store: objstore.NewMem()}, Options{})
 	p := filepath.Join(mnt, "f")
 	if err := os.WriteFile(p, []byte("abc"), 0o644); err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestImpossibleSizeIsTooBig(t *testing.T) {
 // remount.
 func TestRootAttributesAreKept(t *testing.T) {
 	dir := t.TempDir()
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	when := time.Date(2010, 1, 2, 3, 4, 5, 0, time.UTC)
 	// The first mount's cleanups (unmount, close) run at the end of its
 	// subtest.

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache"
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // opCounter counts the FUSE operations the daemon serves.
@@ -44,7 +44,7 @@ func (o *opCounter) count(op string) int {
 // that (once that open's release has settled) it is a cached file like
 // the others.
 func TestPassthroughBypassesDaemon(t *testing.T) {
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	var ops opCounter
 	mnt, c, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: true, Observe: ops.observe})
 	data := payload(300_000, 5)
@@ -88,7 +88,7 @@ func TestPassthroughBypassesDaemon(t *testing.T) {
 // Writes the daemon never sees must still be recorded by every flush,
 // even a same-size overwrite after an earlier close of a duplicate.
 func TestPassthroughWritesAfterAFlushAreStored(t *testing.T) {
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	mnt, c, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: true})
 	p := filepath.Join(mnt, "f")
 	f, err := os.Create(p)
@@ -127,7 +127,7 @@ func TestPassthroughWritesAfterAFlushAreStored(t *testing.T) {
 func TestPassthroughReaderAndWriterTogether(t *testing.T) {
 	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
-			mnt, c, _ := testMountWith(t, cache.Options{Store: s3.NewMem()}, Options{Passthrough: mode.passthrough})
+			mnt, c, _ := testMountWith(t, cache.Options{Store: objstore.NewMem()}, Options{Passthrough: mode.passthrough})
 			p := filepath.Join(mnt, "f")
 			w, err := os.Create(p)
 			if err != nil {
@@ -159,12 +159,12 @@ func TestPassthroughReaderAndWriterTogether(t *testing.T) {
 func TestColdReadFirstBytesBeforeTheWholeObject(t *testing.T) {
 	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
-			mem := s3.NewMem()
+			mem := objstore.NewMem()
 			data := payload(1_000_000, 8)
 			mem.SetObject("remote_content/x/ab/cd/media", data)
 			gate := make(chan struct{})
-			store := &s3.Faulty{Store: mem, Body: func(_ string, body io.ReadCloser, _ int64) io.ReadCloser {
-				return s3.HoldBack(body, 64<<10, gate)
+			store := &objstore.Faulty{Store: mem, Body: func(_ string, body io.ReadCloser, _ int64) io.ReadCloser {
+				return objstore.HoldBack(body, 64<<10, gate)
 			}}
 			var once sync.Once
 			release := func() { once.Do(func() { close(gate) }) }
@@ -201,7 +201,7 @@ func TestColdReadFirstBytesBeforeTheWholeObject(t *testing.T) {
 // arrive out of order: its first open waits for the whole of it, and every
 // read is then the kernel's, at local-disk speed.
 func TestLargeColdReadIsPassthrough(t *testing.T) {
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	var ops opCounter
 	mnt, _, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: true, Observe: ops.observe})
 	data := payload(17<<20, 4)
@@ -223,7 +223,7 @@ func TestLargeColdReadIsPassthrough(t *testing.T) {
 // refuses a second backing file on an inode). Seen in CI under load; here
 // the daemon-served release is made slow so the order is certain.
 func TestPassthroughOpenAfterSlowDaemonRelease(t *testing.T) {
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	var ops opCounter
 	mo := Options{Passthrough: true, Observe: ops.observe}
 	mo.releaseDelay = 300 * time.Millisecond

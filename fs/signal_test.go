@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache"
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // A process that takes signals while it waits for a store lookup (Go's
@@ -19,9 +19,9 @@ import (
 // FUSE_INTERRUPT. The lookup then ends as interrupted (EINTR, which stat
 // and open retry), never as "no such file" for a file the store has.
 func TestSignalDuringLookupIsNotAbsence(t *testing.T) {
-	mem := s3.NewMem()
+	mem := objstore.NewMem()
 	mem.SetObject("local_content/ab/cd/media", []byte("12345"))
-	slow := &s3.Faulty{Store: mem, BeforeList: func(ctx context.Context, _ string) error {
+	slow := &objstore.Faulty{Store: mem, BeforeList: func(ctx context.Context, _ string) error {
 		select {
 		case <-time.After(300 * time.Millisecond):
 			return nil

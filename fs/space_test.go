@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
@@ -103,7 +104,7 @@ func TestSizeChangesThatCannotFit(t *testing.T) {
 	const huge = 4 << 40
 	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
-			store := s3.NewMem()
+			store := objstore.NewMem()
 			mnt, c, _ := testMountWith(t, cache.Options{Store: store, MaxSize: 32 << 20, SpaceWait: 200 * time.Millisecond},
 				Options{Passthrough: mode.passthrough})
 			p := filepath.Join(mnt, "f")

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
@@ -156,8 +156,8 @@ func TestOddNamesStayInside(t *testing.T) {
 	}
 	t.Cleanup(raw.Close)
 	var keys []string
-	raw.List(t.Context(), "", true, func(k string, _ int64, _ time.Time, _ bool) bool {
-		keys = append(keys, k)
+	raw.List(t.Context(), "", true, func(e objstore.Entry) bool {
+		keys = append(keys, e.Name)
 		return true
 	})
 	for _, k := range keys {

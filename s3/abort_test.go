@@ -10,8 +10,9 @@ import (
 
 type idJournal struct{ ids []string }
 
-func (j *idJournal) BeginMultipart(key, id string) error { j.ids = append(j.ids, id); return nil }
-func (j *idJournal) EndMultipart(key, id string) error   { return nil }
+func (j *idJournal) BeginMultipart(key, id string) error       { j.ids = append(j.ids, id); return nil }
+func (j *idJournal) EndMultipart(key, id string) error         { return nil }
+func (j *idJournal) OpenMultiparts(func(key, id string)) error { return nil }
 
 // TestAbortAfterCompleteKeepsTheObject: a journal entry can outlive its
 // completed upload (a crash between completion and the journal update);
@@ -19,7 +20,9 @@ func (j *idJournal) EndMultipart(key, id string) error   { return nil }
 func TestAbortAfterCompleteKeepsTheObject(t *testing.T) {
 	c, _ := viaProxy(t, func(c *s3.Config) { c.MultipartThreshold, c.MultipartPartSize = 5<<20, 5<<20 })
 	j := &idJournal{}
-	c.SetMultipartJournal(j)
+	if err := c.SetMultipartJournal(j); err != nil {
+		t.Fatal(err)
+	}
 	data := bytes.Repeat([]byte("z"), 6<<20)
 	if err := c.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)

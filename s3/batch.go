@@ -7,10 +7,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // MaxDeleteBatch is the most keys one DeleteObjects request takes.
-const MaxDeleteBatch = 1000
+const MaxDeleteBatch = objstore.MaxDeleteBatch
 
 // DeleteMany removes up to MaxDeleteBatch objects in one DeleteObjects
 // request. It returns the keys the store did not delete, each with its

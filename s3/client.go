@@ -88,10 +88,17 @@ const (
 // MultipartJournal records multipart uploads while they are open, so that
 // ones cut off by a crash can be aborted at the next start instead of
 // leaving parts in the bucket. The cache implements it with its index.
+// An entry with an empty upload ID is an intent: an upload being created
+// whose ID may never have reached the journal.
 type MultipartJournal interface {
 	BeginMultipart(key, uploadID string) error
 	EndMultipart(key, uploadID string) error
+	// OpenMultiparts calls fn for every entry not ended.
+	OpenMultiparts(fn func(key, uploadID string)) error
 }
+
+// journaled is a multipart upload a journal held when it was installed.
+type journaled struct{ key, id string }
 
 // Client is a Store backed by an S3 bucket through aws-sdk-go-v2.
 type Client struct {
@@ -103,8 +110,10 @@ type Client struct {
 
 	sseKey, sseKeyMD5 *string // SSE-C, base64 as the headers want them
 
-	mu      sync.Mutex // guards journal
-	journal MultipartJournal
+	mu        sync.Mutex // guards journal, leftovers and installed
+	journal   MultipartJournal
+	leftovers []journaled // what a previous run left in the journal
+	installed time.Time   // when the journal was installed
 
 	// transports are the HTTP transports the SDK built for this client,
 	// so that Close can drop their idle connections.
@@ -298,11 +307,21 @@ func validStorageClass(sc string) error {
 	return fmt.Errorf("s3: storage class %q is not one of %s", sc, strings.Join(StorageClasses, ", "))
 }
 
-// SetMultipartJournal installs the journal of open multipart uploads.
-func (c *Client) SetMultipartJournal(j MultipartJournal) {
+// SetMultipartJournal installs the journal of open multipart uploads and
+// reads what it holds: uploads a previous run left open, which
+// AbortLeftoverMultiparts aborts. Install it before the first Put, so that
+// nothing of this run is taken for a leftover. (It is a setter, not an
+// argument of New, because the journal lives in the cache's index, which
+// is opened over this client.)
+func (c *Client) SetMultipartJournal(j MultipartJournal) error {
+	var left []journaled
+	if err := j.OpenMultiparts(func(key, id string) { left = append(left, journaled{key, id}) }); err != nil {
+		return fmt.Errorf("read the multipart journal: %w", err)
+	}
 	c.mu.Lock()
-	c.journal = j
+	c.journal, c.leftovers, c.installed = j, left, time.Now()
 	c.mu.Unlock()
+	return nil
 }
 
 func (c *Client) multipartJournal() MultipartJournal {

@@ -1,16 +1,17 @@
-// Package s3 is the only package that talks to S3: it turns the AWS SDK
-// into the small object-store contract the cache needs (Store), classifies
-// errors (not found, permanent, transient), and provides an in-memory store
-// (Mem) and a fault-injecting wrapper (Faulty) for tests.
+// Package s3 is the only package that talks to S3: Client implements the
+// cache's store contract (objstore.Store) with the AWS SDK, and classifies
+// errors (not found, permanent, transient) into objstore.Error. It passes
+// the contract's suite (objstore/storetest) on every test server.
 //
 // # Where things live
 //
-//	store.go    the Store contract and error classification
-//	client.go   New: configuration, credentials, checksums, storage classes
-//	objects.go  PUT, GET, HEAD, DELETE, the one-request Lookup, List
-//	multipart.go  large uploads, journaled so a crash leaves no parts behind
+//	errors.go   error classification
+//	client.go   New: configuration, credentials, checksums, storage classes;
+//	            the multipart journal's installation
+//	objects.go  PUT, GET, HEAD, COPY, DELETE, the one-request Lookup, List
+//	multipart.go  large uploads, journaled so a crash leaves no parts
+//	            behind; the abort of what a previous run left
 //	batch.go    DeleteObjects, for reconcile
-//	mem.go, faulty.go  the test stores
 //
 // Listings ask for URL-encoded keys and decode them only when the store
 // says it encoded them; objects and prefixes of a page are handed over in

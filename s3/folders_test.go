@@ -9,7 +9,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // Stores differ in what they list after deletes: SeaweedFS keeps a
@@ -29,11 +30,11 @@ func TestFolderDeleteRemovesOnlyEmptyFolders(t *testing.T) {
 	top := func() string {
 		t.Helper()
 		var names []string
-		if err := client.List(ctx, "", false, func(name string, _ int64, _ time.Time, dir bool) bool {
-			if dir {
-				name += "/"
+		if err := client.List(ctx, "", false, func(e objstore.Entry) bool {
+			if e.Dir {
+				e.Name += "/"
 			}
-			names = append(names, name)
+			names = append(names, e.Name)
 			return true
 		}); err != nil {
 			t.Fatal(err)
@@ -56,7 +57,7 @@ func TestFolderDeleteRemovesOnlyEmptyFolders(t *testing.T) {
 	if got := top(); got != "full/" {
 		t.Errorf("after deleting the folder keys the store lists %q, want %q", got, "full/")
 	}
-	if _, _, _, err := client.Head(ctx, "full/a/x"); err != nil {
+	if _, err := client.Head(ctx, "full/a/x"); err != nil {
 		t.Errorf("an object below a deleted folder key: %v", err)
 	}
 }
@@ -76,11 +77,11 @@ func TestListOrdersFileBeforeItsPrefix(t *testing.T) {
 		}
 	}
 	var got []string
-	if err := client.List(ctx, "d/", false, func(name string, _ int64, _ time.Time, dir bool) bool {
-		if dir {
-			name += "/"
+	if err := client.List(ctx, "d/", false, func(e objstore.Entry) bool {
+		if e.Dir {
+			e.Name += "/"
 		}
-		got = append(got, name)
+		got = append(got, e.Name)
 		return true
 	}); err != nil {
 		t.Fatal(err)
@@ -106,8 +107,8 @@ func TestListReturnsOddKeysExactly(t *testing.T) {
 		stored = append(stored, strings.TrimPrefix(k, "d/"))
 	}
 	var got []string
-	if err := client.List(ctx, "d/", false, func(name string, _ int64, _ time.Time, _ bool) bool {
-		got = append(got, name)
+	if err := client.List(ctx, "d/", false, func(e objstore.Entry) bool {
+		got = append(got, e.Name)
 		return true
 	}); err != nil {
 		t.Fatal(err)
@@ -124,9 +125,9 @@ func TestListReturnsOddKeysExactly(t *testing.T) {
 		t.Errorf("listed %q, stored %q", got, stored)
 	}
 	for _, k := range stored {
-		_, _, file, _, _, err := client.Lookup(ctx, "d/"+k, nil)
-		if err != nil || !file {
-			t.Errorf("lookup of %q: file %v, %v", k, file, err)
+		f, err := client.Lookup(ctx, "d/"+k, nil)
+		if err != nil || !f.File {
+			t.Errorf("lookup of %q: file %v, %v", k, f.File, err)
 		}
 	}
 }

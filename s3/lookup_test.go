@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3"
 )
 
@@ -50,9 +50,10 @@ func TestLookupInOneRequest(t *testing.T) {
 	for _, c := range cases {
 		proxy.Reset()
 		var below []string
-		size, _, file, dir, complete, err := client.Lookup(ctx, c.key, func(name string, size int64, _ time.Time) {
-			below = append(below, fmt.Sprintf("%s=%d", name, size))
+		f, err := client.Lookup(ctx, c.key, func(e objstore.Entry) {
+			below = append(below, fmt.Sprintf("%s=%d", e.Name, e.Size))
 		})
+		size, file, dir, complete := f.Size, f.File, f.Dir, f.Complete
 		if err != nil {
 			t.Fatalf("%s: %v", c.key, err)
 		}
@@ -69,4 +70,4 @@ func TestLookupInOneRequest(t *testing.T) {
 	}
 }
 
-var _ s3.Store = (*s3.Client)(nil)
+var _ objstore.Store = (*s3.Client)(nil)

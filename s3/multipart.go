@@ -139,7 +139,35 @@ func (c *Client) abort(key, id string) {
 	}
 }
 
-// AbortMultipart implements Store: it discards an unfinished multipart
+// AbortLeftoverMultiparts aborts the multipart uploads the journal held
+// when it was installed: ones a crash cut off, whose parts would otherwise
+// linger (and cost) in the bucket. An intent is settled by aborting the
+// key's uploads begun before the journal was installed. Failures stay
+// journaled for the next start.
+func (c *Client) AbortLeftoverMultiparts(ctx context.Context) {
+	c.mu.Lock()
+	journal, left, before := c.journal, c.leftovers, c.installed
+	c.leftovers = nil
+	c.mu.Unlock()
+	for _, u := range left {
+		var err error
+		if u.id == "" {
+			err = c.AbortStaleMultipart(ctx, u.key, before)
+		} else {
+			err = c.AbortMultipart(ctx, u.key, u.id)
+		}
+		if err != nil {
+			c.log.Warn("could not abort a multipart upload left by a crash; will try at the next start", "key", u.key, "err", err)
+			continue
+		}
+		if err := journal.EndMultipart(u.key, u.id); err != nil {
+			c.log.Warn("multipart journal update failed", "key", u.key, "err", err)
+		}
+		c.log.Debug("cleared a multipart upload left by a crash", "key", u.key, "upload_id", u.id)
+	}
+}
+
+// AbortMultipart discards an unfinished multipart
 // upload. An upload that is already gone is not an error.
 func (c *Client) AbortMultipart(ctx context.Context, key, uploadID string) error {
 	_, err := c.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
@@ -156,7 +184,7 @@ func (c *Client) AbortMultipart(ctx context.Context, key, uploadID string) error
 	return err
 }
 
-// AbortStaleMultipart implements Store: it aborts the unfinished multipart
+// AbortStaleMultipart aborts the unfinished multipart
 // uploads of key that were started before the given time.
 func (c *Client) AbortStaleMultipart(ctx context.Context, key string, before time.Time) error {
 	full := c.key(key)

@@ -11,7 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -78,7 +79,16 @@ func (c *Client) Get(ctx context.Context, key string, off, n int64) (io.ReadClos
 	case off > 0:
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", off))
 	}
-	out, err := c.api.GetObject(ctx, in)
+	var opts []func(*s3.Options)
+	if in.Range != nil {
+		// A checksum a store sends with a range is the whole object's
+		// (gofakes3 does so), which the range's bytes can never match.
+		// The body's length is still checked against Content-Length.
+		opts = append(opts, func(o *s3.Options) {
+			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		})
+	}
+	out, err := c.api.GetObject(ctx, in, opts...)
 	if err != nil {
 		var re *awshttp.ResponseError
 		if off > 0 && errors.As(err, &re) && re.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable {
@@ -90,7 +100,7 @@ func (c *Client) Get(ctx context.Context, key string, off, n int64) (io.ReadClos
 }
 
 // Head implements Store.
-func (c *Client) Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error) {
+func (c *Client) Head(ctx context.Context, key string) (objstore.Object, error) {
 	out, err := c.api.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket:               &c.bucket,
 		Key:                  aws.String(c.key(key)),
@@ -99,9 +109,9 @@ func (c *Client) Head(ctx context.Context, key string) (int64, time.Time, map[st
 		SSECustomerKeyMD5:    c.sseKeyMD5,
 	})
 	if err != nil {
-		return 0, time.Time{}, nil, classify("head", key, err)
+		return objstore.Object{}, classify("head", key, err)
 	}
-	return aws.ToInt64(out.ContentLength), aws.ToTime(out.LastModified), out.Metadata, nil
+	return objstore.Object{Size: aws.ToInt64(out.ContentLength), MTime: aws.ToTime(out.LastModified), Meta: out.Metadata}, nil
 }
 
 // Copy implements Store with one CopyObject that replaces the metadata;
@@ -130,11 +140,13 @@ func (c *Client) Copy(ctx context.Context, from, to string, meta map[string]stri
 }
 
 // escapeKey escapes each segment of an object key for x-amz-copy-source,
-// keeping the slashes between them.
+// keeping the slashes between them. Everything but unreserved characters
+// is escaped: some stores decode the header as a query ("+" as a space,
+// gofakes3 does), and "%2B" means "+" to every decoder.
 func escapeKey(key string) string {
 	parts := strings.Split(key, "/")
 	for i, p := range parts {
-		parts[i] = url.PathEscape(p)
+		parts[i] = strings.ReplaceAll(url.QueryEscape(p), "+", "%20")
 	}
 	return strings.Join(parts, "/")
 }
@@ -161,14 +173,15 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 // first, then names that continue key with a character below "/", then
 // everything under key/. Only when a page of such longer names comes
 // first does it ask again, with a HEAD and a one-key LIST.
-func (c *Client) Lookup(ctx context.Context, key string, below func(name string, size int64, mtime time.Time)) (size int64, mtime time.Time, file, dir, complete bool, err error) {
+func (c *Client) Lookup(ctx context.Context, key string, below func(objstore.Entry)) (objstore.Found, error) {
 	full := c.key(key)
 	page, err := c.api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket: &c.bucket, Prefix: aws.String(full), MaxKeys: aws.Int32(lookupPage), EncodingType: types.EncodingTypeUrl,
 	})
 	if err != nil {
-		return 0, time.Time{}, false, false, false, classify("lookup", key, err)
+		return objstore.Found{}, classify("lookup", key, err)
 	}
+	var f objstore.Found
 	pastDir := false // a name sorting after every key under key/ was seen
 	for _, o := range page.Contents {
 		rel, ok := relativeKey(o.Key, full, page.EncodingType)
@@ -177,34 +190,37 @@ func (c *Client) Lookup(ctx context.Context, key string, below func(name string,
 		}
 		switch {
 		case rel == "":
-			size, mtime, file = aws.ToInt64(o.Size), aws.ToTime(o.LastModified), true
+			f.File, f.Size, f.MTime = true, aws.ToInt64(o.Size), aws.ToTime(o.LastModified)
 		case rel[0] == '/':
-			dir = true
+			f.Dir = true
 			if name := rel[1:]; below != nil && name != "" && !strings.HasSuffix(name, "/") {
-				below(name, aws.ToInt64(o.Size), aws.ToTime(o.LastModified))
+				below(objstore.Entry{Name: name, Size: aws.ToInt64(o.Size), MTime: aws.ToTime(o.LastModified)})
 			}
 		case rel[0] > '/':
 			pastDir = true
 		}
 	}
-	complete = !aws.ToBool(page.IsTruncated) || pastDir
-	if dir || complete {
-		return size, mtime, file, dir, complete, nil
+	f.Complete = !aws.ToBool(page.IsTruncated) || pastDir
+	if f.Dir || f.Complete {
+		return f, nil
 	}
-	if !file {
-		size, mtime, _, err = c.Head(ctx, key)
+	if !f.File {
+		o, err := c.Head(ctx, key)
 		if err == nil {
-			return size, mtime, true, false, false, nil
+			return objstore.Found{File: true, Size: o.Size, MTime: o.MTime}, nil
 		}
 		if !errors.Is(err, iofs.ErrNotExist) {
-			return 0, time.Time{}, false, false, false, err
+			return objstore.Found{}, err
 		}
 	}
-	err = c.List(ctx, key+"/", true, func(string, int64, time.Time, bool) bool {
-		dir = true
+	err = c.List(ctx, key+"/", true, func(objstore.Entry) bool {
+		f.Dir = true
 		return false
 	})
-	return size, mtime, file, dir, false, err
+	if err != nil {
+		return objstore.Found{}, err
+	}
+	return f, nil
 }
 
 // relativeKey decodes a key a LIST returned and returns it relative to
@@ -234,7 +250,7 @@ func relativeKey(key *string, full string, enc types.EncodingType) (string, bool
 var lookupPage int32 = 1000
 
 // List implements Store.
-func (c *Client) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
+func (c *Client) List(ctx context.Context, prefix string, recursive bool, fn func(objstore.Entry) bool) error {
 	full := c.key(prefix)
 	in := &s3.ListObjectsV2Input{Bucket: &c.bucket, Prefix: aws.String(full), EncodingType: types.EncodingTypeUrl}
 	if !recursive {
@@ -256,7 +272,7 @@ func (c *Client) List(ctx context.Context, prefix string, recursive bool, fn fun
 				name, ok := relativeKey(prefixes[0].Prefix, full, page.EncodingType)
 				name = strings.TrimSuffix(name, "/")
 				prefixes = prefixes[1:]
-				if ok && name != "" && !fn(name, 0, time.Time{}, true) {
+				if ok && name != "" && !fn(objstore.Entry{Name: name, Dir: true}) {
 					return nil
 				}
 				continue
@@ -269,7 +285,7 @@ func (c *Client) List(ctx context.Context, prefix string, recursive bool, fn fun
 			if !ok || name == "" || strings.HasSuffix(name, "/") {
 				continue
 			}
-			if !fn(name, aws.ToInt64(o.Size), aws.ToTime(o.LastModified), false) {
+			if !fn(objstore.Entry{Name: name, Size: aws.ToInt64(o.Size), MTime: aws.ToTime(o.LastModified)}) {
 				return nil
 			}
 		}

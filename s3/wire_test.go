@@ -145,7 +145,9 @@ func testMultipart(t *testing.T, whenRequired bool) {
 		c.ChecksumWhenRequired = whenRequired
 	})
 	journal := &recordingJournal{}
-	c.SetMultipartJournal(journal)
+	if err := c.SetMultipartJournal(journal); err != nil {
+		t.Fatal(err)
+	}
 	data := bytes.Repeat([]byte("0123456789abcdef"), (12<<20)/16)
 	if err := c.Put(context.Background(), "big", bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)
@@ -188,8 +190,9 @@ func testMultipart(t *testing.T, whenRequired bool) {
 
 type recordingJournal struct{ begun, ended int }
 
-func (j *recordingJournal) BeginMultipart(key, id string) error { j.begun++; return nil }
-func (j *recordingJournal) EndMultipart(key, id string) error   { j.ended++; return nil }
+func (j *recordingJournal) BeginMultipart(key, id string) error       { j.begun++; return nil }
+func (j *recordingJournal) EndMultipart(key, id string) error         { j.ended++; return nil }
+func (j *recordingJournal) OpenMultiparts(func(key, id string)) error { return nil }
 
 // storage_classes sets a class per top-level tree (remote media Synapse
 // can fetch again from its origin in a cheaper one), on single PUTs and

@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache"
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // GET /local hands reconcile the cache's unsent files, names byte for
 // byte, newlines and quotes included.
 func TestControlLocalFiles(t *testing.T) {
-	c, err := cache.Open(cache.Options{Dir: t.TempDir(), Store: s3.NewMem(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	c, err := cache.Open(cache.Options{Dir: t.TempDir(), Store: objstore.NewMem(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		LocalOnly: func(p string) bool { return true }})
 	if err != nil {
 		t.Fatal(err)

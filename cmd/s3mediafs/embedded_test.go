@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"testing"
 
-	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
@@ -17,18 +15,8 @@ import (
 // into the old map (a CopyObject faulted the whole daemon on pjdfstest's
 // chmod suite).
 func TestEmbeddedStoreCopiesWhileItGrows(t *testing.T) {
-	emb, err := startEmbeddedStore(t.TempDir(), embeddedBucket, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Close()
 	ctx := context.Background()
-	client, err := s3.New(ctx, s3.Config{Bucket: embeddedBucket, Endpoint: "http://embedded", ForcePathStyle: true,
-		UnixSocket: emb.Socket, AccessKeyID: embeddedKey, SecretAccessKey: embeddedSecret, Region: "us-east-1"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := embeddedClient(t)
 	put := func(key string, data []byte) {
 		if err := client.Put(ctx, key, bytes.NewReader(data), int64(len(data)), map[string]string{"uid": "1"}); err != nil {
 			t.Error(err)
@@ -59,8 +47,8 @@ func TestEmbeddedStoreCopiesWhileItGrows(t *testing.T) {
 		if !ok || !bytes.Equal(got, bytes.Repeat([]byte{24}, 64<<10*25)) {
 			t.Errorf("%s after copies onto itself: %d bytes", key, len(got))
 		}
-		if _, _, meta, err := client.Head(ctx, key); err != nil || meta["mode"] != "33188" {
-			t.Errorf("%s metadata after a copy: %v %v", key, meta, err)
+		if o, err := client.Head(ctx, key); err != nil || o.Meta["mode"] != "33188" {
+			t.Errorf("%s metadata after a copy: %v %v", key, o.Meta, err)
 		}
 	}
 }

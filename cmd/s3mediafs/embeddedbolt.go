@@ -74,6 +74,16 @@ func (b *boltBackend) PutObject(bucket, key string, meta map[string]string, inpu
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// s3bolt merges the metadata of the object it replaces into the new
+	// one's, where S3 replaces it whole: a removed key would linger. The
+	// old object goes first; the body is already read, so what can still
+	// fail is the bolt file itself (and the mount keeps a failed upload's
+	// bytes and sends them again).
+	if cond == nil { // (a conditional put must see the old object)
+		if _, err := b.Backend.DeleteObject(bucket, key); err != nil {
+			return gofakes3.PutObjectResult{}, err
+		}
+	}
 	return b.Backend.PutObject(bucket, key, meta, bytes.NewReader(data), size, cond)
 }
 

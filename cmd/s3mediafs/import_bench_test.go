@@ -62,7 +62,7 @@ func providerStyleUpload(c *s3.Client, src string) error {
 			return err
 		}
 		rel, _ := filepath.Rel(src, path)
-		if _, _, _, err := c.Head(ctx, rel); err == nil {
+		if _, err := c.Head(ctx, rel); err == nil {
 			return nil
 		} else if !errors.Is(err, iofs.ErrNotExist) {
 			return err

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 func writeTree(t *testing.T, root string, files map[string]string) {
@@ -35,7 +35,7 @@ func TestImportDeletesOnlyWhatTheBucketHoldsByteForByte(t *testing.T) {
 		"local_content/ab/cd/othersize": "local version",
 		"local_content/ab/cd/new":       "only local",
 	})
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	store.SetObject("local_content/ab/cd/same", []byte("identical bytes"))
 	store.SetObject("local_content/ab/cd/samesize", []byte("OTHER version!!"))
 	store.SetObject("local_content/ab/cd/othersize", []byte("a longer, other version"))
@@ -79,7 +79,7 @@ func TestImportNeverFollowsSymlinks(t *testing.T) {
 	writeTree(t, src, map[string]string{"local_content/ab/cd/real": "media"})
 	os.Symlink(filepath.Join(outside, "secret"), filepath.Join(src, "local_content/ab/cd/link"))
 	os.Symlink(filepath.Join(outside, "dir"), filepath.Join(src, "local_content/linkdir"))
-	store := s3.NewMem()
+	store := objstore.NewMem()
 	var out bytes.Buffer
 	if _, err := importTree(context.Background(), store, importOptions{from: src, concurrency: 2, deleteSource: true, progress: &out}); err != nil {
 		t.Fatalf("import: %v\n%s", err, out.String())

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
+
 	"github.com/dustin/go-humanize"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/term"
@@ -65,7 +67,7 @@ type localFile struct {
 // Files are read through an os.Root on o.from without following
 // symlinks, so neither a symlink in the tree nor one swapped in later
 // makes the import read or delete anything outside it (it runs as root).
-func importTree(ctx context.Context, store s3.Store, o importOptions) (importStats, error) {
+func importTree(ctx context.Context, bucket objstore.Store, o importOptions) (importStats, error) {
 	var st importStats
 	root, err := os.OpenRoot(o.from)
 	if err != nil {
@@ -77,7 +79,7 @@ func importTree(ctx context.Context, store s3.Store, o importOptions) (importSta
 		return st, err
 	}
 	st.Files = len(files)
-	remote, err := listSizes(ctx, store)
+	remote, err := listSizes(ctx, bucket)
 	if err != nil {
 		return st, err
 	}
@@ -107,12 +109,12 @@ func importTree(ctx context.Context, store s3.Store, o importOptions) (importSta
 		}
 		return st, nil
 	}
-	firstErr := uploadAll(ctx, store, root, o, todo, todoBytes, &st)
+	firstErr := uploadAll(ctx, bucket, root, o, todo, todoBytes, &st)
 	if err := ctx.Err(); err != nil {
 		return st, err
 	}
 	if o.verify || o.deleteSource {
-		if err := verifyImport(ctx, store, root, o, files, conflicts, &st); err != nil {
+		if err := verifyImport(ctx, bucket, root, o, files, conflicts, &st); err != nil {
 			return st, err
 		}
 	}
@@ -164,7 +166,7 @@ func scanTree(o importOptions, st *importStats) ([]localFile, error) {
 
 // uploadAll uploads the files, o.concurrency at a time; one that fails
 // does not stop the rest. It returns the first failure.
-func uploadAll(ctx context.Context, store s3.Store, root *os.Root, o importOptions, todo []localFile, todoBytes int64, st *importStats) error {
+func uploadAll(ctx context.Context, bucket objstore.Store, root *os.Root, o importOptions, todo []localFile, todoBytes int64, st *importStats) error {
 	prog := newProgress(o, todoBytes, len(todo))
 	var uploaded, failed atomic.Int64
 	var upBytes atomic.Int64
@@ -177,7 +179,7 @@ func uploadAll(ctx context.Context, store s3.Store, root *os.Root, o importOptio
 			break
 		}
 		g.Go(func() error {
-			if err := uploadFile(gctx, store, root, f); err != nil {
+			if err := uploadFile(gctx, bucket, root, f); err != nil {
 				failed.Add(1)
 				errMu.Lock()
 				if firstErr == nil {
@@ -199,7 +201,7 @@ func uploadAll(ctx context.Context, store s3.Store, root *os.Root, o importOptio
 	return firstErr
 }
 
-func uploadFile(ctx context.Context, store s3.Store, root *os.Root, f localFile) error {
+func uploadFile(ctx context.Context, bucket objstore.Store, root *os.Root, f localFile) error {
 	fh, _, err := openSource(root, f)
 	if err != nil {
 		return err
@@ -213,7 +215,7 @@ func uploadFile(ctx context.Context, store s3.Store, root *os.Root, f localFile)
 			meta = cache.ObjectMeta(st.Uid, st.Gid, st.Mode&0o7777, fi.ModTime())
 		}
 	}
-	return store.Put(ctx, f.rel, fh, f.size, meta)
+	return bucket.Put(ctx, f.rel, fh, f.size, meta)
 }
 
 // openSource opens the file f of the tree for reading without following a
@@ -240,10 +242,10 @@ func openSource(root *os.Root, f localFile) (*os.File, os.FileInfo, error) {
 }
 
 // listSizes returns every object's size by key, from one recursive LIST.
-func listSizes(ctx context.Context, store s3.Store) (map[string]int64, error) {
+func listSizes(ctx context.Context, bucket objstore.Store) (map[string]int64, error) {
 	sizes := map[string]int64{}
-	err := store.List(ctx, "", true, func(name string, size int64, _ time.Time, _ bool) bool {
-		sizes[name] = size
+	err := bucket.List(ctx, "", true, func(e objstore.Entry) bool {
+		sizes[e.Name] = e.Size
 		return true
 	})
 	if err != nil {
@@ -256,7 +258,7 @@ func listSizes(ctx context.Context, store s3.Store) (map[string]int64, error) {
 // for byte with the file; with deleteSource it then removes each file so
 // proven, if it is still the very file compared. A file whose key holds
 // other bytes is a conflict, kept and reported.
-func verifyImport(ctx context.Context, store s3.Store, root *os.Root, o importOptions, files []localFile, conflicts map[string]bool, st *importStats) error {
+func verifyImport(ctx context.Context, bucket objstore.Store, root *os.Root, o importOptions, files []localFile, conflicts map[string]bool, st *importStats) error {
 	var missing []string
 	for _, f := range files {
 		if conflicts[f.rel] {
@@ -265,7 +267,7 @@ func verifyImport(ctx context.Context, store s3.Store, root *os.Root, o importOp
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		info, same, err := sameBytes(ctx, store, root, f)
+		info, same, err := sameBytes(ctx, bucket, root, f)
 		switch {
 		case err != nil:
 			missing = append(missing, f.rel)
@@ -298,13 +300,13 @@ func verifyImport(ctx context.Context, store s3.Store, root *os.Root, o importOp
 
 // sameBytes reads the object at f's key and the file f, and reports
 // whether they hold the same bytes, with the file's identity as opened.
-func sameBytes(ctx context.Context, store s3.Store, root *os.Root, f localFile) (os.FileInfo, bool, error) {
+func sameBytes(ctx context.Context, bucket objstore.Store, root *os.Root, f localFile) (os.FileInfo, bool, error) {
 	fh, info, err := openSource(root, f)
 	if err != nil {
 		return nil, false, err
 	}
 	defer fh.Close()
-	body, n, err := store.Get(ctx, f.rel, 0, -1)
+	body, n, err := bucket.Get(ctx, f.rel, 0, -1)
 	if err != nil {
 		return nil, false, err
 	}

@@ -10,12 +10,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/s3mediafs/s3mediafs/cache"
-	"github.com/s3mediafs/s3mediafs/s3"
 )
 
 // metrics holds the daemon's Prometheus instruments.
@@ -146,7 +147,7 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 
 // instrumentedStore times every S3 request by operation and outcome.
 type instrumentedStore struct {
-	cache.Store
+	objstore.Store
 	m *metrics
 }
 
@@ -158,7 +159,7 @@ func (s instrumentedStore) observe(op string, start time.Time, err error) {
 		outcome = "not_found"
 	case errors.Is(err, context.Canceled):
 		outcome = "canceled"
-	case s3.IsPermanent(err):
+	case objstore.IsPermanent(err):
 		outcome = "permanent"
 	default:
 		outcome = "transient"
@@ -181,12 +182,12 @@ func (s instrumentedStore) Get(ctx context.Context, key string, off, n int64) (_
 	return s.Store.Get(ctx, key, off, n)
 }
 
-func (s instrumentedStore) Head(ctx context.Context, key string) (_ int64, _ time.Time, _ map[string]string, err error) {
+func (s instrumentedStore) Head(ctx context.Context, key string) (_ objstore.Object, err error) {
 	defer func(start time.Time) { s.observe("head", start, err) }(time.Now())
 	return s.Store.Head(ctx, key)
 }
 
-func (s instrumentedStore) Lookup(ctx context.Context, key string, below func(string, int64, time.Time)) (_ int64, _ time.Time, _, _, _ bool, err error) {
+func (s instrumentedStore) Lookup(ctx context.Context, key string, below func(objstore.Entry)) (_ objstore.Found, err error) {
 	defer func(start time.Time) { s.observe("lookup", start, err) }(time.Now())
 	return s.Store.Lookup(ctx, key, below)
 }
@@ -196,17 +197,7 @@ func (s instrumentedStore) Delete(ctx context.Context, key string) (err error) {
 	return s.Store.Delete(ctx, key)
 }
 
-func (s instrumentedStore) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) (err error) {
+func (s instrumentedStore) List(ctx context.Context, prefix string, recursive bool, fn func(objstore.Entry) bool) (err error) {
 	defer func(start time.Time) { s.observe("list", start, err) }(time.Now())
 	return s.Store.List(ctx, prefix, recursive, fn)
-}
-
-func (s instrumentedStore) AbortStaleMultipart(ctx context.Context, key string, before time.Time) (err error) {
-	defer func(start time.Time) { s.observe("abort_stale_multipart", start, err) }(time.Now())
-	return s.Store.AbortStaleMultipart(ctx, key, before)
-}
-
-func (s instrumentedStore) AbortMultipart(ctx context.Context, key, id string) (err error) {
-	defer func(start time.Time) { s.observe("abort_multipart", start, err) }(time.Now())
-	return s.Store.AbortMultipart(ctx, key, id)
 }

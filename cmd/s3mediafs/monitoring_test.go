@@ -18,7 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/s3mediafs/s3mediafs/cache"
-	"github.com/s3mediafs/s3mediafs/s3"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 const monitoringDir = "../../scripts/deploy/monitoring"
@@ -59,7 +59,7 @@ func TestMetricNamesOfAnExpression(t *testing.T) {
 // exportedNames is every series name the daemon's /metrics page can carry.
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
-	c, err := cache.Open(cache.Options{Dir: t.TempDir(), Store: s3.NewMem(), MaxSize: 1 << 30})
+	c, err := cache.Open(cache.Options{Dir: t.TempDir(), Store: objstore.NewMem(), MaxSize: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,6 +93,14 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 			log.Error("closing the cache index failed", "err", err)
 		}
 	}()
+	// Multipart uploads a crash cut off are aborted in the background;
+	// the journal they are cleared from closes with the cache, after this.
+	aborted := make(chan struct{})
+	go func() {
+		defer close(aborted)
+		client.AbortLeftoverMultiparts(ctx)
+	}()
+	defer func() { stopBackground(); <-aborted }()
 	socket := cfg.ControlSocket
 	if socket == "" {
 		socket = socketFor(mnt)
@@ -161,7 +169,8 @@ func openStore(ctx context.Context, cfg Config, embeddedDir string, log *slog.Lo
 }
 
 // openCache opens the cache over the store, its requests timed by met,
-// and gives the client the cache's multipart journal.
+// and gives the client the cache's multipart journal before anything can
+// be uploaded, so that what the journal holds is a previous run's.
 func openCache(cfg Config, client *s3.Client, met *metrics, log *slog.Logger) (*cache.Cache, error) {
 	c, err := cache.Open(cache.Options{
 		Dir: cfg.CacheDir, Store: instrumentedStore{Store: client, m: met}, Log: log,
@@ -185,7 +194,10 @@ func openCache(cfg Config, client *s3.Client, met *metrics, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	client.SetMultipartJournal(c)
+	if err := client.SetMultipartJournal(c); err != nil {
+		c.Close()
+		return nil, err
+	}
 	met.watch(c)
 	return c, nil
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
+
 	"github.com/s3mediafs/s3mediafs/s3"
 )
 
@@ -79,7 +81,7 @@ func Bucket(t testing.TB, prefix string) (*s3.Client, Server, string) {
 
 // Object returns the bytes stored at key and whether it exists, failing
 // the test on any other error.
-func Object(t testing.TB, st s3.Store, key string) ([]byte, bool) {
+func Object(t testing.TB, st objstore.Store, key string) ([]byte, bool) {
 	t.Helper()
 	body, _, err := st.Get(context.Background(), key, 0, -1)
 	if errors.Is(err, os.ErrNotExist) {

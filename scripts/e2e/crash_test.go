@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
@@ -235,8 +236,8 @@ func TestPythonSynapsePattern(t *testing.T) {
 	d.terminate(t)
 	// What the script left must be in S3; what it removed must not.
 	var keys []string
-	if err := client.List(context.Background(), "", true, func(name string, _ int64, _ time.Time, _ bool) bool {
-		keys = append(keys, name)
+	if err := client.List(context.Background(), "", true, func(e objstore.Entry) bool {
+		keys = append(keys, e.Name)
 		return true
 	}); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
@@ -147,8 +148,8 @@ func TestPurgeLeavesNothingBehind(t *testing.T) {
 	}
 	flushed(t, cfg, 60*time.Second)
 	var left []string
-	if err := client.List(ctx, "", true, func(name string, _ int64, _ time.Time, _ bool) bool {
-		left = append(left, name)
+	if err := client.List(ctx, "", true, func(e objstore.Entry) bool {
+		left = append(left, e.Name)
 		return true
 	}); err != nil {
 		t.Fatal(err)
@@ -163,10 +164,10 @@ func TestPurgeLeavesNothingBehind(t *testing.T) {
 	var dirs []string
 	var walk func(prefix string)
 	walk = func(prefix string) {
-		client.List(ctx, prefix, false, func(name string, _ int64, _ time.Time, isDir bool) bool {
-			if isDir {
-				dirs = append(dirs, prefix+name+"/")
-				walk(prefix + name + "/")
+		client.List(ctx, prefix, false, func(e objstore.Entry) bool {
+			if e.Dir {
+				dirs = append(dirs, prefix+e.Name+"/")
+				walk(prefix + e.Name + "/")
 			}
 			return true
 		})
@@ -255,7 +256,7 @@ func TestHugeDirectoryThroughTheMount(t *testing.T) {
 	}
 	t.Logf("%d objects put in %v", n, time.Since(began))
 	began = time.Now()
-	if err := client.List(ctx, "remote_content/big.example/", false, func(string, int64, time.Time, bool) bool { return true }); err != nil {
+	if err := client.List(ctx, "remote_content/big.example/", false, func(objstore.Entry) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("the store lists them in %v", time.Since(began))

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
@@ -37,8 +38,8 @@ func metaOf(t *testing.T, p string) fileMeta {
 func keysUnder(t *testing.T, c *s3.Client, prefix string) []string {
 	t.Helper()
 	var keys []string
-	err := c.List(context.Background(), prefix, true, func(name string, _ int64, _ time.Time, _ bool) bool {
-		keys = append(keys, prefix+name)
+	err := c.List(context.Background(), prefix, true, func(e objstore.Entry) bool {
+		keys = append(keys, prefix+e.Name)
 		return true
 	})
 	if err != nil {
@@ -90,10 +91,11 @@ func TestOwnersModesAndTimesTravel(t *testing.T) {
 	if !slices.Equal(writes, []string{"CopyObject"}) {
 		t.Errorf("a metadata change cost %v, want one CopyObject and no upload", writes)
 	}
-	_, _, meta, err := client.Head(context.Background(), p)
+	o, err := client.Head(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
+	meta := o.Meta
 	if meta["uid"] != "1234" || meta["gid"] != "5678" || meta["mode"] != "33184" || meta["mtime"] != "1580702706" {
 		t.Errorf("object metadata %v, want s3fs's uid 1234 gid 5678 mode 33184 mtime 1580702706", meta)
 	}

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/cmd/s3mediafs/reconcile/synapsetest"
 	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
@@ -240,7 +241,7 @@ func TestReconcileKilledAndResumed(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	left := 0
-	client.List(context.Background(), "local_content/or/", true, func(string, int64, time.Time, bool) bool { left++; return true })
+	client.List(context.Background(), "local_content/or/", true, func(objstore.Entry) bool { left++; return true })
 	if left == 0 || left == len(orphans) {
 		t.Logf("the kill landed at %d of %d orphans left", left, len(orphans))
 	}

@@ -15,6 +15,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/cmd/s3mediafs/reconcile"
 	"github.com/s3mediafs/s3mediafs/cmd/s3mediafs/reconcile/synapsetest"
 )
@@ -163,7 +164,7 @@ func seedMillion(b *testing.B, path string, n int) {
 // for every ten, generated on the fly in key-unrelated order.
 type generatedBucket struct{ n int }
 
-func (g generatedBucket) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
+func (g generatedBucket) List(ctx context.Context, prefix string, recursive bool, fn func(objstore.Entry) bool) error {
 	old := time.Now().Add(-48 * time.Hour)
 	for i := range g.n {
 		var key string
@@ -175,12 +176,12 @@ func (g generatedBucket) List(ctx context.Context, prefix string, recursive bool
 		case 4:
 			key, _ = reconcile.RemoteMedia("matrix.org", mediaID(i))
 		}
-		if !fn(key, 10, old, false) {
+		if !fn(objstore.Entry{Name: key, Size: 10, MTime: old}) {
 			return nil
 		}
 		if i%10 == 0 {
 			orphan, _ := reconcile.LocalMedia(fmt.Sprintf("orphan%018d", i))
-			if !fn(orphan, 10, old, false) {
+			if !fn(objstore.Entry{Name: orphan, Size: 10, MTime: old}) {
 				return nil
 			}
 		}
@@ -188,8 +189,8 @@ func (g generatedBucket) List(ctx context.Context, prefix string, recursive bool
 	return nil
 }
 
-func (generatedBucket) Head(context.Context, string) (int64, time.Time, map[string]string, error) {
-	return 0, time.Time{}, nil, fmt.Errorf("not in the benchmark")
+func (generatedBucket) Head(context.Context, string) (objstore.Object, error) {
+	return objstore.Object{}, fmt.Errorf("not in the benchmark")
 }
 
 func (generatedBucket) DeleteMany(context.Context, []string) (map[string]error, error) {

@@ -188,13 +188,13 @@ func (d *deleter) stillOrphans(ctx context.Context, batch []orphan) (doomed []or
 			owned++
 			continue
 		}
-		_, mtime, _, err := d.o.Bucket.Head(ctx, b.key)
+		obj, err := d.o.Bucket.Head(ctx, b.key)
 		switch {
 		case errors.Is(err, iofs.ErrNotExist):
 			continue // gone already
 		case err != nil:
 			return nil, 0, 0, err
-		case mtime.After(d.cutoff): // rewritten since the listing
+		case obj.MTime.After(d.cutoff): // rewritten since the listing
 			changed++
 			continue
 		}

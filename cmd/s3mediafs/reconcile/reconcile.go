@@ -11,13 +11,15 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // Bucket is what reconcile needs of the store; *s3.Client has it. Keys
 // are relative to the configured prefix, as the mount sees them.
 type Bucket interface {
-	List(ctx context.Context, prefix string, recursive bool, fn func(key string, size int64, mtime time.Time, dir bool) bool) error
-	Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error)
+	List(ctx context.Context, prefix string, recursive bool, fn func(objstore.Entry) bool) error
+	Head(ctx context.Context, key string) (objstore.Object, error)
 	DeleteMany(ctx context.Context, keys []string) (map[string]error, error)
 }
 
@@ -169,12 +171,12 @@ func (o *Options) readSides(ctx context.Context, tmp string, rep *Report) (db, o
 	o.Progress.phase("listing the bucket")
 	objects = newSortedKeys(tmp, o.RunKeys)
 	var addErr error
-	err = o.Bucket.List(ctx, "", true, func(key string, size int64, mtime time.Time, dir bool) bool {
-		if dir {
+	err = o.Bucket.List(ctx, "", true, func(e objstore.Entry) bool {
+		if e.Dir {
 			return true
 		}
 		o.progress(func(p *Progress) { p.Objects.Add(1) })
-		addErr = objects.Add(withMeta(key, size, mtime.UnixNano()))
+		addErr = objects.Add(withMeta(e.Name, e.Size, e.MTime.UnixNano()))
 		return addErr == nil
 	})
 	if err = errors.Join(err, addErr); err != nil {

@@ -10,16 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/cmd/s3mediafs/reconcile"
 	"github.com/s3mediafs/s3mediafs/cmd/s3mediafs/reconcile/synapsetest"
-	"github.com/s3mediafs/s3mediafs/s3"
 )
 
 var old = time.Now().Add(-72 * time.Hour)
 
 // seed fills a database and a bucket as synapse-s3-storage-provider
 // leaves them: media Synapse knows in both, purged media still in S3.
-func seed(t *testing.T, db *synapsetest.DB, bucket *s3.Mem) {
+func seed(t *testing.T, db *synapsetest.DB, bucket *objstore.Mem) {
 	db.Local("abcdefghijklmnopqrstuvwx", "")
 	db.LocalThumbnail("abcdefghijklmnopqrstuvwx", 32, 32, "image/png", "crop")
 	db.Local("2024-01-31_PreviewXYZ", "https://example.org/")
@@ -66,7 +66,7 @@ func open(t *testing.T, db *synapsetest.DB) *reconcile.Source {
 
 func TestReportThenDelete(t *testing.T) {
 	each(t, func(t *testing.T, db *synapsetest.DB) {
-		bucket := s3.NewMem()
+		bucket := objstore.NewMem()
 		seed(t, db, bucket)
 		src := open(t, db)
 		local := func(fn func(string, int64) error) error {
@@ -143,16 +143,16 @@ func TestReportThenDelete(t *testing.T) {
 // committed a row for the thumbnail purged earlier: the race reconcile's
 // last check must win.
 type gainOnDelete struct {
-	*s3.Mem
+	*objstore.Mem
 	db    *synapsetest.DB
 	added bool
 }
 
-func (g *gainOnDelete) Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error) {
+func (g *gainOnDelete) Head(ctx context.Context, key string) (objstore.Object, error) {
 	return g.Mem.Head(ctx, key)
 }
 
-func (g *gainOnDelete) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
+func (g *gainOnDelete) List(ctx context.Context, prefix string, recursive bool, fn func(objstore.Entry) bool) error {
 	err := g.Mem.List(ctx, prefix, recursive, fn)
 	if !g.added {
 		g.added = true
@@ -202,7 +202,7 @@ func TestNotSynapsesDatabase(t *testing.T) {
 func TestHostileKeys(t *testing.T) {
 	db := synapsetest.SQLite(t, synapsetest.Current)
 	db.Local("abcdefghijkl", "")
-	bucket := s3.NewMem()
+	bucket := objstore.NewMem()
 	keep := []string{
 		"local_content/ab/cd/efghijkl",             // Synapse's
 		"backups/weekly",                           // not Synapse's

@@ -1,11 +1,10 @@
-package s3
+package objstore
 
 import (
 	"bytes"
 	"context"
 	"fmt"
 	"io"
-	iofs "io/fs"
 	"maps"
 	"sort"
 	"strings"
@@ -115,15 +114,11 @@ func (m *Mem) Copy(ctx context.Context, from, to string, meta map[string]string)
 	defer m.mu.Unlock()
 	o, ok := m.objects[from]
 	if !ok {
-		return notFound("copy", from)
+		return NotFound("copy", from)
 	}
 	o.meta, o.mtime = maps.Clone(meta), time.Now()
 	m.objects[to] = o
 	return nil
-}
-
-func notFound(op, key string) error {
-	return &Error{Op: op, Key: key, Status: 404, Code: "NoSuchKey", Err: iofs.ErrNotExist}
 }
 
 // Get implements Store.
@@ -131,7 +126,7 @@ func (m *Mem) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser,
 	m.count("get")
 	data, ok := m.Object(key)
 	if !ok {
-		return nil, 0, notFound("get", key)
+		return nil, 0, NotFound("get", key)
 	}
 	off = min(off, int64(len(data)))
 	end := int64(len(data))
@@ -141,45 +136,35 @@ func (m *Mem) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser,
 	return io.NopCloser(bytes.NewReader(data[off:end])), end - off, nil
 }
 
-// AbortStaleMultipart implements Store; Mem never starts a multipart upload.
-func (m *Mem) AbortStaleMultipart(ctx context.Context, key string, before time.Time) error {
-	m.count("abort")
-	return nil
-}
-
-// AbortMultipart implements Store; Mem never starts a multipart upload.
-func (m *Mem) AbortMultipart(ctx context.Context, key, uploadID string) error {
-	m.count("abort")
-	return nil
-}
-
 // Head implements Store.
-func (m *Mem) Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error) {
+func (m *Mem) Head(ctx context.Context, key string) (Object, error) {
 	m.count("head")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	o, ok := m.objects[key]
 	if !ok {
-		return 0, time.Time{}, nil, notFound("head", key)
+		return Object{}, NotFound("head", key)
 	}
-	return int64(len(o.data)), o.mtime, maps.Clone(o.meta), nil
+	return Object{Size: int64(len(o.data)), MTime: o.mtime, Meta: maps.Clone(o.meta)}, nil
 }
 
 // Lookup implements Store: one LIST request, which sees everything.
-func (m *Mem) Lookup(ctx context.Context, key string, below func(name string, size int64, mtime time.Time)) (size int64, mtime time.Time, file, dir, complete bool, err error) {
+func (m *Mem) Lookup(ctx context.Context, key string, below func(Entry)) (Found, error) {
 	m.count("list")
+	var f Found
 	m.mu.Lock()
 	if o, ok := m.objects[key]; ok {
-		size, mtime, file = int64(len(o.data)), o.mtime, true
+		f.File, f.Size, f.MTime = true, int64(len(o.data)), o.mtime
 	}
 	m.mu.Unlock()
 	under := m.entries(key+"/", true)
 	for _, e := range under {
 		if below != nil {
-			below(e.name, e.size, e.mtime)
+			below(e)
 		}
 	}
-	return size, mtime, file, len(under) > 0, true, nil
+	f.Dir, f.Complete = len(under) > 0, true
+	return f, nil
 }
 
 // Delete implements Store.
@@ -192,28 +177,20 @@ func (m *Mem) Delete(ctx context.Context, key string) error {
 }
 
 // List implements Store.
-func (m *Mem) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
+func (m *Mem) List(ctx context.Context, prefix string, recursive bool, fn func(Entry) bool) error {
 	m.count("list")
 	for _, e := range m.entries(prefix, recursive) {
-		if !fn(e.name, e.size, e.mtime, e.dir) {
+		if !fn(e) {
 			break
 		}
 	}
 	return nil
 }
 
-// memEntry is one name a LIST returns.
-type memEntry struct {
-	name  string
-	size  int64
-	mtime time.Time
-	dir   bool
-}
-
 // entries is what a LIST of prefix returns, in key order.
-func (m *Mem) entries(prefix string, recursive bool) []memEntry {
+func (m *Mem) entries(prefix string, recursive bool) []Entry {
 	m.mu.Lock()
-	var out []memEntry
+	var out []Entry
 	dirs := map[string]bool{}
 	for k, o := range m.objects {
 		rest, ok := strings.CutPrefix(k, prefix)
@@ -223,26 +200,30 @@ func (m *Mem) entries(prefix string, recursive bool) []memEntry {
 		if i := strings.IndexByte(rest, '/'); i >= 0 && !recursive {
 			if !dirs[rest[:i]] {
 				dirs[rest[:i]] = true
-				out = append(out, memEntry{name: rest[:i], dir: true})
+				out = append(out, Entry{Name: rest[:i], Dir: true})
 			}
 			continue
 		}
-		out = append(out, memEntry{name: rest, size: int64(len(o.data)), mtime: o.mtime})
+		out = append(out, Entry{Name: rest, Size: int64(len(o.data)), MTime: o.mtime})
 	}
 	m.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].sortKey() < out[j].sortKey() })
+	sort.Slice(out, func(i, j int) bool { return sortKey(out[i]) < sortKey(out[j]) })
 	return out
 }
 
 // sortKey is where a store sorts the entry: a directory at its prefix.
-func (e memEntry) sortKey() string {
-	if e.dir {
-		return e.name + "/"
+func sortKey(e Entry) string {
+	if e.Dir {
+		return e.Name + "/"
 	}
-	return e.name
+	return e.Name
 }
 
-// DeleteMany is Client.DeleteMany for the in-memory store.
+// MaxDeleteBatch is the most keys one DeleteObjects request may name.
+const MaxDeleteBatch = 1000
+
+// DeleteMany deletes keys in one request, as the S3 client's DeleteMany
+// (DeleteObjects) does; it returns the keys that failed, with why.
 func (m *Mem) DeleteMany(ctx context.Context, keys []string) (map[string]error, error) {
 	m.count("delete_objects")
 	if len(keys) > MaxDeleteBatch {

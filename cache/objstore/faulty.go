@@ -1,9 +1,8 @@
-package s3
+package objstore
 
 import (
 	"context"
 	"io"
-	"time"
 )
 
 // Faulty wraps a Store for fault tests. Each hook, when set, runs before the
@@ -79,17 +78,17 @@ func (g gate) Read(b []byte) (int, error) {
 }
 
 // Head implements Store.
-func (f *Faulty) Head(ctx context.Context, key string) (int64, time.Time, map[string]string, error) {
+func (f *Faulty) Head(ctx context.Context, key string) (Object, error) {
 	if err := run(f.BeforeHead, ctx, key); err != nil {
-		return 0, time.Time{}, nil, err
+		return Object{}, err
 	}
 	return f.Store.Head(ctx, key)
 }
 
 // Lookup implements Store; it is a LIST request, so BeforeList runs.
-func (f *Faulty) Lookup(ctx context.Context, key string, below func(string, int64, time.Time)) (int64, time.Time, bool, bool, bool, error) {
+func (f *Faulty) Lookup(ctx context.Context, key string, below func(Entry)) (Found, error) {
 	if err := run(f.BeforeList, ctx, key); err != nil {
-		return 0, time.Time{}, false, false, false, err
+		return Found{}, err
 	}
 	return f.Store.Lookup(ctx, key, below)
 }
@@ -103,7 +102,7 @@ func (f *Faulty) Delete(ctx context.Context, key string) error {
 }
 
 // List implements Store.
-func (f *Faulty) List(ctx context.Context, prefix string, recursive bool, fn func(string, int64, time.Time, bool) bool) error {
+func (f *Faulty) List(ctx context.Context, prefix string, recursive bool, fn func(Entry) bool) error {
 	if err := run(f.BeforeList, ctx, prefix); err != nil {
 		return err
 	}
@@ -117,7 +116,7 @@ func Unavailable(op, key string) error {
 
 // Denied is a permanent error for fault hooks: the store answered 403.
 func Denied(op, key string) error {
-	return &Error{Op: op, Key: key, Status: 403, Code: "AccessDenied", Err: errDenied, perm: true}
+	return &Error{Op: op, Key: key, Status: 403, Code: "AccessDenied", Err: errDenied, Perm: true}
 }
 
 type constError string
