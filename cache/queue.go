@@ -23,47 +23,56 @@ type queue struct {
 	changed  *sync.Cond // signalled when work is added or finishes
 	finished *notifier  // broadcast after every job, for synchronous writers
 	order    []string   // FIFO of paths ready to run
-	queued   map[string]bool
-	inflight map[string]context.CancelFunc
-	again    map[string]bool // re-run once the in-flight job ends
-	retry    map[string]*time.Timer
-	backoffs map[string]*backoff.ExponentialBackOff
-	failures map[string]int       // consecutive failures per path
-	reported map[string]string    // last permanent error logged per path
-	lastErr  map[string]error     // the error of a path's last job, until one succeeds
-	since    map[string]time.Time // when each owed path was first queued
-	scanning bool                 // the index's owed work is still being read
+	jobs     map[string]*job
+	scanning bool // the index's owed work is still being read
 	stopped  bool
 	workers  sync.WaitGroup
 }
 
+// job is the schedule of one path. It exists while the path is owed, and
+// goes once its work has succeeded.
+type job struct {
+	since    time.Time          // when the path was first queued
+	queued   bool               // in order, waiting for a worker
+	cancel   context.CancelFunc // set while a worker runs it
+	again    bool               // run again once the worker ends
+	retry    *time.Timer        // set while waiting to retry
+	backoff  *backoff.ExponentialBackOff
+	failures int    // consecutive failures
+	reported string // the last permanent error logged
+	lastErr  error  // the last run's error, until a new attempt
+}
+
+func (j *job) owed() bool { return j.queued || j.cancel != nil || j.retry != nil }
+
 func newQueue(c *Cache) *queue {
-	q := &queue{
-		c:        c,
-		queued:   map[string]bool{},
-		inflight: map[string]context.CancelFunc{},
-		again:    map[string]bool{},
-		retry:    map[string]*time.Timer{},
-		backoffs: map[string]*backoff.ExponentialBackOff{},
-		failures: map[string]int{},
-		lastErr:  map[string]error{},
-		since:    map[string]time.Time{},
-		reported: map[string]string{},
-	}
+	q := &queue{c: c, jobs: map[string]*job{}}
 	q.changed = sync.NewCond(&q.mu)
 	q.finished = newNotifier()
 	return q
+}
+
+// jobLocked returns p's job, making it if p has none.
+func (q *queue) jobLocked(p string) *job {
+	j := q.jobs[p]
+	if j == nil {
+		j = &job{since: time.Now()}
+		q.jobs[p] = j
+	}
+	return j
 }
 
 func (q *queue) start(ctx context.Context, workers int) {
 	context.AfterFunc(ctx, func() {
 		q.mu.Lock()
 		q.stopped = true
-		for _, t := range q.retry {
-			t.Stop()
-		}
-		for _, cancel := range q.inflight {
-			cancel()
+		for _, j := range q.jobs {
+			if j.retry != nil {
+				j.retry.Stop()
+			}
+			if j.cancel != nil {
+				j.cancel()
+			}
 		}
 		q.changed.Broadcast()
 		q.mu.Unlock()
@@ -95,22 +104,20 @@ func (q *queue) add(p string) {
 }
 
 func (q *queue) addLocked(p string) {
-	delete(q.lastErr, p) // a new attempt: an old failure says nothing of it
-	if _, ok := q.since[p]; !ok {
-		q.since[p] = time.Now()
+	j := q.jobLocked(p)
+	j.lastErr = nil // a new attempt: an old failure says nothing of it
+	if j.retry != nil {
+		j.retry.Stop()
+		j.retry = nil
 	}
-	if t, ok := q.retry[p]; ok {
-		t.Stop()
-		delete(q.retry, p)
-	}
-	if _, ok := q.inflight[p]; ok {
-		q.again[p] = true
+	if j.cancel != nil {
+		j.again = true
 		return
 	}
-	if q.queued[p] {
+	if j.queued {
 		return
 	}
-	q.queued[p] = true
+	j.queued = true
 	q.order = append(q.order, p)
 	q.changed.Broadcast()
 }
@@ -126,21 +133,21 @@ func (q *queue) addAfter(p string, d time.Duration) {
 }
 
 func (q *queue) addAfterLocked(p string, d time.Duration) {
-	if t, ok := q.retry[p]; ok {
-		t.Stop()
+	j := q.jobLocked(p)
+	if j.retry != nil {
+		j.retry.Stop()
 	}
-	if _, ok := q.since[p]; !ok {
-		q.since[p] = time.Now()
-	}
-	q.retry[p] = time.AfterFunc(d, func() {
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		if q.stopped {
-			return
+		if q.stopped || j.retry != t || q.jobs[p] != j {
+			return // stopped, or superseded by a newer delay or attempt
 		}
-		delete(q.retry, p)
+		j.retry = nil
 		q.addLocked(p)
 	})
+	j.retry = t
 }
 
 // supersede marks the in-flight job for p, if any, as out of date: it is
@@ -152,19 +159,19 @@ func (q *queue) addAfterLocked(p string, d time.Duration) {
 func (q *queue) supersede(p string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if _, ok := q.inflight[p]; ok {
-		q.again[p] = true
+	if j := q.jobs[p]; j != nil && j.cancel != nil {
+		j.again = true
 	}
 }
 
 // owed counts paths queued, in flight or waiting to retry.
 func (q *queue) owedLocked() int {
-	n := len(q.queued) + len(q.retry)
+	n := 0
 	if q.scanning {
 		n++
 	}
-	for p := range q.inflight {
-		if !q.queued[p] {
+	for _, j := range q.jobs {
+		if j.owed() {
 			n++
 		}
 	}
@@ -207,9 +214,10 @@ func (q *queue) work(ctx context.Context) {
 		p := q.order[0]
 		q.order[0] = ""
 		q.order = q.order[1:]
-		delete(q.queued, p)
+		j := q.jobs[p]
+		j.queued = false
 		jobCtx, cancel := context.WithCancel(ctx)
-		q.inflight[p] = cancel
+		j.cancel = cancel
 		q.mu.Unlock()
 
 		again, err := q.c.syncPath(jobCtx, p)
@@ -217,25 +225,26 @@ func (q *queue) work(ctx context.Context) {
 		cancel()
 
 		q.mu.Lock()
-		delete(q.inflight, p)
+		j.cancel = nil
+		rerun := j.again
+		j.again = false
 		switch {
 		case q.stopped:
 		case err != nil && !cancelled:
-			q.lastErr[p] = err
-			q.scheduleRetryLocked(p, err)
-		case err != nil || again || q.again[p]:
+			j.lastErr = err
+			q.scheduleRetryLocked(p, j, err)
+		case err != nil || again || rerun:
 			// Cancelled by a newer change, or the index moved on while
 			// the request ran: look again at once.
-			delete(q.again, p)
 			q.addLocked(p)
 		default:
-			delete(q.since, p)
-			delete(q.lastErr, p)
-			delete(q.backoffs, p)
-			delete(q.reported, p)
-			delete(q.failures, p)
+			j.lastErr, j.backoff, j.reported, j.failures = nil, nil, "", 0
+			if !j.owed() {
+				delete(q.jobs, p) // done
+			} else {
+				j.since = time.Now() // a delay set meanwhile: owed anew
+			}
 		}
-		delete(q.again, p)
 		q.changed.Broadcast()
 		q.mu.Unlock()
 		q.finished.Broadcast()
@@ -246,18 +255,20 @@ func (q *queue) work(ctx context.Context) {
 func (q *queue) failure(p string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.lastErr[p]
+	if j := q.jobs[p]; j != nil {
+		return j.lastErr
+	}
+	return nil
 }
 
-// scheduleRetryLocked re-runs p after a capped, jittered exponential delay.
 // depth returns how many paths are owed and how long the oldest has waited.
 func (q *queue) depth() (int, time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var oldest time.Time
-	for _, t := range q.since {
-		if oldest.IsZero() || t.Before(oldest) {
-			oldest = t
+	for _, j := range q.jobs {
+		if j.owed() && (oldest.IsZero() || j.since.Before(oldest)) {
+			oldest = j.since
 		}
 	}
 	if oldest.IsZero() {
@@ -266,14 +277,15 @@ func (q *queue) depth() (int, time.Duration) {
 	return q.owedLocked(), time.Since(oldest)
 }
 
-func (q *queue) scheduleRetryLocked(p string, err error) {
+// scheduleRetryLocked re-runs p after a capped, jittered exponential delay.
+func (q *queue) scheduleRetryLocked(p string, j *job, err error) {
 	q.c.stats.storeError(err, isPermanent(err))
-	b := q.backoffs[p]
+	b := j.backoff
 	if b == nil {
 		b = backoff.NewExponentialBackOff()
 		b.InitialInterval = q.c.opts.RetryMin
 		b.MaxInterval = q.c.opts.RetryMax
-		q.backoffs[p] = b
+		j.backoff = b
 	}
 	delay := b.NextBackOff()
 	if delay < 0 || delay > q.c.opts.RetryMax {
@@ -282,15 +294,15 @@ func (q *queue) scheduleRetryLocked(p string, err error) {
 	if isPermanent(err) {
 		// Logged once per path and reason; retried anyway, so fixing the
 		// bucket policy or credentials heals the queue without a restart.
-		if q.reported[p] != err.Error() {
-			q.reported[p] = err.Error()
+		if j.reported != err.Error() {
+			j.reported = err.Error()
 			q.c.log.Error("store refused a request; will keep retrying", "path", p, "err", err, "retry_in", delay)
 		}
-	} else if n := q.failures[p] + 1; n&(n-1) == 0 {
+	} else if n := j.failures + 1; n&(n-1) == 0 {
 		// Warn at the 1st, 2nd, 4th, 8th… failure: an outage is visible
 		// without a line per file per retry.
 		q.c.log.Warn("store request failed; will retry", "path", p, "failures", n, "err", err, "retry_in", delay)
 	}
-	q.failures[p]++
+	j.failures++
 	q.addAfterLocked(p, delay)
 }
