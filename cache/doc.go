@@ -42,15 +42,27 @@
 //
 // # Locks, and the order they are taken in
 //
-//	openFile.mu     (open.go) shared by writes and truncates, exclusive by
-//	                flush and by whoever sets the data file; taken before Cache.mu
-//	storeStream.mu  (stream.go) held for one read from the store; before Cache.mu
+//	openFile.mu     (open.go) the open file's data file and size: shared by
+//	                writes and truncates, exclusive by flush and by whoever sets
+//	                the data file; taken before Cache.mu
+//	storeStream.mu  (stream.go) a read served from the store, its body and
+//	                position; held for one read; taken before Cache.mu
 //	Cache.mu        (cache.go) every index read-modify-write, the open files,
-//	                the accounting; a name ending in Locked means the caller holds it
-//	queue.mu        (queue.go) the upload queue's jobs; taken under Cache.mu
+//	                the caches of what the store holds (verified, negative,
+//	                listed, subtrees), the LRU's pending accesses; a name
+//	                ending in Locked means the caller holds it (and only
+//	                Cache.mu: other locks' holders are named in doc comments)
+//	queue.mu        (queue.go) the upload queue: order and jobs; taken under
+//	                Cache.mu, never the other way round
 //	download.mu     (download.go) a fetch's scratch file; a leaf
-//	births.mu, freeSpace.mu, spares.mu, notifier.mu, stats.mu
-//	                leaves: nothing is taken while one is held
+//	movingTrees.mu  (renamedir.go) the directory renames under way; a leaf
+//	births.mu       (evict.go) data files made during an orphan sweep; a leaf
+//	freeSpace.mu    (space.go) the last statfs sample; a leaf
+//	spares.mu       (spares.go) the pool of empty data files; a leaf
+//	notifier.mu     (space.go) a wake-up channel; a leaf
+//	stats.mu        (stats.go) the last store error and its time; a leaf
+//
+// No function returns holding a lock it took.
 //
 // # Where things live
 //

@@ -21,7 +21,7 @@ import (
 // does not run again for every new file.
 const lowWater = 0.95
 
-// touch records an open of p for the LRU order. It costs no index write:
+// touchLocked records an open of p for the LRU order. It costs no index write:
 // accesses are batched by flushAccess. Callers hold c.mu.
 func (c *Cache) touchLocked(p string) {
 	c.accessed[p] = time.Now().UnixNano()

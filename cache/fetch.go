@@ -47,9 +47,6 @@ func (c *Cache) startFetch(p string) *download {
 	return d
 }
 
-// maxFetchAttempts bounds resumed GETs after a body ends early.
-const maxFetchAttempts = 3
-
 func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	r, ok, err := c.readRecord(p)
 	if err != nil {
@@ -113,10 +110,10 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 // was owed is asked again at the new key: the move finished meanwhile (it
 // clears MoveFrom before deleting the old key) and nothing was written.
 func (c *Cache) downloadRecord(ctx context.Context, p string, r record, w io.Writer) (int64, error) {
-	size, err := c.download(ctx, r.objectKey(p), w, r.Size)
+	size, err := c.getInto(ctx, r.objectKey(p), w, r.Size)
 	if isNotFound(err) && r.MoveFrom != "" {
 		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
-			size, err = c.download(ctx, p, w, r.Size)
+			size, err = c.getInto(ctx, p, w, r.Size)
 		}
 	}
 	return size, err
@@ -229,9 +226,9 @@ const (
 	rangeConcurrency = 4
 )
 
-// download copies the object (expected to hold size bytes) into w, which
+// getInto copies the object (expected to hold size bytes) into w, which
 // is the scratch file (an io.WriterAt) for a ranged download.
-func (c *Cache) download(ctx context.Context, p string, w io.Writer, size int64) (int64, error) {
+func (c *Cache) getInto(ctx context.Context, p string, w io.Writer, size int64) (int64, error) {
 	if size < rangedFetchMin {
 		return c.downloadWhole(ctx, p, w)
 	}
@@ -260,7 +257,7 @@ func (c *Cache) download(ctx context.Context, p string, w io.Writer, size int64)
 // downloadRange fetches n bytes from off into w, retrying a short body.
 func (c *Cache) downloadRange(ctx context.Context, p string, w io.Writer, off, n int64) error {
 	var lastErr error
-	for attempt := 0; attempt < maxFetchAttempts && ctx.Err() == nil; attempt++ {
+	for t := newTries(); t.next(ctx); {
 		body, got, err := c.store.Get(ctx, p, off, n)
 		if err != nil {
 			if isNotFound(err) {
@@ -294,7 +291,7 @@ func (c *Cache) downloadRange(ctx context.Context, p string, w io.Writer, off, n
 func (c *Cache) downloadWhole(ctx context.Context, p string, w io.Writer) (int64, error) {
 	var got, total int64 = 0, -1
 	var lastErr error
-	for attempt := 0; attempt < maxFetchAttempts; attempt++ {
+	for t := newTries(); t.next(ctx); {
 		body, n, err := c.store.Get(ctx, p, got, -1)
 		if err != nil {
 			if isNotFound(err) || ctx.Err() != nil {
@@ -322,14 +319,8 @@ func (c *Cache) downloadWhole(ctx context.Context, p string, w io.Writer) (int64
 			err = io.ErrUnexpectedEOF
 		}
 		lastErr = fmt.Errorf("body ended at %d of %d bytes: %w", got, total, err)
-		if ctx.Err() != nil {
-			break
-		}
 	}
-	if lastErr == nil {
-		lastErr = errors.New("no attempt made")
-	}
-	return 0, lastErr
+	return 0, errorOr(ctx.Err(), lastErr)
 }
 
 // forgetRemote drops a record whose object has disappeared from the store

@@ -122,7 +122,7 @@ func (ix *index) nextIno() (uint64, error) {
 	}
 }
 
-// get reads the record at path p; ok is false when there is none.
+// getRecord reads the record at path p; ok is false when there is none.
 func getRecord(txn *badger.Txn, p string) (record, bool, error) {
 	item, err := txn.Get(entryKey(p))
 	if errors.Is(err, badger.ErrKeyNotFound) {

@@ -49,7 +49,7 @@ func notInStore(txn *badger.Txn, fn func(string, int64) error) error {
 		if err != nil {
 			return fmt.Errorf("index entry %q: %w", item.Key(), err)
 		}
-		if r.Dir || (r.State != Dirty && r.State != Uploading && r.State != Local) {
+		if !r.owesUpload() && (r.Dir || r.State != Local) {
 			continue
 		}
 		if err := fn(pathOfEntryKey(item.Key()), r.Size); err != nil {

@@ -89,7 +89,7 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 		if !r.Dir && r.State == Local && !c.localOnly(p) {
 			c.promoteLocal(p)
 		}
-		if !r.Dir && (r.State == Clean || r.State == Remote) && c.dueForRevalidation(p) {
+		if !r.Dir && r.stored() && c.dueForRevalidation(p) {
 			return c.revalidate(ctx, p, r)
 		}
 		if r.MetaUnknown && !c.opts.SkipObjectMeta {
@@ -143,7 +143,7 @@ func (c *Cache) withOpenSize(p string, a Attr) Attr {
 }
 
 // lookupRemote asks the store about a name the index does not know and
-// records what it finds. A failed attempt is retried twice; when the store
+// records what it finds. A failed attempt is retried (retry.go); when the store
 // still cannot answer (or is known to be down), the name is absent, so
 // that creating new files is never blocked by the store.
 //
@@ -184,12 +184,9 @@ func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 // askStore is lookupRemote's question to the store, retried as it says.
 func (c *Cache) askStore(p string) (Attr, error) {
 	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	for t := newTries(); t.next(context.Background()); {
 		if c.storeIsDown() {
 			return Attr{}, ErrNotExist
-		}
-		if attempt > 0 {
-			time.Sleep(time.Duration(attempt*attempt) * 100 * time.Millisecond)
 		}
 		var a Attr
 		var found bool

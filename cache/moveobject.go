@@ -143,7 +143,7 @@ func (c *Cache) moveObject(ctx context.Context, p string, r record) (again bool,
 		if err := t.put(p, cur); err != nil {
 			return err
 		}
-		if (cur.State == Clean || cur.State == Remote) && !cur.MetaOwed {
+		if cur.stored() && !cur.MetaOwed {
 			return clearPending(t.txn, p)
 		}
 		again = true

@@ -52,8 +52,8 @@ func newQueue(c *Cache) *queue {
 	return q
 }
 
-// jobLocked returns p's job, making it if p has none.
-func (q *queue) jobLocked(p string) *job {
+// jobOf returns p's job, making it if p has none. q.mu is held.
+func (q *queue) jobOf(p string) *job {
 	j := q.jobs[p]
 	if j == nil {
 		j = &job{since: time.Now()}
@@ -100,11 +100,12 @@ func (q *queue) wait() { q.workers.Wait() }
 func (q *queue) add(p string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.addLocked(p)
+	q.enqueue(p)
 }
 
-func (q *queue) addLocked(p string) {
-	j := q.jobLocked(p)
+// enqueue is add with q.mu held.
+func (q *queue) enqueue(p string) {
+	j := q.jobOf(p)
 	j.lastErr = nil // a new attempt: an old failure says nothing of it
 	if j.retry != nil {
 		j.retry.Stop()
@@ -128,12 +129,13 @@ func (q *queue) addAfter(p string, d time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.stopped {
-		q.addAfterLocked(p, d)
+		q.enqueueAfter(p, d)
 	}
 }
 
-func (q *queue) addAfterLocked(p string, d time.Duration) {
-	j := q.jobLocked(p)
+// enqueueAfter is addAfter with q.mu held.
+func (q *queue) enqueueAfter(p string, d time.Duration) {
+	j := q.jobOf(p)
 	if j.retry != nil {
 		j.retry.Stop()
 	}
@@ -145,7 +147,7 @@ func (q *queue) addAfterLocked(p string, d time.Duration) {
 			return // stopped, or superseded by a newer delay or attempt
 		}
 		j.retry = nil
-		q.addLocked(p)
+		q.enqueue(p)
 	})
 	j.retry = t
 }
@@ -164,8 +166,9 @@ func (q *queue) supersede(p string) {
 	}
 }
 
-// owed counts paths queued, in flight or waiting to retry.
-func (q *queue) owedLocked() int {
+// owedCount counts paths queued, in flight or waiting to retry. q.mu is
+// held.
+func (q *queue) owedCount() int {
 	n := 0
 	if q.scanning {
 		n++
@@ -188,10 +191,10 @@ func (q *queue) drain(ctx context.Context) (int, error) {
 	defer stop()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.owedLocked() > 0 && ctx.Err() == nil && !q.stopped {
+	for q.owedCount() > 0 && ctx.Err() == nil && !q.stopped {
 		q.changed.Wait()
 	}
-	if n := q.owedLocked(); n > 0 {
+	if n := q.owedCount(); n > 0 {
 		if ctx.Err() != nil {
 			return n, ctx.Err()
 		}
@@ -232,11 +235,11 @@ func (q *queue) work(ctx context.Context) {
 		case q.stopped:
 		case err != nil && !cancelled:
 			j.lastErr = err
-			q.scheduleRetryLocked(p, j, err)
+			q.scheduleRetry(p, j, err)
 		case err != nil || again || rerun:
 			// Cancelled by a newer change, or the index moved on while
 			// the request ran: look again at once.
-			q.addLocked(p)
+			q.enqueue(p)
 		default:
 			j.lastErr, j.backoff, j.reported, j.failures = nil, nil, "", 0
 			if !j.owed() {
@@ -272,19 +275,18 @@ func (q *queue) depth() (int, time.Duration) {
 		}
 	}
 	if oldest.IsZero() {
-		return q.owedLocked(), 0
+		return q.owedCount(), 0
 	}
-	return q.owedLocked(), time.Since(oldest)
+	return q.owedCount(), time.Since(oldest)
 }
 
-// scheduleRetryLocked re-runs p after a capped, jittered exponential delay.
-func (q *queue) scheduleRetryLocked(p string, j *job, err error) {
+// scheduleRetry re-runs p after a capped, jittered exponential delay.
+// q.mu is held.
+func (q *queue) scheduleRetry(p string, j *job, err error) {
 	q.c.stats.storeError(err, isPermanent(err))
 	b := j.backoff
 	if b == nil {
-		b = backoff.NewExponentialBackOff()
-		b.InitialInterval = q.c.opts.RetryMin
-		b.MaxInterval = q.c.opts.RetryMax
+		b = q.c.owedBackOff()
 		j.backoff = b
 	}
 	delay := b.NextBackOff()
@@ -304,5 +306,5 @@ func (q *queue) scheduleRetryLocked(p string, j *job, err error) {
 		q.c.log.Warn("store request failed; will retry", "path", p, "failures", n, "err", err, "retry_in", delay)
 	}
 	j.failures++
-	q.addAfterLocked(p, delay)
+	q.enqueueAfter(p, delay)
 }

@@ -272,7 +272,7 @@ func (c *Cache) forgetUnlisted(l *listing) error {
 					more, next = true, name
 					return errStopIteration
 				}
-				if !r.Dir && (r.State == Clean || r.State == Remote) {
+				if !r.Dir && r.stored() {
 					if _, found := slices.BinarySearch(l.seen, l.hash(name)); !found {
 						gone = append(gone, name)
 					}
@@ -351,6 +351,6 @@ func (c *Cache) indexEntries(dir string) ([]DirEntry, error) {
 // clean or store-only, of the listed size, and of the listed time where
 // the index knows the store's.
 func sameAsListed(r record, e listedName) bool {
-	return !r.Dir && (r.State == Clean || r.State == Remote) && r.Size == e.size &&
+	return !r.Dir && r.stored() && r.Size == e.size &&
 		(r.StoreMTime == 0 || r.StoreMTime == e.mtime.UnixNano())
 }

@@ -98,6 +98,14 @@ type record struct {
 	MoveFrom string
 }
 
+// stored says the store holds this version's bytes (Clean or Remote).
+func (r record) stored() bool { return r.State == Clean || r.State == Remote }
+
+// owesUpload says r is a file whose bytes the store does not have yet.
+func (r record) owesUpload() bool {
+	return !r.Dir && (r.State == Dirty || r.State == Uploading)
+}
+
 // objectKey is the key the bytes of r, the record at p, sit at in the
 // store now.
 func (r record) objectKey(p string) string {

@@ -127,7 +127,7 @@ func (c *Cache) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 	if err := t.txn.Delete(hiddenKey(newp)); err != nil {
 		return err
 	}
-	if (src.State == Clean || src.State == Remote) && !c.localOnly(oldp) && !c.localOnly(newp) {
+	if src.stored() && !c.localOnly(oldp) && !c.localOnly(newp) {
 		// Its bytes are in the store: the object moves there (a
 		// server-side copy, as a directory rename does), not the bytes.
 		if fr.dstOK {

@@ -304,7 +304,7 @@ func (c *Cache) moveRecordTxn(t *tx, from, to string, now int64) (queue []string
 		}
 	case r.State == Special:
 		// Index only.
-	case r.State == Clean || r.State == Remote:
+	case r.stored():
 		// The bytes of this version are in the store: move them there.
 		src := r.objectKey(from)
 		moved.MoveFrom = src

@@ -46,7 +46,7 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 	}
 	want := b[:min(int64(len(b)), size-off)]
 	var lastErr error
-	for attempt := 0; attempt < maxFetchAttempts; attempt++ {
+	for t := newTries(); t.next(ctx); {
 		if s.body == nil || s.pos != off {
 			s.close()
 			// The GET outlives this read (the next one continues it), so
@@ -95,10 +95,13 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 		}
 		lastErr = err
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	return 0, fmt.Errorf("read %q: %w: %w", p, ErrStore, lastErr)
 }
 
-// streams reports whether err from making the file local means its
+// streamsOn reports whether err from making the file local means its
 // readers are to be served from the store instead.
 func (h *Handle) streamsOn(err error) bool {
 	if !h.writable && errors.Is(err, errNoRoom) {

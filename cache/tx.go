@@ -71,14 +71,15 @@ func localBytes(r record) int64 {
 }
 
 func dirtyBytes(r record) int64 {
-	if r.Dir || (r.State != Dirty && r.State != Uploading) {
+	if !r.owesUpload() {
 		return 0
 	}
 	return r.Size
 }
 
-func isDirty(r record) int64 {
-	if !r.Dir && (r.State == Dirty || r.State == Uploading) {
+// dirtyFiles counts r among the files owing an upload: 1 or 0.
+func dirtyFiles(r record) int64 {
+	if r.owesUpload() {
 		return 1
 	}
 	return 0
@@ -94,12 +95,12 @@ func (t *tx) derive(p string, old record, hadOld bool, new record, hasNew bool) 
 	if hadOld {
 		t.usedDelta -= localBytes(old)
 		t.dirtDelta -= dirtyBytes(old)
-		t.filesDelta -= isDirty(old)
+		t.filesDelta -= dirtyFiles(old)
 	}
 	if hasNew {
 		t.usedDelta += localBytes(new)
 		t.dirtDelta += dirtyBytes(new)
-		t.filesDelta += isDirty(new)
+		t.filesDelta += dirtyFiles(new)
 	}
 	wasClean, nowClean := isClean(old, hadOld), isClean(new, hasNew)
 	switch {

@@ -49,13 +49,13 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 			// still owed: the object must still go.
 			tomb = true
 			return nil
-		case (r.State == Clean || r.State == Remote) && r.MoveFrom != "":
+		case r.stored() && r.MoveFrom != "":
 			move = true
 			return nil
-		case (r.State == Clean || r.State == Remote) && r.MetaOwed:
+		case r.stored() && r.MetaOwed:
 			metaOnly = true
 			return nil
-		case r.State == Clean || r.State == Remote:
+		case r.stored():
 			return clearPending(t.txn, p)
 		case r.State == Local || r.State == Special:
 			// A local-only file replaced an object: delete the object.

@@ -73,7 +73,7 @@ func errnoName(e syscall.Errno) string {
 	return "other"
 }
 
-// serveMetrics serves /metrics on addr until ctx ends, and returns the
+// serve serves /metrics on addr until ctx ends, and returns the
 // address it listens on.
 func (m *metrics) serve(ctx context.Context, addr string) (string, error) {
 	ln, err := net.Listen("tcp", addr)
