@@ -107,11 +107,34 @@ func (o *Options) setDefaults() {
 	}
 }
 
+// The families of the cache's work (see "Where things live" in the package
+// documentation). Each embeds the Cache whose state it works on.
+type (
+	fetcher     struct{ *Cache } // a cache miss: fetch.go
+	evictor     struct{ *Cache } // eviction and the orphan sweep: evict.go
+	spaceKeeper struct{ *Cache } // the size limit and free-space floor: space.go, spares.go
+	uploader    struct{ *Cache } // a path's owed work: upload.go, moveobject.go
+	mover       struct{ *Cache } // renames: rename.go, renamedir.go, learntree.go
+	remote      struct{ *Cache } // what the store holds: lookup.go, revalidate.go, meta.go, subtree.go, health.go
+	lister      struct{ *Cache } // directory listings: readdir.go
+	remover     struct{ *Cache } // unlink and rmdir: remove.go
+)
+
 // Cache is the write-back cache. Its methods are safe for concurrent use.
-//
-// Lock order: openFile.mu, then Cache.mu, then queue.mu. No lock is held
-// across a call to the store.
+// No lock is held across a call to the store; the lock order is in the
+// package documentation.
 type Cache struct {
+	// The work, by family: each owns its family's methods and reaches
+	// the shared state below through the Cache it embeds.
+	fetcher     fetcher
+	evictor     evictor
+	spaceKeeper spaceKeeper
+	uploader    uploader
+	mover       mover
+	remote      remote
+	lister      lister
+	remover     remover
+
 	moving  movingTrees // directory renames under way (see Resolve)
 	opts    Options
 	log     *slog.Logger
@@ -155,7 +178,7 @@ type Cache struct {
 	health      storeHealth
 
 	uncleanStop bool      // the previous run did not close the index
-	openedAt    time.Time // multipart uploads older than this predate this run
+	openedAt    time.Time // when Open began
 	births      births    // data files made while an orphan sweep may run
 	// settledAt is when requests abandoned by an unclean stop can no
 	// longer reach the store (see deleteRemote); zero after a clean one.
@@ -198,6 +221,8 @@ func Open(opts Options) (*Cache, error) {
 		space:       newNotifier(),
 		evictKick:   make(chan struct{}, 1),
 	}
+	c.fetcher, c.evictor, c.spaceKeeper, c.uploader = fetcher{c}, evictor{c}, spaceKeeper{c}, uploader{c}
+	c.mover, c.remote, c.lister, c.remover = mover{c}, remote{c}, lister{c}, remover{c}
 	for _, d := range []string{opts.Dir, c.dataDir, c.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("cache: create %s: %w", d, err)
@@ -230,7 +255,7 @@ func Open(opts Options) (*Cache, error) {
 		c.settledAt = c.openedAt.Add(opts.settle)
 	}
 	c.q = newQueue(c)
-	if err := c.finishRenames(); err != nil {
+	if err := c.mover.finishRenames(); err != nil {
 		ix.close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
@@ -259,13 +284,13 @@ func (c *Cache) Start() {
 	c.bg.Add(3)
 	go func() {
 		defer c.bg.Done()
-		c.evictLoop(ctx)
+		c.evictor.evictLoop(ctx)
 	}()
 	if c.uncleanStop {
 		c.bg.Add(1)
 		go func() {
 			defer c.bg.Done()
-			c.sweepOrphans(ctx)
+			c.evictor.sweepOrphans(ctx)
 		}()
 	}
 	c.q.setScanning(true)
@@ -291,7 +316,7 @@ func (c *Cache) Start() {
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		c.fillSpares(ctx)
+		c.spaceKeeper.fillSpares(ctx)
 	}()
 }
 
@@ -306,7 +331,7 @@ func (c *Cache) Close() error {
 	}
 	c.q.wait()
 	c.bg.Wait()
-	c.flushAccess()
+	c.evictor.flushAccess()
 	c.mu.Lock()
 	for _, of := range c.open {
 		if of.data != nil {
@@ -349,7 +374,7 @@ func (c *Cache) janitor(ctx context.Context) {
 			c.negative.dropIf(now.After)
 			c.listed.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.NegativeTTL })
 			for d, s := range c.subtrees {
-				if now.Sub(s.at) > c.subtreeAge() {
+				if now.Sub(s.at) > c.remote.subtreeAge() {
 					delete(c.subtrees, d)
 				}
 			}

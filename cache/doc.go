@@ -66,34 +66,45 @@
 //
 // # Where things live
 //
+// The exported methods of Cache are the filesystem's operations. The work
+// behind them belongs to small types by family, each embedding the Cache
+// (cache.go): fetcher, evictor, spaceKeeper, uploader, mover, remote,
+// lister and remover, named below with their files.
+//
 //	cache.go       Open, Close, Start, Drain: the cache's life
-//	paths.go       path validation; data file names and places
-//	create.go      Create, Mkdir
-//	remove.go      Unlink, Rmdir (and what rmdir asks the store)
-//	rename.go      Rename
-//	attr.go        SetAttr, Truncate by path
-//	open.go        OpenFile, the open file and its Handle; passthrough hand-over; Release
+//	create.go      Create, Mkdir; special.go: Mknod, Symlink, Readlink
+//	remove.go      Unlink, Rmdir, and what rmdir asks the store (remover)
+//	rename.go      Rename of a file (mover)
+//	renamedir.go   Rename of a directory, in batches under an intent (mover)
+//	learntree.go   the listing of a tree a rename must know whole (mover)
+//	moveobject.go  an object's owed server-side move (uploader)
+//	attr.go        SetAttr, Truncate by path; root.go: the mount root's
+//	open.go        OpenFile, the open file and its Handle; passthrough; Release
 //	read.go        ReadAt: local, arriving, or from the store
 //	write.go       WriteAt, Truncate, Allocate, Flush, Fsync: a write's commit
-//	lookup.go      Stat: the index first, then the store (one LIST a name)
-//	revalidate.go  rechecking clean files against the store (revalidate_after)
-//	readdir.go     listings merged with the store's, a page at a time
-//	fetch.go       a cache miss: one shared GET (or ranged GETs), installed whole
+//	lookup.go      Stat: the index first, then the store, one LIST (remote)
+//	revalidate.go  rechecking clean files against the store (remote)
+//	meta.go        owner, mode and times as object metadata (remote)
+//	subtree.go     trees learned by lookups, answering rmdir (remote)
+//	health.go      the store's circuit breaker (remote)
+//	readdir.go     listings merged with the store's, a page at a time (lister)
+//	fetch.go       a cache miss: one shared GET or ranged GETs (fetcher)
 //	download.go    a fetch in flight, readable as its bytes arrive
 //	stream.go      reads served from the store for files the cache cannot hold
-//	upload.go      one file's upload or delete, run by the queue
-//	queue.go       the upload queue: one job per path, retries, backoff
+//	upload.go      one path's owed upload, delete or copy (uploader)
+//	queue.go       the upload queue: one job per path, with its backoff
+//	retry.go       the retry policy, for requests a caller waits on and owed work
 //	multipart.go   the journal of multipart uploads, kept for the S3 client
+//	evict.go       eviction of clean files, LRU; the orphan sweep (evictor)
+//	space.go       the size limit, free-space floor, back-pressure (spaceKeeper)
+//	spares.go      a pool of empty data files for new files (spaceKeeper)
+//	localfiles.go  the files only the cache holds, for reconcile
+//	paths.go       path validation; data file names and places
 //	errors.go      the errors the cache returns (fs maps them to errno)
+//	index.go, tx.go, record.go   the index, its transactions and formats
 //	objstore/      the store contract (Store, its results and errors), the
 //	               in-memory and fault-injecting stores; objstore/storetest
 //	               checks any store against the contract
-//	evict.go       eviction of clean files, LRU; the orphan sweep after a crash
-//	space.go       the size limit, the free-space floor, back-pressure
-//	subtree.go     trees learned by lookups, answering rmdir without a request
-//	health.go      the store's circuit breaker
-//	localfiles.go  the files only the cache holds, for reconcile
-//	index.go, tx.go, record.go, root.go   the index, its transactions and formats
 //
 // # How the main paths go
 //

@@ -78,7 +78,7 @@ func BenchmarkEvictMillionEntries(b *testing.B) {
 	evicted := 0
 	var from []byte
 	for evicted < b.N {
-		cands, next, err := c.lruBatch(from, 64)
+		cands, next, err := c.evictor.lruBatch(from, 64)
 		if err != nil || len(cands) == 0 {
 			b.Fatalf("LRU exhausted after %d: %v", evicted, err)
 		}
@@ -87,7 +87,7 @@ func BenchmarkEvictMillionEntries(b *testing.B) {
 			if evicted == b.N {
 				break
 			}
-			if !c.evictOne(cand.path) {
+			if !c.evictor.evictOne(cand.path) {
 				b.Fatalf("could not evict %s", cand.path)
 			}
 			evicted++
@@ -110,7 +110,7 @@ func BenchmarkEvictPassMillionEntries(b *testing.B) {
 		c.opts.MaxSize = int64(float64(c.used-1000*100_000) / lowWater)
 		c.mu.Unlock()
 		b.StartTimer()
-		c.evict(context.Background())
+		c.evictor.evict(context.Background())
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // fetch makes a store-only file local. Concurrent callers for one path
 // share a single download, which runs on its own deadline, so one reader
 // giving up does not abort the download the others wait for.
-func (c *Cache) fetch(ctx context.Context, p string) error {
+func (c fetcher) fetch(ctx context.Context, p string) error {
 	d := c.startFetch(p)
 	select {
 	case <-d.finished:
@@ -27,7 +27,7 @@ func (c *Cache) fetch(ctx context.Context, p string) error {
 }
 
 // startFetch returns the download of p in flight, starting one if none is.
-func (c *Cache) startFetch(p string) *download {
+func (c fetcher) startFetch(p string) *download {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if d := c.downloads[p]; d != nil {
@@ -47,7 +47,7 @@ func (c *Cache) startFetch(p string) *download {
 	return d
 }
 
-func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
+func (c fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 	r, ok, err := c.readRecord(p)
 	if err != nil {
 		return err
@@ -89,7 +89,7 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	}
 	size, err := c.downloadRecord(ctx, p, r, w)
 	if err != nil {
-		c.noteStoreError(err)
+		c.remote.noteStoreError(err)
 		if isNotFound(err) {
 			c.forgetRemote(p, r)
 			return fmt.Errorf("fetch %q: gone from the store: %w", p, ErrNotExist)
@@ -100,7 +100,7 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
 	c.log.Debug("fetched", "path", p, "bytes", size, "took", time.Since(start))
-	c.noteStoreOK()
+	c.remote.noteStoreOK()
 	c.stats.misses.Add(1)
 	c.stats.bytesDown.Add(uint64(size))
 	return c.installFetched(p, r, tmp.Name(), size)
@@ -109,7 +109,7 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 // downloadRecord writes r's object to w. A 404 while r's server-side move
 // was owed is asked again at the new key: the move finished meanwhile (it
 // clears MoveFrom before deleting the old key) and nothing was written.
-func (c *Cache) downloadRecord(ctx context.Context, p string, r record, w io.Writer) (int64, error) {
+func (c fetcher) downloadRecord(ctx context.Context, p string, r record, w io.Writer) (int64, error) {
 	size, err := c.getInto(ctx, r.objectKey(p), w, r.Size)
 	if isNotFound(err) && r.MoveFrom != "" {
 		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
@@ -122,7 +122,7 @@ func (c *Cache) downloadRecord(ctx context.Context, p string, r record, w io.Wri
 // installFetched moves a fetched file into the data directory and makes
 // the record Clean with it, unless the record was deleted, replaced or
 // fetched by someone else meanwhile.
-func (c *Cache) installFetched(p string, r record, tmp string, size int64) error {
+func (c fetcher) installFetched(p string, r record, tmp string, size int64) error {
 	id := c.newDataID()
 	dst := c.dataPath(id)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
@@ -161,14 +161,14 @@ const fetchRoomWait = 2 * time.Second
 // admitFetch admits a download of size bytes into the cache. One that
 // could not fit even with every clean file evicted is refused at once,
 // so that it evicts nothing: its readers read the store directly.
-func (c *Cache) admitFetch(ctx context.Context, size int64) error {
+func (c fetcher) admitFetch(ctx context.Context, size int64) error {
 	c.mu.Lock()
-	err := c.couldHoldLocked(size)
+	err := c.spaceKeeper.couldHoldLocked(size)
 	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("%w: %w", errNoRoom, err)
 	}
-	if err := c.admit(ctx, size, false, min(c.opts.SpaceWait, fetchRoomWait)); err != nil {
+	if err := c.spaceKeeper.admit(ctx, size, false, min(c.opts.SpaceWait, fetchRoomWait)); err != nil {
 		return fmt.Errorf("%w: %w", errNoRoom, err)
 	}
 	return nil
@@ -228,7 +228,7 @@ const (
 
 // getInto copies the object (expected to hold size bytes) into w, which
 // is the scratch file (an io.WriterAt) for a ranged download.
-func (c *Cache) getInto(ctx context.Context, p string, w io.Writer, size int64) (int64, error) {
+func (c fetcher) getInto(ctx context.Context, p string, w io.Writer, size int64) (int64, error) {
 	if size < rangedFetchMin {
 		return c.downloadWhole(ctx, p, w)
 	}
@@ -255,7 +255,7 @@ func (c *Cache) getInto(ctx context.Context, p string, w io.Writer, size int64) 
 }
 
 // downloadRange fetches n bytes from off into w, retrying a short body.
-func (c *Cache) downloadRange(ctx context.Context, p string, w io.Writer, off, n int64) error {
+func (c fetcher) downloadRange(ctx context.Context, p string, w io.Writer, off, n int64) error {
 	var lastErr error
 	for t := newTries(); t.next(ctx); {
 		body, got, err := c.store.Get(ctx, p, off, n)
@@ -288,7 +288,7 @@ func (c *Cache) downloadRange(ctx context.Context, p string, w io.Writer, off, n
 // downloadWhole copies the object into w, resuming with a ranged GET when
 // a body ends before its Content-Length says (a truncated body is never
 // taken as the whole object).
-func (c *Cache) downloadWhole(ctx context.Context, p string, w io.Writer) (int64, error) {
+func (c fetcher) downloadWhole(ctx context.Context, p string, w io.Writer) (int64, error) {
 	var got, total int64 = 0, -1
 	var lastErr error
 	for t := newTries(); t.next(ctx); {
@@ -327,7 +327,7 @@ func (c *Cache) downloadWhole(ctx context.Context, p string, w io.Writer) (int64
 // (deleted by another host). The last copy of a version this host wrote
 // is never dropped on one 404 (see ownUploadGone). It reports whether the
 // file is still there.
-func (c *Cache) forgetRemote(p string, r record) (kept bool) {
+func (c fetcher) forgetRemote(p string, r record) (kept bool) {
 	if isOwnUnconfirmed(r) && c.ownUploadStillThere(p, r) {
 		return true
 	}
@@ -367,14 +367,14 @@ func isOwnUnconfirmed(r record) bool {
 // version this host uploaded, after a 404 that followed the upload: it
 // keeps the copy unless the object is really gone. If the LIST shows it,
 // the store's time is recorded and it is there.
-func (c *Cache) ownUploadStillThere(p string, r record) bool {
+func (c fetcher) ownUploadStillThere(p string, r record) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
 	defer cancel()
 	f, err := c.store.Lookup(ctx, p, nil)
 	size, mtime := f.Size, f.MTime
 	switch {
 	case err != nil:
-		c.noteStoreError(err)
+		c.remote.noteStoreError(err)
 		return true // not shown gone: keep it
 	case !f.File:
 		return false
@@ -398,7 +398,7 @@ func (c *Cache) ownUploadStillThere(p string, r record) bool {
 // host's delete removed, perhaps a late delete of an older version: it is
 // kept in cache_dir/lost+found under its path, and the log says so.
 // Callers hold c.mu.
-func (c *Cache) dropLocalCopy(p string, r record) {
+func (c fetcher) dropLocalCopy(p string, r record) {
 	if !isOwnUnconfirmed(r) {
 		c.removeData(r.Data)
 		return

@@ -12,7 +12,7 @@ import (
 // learnTree records every object the store holds below the directory p
 // that the index lacks (with the directories they imply), so that a
 // rename moves them too. It does not hold the index lock while listing.
-func (c *Cache) learnTree(ctx context.Context, p string) error {
+func (c mover) learnTree(ctx context.Context, p string) error {
 	var page []listedObject
 	var pageErr error
 	flush := func() bool {
@@ -41,7 +41,7 @@ type listedObject struct {
 }
 
 // learnObjects records the objects at p/<name> the index lacks.
-func (c *Cache) learnObjects(p string, objs []listedObject) error {
+func (c mover) learnObjects(p string, objs []listedObject) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.update(func(t *tx) error {
@@ -60,7 +60,7 @@ func (c *Cache) learnObjects(p string, objs []listedObject) error {
 
 // learnPathTxn records the object at p and its directories, where the
 // index knows nothing of them and nothing was removed here.
-func (c *Cache) learnPathTxn(t *tx, p string, size int64, mtime time.Time) error {
+func (c mover) learnPathTxn(t *tx, p string, size int64, mtime time.Time) error {
 	if _, ok, err := t.get(p); err != nil || ok {
 		return err
 	}
@@ -68,7 +68,7 @@ func (c *Cache) learnPathTxn(t *tx, p string, size int64, mtime time.Time) error
 		return err
 	}
 	parent := parentOf(p)
-	if ok, err := c.isDirTxn(t.txn, parent); err != nil {
+	if ok, err := c.remote.isDirTxn(t.txn, parent); err != nil {
 		return err
 	} else if !ok {
 		if _, exists, err := t.get(parent); err != nil || exists {
@@ -87,7 +87,7 @@ func (c *Cache) learnPathTxn(t *tx, p string, size int64, mtime time.Time) error
 }
 
 // learnDirTxn records the directory p and those above it that are missing.
-func (c *Cache) learnDirTxn(t *tx, p string) error {
+func (c mover) learnDirTxn(t *tx, p string) error {
 	if p == "" {
 		return nil
 	}

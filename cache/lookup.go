@@ -79,28 +79,28 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 		if tomb, err = goneHere(txn, p); err != nil || tomb {
 			return err
 		}
-		parentOK, err = c.isDirTxn(txn, parentOf(p))
+		parentOK, err = c.remote.isDirTxn(txn, parentOf(p))
 		return err
 	})
 	if err != nil {
 		return Attr{}, err
 	}
 	if ok {
-		if !r.Dir && r.State == Local && !c.localOnly(p) {
-			c.promoteLocal(p)
+		if !r.Dir && r.State == Local && !c.remote.localOnly(p) {
+			c.remote.promoteLocal(p)
 		}
-		if !r.Dir && r.stored() && c.dueForRevalidation(p) {
-			return c.revalidate(ctx, p, r)
+		if !r.Dir && r.stored() && c.remote.dueForRevalidation(p) {
+			return c.remote.revalidate(ctx, p, r)
 		}
 		if r.MetaUnknown && !c.opts.SkipObjectMeta {
-			return c.learnMeta(ctx, p, r), nil
+			return c.remote.learnMeta(ctx, p, r), nil
 		}
-		return c.withOpenSize(p, attrOf(r)), nil
+		return c.remote.withOpenSize(p, attrOf(r)), nil
 	}
 	if tomb || !parentOK {
 		return Attr{}, ErrNotExist
 	}
-	a, err := c.lookupRemote(ctx, p)
+	a, err := c.remote.lookupRemote(ctx, p)
 	if err != nil || a.Dir {
 		return a, err
 	}
@@ -114,7 +114,7 @@ func parentOf(p string) string {
 }
 
 // isDirTxn reports whether p is the root or a directory in the index.
-func (c *Cache) isDirTxn(txn *badger.Txn, p string) (bool, error) {
+func (c remote) isDirTxn(txn *badger.Txn, p string) (bool, error) {
 	if p == "" {
 		return true, nil
 	}
@@ -123,7 +123,7 @@ func (c *Cache) isDirTxn(txn *badger.Txn, p string) (bool, error) {
 }
 
 // withOpenSize reports the live size of a file open for writing.
-func (c *Cache) withOpenSize(p string, a Attr) Attr {
+func (c remote) withOpenSize(p string, a Attr) Attr {
 	if a.Dir {
 		return a
 	}
@@ -153,7 +153,7 @@ func (c *Cache) withOpenSize(p string, a Attr) Attr {
 // context's error, EINTR, never "absent"; its retry joins the request
 // still in flight, so a process that takes signals often still gets its
 // answer.
-func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
+func (c remote) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	c.mu.Lock()
 	until, neg := c.negative.get(p)
 	listedAt, listed := c.listed.get(parentOf(p))
@@ -182,7 +182,7 @@ func (c *Cache) lookupRemote(ctx context.Context, p string) (Attr, error) {
 }
 
 // askStore is lookupRemote's question to the store, retried as it says.
-func (c *Cache) askStore(p string) (Attr, error) {
+func (c remote) askStore(p string) (Attr, error) {
 	var err error
 	for t := newTries(); t.next(context.Background()); {
 		if c.storeIsDown() {
@@ -212,7 +212,7 @@ func (c *Cache) askStore(p string) (Attr, error) {
 // below p, the keys the store still lists there must not make p a
 // directory, so it asks with a HEAD and a LIST that reads past them
 // instead.
-func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, error) {
+func (c remote) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, error) {
 	lctx, cancel := context.WithTimeout(ctx, c.opts.LookupTimeout)
 	defer cancel()
 	asked := time.Now()
@@ -256,7 +256,7 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 // learnAnswer records what the store said about p, as of the time given:
 // a file of that size, time and metadata (nil: not read yet), a
 // directory, or neither. It reports whether p exists.
-func (c *Cache) learnAnswer(p string, f objstore.Found, meta map[string]string, at time.Time) (Attr, bool, error) {
+func (c remote) learnAnswer(p string, f objstore.Found, meta map[string]string, at time.Time) (Attr, bool, error) {
 	var r record
 	switch {
 	case f.File:
@@ -280,7 +280,7 @@ func (c *Cache) learnAnswer(p string, f objstore.Found, meta map[string]string, 
 
 // lookupSubtree answers a lookup of p from what an earlier lookup learned
 // about the tree below one of its ancestors; ok is false when none did.
-func (c *Cache) lookupSubtree(p string) (a Attr, ok bool, err error) {
+func (c remote) lookupSubtree(p string) (a Attr, ok bool, err error) {
 	c.mu.Lock()
 	f, dir, covered, at := c.fromSubtreeLocked(p)
 	c.mu.Unlock()
@@ -317,7 +317,7 @@ func ignoreNotExist(err error) error {
 // Deletes owed before the LIST starts are remembered first: one of them
 // may complete while the LIST is answered, and its key must still not
 // count.
-func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
+func (c remote) remoteDirExists(ctx context.Context, p string) (bool, error) {
 	before, err := c.readOwedBelow(p)
 	if err != nil {
 		return false, err
@@ -327,7 +327,7 @@ func (c *Cache) remoteDirExists(ctx context.Context, p string) (bool, error) {
 
 // remoteDirExistsExcept is remoteDirExists with the deletes owed below p
 // already read, before the LIST starts.
-func (c *Cache) remoteDirExistsExcept(ctx context.Context, p string, before map[string]bool) (bool, error) {
+func (c remote) remoteDirExistsExcept(ctx context.Context, p string, before map[string]bool) (bool, error) {
 	found := false
 	var viewErr error
 	err := c.store.List(ctx, p+"/", true, func(e objstore.Entry) bool {
@@ -346,7 +346,7 @@ func (c *Cache) remoteDirExistsExcept(ctx context.Context, p string, before map[
 }
 
 // readOwedBelow is owedBelow in a read transaction of its own.
-func (c *Cache) readOwedBelow(p string) (gone map[string]bool, err error) {
+func (c remote) readOwedBelow(p string) (gone map[string]bool, err error) {
 	err = c.view(func(txn *badger.Txn) error {
 		gone, err = owedBelow(txn, p)
 		return err
@@ -356,7 +356,7 @@ func (c *Cache) readOwedBelow(p string) (gone map[string]bool, err error) {
 
 // learn records an entry found in the store, unless the index gained one
 // meanwhile, and returns its attributes.
-func (c *Cache) learn(p string, r record) (Attr, error) {
+func (c remote) learn(p string, r record) (Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out Attr
@@ -391,12 +391,12 @@ func (c *Cache) learn(p string, r record) (Attr, error) {
 }
 
 // localOnly reports whether p lies in a tree kept out of the store.
-func (c *Cache) localOnly(p string) bool {
+func (c remote) localOnly(p string) bool {
 	return c.opts.LocalOnly != nil && c.opts.LocalOnly(p)
 }
 
 // versionState is the state of a new local version of p.
-func (c *Cache) versionState(p string) State {
+func (c remote) versionState(p string) State {
 	if c.localOnly(p) {
 		return Local
 	}
@@ -405,7 +405,7 @@ func (c *Cache) versionState(p string) State {
 
 // promoteLocal queues the upload of a local-only file whose tree now goes
 // to the store (store_local or store_remote was switched on).
-func (c *Cache) promoteLocal(p string) {
+func (c remote) promoteLocal(p string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err := c.update(func(t *tx) error {

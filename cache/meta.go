@@ -117,7 +117,7 @@ func applyMeta(r *record, meta map[string]string) {
 // learnMeta reads the metadata of the object at p, which p's record was
 // learned without (from a LIST), and records it. Until the store answers,
 // the mount's defaults show: a failed HEAD is retried at the next lookup.
-func (c *Cache) learnMeta(ctx context.Context, p string, r record) Attr {
+func (c remote) learnMeta(ctx context.Context, p string, r record) Attr {
 	if c.storeIsDown() {
 		return attrOf(r)
 	}

@@ -62,9 +62,9 @@ func waitForMove(t *tx, p string) (bool, error) {
 // reuploadMoved moves an object too large for one CopyObject by sending
 // its bytes to the new key: fetched from the old key if they are not
 // here, then uploaded as a new version, whose upload deletes the old key.
-func (c *Cache) reuploadMoved(ctx context.Context, p string, r record) (again bool, err error) {
+func (c uploader) reuploadMoved(ctx context.Context, p string, r record) (again bool, err error) {
 	if r.State == Remote {
-		if err := c.fetch(ctx, p); err != nil {
+		if err := c.fetcher.fetch(ctx, p); err != nil {
 			return false, fmt.Errorf("move %q to %q: %w", r.MoveFrom, p, err)
 		}
 	}
@@ -82,7 +82,7 @@ func (c *Cache) reuploadMoved(ctx context.Context, p string, r record) (again bo
 }
 
 // objectKeyOf is the key the object of the file at p sits at now.
-func (c *Cache) objectKeyOf(p string) string {
+func (c uploader) objectKeyOf(p string) string {
 	var r record
 	_ = c.view(func(txn *badger.Txn) (err error) {
 		r, _, err = getRecord(txn, p)
@@ -93,7 +93,7 @@ func (c *Cache) objectKeyOf(p string) string {
 
 // moveObject carries out the owed move of p's object from r.MoveFrom (see
 // the top of this file): copy, then forget the old key, then delete it.
-func (c *Cache) moveObject(ctx context.Context, p string, r record) (again bool, err error) {
+func (c uploader) moveObject(ctx context.Context, p string, r record) (again bool, err error) {
 	src := r.MoveFrom
 	if r.Size >= maxCopySize {
 		return c.reuploadMoved(ctx, p, r)
@@ -123,7 +123,7 @@ func (c *Cache) moveObject(ctx context.Context, p string, r record) (again bool,
 	} else if err != nil {
 		return false, err
 	}
-	c.noteStoreOK()
+	c.remote.noteStoreOK()
 	c.mu.Lock()
 	err = c.update(func(t *tx) error {
 		cur, ok, err := t.get(p)

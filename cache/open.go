@@ -120,7 +120,7 @@ func (c *Cache) OpenInode(ctx context.Context, p string, ino uint64, flags int) 
 		c.open[p] = of
 	}
 	of.refs++
-	c.touchLocked(p)
+	c.evictor.touchLocked(p)
 	if r.State != Remote {
 		c.stats.hits.Add(1)
 	}
@@ -173,7 +173,7 @@ func (h *Handle) ensureData(ctx context.Context) error {
 		return nil
 	}
 	of, c, p := h.of, h.c, h.path()
-	if err := c.fetch(ctx, p); err != nil {
+	if err := c.fetcher.fetch(ctx, p); err != nil {
 		return err
 	}
 	of.mu.Lock()

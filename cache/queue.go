@@ -223,7 +223,7 @@ func (q *queue) work(ctx context.Context) {
 		j.cancel = cancel
 		q.mu.Unlock()
 
-		again, err := q.c.syncPath(jobCtx, p)
+		again, err := q.c.uploader.syncPath(jobCtx, p)
 		cancelled := jobCtx.Err() != nil
 		cancel()
 
@@ -286,7 +286,7 @@ func (q *queue) scheduleRetry(p string, j *job, err error) {
 	q.c.stats.storeError(err, isPermanent(err))
 	b := j.backoff
 	if b == nil {
-		b = q.c.owedBackOff()
+		b = q.owedBackOff()
 		j.backoff = b
 	}
 	delay := b.NextBackOff()

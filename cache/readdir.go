@@ -39,7 +39,7 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	if err := c.checkPath(dir); err != nil {
 		return nil, err
 	}
-	ch := c.listings.DoChan(dir, func() (any, error) { return c.listDir(dir) })
+	ch := c.listings.DoChan(dir, func() (any, error) { return c.lister.listDir(dir) })
 	select {
 	case res := <-ch:
 		if res.Err != nil {
@@ -77,10 +77,10 @@ type listedName struct {
 // listDir is Readdir's shared work: LIST dir in the store, record what it
 // shows a page at a time, forget what it no longer has, and return the
 // directory's entries.
-func (c *Cache) listDir(dir string) ([]DirEntry, error) {
+func (c lister) listDir(dir string) ([]DirEntry, error) {
 	l := &listing{dir: dir, seed: maphash.MakeSeed()}
 	if err := c.view(func(txn *badger.Txn) error {
-		if ok, err := c.isDirTxn(txn, dir); err != nil || !ok {
+		if ok, err := c.remote.isDirTxn(txn, dir); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 		var err error
@@ -89,7 +89,7 @@ func (c *Cache) listDir(dir string) ([]DirEntry, error) {
 	}); err != nil {
 		return nil, wrapPath("readdir", dir, err)
 	}
-	if dir != "" && c.localOnly(dir) {
+	if dir != "" && c.remote.localOnly(dir) {
 		return c.indexEntries(dir)
 	}
 	c.mu.Lock()
@@ -130,7 +130,7 @@ func (c *Cache) listDir(dir string) ([]DirEntry, error) {
 		return nil, wrapPath("readdir", dir, recordErr)
 	}
 	if listErr != nil {
-		c.noteStoreError(listErr)
+		c.remote.noteStoreError(listErr)
 		c.log.Warn("store listing failed; showing local entries only", "dir", dir, "err", listErr)
 		return c.indexEntries(dir)
 	}
@@ -167,7 +167,7 @@ func owedChildren(txn *badger.Txn, dir string) (map[string]bool, error) {
 
 // recordListed records one page of the store's listing of l.dir: names
 // the index lacks are learned, names it has are marked verified.
-func (c *Cache) recordListed(ctx context.Context, l *listing, page []listedName) error {
+func (c lister) recordListed(ctx context.Context, l *listing, page []listedName) error {
 	for _, e := range page {
 		l.seen = append(l.seen, l.hash(e.name))
 	}
@@ -220,7 +220,7 @@ func (c *Cache) recordListed(ctx context.Context, l *listing, page []listedName)
 				}
 				continue
 			}
-			if parentOK, err := c.isDirTxn(t.txn, l.dir); err != nil || !parentOK {
+			if parentOK, err := c.remote.isDirTxn(t.txn, l.dir); err != nil || !parentOK {
 				return errorOr(err, ErrNotExist) // removed while listed
 			}
 			ino, err := c.ix.nextIno()
@@ -243,7 +243,7 @@ func (c *Cache) recordListed(ctx context.Context, l *listing, page []listedName)
 
 // deletedHere reports whether every object the store holds below the
 // directory p is being deleted here, so the directory is gone.
-func (c *Cache) deletedHere(ctx context.Context, p string) bool {
+func (c lister) deletedHere(ctx context.Context, p string) bool {
 	var pending bool
 	_ = c.view(func(txn *badger.Txn) error {
 		pending = hasGoneBelow(txn, p)
@@ -252,7 +252,7 @@ func (c *Cache) deletedHere(ctx context.Context, p string) bool {
 	if !pending {
 		return false
 	}
-	exists, err := c.remoteDirExists(ctx, p)
+	exists, err := c.remote.remoteDirExists(ctx, p)
 	return err == nil && !exists
 }
 
@@ -261,7 +261,7 @@ func (c *Cache) deletedHere(ctx context.Context, p string) bool {
 // written, fetched or learned while the LIST ran is kept (it may be
 // missing from a listing that began before it reached the store), and so
 // is one open or owed an upload.
-func (c *Cache) forgetUnlisted(l *listing) error {
+func (c lister) forgetUnlisted(l *listing) error {
 	for from := ""; ; {
 		var gone []string
 		var next string
@@ -295,7 +295,7 @@ func (c *Cache) forgetUnlisted(l *listing) error {
 
 // forgetNames removes the records of names in l.dir that a listing did
 // not show, where they are still what the listing judged.
-func (c *Cache) forgetNames(l *listing, names []string) error {
+func (c lister) forgetNames(l *listing, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -321,7 +321,7 @@ func (c *Cache) forgetNames(l *listing, names []string) error {
 				}
 				continue
 			}
-			c.dropLocalCopy(p, r) // a LIST shows it gone
+			c.fetcher.dropLocalCopy(p, r) // a LIST shows it gone
 			delete(c.verified, p)
 			if err := t.del(p); err != nil {
 				return err
@@ -332,7 +332,7 @@ func (c *Cache) forgetNames(l *listing, names []string) error {
 }
 
 // indexEntries returns the entries the index holds for dir, in name order.
-func (c *Cache) indexEntries(dir string) ([]DirEntry, error) {
+func (c lister) indexEntries(dir string) ([]DirEntry, error) {
 	var out []DirEntry
 	err := c.view(func(txn *badger.Txn) error {
 		return forChildren(txn, dir, func(name string, r record) error {

@@ -17,7 +17,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.removeFromSubtreesLocked(p)
+	c.remote.removeFromSubtreesLocked(p)
 	var r record
 	tomb := false
 	err := c.update(func(t *tx) error {
@@ -35,7 +35,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 		if err := t.touchParent(p, time.Now().UnixNano()); err != nil {
 			return err
 		}
-		return c.forgetKey(t, p, r.InStore, &tomb)
+		return c.remover.forgetKey(t, p, r.InStore, &tomb)
 	})
 	if err != nil {
 		return wrapPath("unlink", p, err)
@@ -59,7 +59,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 // forgetKey settles the store's object at a key whose record is gone: a
 // delete is owed if an object may exist (tomb is set), unless the mount
 // keeps deleted objects, in which case the key is hidden instead.
-func (c *Cache) forgetKey(t *tx, p string, inStore bool, tomb *bool) error {
+func (c remover) forgetKey(t *tx, p string, inStore bool, tomb *bool) error {
 	switch {
 	case !inStore:
 		// Never sent: nothing to delete in the store.
@@ -85,7 +85,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	}
 	var r record
 	if err := c.view(func(txn *badger.Txn) (err error) {
-		r, err = c.checkEmptyDirTxn(txn, p)
+		r, err = c.remover.checkEmptyDirTxn(txn, p)
 		return err
 	}); err != nil {
 		return wrapPath("rmdir", p, err)
@@ -94,22 +94,22 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	// has no EINTR to give, and callers do not retry one.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StoreTimeout)
 	defer cancel()
-	remote, known := false, c.localOnly(p)
+	remote, known := false, c.remote.localOnly(p)
 	if !known {
-		remote, known = c.storeBelowKnown(p, r)
+		remote, known = c.remover.storeBelowKnown(p, r)
 	}
 	if !known {
 		// One LIST around p answers this rmdir and, as a rule, the one
 		// of p's parent that a purge sends next.
-		c.learnAround(lctx, parentOf(p))
-		remote, known = c.storeBelowKnown(p, r)
+		c.remover.learnAround(lctx, parentOf(p))
+		remote, known = c.remover.storeBelowKnown(p, r)
 	}
 	var err error
 	if !known {
-		remote, err = c.remoteDirExists(lctx, p)
+		remote, err = c.remote.remoteDirExists(lctx, p)
 	}
 	if err != nil {
-		c.noteStoreError(err)
+		c.remote.noteStoreError(err)
 		return wrapPath("rmdir", p, fmt.Errorf("%w: %w", ErrStore, err))
 	}
 	if remote {
@@ -117,10 +117,10 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.removeFromSubtreesLocked(p)
-	inStore := !c.localOnly(p)
+	c.remote.removeFromSubtreesLocked(p)
+	inStore := !c.remote.localOnly(p)
 	err = c.update(func(t *tx) error {
-		if _, err := c.checkEmptyDirTxn(t.txn, p); err != nil {
+		if _, err := c.remover.checkEmptyDirTxn(t.txn, p); err != nil {
 			return err
 		}
 		switch {
@@ -146,7 +146,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	switch {
 	case !inStore:
 	case c.opts.KeepDeletedInStore:
-		c.removeHiddenBelowLocked(p)
+		c.remover.removeHiddenBelowLocked(p)
 	default:
 		c.q.add(folderKey(p))
 	}
@@ -155,7 +155,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 
 // removeHiddenBelowLocked drops the hidden keys below the directory p,
 // now hidden as a whole, a batch at a time. Callers hold c.mu.
-func (c *Cache) removeHiddenBelowLocked(p string) {
+func (c remover) removeHiddenBelowLocked(p string) {
 	for {
 		n := 0
 		err := c.update(func(t *tx) error {
@@ -196,7 +196,7 @@ func isFolderKey(k string) bool { return strings.HasSuffix(k, "/") }
 
 // checkEmptyDirTxn returns the record of p if p is a directory with no
 // entries in the index.
-func (c *Cache) checkEmptyDirTxn(txn *badger.Txn, p string) (record, error) {
+func (c remover) checkEmptyDirTxn(txn *badger.Txn, p string) (record, error) {
 	r, ok, err := getRecord(txn, p)
 	if err != nil || !ok {
 		return r, errorOr(err, ErrNotExist)
@@ -223,7 +223,7 @@ func (c *Cache) checkEmptyDirTxn(txn *badger.Txn, p string) (record, error) {
 // again on the next lookup, which is what a purge that just emptied it
 // may expect (Synapse ignores rmdir's answer), and it saves the LIST per
 // purged media that would otherwise bound a purge by the store's latency.
-func (c *Cache) storeBelowKnown(p string, r record) (holds, known bool) {
+func (c remover) storeBelowKnown(p string, r record) (holds, known bool) {
 	if r.MadeHere {
 		return false, true
 	}
@@ -235,7 +235,7 @@ func (c *Cache) storeBelowKnown(p string, r record) (holds, known bool) {
 	// A subtree is kept in step with this mount's removals, so for an
 	// rmdir it is as good as the index is for a directory made here:
 	// trusted as long as a clean file's presence is (RevalidateAfter).
-	empty, known := c.subtreeEmptyBelowLocked(p, c.subtreeAge())
+	empty, known := c.remote.subtreeEmptyBelowLocked(p, c.remote.subtreeAge())
 	return !empty, known
 }
 
@@ -243,7 +243,7 @@ func (c *Cache) storeBelowKnown(p string, r record) (holds, known bool) {
 // directory d, and keeps it as a subtree when one page holds it whole,
 // less what is being removed here. An rmdir of a child of d then knows
 // its answer, and so does the rmdir of d that a purge sends next.
-func (c *Cache) learnAround(ctx context.Context, d string) {
+func (c remover) learnAround(ctx context.Context, d string) {
 	if d == "" {
 		return
 	}
@@ -251,7 +251,7 @@ func (c *Cache) learnAround(ctx context.Context, d string) {
 	below := newSubtree(asked)
 	found, err := c.store.Lookup(ctx, d, below.add)
 	if err != nil {
-		c.noteStoreError(err)
+		c.remote.noteStoreError(err)
 		return
 	}
 	if !found.Complete {
@@ -268,6 +268,6 @@ func (c *Cache) learnAround(ctx context.Context, d string) {
 		return nil
 	})
 	c.mu.Lock()
-	c.keepSubtreeLocked(d, below)
+	c.remote.keepSubtreeLocked(d, below)
 	c.mu.Unlock()
 }

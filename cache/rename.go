@@ -24,9 +24,9 @@ func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 		return nil
 	}
 	for {
-		fetchNeeded, err := c.renameLocal(oldp, newp)
+		fetchNeeded, err := c.mover.renameLocal(oldp, newp)
 		if errors.Is(err, errDirRename) {
-			if err := c.renameDir(ctx, oldp, newp); err != nil {
+			if err := c.mover.renameDir(ctx, oldp, newp); err != nil {
 				return wrapPath("rename", oldp, err)
 			}
 			return nil
@@ -38,7 +38,7 @@ func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 			return nil
 		}
 		// The new key needs the bytes, and only the store has them.
-		if err := c.fetch(ctx, oldp); err != nil {
+		if err := c.fetcher.fetch(ctx, oldp); err != nil {
 			return wrapPath("rename", oldp, err)
 		}
 	}
@@ -49,11 +49,11 @@ func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 // are here and go up whole at the new key, so an owed move of its object
 // is moot: its source is deleted once nothing reads it (the caller queues
 // it; its mark, naming the old path, no longer holds it).
-func (c *Cache) putRenamedTxn(t *tx, newp string, moved record) error {
+func (c mover) putRenamedTxn(t *tx, newp string, moved record) error {
 	if moved.State != Special {
 		moved.MoveFrom = ""
 		moved.Gen++
-		moved.State = c.versionState(newp)
+		moved.State = c.remote.versionState(newp)
 	}
 	if err := t.put(newp, moved); err != nil {
 		return err
@@ -66,10 +66,10 @@ func (c *Cache) putRenamedTxn(t *tx, newp string, moved record) error {
 	return setPending(t.txn, newp)
 }
 
-func (c *Cache) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
+func (c mover) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.removeFromSubtreesLocked(oldp)
+	c.remote.removeFromSubtreesLocked(oldp)
 	var fr fileRename
 	err = c.update(func(t *tx) error { return c.renameFileTxn(t, oldp, newp, &fr) })
 	if err != nil || fr.fetchNeeded {
@@ -91,7 +91,7 @@ type fileRename struct {
 }
 
 // renameFileTxn moves the record of the file at oldp to newp in t.
-func (c *Cache) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
+func (c mover) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 	*fr = fileRename{} // a transaction may be run again
 	src, ok, err := t.get(oldp)
 	if err != nil || !ok {
@@ -100,7 +100,7 @@ func (c *Cache) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 	if src.Dir {
 		return errDirRename
 	}
-	if src.State == Remote && c.localOnly(newp) {
+	if src.State == Remote && c.remote.localOnly(newp) {
 		fr.fetchNeeded = true // a local-only tree needs the bytes here
 		return nil
 	}
@@ -117,7 +117,7 @@ func (c *Cache) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 	if err := t.touchParent(newp, now); err != nil {
 		return err
 	}
-	if parentDir, err := c.isDirTxn(t.txn, parentOf(newp)); err != nil || !parentDir {
+	if parentDir, err := c.remote.isDirTxn(t.txn, parentOf(newp)); err != nil || !parentDir {
 		return errorOr(err, ErrNotExist)
 	}
 	newTomb, err := goneHere(t.txn, newp)
@@ -127,7 +127,7 @@ func (c *Cache) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 	if err := t.txn.Delete(hiddenKey(newp)); err != nil {
 		return err
 	}
-	if src.stored() && !c.localOnly(oldp) && !c.localOnly(newp) {
+	if src.stored() && !c.remote.localOnly(oldp) && !c.remote.localOnly(newp) {
 		// Its bytes are in the store: the object moves there (a
 		// server-side copy, as a directory rename does), not the bytes.
 		if fr.dstOK {
@@ -141,7 +141,7 @@ func (c *Cache) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 	if err := t.del(oldp); err != nil {
 		return err
 	}
-	if err := c.forgetKey(t, oldp, src.InStore, &fr.oldTomb); err != nil {
+	if err := c.remover.forgetKey(t, oldp, src.InStore, &fr.oldTomb); err != nil {
 		return err
 	}
 	moved := src
@@ -153,7 +153,7 @@ func (c *Cache) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 
 // renamedLocked brings the open files, the caches of what the store holds
 // and the upload queue in step with a committed file rename.
-func (c *Cache) renamedLocked(oldp, newp string, fr *fileRename) {
+func (c mover) renamedLocked(oldp, newp string, fr *fileRename) {
 	if fr.dstOK {
 		c.removeData(fr.dst.Data)
 		if of := c.open[newp]; of != nil {
@@ -177,6 +177,6 @@ func (c *Cache) renamedLocked(oldp, newp string, fr *fileRename) {
 	if fr.moveSrc != "" {
 		c.q.add(fr.moveSrc)
 	}
-	c.queueAll(fr.queued)
+	c.uploader.queueAll(fr.queued)
 	c.q.add(newp)
 }

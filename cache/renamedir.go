@@ -102,11 +102,11 @@ func (c *Cache) Resolve(p string) string {
 var renameBatch = 1000
 
 // renameDir moves the directory oldp, and everything below it, to newp.
-func (c *Cache) renameDir(ctx context.Context, oldp, newp string) error {
+func (c mover) renameDir(ctx context.Context, oldp, newp string) error {
 	if strings.HasPrefix(newp, oldp+"/") {
 		return ErrInvalid // into itself
 	}
-	if c.localOnly(oldp) != c.localOnly(newp) {
+	if c.remote.localOnly(oldp) != c.remote.localOnly(newp) {
 		// One side keeps files out of the store: mv(1) copies instead.
 		return ErrCrossDevice
 	}
@@ -127,13 +127,13 @@ func (c *Cache) renameDir(ctx context.Context, oldp, newp string) error {
 			return err
 		}
 	}
-	if !c.localOnly(oldp) {
+	if !c.remote.localOnly(oldp) {
 		// Objects below oldp that the index has not met move too.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StoreTimeout*10)
 		err := c.learnTree(lctx, oldp)
 		cancel()
 		if err != nil {
-			c.noteStoreError(err)
+			c.remote.noteStoreError(err)
 			return fmt.Errorf("%w: %w", ErrStore, err)
 		}
 	}
@@ -150,7 +150,7 @@ type treeMove struct {
 // moveTree moves the records at and below oldp to newp in the index, in
 // batches under a rename intent, each under the index lock. resuming is
 // set when Open finishes a move a crash interrupted.
-func (c *Cache) moveTree(oldp, newp string, resuming bool) error {
+func (c mover) moveTree(oldp, newp string, resuming bool) error {
 	c.moving.add(oldp, newp)
 	defer c.moving.remove(oldp)
 	m := treeMove{oldp: oldp, newp: newp, resuming: resuming, now: time.Now().UnixNano()}
@@ -191,7 +191,7 @@ func (c *Cache) moveTree(oldp, newp string, resuming bool) error {
 // moveBatch moves the records at paths in one transaction. The first
 // batch checks the target and writes the intent when more batches follow;
 // the last one removes the intent.
-func (c *Cache) moveBatch(m treeMove, paths []string, first, last bool) error {
+func (c mover) moveBatch(m treeMove, paths []string, first, last bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	intent := renameIntentKey(m.oldp, m.newp)
@@ -228,22 +228,22 @@ func (c *Cache) moveBatch(m treeMove, paths []string, first, last bool) error {
 		c.negative.remove(to)
 		c.q.supersede(from)
 	}
-	c.removeFromSubtreesLocked(m.oldp)
-	c.removeFromSubtreesLocked(m.newp)
+	c.remote.removeFromSubtreesLocked(m.oldp)
+	c.remote.removeFromSubtreesLocked(m.newp)
 	c.negative.remove(m.newp)
-	c.queueAll(queue)
+	c.uploader.queueAll(queue)
 	return nil
 }
 
 // startMoveTxn checks that the rename's target is free (unless resuming),
 // writes the intent when the move takes more than one batch, and moves
 // both parents' times.
-func (c *Cache) startMoveTxn(t *tx, m treeMove, batched bool) error {
+func (c mover) startMoveTxn(t *tx, m treeMove, batched bool) error {
 	if !m.resuming {
 		if _, ok, err := t.get(m.newp); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}
-		if ok, err := c.isDirTxn(t.txn, parentOf(m.newp)); err != nil || !ok {
+		if ok, err := c.remote.isDirTxn(t.txn, parentOf(m.newp)); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 	}
@@ -282,7 +282,7 @@ func collectBelow(txn *badger.Txn, p string, out *[]string) error {
 
 // moveRecordTxn moves one record from to to, and owes the store what that
 // takes; it returns the keys to queue once the transaction commits.
-func (c *Cache) moveRecordTxn(t *tx, from, to string, now int64) (queue []string, err error) {
+func (c mover) moveRecordTxn(t *tx, from, to string, now int64) (queue []string, err error) {
 	r, ok, err := t.get(from)
 	if err != nil || !ok {
 		return nil, err // moved before a crash
@@ -294,7 +294,7 @@ func (c *Cache) moveRecordTxn(t *tx, from, to string, now int64) (queue []string
 	moved.CTime = now
 	switch {
 	case r.Dir:
-		if !r.MadeHere && !c.localOnly(from) {
+		if !r.MadeHere && !c.remote.localOnly(from) {
 			// A folder object may mark it in the store (another tool's
 			// mkdir): it goes once the moves below it are done.
 			if err := setPending(t.txn, folderKey(from)); err != nil {
@@ -331,7 +331,7 @@ func (c *Cache) moveRecordTxn(t *tx, from, to string, now int64) (queue []string
 		// go up at the new key; an object at the old key is deleted.
 		tomb := false
 		if r.MoveFrom == "" {
-			if err := c.forgetKey(t, from, r.InStore, &tomb); err != nil {
+			if err := c.remover.forgetKey(t, from, r.InStore, &tomb); err != nil {
 				return nil, err
 			}
 		} else {
@@ -351,7 +351,7 @@ func (c *Cache) moveRecordTxn(t *tx, from, to string, now int64) (queue []string
 			return nil, err
 		}
 		moved.Gen++
-		moved.State = c.versionState(to)
+		moved.State = c.remote.versionState(to)
 		moved.InStore = newTomb
 		if moved.State == Local && !moved.InStore && moved.MoveFrom == "" {
 			if err := clearPending(t.txn, to); err != nil {
@@ -371,7 +371,7 @@ func (c *Cache) moveRecordTxn(t *tx, from, to string, now int64) (queue []string
 }
 
 // finishRenames completes the directory renames a crash interrupted.
-func (c *Cache) finishRenames() error {
+func (c mover) finishRenames() error {
 	type move struct{ from, to string }
 	var moves []move
 	err := c.view(func(txn *badger.Txn) error {

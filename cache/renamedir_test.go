@@ -47,7 +47,7 @@ func renameTree(t *testing.T, c *Cache, mem *objstore.Mem) map[string]string {
 		t.Fatal(err)
 	}
 	drainTest(t, c)
-	if !c.evictOne("a/sub/y") {
+	if !c.evictor.evictOne("a/sub/y") {
 		t.Fatal("a/sub/y could not be evicted")
 	}
 	mem.SetObjectMeta("a/sub/deep/z", []byte(want["sub/deep/z"]), map[string]string{"uid": "33", "gid": "33", "mode": "33152"})
@@ -248,7 +248,7 @@ func TestDirectoryRenameInBatchesFinishesAfterAStop(t *testing.T) {
 				return err
 			}
 			for _, from := range append([]string{"b"}, paths[:2]...) {
-				if _, err := c.moveRecordTxn(t, from, "c"+strings.TrimPrefix(from, "b"), 1); err != nil {
+				if _, err := c.mover.moveRecordTxn(t, from, "c"+strings.TrimPrefix(from, "b"), 1); err != nil {
 					return err
 				}
 			}
@@ -334,7 +334,7 @@ func TestResolveDuringAMove(t *testing.T) {
 	c.mu.Lock()
 	err := c.update(func(t *tx) error {
 		for _, p := range []string{"a", "a/x"} {
-			if _, err := c.moveRecordTxn(t, p, "b"+strings.TrimPrefix(p, "a"), 1); err != nil {
+			if _, err := c.mover.moveRecordTxn(t, p, "b"+strings.TrimPrefix(p, "a"), 1); err != nil {
 				return err
 			}
 		}
@@ -373,7 +373,7 @@ func TestReadRacingItsObjectsMove(t *testing.T) {
 	c := openTest(t, t.TempDir(), faulty, nil)
 	writeFile(t, c, "a/f", []byte("moving"))
 	drainTest(t, c)
-	if !c.evictOne("a/f") {
+	if !c.evictor.evictOne("a/f") {
 		t.Fatal("a/f could not be evicted")
 	}
 	if err := c.Rename(context.Background(), "a", "b"); err != nil {
@@ -394,7 +394,7 @@ func TestFileRenameMovesTheObjectInTheStore(t *testing.T) {
 	writeFile(t, c, "d/clean", []byte("thumb"))
 	writeFile(t, c, "d/replaced", []byte("old"))
 	drainTest(t, c)
-	if !c.evictOne("d/evicted") {
+	if !c.evictor.evictOne("d/evicted") {
 		t.Fatal("not evicted")
 	}
 	gets, puts := mem.Count("get"), mem.Count("put")
@@ -425,7 +425,7 @@ func TestRenameOfObjectsTooLargeToCopy(t *testing.T) {
 	writeFile(t, c, "a/clean", []byte("large two"))
 	writeFile(t, c, "a/s", []byte("s"))
 	drainTest(t, c)
-	if !c.evictOne("a/evicted") {
+	if !c.evictor.evictOne("a/evicted") {
 		t.Fatal("not evicted")
 	}
 	puts := mem.Count("put")

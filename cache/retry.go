@@ -62,9 +62,9 @@ func (t *tries) next(ctx context.Context) bool {
 }
 
 // owedBackOff is the delay policy of one path's owed work.
-func (c *Cache) owedBackOff() *backoff.ExponentialBackOff {
+func (q *queue) owedBackOff() *backoff.ExponentialBackOff {
 	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = c.opts.RetryMin
-	b.MaxInterval = c.opts.RetryMax
+	b.InitialInterval = q.c.opts.RetryMin
+	b.MaxInterval = q.c.opts.RetryMax
 	return b
 }

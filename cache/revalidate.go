@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-func (c *Cache) dueForRevalidation(p string) bool {
+func (c remote) dueForRevalidation(p string) bool {
 	if c.opts.RevalidateAfter <= 0 || c.storeIsDown() {
 		return false
 	}
@@ -20,7 +20,7 @@ func (c *Cache) dueForRevalidation(p string) bool {
 
 // revalidate asks the store whether a clean or remote file is still there
 // and unchanged; another host may have deleted or rewritten it.
-func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error) {
+func (c remote) revalidate(ctx context.Context, p string, r record) (Attr, error) {
 	if r.MoveFrom != "" {
 		return attrOf(r), nil // not at its key yet: nothing to compare
 	}
@@ -30,7 +30,7 @@ func (c *Cache) revalidate(ctx context.Context, p string, r record) (Attr, error
 	size, mtime, meta := o.Size, o.MTime, o.Meta
 	switch {
 	case isNotFound(err):
-		if c.forgetRemote(p, r) {
+		if c.fetcher.forgetRemote(p, r) {
 			return c.withOpenSize(p, attrOf(r)), nil
 		}
 		return Attr{}, ErrNotExist

@@ -66,7 +66,7 @@ func TestLimitHoldsUnderWriteStorm(t *testing.T) {
 		h.Release(ctx)
 	}
 	drainTest(t, c)
-	c.kickEvictor()
+	c.spaceKeeper.kickEvictor()
 	for p, data := range files {
 		wantObject(t, mem, p, data)
 	}
@@ -114,7 +114,7 @@ func TestDirtyFilesAreNeverEvicted(t *testing.T) {
 	if !errors.Is(full, ErrNoSpace) {
 		t.Fatalf("writing past the limit with the store down: %v, want ErrNoSpace", full)
 	}
-	c.kickEvictor()
+	c.spaceKeeper.kickEvictor()
 	time.Sleep(50 * time.Millisecond)
 	for p, data := range written {
 		if a, _ := c.Stat(ctx, p); a.State != Dirty && a.State != Uploading {
@@ -143,10 +143,10 @@ func TestEvictionIsLeastRecentlyUsedFirst(t *testing.T) {
 		drainTest(t, c)
 	}
 	readFile(t, c, "a") // a is now more recent than b and c
-	c.flushAccess()
+	c.evictor.flushAccess()
 	writeFile(t, c, "d", bytes.Repeat([]byte("d"), size))
 	drainTest(t, c)
-	c.kickEvictor()
+	c.spaceKeeper.kickEvictor()
 	eventually(t, func() bool {
 		a, _ := c.Stat(context.Background(), "b")
 		return a.State == Remote
@@ -172,7 +172,7 @@ func TestMaxAgeEvictsIdleCleanFiles(t *testing.T) {
 	writeFile(t, c, "old", []byte("idle"))
 	drainTest(t, c)
 	time.Sleep(150 * time.Millisecond)
-	c.kickEvictor()
+	c.spaceKeeper.kickEvictor()
 	eventually(t, func() bool { a, _ := c.Stat(context.Background(), "old"); return a.State == Remote })
 	if got := readFile(t, c, "old"); string(got) != "idle" {
 		t.Fatalf("refetch after age eviction: %q", got)

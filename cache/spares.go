@@ -48,7 +48,7 @@ func (s *spares) count() int {
 
 // newData returns an empty data file for a new version, a spare when one
 // is ready. Its modification time is now, as a new file's would be.
-func (c *Cache) newData() (string, *os.File, error) {
+func (c spaceKeeper) newData() (string, *os.File, error) {
 	id, ok := c.spares.take()
 	if !ok {
 		return c.createData()
@@ -70,7 +70,7 @@ func (c *Cache) newData() (string, *os.File, error) {
 
 // fillSpares keeps spareTarget spares ready until ctx ends, then removes
 // them. A failure (a full cache filesystem) waits for the next take.
-func (c *Cache) fillSpares(ctx context.Context) {
+func (c spaceKeeper) fillSpares(ctx context.Context) {
 	s := c.spares
 	defer func() {
 		s.mu.Lock()

@@ -127,7 +127,7 @@ func (c *Cache) readLinkObject(ctx context.Context, p string) (string, error) {
 	defer cancel()
 	body, _, err := c.store.Get(gctx, p, 0, maxLinkSize+1)
 	if err != nil {
-		c.noteStoreError(err)
+		c.remote.noteStoreError(err)
 		return "", fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	defer body.Close()

@@ -68,7 +68,7 @@ func (c *Cache) Status() Status {
 	c.mu.Unlock()
 	var total int64
 	s.FreeBytes, total = c.free.get(false)
-	s.MinFreeBytes = c.minFree(total)
+	s.MinFreeBytes = c.spaceKeeper.minFree(total)
 	var oldest time.Duration
 	s.QueueDepth, oldest = c.q.depth()
 	s.OldestPending = oldest.Seconds()

@@ -40,7 +40,7 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 	c.mu.Lock()
 	path, size := h.of.path, h.of.attr.Size
 	c.mu.Unlock()
-	p := c.objectKeyOf(path)
+	p := c.uploader.objectKeyOf(path)
 	if off >= size {
 		return 0, nil
 	}
@@ -55,9 +55,9 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 			body, n, err := c.store.Get(gctx, p, off, -1)
 			if err != nil {
 				cancel()
-				c.noteStoreError(err)
+				c.remote.noteStoreError(err)
 				if isNotFound(err) {
-					if now := c.objectKeyOf(path); now != p {
+					if now := c.uploader.objectKeyOf(path); now != p {
 						p = now // a rename's move finished meanwhile
 						continue
 					}
@@ -83,7 +83,7 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 		s.pos += int64(n)
 		c.stats.bytesDown.Add(uint64(n))
 		if err == nil {
-			c.noteStoreOK()
+			c.remote.noteStoreOK()
 			return n, nil
 		}
 		s.close()

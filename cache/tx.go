@@ -190,7 +190,7 @@ func (c *Cache) update(fn func(t *tx) error) error {
 		c.dirty += t.dirtDelta
 		c.space.Broadcast()
 		if c.opts.MaxSize > 0 && c.used > int64(float64(c.opts.MaxSize)*lowWater) {
-			c.kickEvictor()
+			c.spaceKeeper.kickEvictor()
 		}
 	}
 	return nil

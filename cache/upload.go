@@ -13,7 +13,7 @@ import (
 // syncPath brings the store's object at p in line with the index: it uploads
 // a dirty file or deletes a tombstoned key. again is true when the index
 // changed while the request ran and p must be looked at once more.
-func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) {
+func (c uploader) syncPath(ctx context.Context, p string) (again bool, err error) {
 	if isFolderKey(p) {
 		return false, c.deleteFolder(ctx, p)
 	}
@@ -103,7 +103,7 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 	return false, nil
 }
 
-func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.File) (bool, error) {
+func (c uploader) uploadFile(ctx context.Context, p string, r record, data *os.File) (bool, error) {
 	fi, err := data.Stat()
 	if err != nil {
 		return false, fmt.Errorf("stat data file of %q: %w", p, err)
@@ -114,7 +114,7 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r record, data *os.Fil
 		return false, err
 	}
 	c.log.Debug("uploaded", "path", p, "bytes", size, "took", time.Since(start))
-	c.noteStoreOK()
+	c.remote.noteStoreOK()
 	c.stats.uploads.Add(1)
 	c.stats.bytesUp.Add(uint64(size))
 
@@ -171,7 +171,7 @@ var maxCopySize int64 = 5 << 30
 
 // sendMeta sends a metadata-only update of p (see SetAttr): one request,
 // no bytes. again is true when the metadata changed meanwhile.
-func (c *Cache) sendMeta(ctx context.Context, p string, r record) (again bool, err error) {
+func (c uploader) sendMeta(ctx context.Context, p string, r record) (again bool, err error) {
 	if r.Size >= maxCopySize {
 		c.log.Warn("an object over 5 GiB keeps its old owner, mode and time in the store", "path", p)
 	} else if err := c.store.Copy(ctx, p, p, metaOf(r)); err != nil && !isNotFound(err) {
@@ -202,7 +202,7 @@ func (c *Cache) sendMeta(ctx context.Context, p string, r record) (again bool, e
 // deleteFolder sends the DELETE of a removed directory's folder key k
 // (see folderKey) once no delete is owed below it; until then it waits,
 // and the last delete below queues it again (wakeFolders).
-func (c *Cache) deleteFolder(ctx context.Context, k string) error {
+func (c uploader) deleteFolder(ctx context.Context, k string) error {
 	dir := strings.TrimSuffix(k, "/")
 	var owed, busy, exists bool
 	err := c.view(func(txn *badger.Txn) error {
@@ -210,7 +210,7 @@ func (c *Cache) deleteFolder(ctx context.Context, k string) error {
 		if owed, err = hasPending(txn, k); err != nil || !owed {
 			return err
 		}
-		if exists, err = c.isDirTxn(txn, dir); err != nil || exists {
+		if exists, err = c.remote.isDirTxn(txn, dir); err != nil || exists {
 			return err
 		}
 		busy = hasPendingBelow(txn, k)
@@ -253,13 +253,13 @@ func foldersOwedAbove(txn *badger.Txn, p string) []string {
 }
 
 // queueAll queues every path in paths.
-func (c *Cache) queueAll(paths []string) {
+func (c uploader) queueAll(paths []string) {
 	for _, p := range paths {
 		c.q.add(p)
 	}
 }
 
-func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
+func (c uploader) deleteRemote(ctx context.Context, p string) (bool, error) {
 	if err := c.store.Delete(ctx, p); err != nil && !isNotFound(err) {
 		return false, err
 	}

@@ -23,7 +23,7 @@ func (h *Handle) beginWrite(ctx context.Context) error {
 	if !of.dirty.Load() {
 		// A new version starts: it must fit, and wait while too much is
 		// owed to the store.
-		if err := h.c.admit(ctx, 0, true, h.c.opts.SpaceWait); err != nil {
+		if err := h.c.spaceKeeper.admit(ctx, 0, true, h.c.opts.SpaceWait); err != nil {
 			return err
 		}
 	}
@@ -40,7 +40,7 @@ func (h *Handle) beginWrite(ctx context.Context) error {
 
 // WriteAt writes to the local data file only; the upload happens after close.
 func (h *Handle) WriteAt(ctx context.Context, b []byte, off int64) (int, error) {
-	if err := h.c.checkFloor(ctx, int64(len(b))); err != nil {
+	if err := h.c.spaceKeeper.checkFloor(ctx, int64(len(b))); err != nil {
 		return 0, err
 	}
 	if err := h.beginWrite(ctx); err != nil {
@@ -85,7 +85,7 @@ func (h *Handle) checkHoleTo(end int64) error {
 	if err != nil {
 		return fmt.Errorf("stat data file: %w", err)
 	}
-	return h.c.checkGrowth(end - fi.Size())
+	return h.c.spaceKeeper.checkGrowth(end - fi.Size())
 }
 
 // emptyData gives a store-only file an empty local data file.
@@ -96,7 +96,7 @@ func (h *Handle) emptyData() error {
 	if of.data != nil {
 		return nil
 	}
-	id, f, err := c.newData()
+	id, f, err := c.spaceKeeper.newData()
 	if err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func (h *Handle) emptyData() error {
 		if err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
-		r.State, r.Data, r.Size, r.Gen = c.versionState(of.path), id, 0, r.Gen+1
+		r.State, r.Data, r.Size, r.Gen = c.remote.versionState(of.path), id, 0, r.Gen+1
 		r.MTime = time.Now().UnixNano()
 		return c.putVersion(t, of.path, r)
 	})
@@ -138,7 +138,7 @@ func (c *Cache) markDirty(of *openFile) error {
 				return errorOr(err, ErrNotExist)
 			}
 			r.Gen++
-			r.State = c.versionState(of.path)
+			r.State = c.remote.versionState(of.path)
 			return c.putVersion(t, of.path, r)
 		})
 		if err != nil {
@@ -274,7 +274,7 @@ func (h *Handle) commit(syncData bool) error {
 			r.Size = fi.Size()
 			r.MTime = fi.ModTime().UnixNano()
 			r.Gen++
-			r.State = c.versionState(p)
+			r.State = c.remote.versionState(p)
 			return c.putVersion(t, p, r)
 		})
 		if err != nil {
@@ -300,7 +300,7 @@ func (c *Cache) refuseDirectHole(of *openFile, fi os.FileInfo, lastSize int64) e
 		allocated = st.Blocks * 512
 	}
 	hole := fi.Size() - lastSize - allocated
-	err := c.checkGrowthLocked(hole)
+	err := c.spaceKeeper.checkGrowthLocked(hole)
 	if err == nil {
 		return nil
 	}
