@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
@@ -52,7 +54,7 @@ func TestSynapsePatternOverS3(t *testing.T) {
 		"local_content/ab/cd/empty":                                {},
 	}
 	for p, data := range files {
-		synapseWrite(t, filepath.Join(mnt, p), data)
+		mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, p), data)
 	}
 	drain(t, c)
 	for p, data := range files {
@@ -175,7 +177,7 @@ func TestNamespaceOperations(t *testing.T) {
 		t.Fatalf("mkdir of an existing dir: %v", err)
 	}
 	a := filepath.Join(d, "a")
-	synapseWrite(t, a, []byte("0123456789"))
+	mounttest.MustWriteLikeSynapse(t, a, []byte("0123456789"))
 	if err := os.Truncate(a, 4); err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +239,7 @@ func TestStoreOutage(t *testing.T) {
 	}
 	t.Cleanup(viaProxy.Close)
 	mnt, c := testMount(t, viaProxy, "")
-	synapseWrite(t, filepath.Join(mnt, "local_content/aa/bb/cached"), data)
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/aa/bb/cached"), data)
 	drain(t, c)
 	if _, err := os.Stat(filepath.Join(mnt, "remote_content/x/uncached")); err != nil {
 		t.Fatal(err)
@@ -245,7 +247,7 @@ func TestStoreOutage(t *testing.T) {
 
 	proxy.SetFail(func(*http.Request) int { return http.StatusServiceUnavailable })
 	// Writes go on.
-	synapseWrite(t, filepath.Join(mnt, "local_content/aa/bb/during-outage"), data)
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/aa/bb/during-outage"), data)
 	// Cached reads go on.
 	if got, err := os.ReadFile(filepath.Join(mnt, "local_content/aa/bb/cached")); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("cached read during outage: %v", err)

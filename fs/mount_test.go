@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -110,42 +109,6 @@ func drain(t *testing.T, c *cache.Cache) {
 	defer cancel()
 	if n, err := c.Drain(ctx); err != nil {
 		t.Fatalf("drain: %d left: %v", n, err)
-	}
-}
-
-// synapseWrite writes a file the way Synapse does: makedirs, open "wb" on
-// the final name, 16 KiB writes, close, then getsize and a full re-read.
-func synapseWrite(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for off := 0; off < len(data); off += 16 << 10 {
-		end := min(off+16<<10, len(data))
-		if _, err := f.Write(data[off:end]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Size() != int64(len(data)) {
-		t.Fatalf("getsize after close: %d, want %d", fi.Size(), len(data))
-	}
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, data) {
-		t.Fatalf("re-read after close differs")
 	}
 }
 

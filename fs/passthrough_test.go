@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"github.com/s3mediafs/s3mediafs/cache"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
@@ -48,7 +50,7 @@ func TestPassthroughBypassesDaemon(t *testing.T) {
 	var ops opCounter
 	mnt, c, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: true, Observe: ops.observe})
 	data := payload(300_000, 5)
-	synapseWrite(t, filepath.Join(mnt, "local_content/ab/cd/media"), data)
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/ab/cd/media"), data)
 	if r, w := ops.count("read"), ops.count("write"); r != 0 || w != 0 {
 		t.Errorf("daemon served %d reads and %d writes; passthrough should have served them all", r, w)
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/s3mediafs/s3mediafs/s3"
@@ -54,7 +56,7 @@ func writeMix(b *testing.B, root string, mix []mixFile) (time.Duration, []time.D
 	start := time.Now()
 	for i, f := range mix {
 		t0 := time.Now()
-		if err := writeSynapse(filepath.Join(root, f.rel), payload(f.size, i)); err != nil {
+		if err := mounttest.WriteLikeSynapse(filepath.Join(root, f.rel), payload(f.size, i)); err != nil {
 			b.Fatal(err)
 		}
 		lat[i] = time.Since(t0)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"go.yaml.in/yaml/v3"
 
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
@@ -155,7 +157,7 @@ func testPropagation(t *testing.T) {
 	t.Cleanup(func() { unmountAt(host) })
 
 	file := filepath.Join(host, "local_content/pr/op/agated")
-	synapseWrite(t, file, []byte("through the mount"))
+	mounttest.MustWriteLikeSynapse(t, file, []byte("through the mount"))
 	got, err := readIn(synapse, file)
 	if err != nil || got != "through the mount" {
 		t.Fatalf("Synapse's rslave namespace reads %q, %v", got, err)

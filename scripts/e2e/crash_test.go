@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
@@ -29,7 +31,7 @@ func TestKillBeforeUploadThenRestart(t *testing.T) {
 	cfg := config(t, srv, proxy.URL, bucket, cacheDir, "")
 
 	d := start(t, cfg, mnt)
-	synapseWrite(t, filepath.Join(mnt, "local_content/aa/bb/doomed"), payload(1000, 0))
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/aa/bb/doomed"), payload(1000, 0))
 	eventually(t, 20*time.Second, "first upload", func() bool { _, ok := object(t, client, "local_content/aa/bb/doomed"); return ok })
 
 	// From here on the store refuses every write and delete.
@@ -43,7 +45,7 @@ func TestKillBeforeUploadThenRestart(t *testing.T) {
 	for i := range 5 {
 		p := fmt.Sprintf("local_content/cc/dd/file%d", i)
 		files[p] = payload(20_000+i*70_000, i)
-		synapseWrite(t, filepath.Join(mnt, p), files[p])
+		mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, p), files[p])
 	}
 	if err := os.Remove(filepath.Join(mnt, "local_content/aa/bb/doomed")); err != nil {
 		t.Fatal(err)
@@ -96,7 +98,7 @@ func TestWipedCacheRestart(t *testing.T) {
 		"remote_content/example.org/ef/gh/two":              payload(3_000_000, 3),
 	}
 	for p, data := range files {
-		synapseWrite(t, filepath.Join(mnt, p), data)
+		mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, p), data)
 	}
 	d.terminate(t) // drains
 	for p := range files {
@@ -126,7 +128,7 @@ func TestTwoHostsOneBucket(t *testing.T) {
 	b := start(t, config(t, srv, "", bucket, t.TempDir(), fast), mntB)
 
 	data := payload(400_000, 7)
-	synapseWrite(t, filepath.Join(mntA, "local_content/xx/yy/shared"), data)
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mntA, "local_content/xx/yy/shared"), data)
 	eventually(t, 20*time.Second, "upload from A", func() bool { _, ok := object(t, client, "local_content/xx/yy/shared"); return ok })
 	got, err := os.ReadFile(filepath.Join(mntB, "local_content/xx/yy/shared"))
 	if err != nil || !bytes.Equal(got, data) {
@@ -134,7 +136,7 @@ func TestTwoHostsOneBucket(t *testing.T) {
 	}
 
 	// B writes, A deletes B's file; neither resurrects it.
-	synapseWrite(t, filepath.Join(mntB, "local_content/xx/yy/fromb"), payload(5000, 8))
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mntB, "local_content/xx/yy/fromb"), payload(5000, 8))
 	eventually(t, 20*time.Second, "upload from B", func() bool { _, ok := object(t, client, "local_content/xx/yy/fromb"); return ok })
 	eventually(t, 10*time.Second, "A sees B's file", func() bool {
 		_, err := os.Stat(filepath.Join(mntA, "local_content/xx/yy/fromb"))

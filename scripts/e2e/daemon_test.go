@@ -294,39 +294,6 @@ func unmount(mnt string) {
 	}
 }
 
-// writeSynapse writes one file the way Synapse does (makedirs, open "wb",
-// 16 KiB writes, close, getsize, full re-read) and reports whether every
-// call succeeded and what it read back matches.
-func writeSynapse(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	for off := 0; off < len(data); off += 16 << 10 {
-		if _, err := f.Write(data[off:min(off+16<<10, len(data))]); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if fi, err := os.Stat(path); err != nil || fi.Size() != int64(len(data)) {
-		return fmt.Errorf("getsize of %s after close: %v %v, want %d bytes", path, fi, err, len(data))
-	}
-	got, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(got, data) {
-		return fmt.Errorf("re-read of %s differs", path)
-	}
-	return nil
-}
-
 // flushed waits, through `s3mediafs flush`, until the daemon serving cfg
 // has everything written so far in S3, and fails the test if that takes
 // longer than timeout.
@@ -334,14 +301,6 @@ func flushed(t testing.TB, cfg string, timeout time.Duration) {
 	t.Helper()
 	if out, code := cli(t, "flush", "--timeout", timeout.String(), "--socket", socketOf(t, cfg)); code != 0 {
 		t.Fatalf("flush: %s", out)
-	}
-}
-
-// synapseWrite is writeSynapse for a test that stops at the first failure.
-func synapseWrite(t testing.TB, p string, data []byte) {
-	t.Helper()
-	if err := writeSynapse(p, data); err != nil {
-		t.Fatal(err)
 	}
 }
 

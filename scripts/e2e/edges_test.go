@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
@@ -195,7 +197,7 @@ func TestFileLargerThanTheCache(t *testing.T) {
 	want := make([]byte, 48<<20)
 	rand.Read(want)
 	p := filepath.Join(mnt, "remote_content/example.org/ab/cd/video")
-	synapseWrite(t, p, want)
+	mounttest.MustWriteLikeSynapse(t, p, want)
 	flushed(t, cfg, 120*time.Second)
 	d.terminate(t)
 
@@ -222,7 +224,7 @@ func TestFileLargerThanTheCache(t *testing.T) {
 	}
 	f.Close()
 	small := filepath.Join(mnt, "local_content/ab/cd/small")
-	synapseWrite(t, small, []byte("still works"))
+	mounttest.MustWriteLikeSynapse(t, small, []byte("still works"))
 	if got, err := os.ReadFile(small); err != nil || string(got) != "still works" {
 		t.Fatalf("a small file after the big read: %q, %v", got, err)
 	}

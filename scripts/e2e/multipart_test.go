@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
@@ -33,7 +35,7 @@ func TestMultipartKilledMidUploadLeavesNothing(t *testing.T) {
 	mnt := t.TempDir()
 	d := start(t, cfg, mnt)
 	data := payload(12<<20+12345, 4)
-	synapseWrite(t, filepath.Join(mnt, "remote_content/example.org/aa/bb/video"), data)
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "remote_content/example.org/aa/bb/video"), data)
 	eventually(t, 20*time.Second, "a part upload in flight", func() bool {
 		for _, r := range proxy.Requests() {
 			if r.Op() == "UploadPart" {

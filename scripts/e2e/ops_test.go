@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -69,7 +71,7 @@ func TestStatusFlushMetrics(t *testing.T) {
 	mnt := t.TempDir()
 	d := start(t, cfg, mnt)
 	for i := range 3 {
-		synapseWrite(t, filepath.Join(mnt, fmt.Sprintf("local_content/aa/bb/f%d", i)), payload(10_000, i))
+		mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, fmt.Sprintf("local_content/aa/bb/f%d", i)), payload(10_000, i))
 	}
 	if fi, err := os.Stat(socket); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("control socket: %v %v, want mode 0600", fi, err)
@@ -168,7 +170,7 @@ func TestSIGTERMDrainsPendingUploads(t *testing.T) {
 	mnt := t.TempDir()
 	d := start(t, cfg, mnt)
 	for i := range 6 {
-		synapseWrite(t, filepath.Join(mnt, fmt.Sprintf("local_content/cc/dd/f%d", i)), payload(5000, i))
+		mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, fmt.Sprintf("local_content/cc/dd/f%d", i)), payload(5000, i))
 	}
 	d.terminate(t)
 	for i := range 6 {
@@ -279,7 +281,7 @@ func TestMountHelperAndFstab(t *testing.T) {
 			t.Fatalf("the secret is in %s: %q", f, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
 		}
 	}
-	synapseWrite(t, filepath.Join(mnt, "local_content/ee/ff/viahelper"), payload(4000, 9))
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/ee/ff/viahelper"), payload(4000, 9))
 	if out, code := cli(t, "flush", "--timeout", "30s", "--socket", socket); code != 0 {
 		t.Fatalf("flush: %s", out)
 	}
@@ -385,7 +387,7 @@ func TestExternalUnmountWhileStoreFails(t *testing.T) {
 		}
 		return 0
 	})
-	synapseWrite(t, filepath.Join(mnt, "local_content/ab/cd/owed"), payload(3000, 1))
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/ab/cd/owed"), payload(3000, 1))
 	time.Sleep(500 * time.Millisecond) // an upload has failed by now
 	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
 		t.Fatalf("umount: %v %s", err, out)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
@@ -131,7 +133,7 @@ func TestDebianPackage(t *testing.T) {
 	if out, err := mount.CombinedOutput(); err != nil {
 		t.Fatalf("mount -t s3mediafs with the packaged helper: %v\n%s", err, out)
 	}
-	synapseWrite(t, filepath.Join(mnt, "local_content/aa/bb/packaged"), payload(5000, 3))
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/aa/bb/packaged"), payload(5000, 3))
 
 	if out := dpkg(t, "-i", buildPackage(t, "0.0.2~e2e")); !strings.Contains(out, "upgraded from 0.0.1~e2e") || !strings.Contains(out, "systemctl restart s3mediafs") {
 		t.Errorf("an upgrade does not say a restart is needed:\n%s", out)
@@ -139,7 +141,7 @@ func TestDebianPackage(t *testing.T) {
 	if !isMounted(mnt) {
 		t.Fatal("the upgrade touched the mounted media store")
 	}
-	synapseWrite(t, filepath.Join(mnt, "local_content/aa/bb/after-upgrade"), payload(6000, 4))
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/aa/bb/after-upgrade"), payload(6000, 4))
 	if out, err := exec.Command("/usr/bin/s3mediafs", "flush", "--timeout", "30s", "--socket", socketOf(t, cfg)).CombinedOutput(); err != nil {
 		t.Fatalf("flush with the packaged binary: %v %s", err, out)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
@@ -60,7 +62,7 @@ func TestOwnersModesAndTimesTravel(t *testing.T) {
 	d := start(t, cfg, mnt)
 	p := "local_content/ow/nr/file"
 	data := payload(70_000, 3)
-	synapseWrite(t, filepath.Join(mnt, p), data)
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, p), data)
 	flushed(t, cfg, 30*time.Second)
 
 	f := filepath.Join(mnt, p)
@@ -134,7 +136,7 @@ func TestKillDuringDirectoryRename(t *testing.T) {
 	for i := range 24 {
 		name := fmt.Sprintf("%c%c/file%d", 'a'+i%3, 'a'+i%2, i)
 		files[name] = payload(1000+i*4000, i)
-		synapseWrite(t, filepath.Join(mnt, "local_content/src", name), files[name])
+		mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/src", name), files[name])
 	}
 	owned := filepath.Join(mnt, "local_content/src/aa/file0")
 	if err := os.Chown(owned, 4321, 8765); err != nil {

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/cmd/s3mediafs/reconcile/synapsetest"
 	"github.com/s3mediafs/s3mediafs/s3"
@@ -127,7 +129,7 @@ func TestReconcileProviderBucket(t *testing.T) {
 	cfg := config(t, srv, proxy.URL, bucket, t.TempDir(), "")
 	mnt := t.TempDir()
 	start(t, cfg, mnt)
-	synapseWrite(t, filepath.Join(mnt, "local_content/lo/ca/lOnlyNotUploaded0000"), payload(777, 1))
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/lo/ca/lOnlyNotUploaded0000"), payload(777, 1))
 
 	// An upload whose row is not committed yet, inside the grace period.
 	time.Sleep(time.Until(seeded.Add(6 * time.Second)))

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
@@ -78,7 +80,7 @@ func synapseLoad(mnt string, led *ledger, round int, rnd *rand.Rand, stop <-chan
 			size = 6<<20 + rnd.IntN(1<<20)
 		}
 		spec := fileSpec{size: size, seed: round*100000 + i}
-		if err := writeSynapse(filepath.Join(mnt, rel), payload(spec.size, spec.seed)); err != nil {
+		if err := mounttest.WriteLikeSynapse(filepath.Join(mnt, rel), payload(spec.size, spec.seed)); err != nil {
 			return ops // the daemon died under us; this file's fate is unknown
 		}
 		led.wrote(rel, spec)
@@ -189,7 +191,7 @@ func TestStoreOutageWithRealDaemon(t *testing.T) {
 	d := start(t, cfg, mnt)
 	led := newLedger()
 	cached := "local_content/oo/aa/cached"
-	if err := writeSynapse(filepath.Join(mnt, cached), payload(50_000, 1)); err != nil {
+	if err := mounttest.WriteLikeSynapse(filepath.Join(mnt, cached), payload(50_000, 1)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(mnt, "remote_content/o/aa/bb/uncached")); err != nil {
@@ -223,7 +225,7 @@ func TestStoreOutageWithRealDaemon(t *testing.T) {
 		rel := fmt.Sprintf("local_content/oo/bb/w%04d", i)
 		spec := fileSpec{size: 30_000 + i*100, seed: 1000 + i}
 		wstart := time.Now()
-		if err := writeSynapse(filepath.Join(mnt, rel), payload(spec.size, spec.seed)); err != nil {
+		if err := mounttest.WriteLikeSynapse(filepath.Join(mnt, rel), payload(spec.size, spec.seed)); err != nil {
 			t.Fatalf("write %d during the outage failed: %v", i, err)
 		}
 		if i > 0 {
@@ -276,7 +278,7 @@ func TestFlakyStore(t *testing.T) {
 	for i := range files {
 		rel := fmt.Sprintf("local_content/fl/%02d/f%04d", i%8, i)
 		spec := fileSpec{size: 10_000 + rnd.IntN(200_000), seed: 2000 + i}
-		if err := writeSynapse(filepath.Join(mnt, rel), payload(spec.size, spec.seed)); err != nil {
+		if err := mounttest.WriteLikeSynapse(filepath.Join(mnt, rel), payload(spec.size, spec.seed)); err != nil {
 			t.Fatalf("write with a flaky store: %v", err)
 		}
 		led.wrote(rel, spec)

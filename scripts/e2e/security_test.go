@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
@@ -50,7 +52,7 @@ func TestEmbeddedStoreIsTheOwnersAlone(t *testing.T) {
 		unmount(mnt)
 	})
 	eventually(t, 30*time.Second, "the quickstart mount", func() bool { return isMounted(mnt) })
-	synapseWrite(t, filepath.Join(mnt, "local_content/ab/cd/quick"), payload(3000, 1))
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/ab/cd/quick"), payload(3000, 1))
 
 	fi, err := os.Stat(objects)
 	if err != nil || fi.Mode().Perm() != 0o700 {
