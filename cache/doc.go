@@ -23,6 +23,8 @@
 //
 // # Badger keys
 //
+// Built in keys.go:
+//
 //	n<parent>\x00<name>        record (record.go): a file or a directory
 //	p<path>                    an upload or a delete is owed; with no record, a tombstone
 //	p<dir>/                    a DELETE of the folder key dir/ is owed (stores that keep folders)
@@ -102,6 +104,7 @@
 //	paths.go       path validation; data file names and places
 //	errors.go      the errors the cache returns (fs maps them to errno)
 //	index.go, tx.go, record.go   the index, its transactions and formats
+//	keys.go        every Badger key's builder
 //	objstore/      the store contract (Store, its results and errors), the
 //	               in-memory and fault-injecting stores; objstore/storetest
 //	               checks any store against the contract

@@ -43,19 +43,13 @@ func openIndex(dir string, log *slog.Logger) (*index, error) {
 		db.Close()
 		return nil, err
 	}
-	seq, err := db.GetSequence([]byte("s:ino"), 1024)
+	seq, err := db.GetSequence(inoKey, 1024)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open inode sequence: %w", err)
 	}
 	return &index{db: db, ino: seq}, nil
 }
-
-// schemaKey holds the index's format version. The first release wrote
-// none; every release since opens the indexes of the ones before it and
-// upgrades them in place, and refuses an index newer than itself rather
-// than misread it. cache/testdata holds an index of each older format.
-var schemaKey = []byte("s:schema")
 
 // Index formats:
 //
@@ -161,20 +155,6 @@ func hasPending(txn *badger.Txn, p string) (bool, error) {
 
 func setPending(txn *badger.Txn, p string) error   { return txn.Set(pendingKey(p), nil) }
 func clearPending(txn *badger.Txn, p string) error { return txn.Delete(pendingKey(p)) }
-
-// hiddenPrefix marks keys deleted here but kept in the store because
-// delete_from_s3 is off: h<path> -> "". The mount hides such objects.
-const hiddenPrefix = 'h'
-
-func hiddenKey(p string) []byte { return append([]byte{hiddenPrefix}, p...) }
-
-// hiddenTreePrefix marks a directory removed here while the objects below
-// it stay in the store (delete_from_s3 off): t<path> -> "". Everything
-// below it is hidden by this one key, so that what a listing or a lookup
-// costs does not grow with the files ever removed.
-const hiddenTreePrefix = 't'
-
-func hiddenTreeKey(p string) []byte { return append([]byte{hiddenTreePrefix}, p...) }
 
 // isHidden reports whether the object at p is hidden: by a key of its own
 // or by a removed directory at or above it.
@@ -328,10 +308,6 @@ func isEmptyIndex(txn *badger.Txn) (bool, error) {
 	it.Rewind()
 	return !it.Valid(), nil
 }
-
-// runningKey is present while a daemon has the index open; finding it at
-// open means the last run did not stop cleanly.
-var runningKey = []byte("s:running")
 
 // markRunning records that the index is in use and reports whether the
 // previous run stopped without closing it.

@@ -11,13 +11,6 @@ import (
 // The store's side of a directory rename (see renamedir.go): each moved
 // object is copied to its new key, then its old key is deleted.
 
-// moveSourcePrefix marks a key whose object a rename still has to move
-// away: M<old key> -> path of the record moving it. The old key also has
-// a pending mark, so lookups and listings treat it as gone.
-const moveSourcePrefix = 'M'
-
-func moveSourceKey(p string) []byte { return append([]byte{moveSourcePrefix}, p...) }
-
 // moveOwner returns the path of the record whose object still sits at p,
 // if a move from p is owed.
 func moveOwner(txn *badger.Txn, p string) (string, bool, error) {

@@ -6,20 +6,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// The multipart journal, kept for the S3 client (s3.MultipartJournal):
-// m<key>\x00<upload id> -> "" while a multipart upload is open, and
-// m<key>\x00 (no ID) while one is being created. An entry found at start
-// belongs to an upload a crash cut off; the client aborts it.
-const multipartPrefix = 'm'
-
-func multipartKey(key, uploadID string) []byte {
-	k := make([]byte, 0, len(key)+len(uploadID)+2)
-	k = append(k, multipartPrefix)
-	k = append(k, key...)
-	k = append(k, 0)
-	return append(k, uploadID...)
-}
-
 // BeginMultipart records an open multipart upload. The write is synced:
 // the upload exists in the bucket from now on, whatever happens to us.
 func (c *Cache) BeginMultipart(key, uploadID string) error {

@@ -281,33 +281,6 @@ func validKind(r record, kind uint32) bool {
 	return false
 }
 
-// Index keys. Entries are keyed by parent and name so that one prefix scan
-// lists a directory's direct children and nothing below them.
-const (
-	entryPrefix   = 'n' // n<parent>\x00<name> -> record
-	pendingPrefix = 'p' // p<path> -> "" : an upload or delete is owed
-)
-
-func entryKey(p string) []byte {
-	parent, name := splitPath(p)
-	k := make([]byte, 0, len(p)+2)
-	k = append(k, entryPrefix)
-	k = append(k, parent...)
-	k = append(k, 0)
-	return append(k, name...)
-}
-
-func childrenPrefix(dir string) []byte {
-	k := make([]byte, 0, len(dir)+2)
-	k = append(k, entryPrefix)
-	k = append(k, dir...)
-	return append(k, 0)
-}
-
-func pendingKey(p string) []byte {
-	return append([]byte{pendingPrefix}, p...)
-}
-
 // splitPath splits "a/b/c" into "a/b" and "c"; a top-level name has parent "".
 func splitPath(p string) (parent, name string) {
 	if i := strings.LastIndexByte(p, '/'); i >= 0 {

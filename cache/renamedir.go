@@ -31,15 +31,6 @@ import (
 // only through names it resolved before, which Resolve maps to wherever
 // each record is meanwhile.
 
-// renameIntentPrefix marks a tree move under way: R<old>\x00<new> -> "".
-const renameIntentPrefix = 'R'
-
-func renameIntentKey(oldp, newp string) []byte {
-	k := append([]byte{renameIntentPrefix}, oldp...)
-	k = append(k, 0)
-	return append(k, newp...)
-}
-
 // movingTrees are the directory renames under way: old path to new.
 type movingTrees struct {
 	n  atomic.Int32 // len(m), read without the lock

@@ -9,12 +9,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// The mount's root directory has no record of its own (it has no key in
-// the store); its permission bits, owner and times are kept here:
-// uvarint mode (rootModeSet marks it set), uvarint uid+1, uvarint gid+1
-// (0: unset), then varint mtime and ctime (absent before times were kept).
-var rootKey = []byte("s:root")
-
 // rootModeSet marks a root mode that was set, so that 0000 is a mode.
 const rootModeSet = 0o10000
 

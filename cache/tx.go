@@ -22,14 +22,6 @@ type tx struct {
 	filesDelta int64 // dirty files
 }
 
-// Keys of the derived data.
-var acctKey = []byte("s:acct") // local bytes, dirty bytes: two varints
-
-const (
-	lruPrefix    = 'l' // l<be64 access time><path> -> "" : clean files by last access
-	accessPrefix = 'a' // a<path> -> be64 access time, for finding a file's lru key
-)
-
 func (t *tx) get(p string) (record, bool, error) { return getRecord(t.txn, p) }
 
 // put writes r at p.
@@ -111,15 +103,6 @@ func (t *tx) derive(p string, old record, hadOld bool, new record, hasNew bool) 
 	}
 	return nil
 }
-
-func lruKey(at int64, p string) []byte {
-	k := make([]byte, 0, 9+len(p))
-	k = append(k, lruPrefix)
-	k = binary.BigEndian.AppendUint64(k, uint64(at))
-	return append(k, p...)
-}
-
-func accessKey(p string) []byte { return append([]byte{accessPrefix}, p...) }
 
 // lruGet returns p's last access time, if p is in the LRU order.
 func lruGet(txn *badger.Txn, p string) (int64, bool, error) {

@@ -1,0 +1,114 @@
+package cache
+
+import "encoding/binary"
+
+// Every Badger key the cache writes is built here, from one byte of
+// prefix that names its kind; the table of them all, with their values, is
+// in the package documentation (doc.go).
+
+// Index keys. Entries are keyed by parent and name so that one prefix scan
+// lists a directory's direct children and nothing below them.
+const (
+	entryPrefix   = 'n' // n<parent>\x00<name> -> record
+	pendingPrefix = 'p' // p<path> -> "" : an upload or delete is owed
+)
+
+func entryKey(p string) []byte {
+	parent, name := splitPath(p)
+	k := make([]byte, 0, len(p)+2)
+	k = append(k, entryPrefix)
+	k = append(k, parent...)
+	k = append(k, 0)
+	return append(k, name...)
+}
+
+func childrenPrefix(dir string) []byte {
+	k := make([]byte, 0, len(dir)+2)
+	k = append(k, entryPrefix)
+	k = append(k, dir...)
+	return append(k, 0)
+}
+
+func pendingKey(p string) []byte {
+	return append([]byte{pendingPrefix}, p...)
+}
+
+// acctKey holds the accounting: local bytes, dirty bytes, two varints.
+var acctKey = []byte("s:acct")
+
+const (
+	lruPrefix    = 'l' // l<be64 access time><path> -> "" : clean files by last access
+	accessPrefix = 'a' // a<path> -> be64 access time, for finding a file's lru key
+)
+
+func lruKey(at int64, p string) []byte {
+	k := make([]byte, 0, 9+len(p))
+	k = append(k, lruPrefix)
+	k = binary.BigEndian.AppendUint64(k, uint64(at))
+	return append(k, p...)
+}
+
+func accessKey(p string) []byte { return append([]byte{accessPrefix}, p...) }
+
+// hiddenPrefix marks keys deleted here but kept in the store because
+// delete_from_s3 is off: h<path> -> "". The mount hides such objects.
+const hiddenPrefix = 'h'
+
+func hiddenKey(p string) []byte { return append([]byte{hiddenPrefix}, p...) }
+
+// hiddenTreePrefix marks a directory removed here while the objects below
+// it stay in the store (delete_from_s3 off): t<path> -> "". Everything
+// below it is hidden by this one key, so that what a listing or a lookup
+// costs does not grow with the files ever removed.
+const hiddenTreePrefix = 't'
+
+func hiddenTreeKey(p string) []byte { return append([]byte{hiddenTreePrefix}, p...) }
+
+// moveSourcePrefix marks a key whose object a rename still has to move
+// away: M<old key> -> path of the record moving it. The old key also has
+// a pending mark, so lookups and listings treat it as gone.
+const moveSourcePrefix = 'M'
+
+func moveSourceKey(p string) []byte { return append([]byte{moveSourcePrefix}, p...) }
+
+// The multipart journal, kept for the S3 client (s3.MultipartJournal):
+// m<key>\x00<upload id> -> "" while a multipart upload is open, and
+// m<key>\x00 (no ID) while one is being created. An entry found at start
+// belongs to an upload a crash cut off; the client aborts it.
+const multipartPrefix = 'm'
+
+func multipartKey(key, uploadID string) []byte {
+	k := make([]byte, 0, len(key)+len(uploadID)+2)
+	k = append(k, multipartPrefix)
+	k = append(k, key...)
+	k = append(k, 0)
+	return append(k, uploadID...)
+}
+
+// renameIntentPrefix marks a tree move under way: R<old>\x00<new> -> "".
+const renameIntentPrefix = 'R'
+
+func renameIntentKey(oldp, newp string) []byte {
+	k := append([]byte{renameIntentPrefix}, oldp...)
+	k = append(k, 0)
+	return append(k, newp...)
+}
+
+// schemaKey holds the index's format version. The first release wrote
+// none; every release since opens the indexes of the ones before it and
+// upgrades them in place, and refuses an index newer than itself rather
+// than misread it. cache/testdata holds an index of each older format.
+var schemaKey = []byte("s:schema")
+
+// runningKey is present while a daemon has the index open; finding it at
+// open means the last run did not stop cleanly.
+var runningKey = []byte("s:running")
+
+// rootKey holds the mount root's attributes: the root has no record of
+// its own (it has no key in the store). Its value: uvarint mode
+// (rootModeSet marks it set), uvarint uid+1, uvarint gid+1 (0: unset),
+// then varint mtime and ctime (absent before times were kept).
+var rootKey = []byte("s:root")
+
+// inoKey holds Badger's sequence of inode numbers.
+var inoKey = []byte("s:ino")
