@@ -81,7 +81,7 @@ func (c *Cache) SetAttr(ctx context.Context, p string, ch AttrChange) (Attr, err
 		of.attr = out
 	}
 	if owed {
-		c.q.add(p)
+		c.q.Add(p)
 	}
 	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
+	"github.com/s3mediafs/s3mediafs/cache/uploadqueue"
 
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sync/singleflight"
@@ -173,7 +174,8 @@ type Cache struct {
 	lookups     singleflight.Group   // one store lookup per unknown name, shared by callers
 	metaLookups singleflight.Group   // one HEAD per object whose metadata is unknown
 	listings    singleflight.Group   // one LIST per directory listed, shared by callers
-	q           *queue
+	q           *uploadqueue.Queue
+	uploadsDone *notifier // broadcast after every upload job, for synchronous writers
 	stats       counters
 	health      storeHealth
 
@@ -254,7 +256,16 @@ func Open(opts Options) (*Cache, error) {
 		c.births.start() // before any data file of this run is made
 		c.settledAt = c.openedAt.Add(opts.settle)
 	}
-	c.q = newQueue(c)
+	c.uploadsDone = newNotifier()
+	c.q = uploadqueue.New(uploadqueue.Options{
+		Sync:        c.uploader.syncPath,
+		RetryMin:    opts.RetryMin,
+		RetryMax:    opts.RetryMax,
+		IsPermanent: isPermanent,
+		Failed:      c.stats.storeError,
+		Finished:    c.uploadsDone.Broadcast,
+		Log:         c.log,
+	})
 	if err := c.mover.finishRenames(); err != nil {
 		ix.close()
 		return nil, fmt.Errorf("cache: %w", err)
@@ -280,7 +291,7 @@ func (c *Cache) Start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
-	c.q.start(ctx, c.opts.UploadConcurrency)
+	c.q.Start(ctx, c.opts.UploadConcurrency)
 	c.bg.Add(3)
 	go func() {
 		defer c.bg.Done()
@@ -293,13 +304,13 @@ func (c *Cache) Start() {
 			c.evictor.sweepOrphans(ctx)
 		}()
 	}
-	c.q.setScanning(true)
+	c.q.SetScanning(true)
 	go func() {
 		defer c.bg.Done()
-		defer c.q.setScanning(false)
+		defer c.q.SetScanning(false)
 		n := 0
 		err := c.ix.forPending(func(p string) {
-			c.q.add(p)
+			c.q.Add(p)
 			n++
 		})
 		if err != nil {
@@ -329,7 +340,7 @@ func (c *Cache) Close() error {
 	if c.stop != nil {
 		c.stop()
 	}
-	c.q.wait()
+	c.q.Wait()
 	c.bg.Wait()
 	c.evictor.flushAccess()
 	c.mu.Lock()
@@ -347,7 +358,11 @@ func (c *Cache) Close() error {
 // Drain waits until no upload or delete is owed, or ctx ends. It returns
 // the number of paths still owed.
 func (c *Cache) Drain(ctx context.Context) (int, error) {
-	return c.q.drain(ctx)
+	n, err := c.q.Drain(ctx)
+	if errors.Is(err, uploadqueue.ErrStopped) {
+		err = ErrClosed
+	}
+	return n, err
 }
 
 // Sync makes every committed index change durable (fsync).

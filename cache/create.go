@@ -111,7 +111,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 		old.unlinked = true
 	}
 	c.open[p] = of
-	c.q.supersede(p)
+	c.q.Supersede(p)
 	c.mu.Unlock()
 	return &Handle{c: c, of: of, writable: true}, attrOf(r), nil
 }

@@ -54,7 +54,7 @@
 //	                listed, subtrees), the LRU's pending accesses; a name
 //	                ending in Locked means the caller holds it (and only
 //	                Cache.mu: other locks' holders are named in doc comments)
-//	queue.mu        (queue.go) the upload queue: order and jobs; taken under
+//	Queue.mu        (uploadqueue) the upload queue: order and jobs; taken under
 //	                Cache.mu, never the other way round
 //	download.mu     (download.go) a fetch's scratch file; a leaf
 //	movingTrees.mu  (renamedir.go) the directory renames under way; a leaf
@@ -94,7 +94,7 @@
 //	download.go    a fetch in flight, readable as its bytes arrive
 //	stream.go      reads served from the store for files the cache cannot hold
 //	upload.go      one path's owed upload, delete or copy (uploader)
-//	queue.go       the upload queue: one job per path, with its backoff
+//	uploadqueue/   the upload queue: one job per path, with its backoff
 //	retry.go       the retry policy, for requests a caller waits on and owed work
 //	multipart.go   the journal of multipart uploads, kept for the S3 client
 //	evict.go       eviction of clean files, LRU; the orphan sweep (evictor)

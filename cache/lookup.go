@@ -424,7 +424,7 @@ func (c remote) promoteLocal(p string) {
 		c.log.Error("queueing a formerly local-only file failed", "path", p, "err", err)
 		return
 	}
-	c.q.add(p)
+	c.q.Add(p)
 }
 
 // errorOr returns err if it is set, otherwise fallback.

@@ -147,6 +147,6 @@ func (c uploader) moveObject(ctx context.Context, p string, r record) (again boo
 		return false, err
 	}
 	// The old key's owed delete runs now that no record reads from it.
-	c.q.add(src)
+	c.q.Add(src)
 	return again, nil
 }

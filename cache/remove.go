@@ -46,12 +46,12 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	}
 	c.removeData(r.Data)
 	delete(c.verified, p)
-	c.q.supersede(p)
+	c.q.Supersede(p)
 	if tomb {
-		c.q.add(p)
+		c.q.Add(p)
 	}
 	if r.MoveFrom != "" {
-		c.q.add(r.MoveFrom) // its object's owed move is moot: delete it
+		c.q.Add(r.MoveFrom) // its object's owed move is moot: delete it
 	}
 	return nil
 }
@@ -148,7 +148,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	case c.opts.KeepDeletedInStore:
 		c.remover.removeHiddenBelowLocked(p)
 	default:
-		c.q.add(folderKey(p))
+		c.q.Add(folderKey(p))
 	}
 	return nil
 }

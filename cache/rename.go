@@ -169,14 +169,14 @@ func (c mover) renamedLocked(oldp, newp string, fr *fileRename) {
 	delete(c.verified, oldp)
 	delete(c.verified, newp)
 	c.negative.remove(newp)
-	c.q.supersede(oldp)
-	c.q.supersede(newp)
+	c.q.Supersede(oldp)
+	c.q.Supersede(newp)
 	if fr.oldTomb {
-		c.q.add(oldp)
+		c.q.Add(oldp)
 	}
 	if fr.moveSrc != "" {
-		c.q.add(fr.moveSrc)
+		c.q.Add(fr.moveSrc)
 	}
 	c.uploader.queueAll(fr.queued)
-	c.q.add(newp)
+	c.q.Add(newp)
 }

@@ -217,7 +217,7 @@ func (c mover) moveBatch(m treeMove, paths []string, first, last bool) error {
 		}
 		delete(c.verified, from)
 		c.negative.remove(to)
-		c.q.supersede(from)
+		c.q.Supersede(from)
 	}
 	c.remote.removeFromSubtreesLocked(m.oldp)
 	c.remote.removeFromSubtreesLocked(m.newp)

@@ -18,8 +18,8 @@ import (
 //     gets its answer: "absent" for a lookup, EIO for a read.
 //   - Owed, for work the index keeps until it is done (uploads, deletes,
 //     moves, metadata copies): forever, RetryMin doubling to RetryMax with
-//     jitter, per path (queue.go), so that fixing a bucket policy heals the
-//     queue without a restart.
+//     jitter, per path (package uploadqueue), so that fixing a bucket
+//     policy heals the queue without a restart.
 //
 // While the store is known to be down (health.go), lookups do not wait for
 // it at all, and one probe every 2 s finds it again.
@@ -59,12 +59,4 @@ func (t *tries) next(ctx context.Context) bool {
 	}
 	t.n++
 	return true
-}
-
-// owedBackOff is the delay policy of one path's owed work.
-func (q *queue) owedBackOff() *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = q.c.opts.RetryMin
-	b.MaxInterval = q.c.opts.RetryMax
-	return b
 }

@@ -221,7 +221,7 @@ func TestOrphanedDataFilesSweptAfterUncleanStop(t *testing.T) {
 	os.Chtimes(orphan, old, old)
 	// An unclean stop: the running marker stays.
 	c.stop()
-	c.q.wait()
+	c.q.Wait()
 	c.bg.Wait()
 	c.closed.Store(true)
 	c.ix.close()

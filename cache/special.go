@@ -58,7 +58,7 @@ func (c *Cache) Mknod(ctx context.Context, p string, kind, rdev uint32, nf NewFi
 	}
 	c.negative.remove(p)
 	if queue {
-		c.q.add(p)
+		c.q.Add(p)
 	}
 	return attrOf(r), nil
 }

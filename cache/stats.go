@@ -70,7 +70,7 @@ func (c *Cache) Status() Status {
 	s.FreeBytes, total = c.free.get(false)
 	s.MinFreeBytes = c.spaceKeeper.minFree(total)
 	var oldest time.Duration
-	s.QueueDepth, oldest = c.q.depth()
+	s.QueueDepth, oldest = c.q.Depth()
 	s.OldestPending = oldest.Seconds()
 	st := &c.stats
 	s.Uploads, s.UploadedBytes, s.Deletes = st.uploads.Load(), st.bytesUp.Load(), st.deletes.Load()
@@ -91,7 +91,7 @@ func (c *Cache) Flush(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	for {
-		wake := c.q.finished.C()
+		wake := c.uploadsDone.C()
 		var left []string
 		err := c.view(func(txn *badger.Txn) error {
 			for _, p := range owed {

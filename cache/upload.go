@@ -158,7 +158,7 @@ func (c uploader) uploadFile(ctx context.Context, p string, r record, data *os.F
 		c.verified[p] = time.Now()
 	}
 	if err == nil && moveSrc != "" {
-		c.q.add(moveSrc)
+		c.q.Add(moveSrc)
 	}
 	return again, err
 }
@@ -255,7 +255,7 @@ func foldersOwedAbove(txn *badger.Txn, p string) []string {
 // queueAll queues every path in paths.
 func (c uploader) queueAll(paths []string) {
 	for _, p := range paths {
-		c.q.add(p)
+		c.q.Add(p)
 	}
 }
 
@@ -268,7 +268,7 @@ func (c uploader) deleteRemote(ctx context.Context, p string) (bool, error) {
 	if wait := time.Until(c.settledAt); wait > 0 {
 		// A PUT the last run abandoned may still land after this DELETE:
 		// the delete stays owed, and is sent again once it cannot.
-		c.q.addAfter(p, wait)
+		c.q.AddAfter(p, wait)
 		return false, nil
 	}
 	c.mu.Lock()

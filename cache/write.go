@@ -118,7 +118,7 @@ func (h *Handle) emptyData() error {
 	}
 	of.data = f
 	of.dirty.Store(true)
-	c.q.supersede(of.path)
+	c.q.Supersede(of.path)
 	return nil
 }
 
@@ -144,7 +144,7 @@ func (c *Cache) markDirty(of *openFile) error {
 		if err != nil {
 			return err
 		}
-		c.q.supersede(of.path)
+		c.q.Supersede(of.path)
 	}
 	of.dirty.Store(true)
 	return nil
@@ -192,7 +192,7 @@ func (h *Handle) waitStored(ctx context.Context) error {
 	deadline := time.NewTimer(c.opts.StoreTimeout)
 	defer deadline.Stop()
 	for {
-		wake := c.q.finished.C()
+		wake := c.uploadsDone.C()
 		var r record
 		var ok, pending bool
 		if err := c.view(func(txn *badger.Txn) error {
@@ -210,7 +210,7 @@ func (h *Handle) waitStored(ctx context.Context) error {
 		}
 		select {
 		case <-wake:
-			if err := c.q.failure(p); err != nil {
+			if err := c.q.Failure(p); err != nil {
 				return fmt.Errorf("store %q: %w: %w", p, ErrStore, err)
 			}
 		case <-deadline.C:
@@ -280,7 +280,7 @@ func (h *Handle) commit(syncData bool) error {
 		if err != nil {
 			return err
 		}
-		c.q.add(p)
+		c.q.Add(p)
 	}
 	of.committed = fp
 	of.dirty.Store(false)

@@ -1,27 +1,52 @@
-package cache
+// Package uploadqueue is the in-memory schedule of the cache's owed work:
+// the paths whose store object must be brought in line with the index (an
+// upload for a dirty file, a delete for a tombstone, a move, a metadata
+// copy). A job names a path, not an operation, and the Sync function reads
+// what is owed when it runs; at most one job per path is in flight, so a
+// PUT and a DELETE of one key never race and the index's newest state
+// always wins. A failed job is retried forever, per path, with a capped,
+// jittered exponential backoff, so that fixing a bucket policy heals the
+// queue without a restart.
+//
+// The durable queue is the index's pending markers (package cache); what
+// is lost with this schedule at a stop is found there at the next start.
+package uploadqueue
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 )
 
-// queue schedules the paths whose store object must be brought in line with
-// the index: an upload for a dirty file, a delete for a tombstone. A job
-// names a path, not an operation, and the worker reads what is owed when it
-// runs; at most one job per path is in flight, so a PUT and a DELETE of one
-// key never race and the index's newest state always wins.
-//
-// The durable queue is the index's pending markers; this is its in-memory
-// schedule.
-type queue struct {
-	c *Cache
+// Options configures a Queue.
+type Options struct {
+	// Sync brings p's object in line with the index. again asks for
+	// another run at once (the index moved on meanwhile).
+	Sync func(ctx context.Context, p string) (again bool, err error)
+	// RetryMin and RetryMax bound a failed path's retry delay.
+	RetryMin, RetryMax time.Duration
+	// IsPermanent tells an error retrying alone cannot cure (logged once
+	// per path and reason).
+	IsPermanent func(error) bool
+	// Failed is told of every failed job; Finished after every job ends.
+	Failed   func(err error, permanent bool)
+	Finished func()
+	Log      *slog.Logger
+}
+
+// ErrStopped is Drain's answer when the queue stopped with work owed.
+var ErrStopped = errors.New("upload queue stopped")
+
+// Queue is the schedule. Its methods are safe for concurrent use.
+type Queue struct {
+	o Options
 
 	mu       sync.Mutex // guards every field below
 	changed  *sync.Cond // signalled when work is added or finishes
-	finished *notifier  // broadcast after every job, for synchronous writers
 	order    []string   // FIFO of paths ready to run
 	jobs     map[string]*job
 	scanning bool // the index's owed work is still being read
@@ -45,15 +70,21 @@ type job struct {
 
 func (j *job) owed() bool { return j.queued || j.cancel != nil || j.retry != nil }
 
-func newQueue(c *Cache) *queue {
-	q := &queue{c: c, jobs: map[string]*job{}}
+// New returns a stopped queue; Start runs it.
+func New(o Options) *Queue {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.IsPermanent == nil {
+		o.IsPermanent = func(error) bool { return false }
+	}
+	q := &Queue{o: o, jobs: map[string]*job{}}
 	q.changed = sync.NewCond(&q.mu)
-	q.finished = newNotifier()
 	return q
 }
 
 // jobOf returns p's job, making it if p has none. q.mu is held.
-func (q *queue) jobOf(p string) *job {
+func (q *Queue) jobOf(p string) *job {
 	j := q.jobs[p]
 	if j == nil {
 		j = &job{since: time.Now()}
@@ -62,7 +93,8 @@ func (q *queue) jobOf(p string) *job {
 	return j
 }
 
-func (q *queue) start(ctx context.Context, workers int) {
+// Start runs the queue with workers until ctx ends.
+func (q *Queue) Start(ctx context.Context, workers int) {
 	context.AfterFunc(ctx, func() {
 		q.mu.Lock()
 		q.stopped = true
@@ -83,28 +115,28 @@ func (q *queue) start(ctx context.Context, workers int) {
 	}
 }
 
-// setScanning marks the start-up scan of owed work as running or done;
-// drain waits for it, so nothing owed is missed.
-func (q *queue) setScanning(on bool) {
+// SetScanning marks the start-up scan of owed work as running or done;
+// Drain waits for it, so nothing owed is missed.
+func (q *Queue) SetScanning(on bool) {
 	q.mu.Lock()
 	q.scanning = on
 	q.changed.Broadcast()
 	q.mu.Unlock()
 }
 
-// wait blocks until every worker has returned.
-func (q *queue) wait() { q.workers.Wait() }
+// Wait blocks until every worker has returned.
+func (q *Queue) Wait() { q.workers.Wait() }
 
-// add schedules p now, cancelling a pending retry delay: new work for a path
+// Add schedules p now, cancelling a pending retry delay: new work for a path
 // deserves a fresh attempt.
-func (q *queue) add(p string) {
+func (q *Queue) Add(p string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.enqueue(p)
 }
 
 // enqueue is add with q.mu held.
-func (q *queue) enqueue(p string) {
+func (q *Queue) enqueue(p string) {
 	j := q.jobOf(p)
 	j.lastErr = nil // a new attempt: an old failure says nothing of it
 	if j.retry != nil {
@@ -123,9 +155,9 @@ func (q *queue) enqueue(p string) {
 	q.changed.Broadcast()
 }
 
-// addAfter schedules p once d has passed. Until then p counts as owed, as
+// AddAfter schedules p once d has passed. Until then p counts as owed, as
 // a retry does, so drain waits for it.
-func (q *queue) addAfter(p string, d time.Duration) {
+func (q *Queue) AddAfter(p string, d time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.stopped {
@@ -134,7 +166,7 @@ func (q *queue) addAfter(p string, d time.Duration) {
 }
 
 // enqueueAfter is addAfter with q.mu held.
-func (q *queue) enqueueAfter(p string, d time.Duration) {
+func (q *Queue) enqueueAfter(p string, d time.Duration) {
 	j := q.jobOf(p)
 	if j.retry != nil {
 		j.retry.Stop()
@@ -152,13 +184,13 @@ func (q *queue) enqueueAfter(p string, d time.Duration) {
 	j.retry = t
 }
 
-// supersede marks the in-flight job for p, if any, as out of date: it is
+// Supersede marks the in-flight job for p, if any, as out of date: it is
 // run again once it ends. It is deliberately not cancelled: a request
 // already on the wire may still be carried out by the store after we give
 // up on it, and then land after the request that was meant to follow it
 // (a stale PUT over a newer one, a DELETE over a re-created file).
 // Letting it finish keeps the store's order the index's order.
-func (q *queue) supersede(p string) {
+func (q *Queue) Supersede(p string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if j := q.jobs[p]; j != nil && j.cancel != nil {
@@ -168,21 +200,24 @@ func (q *queue) supersede(p string) {
 
 // owedCount counts paths queued, in flight or waiting to retry. q.mu is
 // held.
-func (q *queue) owedCount() int {
+func (q *Queue) owedCount() int {
 	n := 0
 	if q.scanning {
 		n++
 	}
 	for _, j := range q.jobs {
-		if j.owed() {
+		// A job goes only when its work succeeds: once the queue has
+		// stopped, every job left is work still owed, even one whose
+		// worker gave up on it.
+		if j.owed() || q.stopped {
 			n++
 		}
 	}
 	return n
 }
 
-// drain waits until nothing is owed or ctx ends, returning what is left.
-func (q *queue) drain(ctx context.Context) (int, error) {
+// Drain waits until nothing is owed or ctx ends, returning what is left.
+func (q *Queue) Drain(ctx context.Context) (int, error) {
 	stop := context.AfterFunc(ctx, func() {
 		q.mu.Lock()
 		q.changed.Broadcast()
@@ -198,12 +233,12 @@ func (q *queue) drain(ctx context.Context) (int, error) {
 		if ctx.Err() != nil {
 			return n, ctx.Err()
 		}
-		return n, ErrClosed
+		return n, ErrStopped
 	}
 	return 0, nil
 }
 
-func (q *queue) work(ctx context.Context) {
+func (q *Queue) work(ctx context.Context) {
 	defer q.workers.Done()
 	for {
 		q.mu.Lock()
@@ -223,7 +258,7 @@ func (q *queue) work(ctx context.Context) {
 		j.cancel = cancel
 		q.mu.Unlock()
 
-		again, err := q.c.uploader.syncPath(jobCtx, p)
+		again, err := q.o.Sync(jobCtx, p)
 		cancelled := jobCtx.Err() != nil
 		cancel()
 
@@ -250,12 +285,14 @@ func (q *queue) work(ctx context.Context) {
 		}
 		q.changed.Broadcast()
 		q.mu.Unlock()
-		q.finished.Broadcast()
+		if q.o.Finished != nil {
+			q.o.Finished()
+		}
 	}
 }
 
-// failure returns the error of p's last job if it failed.
-func (q *queue) failure(p string) error {
+// Failure returns the error of p's last job if it failed.
+func (q *Queue) Failure(p string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if j := q.jobs[p]; j != nil {
@@ -264,8 +301,8 @@ func (q *queue) failure(p string) error {
 	return nil
 }
 
-// depth returns how many paths are owed and how long the oldest has waited.
-func (q *queue) depth() (int, time.Duration) {
+// Depth returns how many paths are owed and how long the oldest has waited.
+func (q *Queue) Depth() (int, time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var oldest time.Time
@@ -282,29 +319,40 @@ func (q *queue) depth() (int, time.Duration) {
 
 // scheduleRetry re-runs p after a capped, jittered exponential delay.
 // q.mu is held.
-func (q *queue) scheduleRetry(p string, j *job, err error) {
-	q.c.stats.storeError(err, isPermanent(err))
+func (q *Queue) scheduleRetry(p string, j *job, err error) {
+	perm := q.o.IsPermanent(err)
+	if q.o.Failed != nil {
+		q.o.Failed(err, perm)
+	}
 	b := j.backoff
 	if b == nil {
 		b = q.owedBackOff()
 		j.backoff = b
 	}
 	delay := b.NextBackOff()
-	if delay < 0 || delay > q.c.opts.RetryMax {
-		delay = q.c.opts.RetryMax
+	if delay < 0 || delay > q.o.RetryMax {
+		delay = q.o.RetryMax
 	}
-	if isPermanent(err) {
+	if perm {
 		// Logged once per path and reason; retried anyway, so fixing the
 		// bucket policy or credentials heals the queue without a restart.
 		if j.reported != err.Error() {
 			j.reported = err.Error()
-			q.c.log.Error("store refused a request; will keep retrying", "path", p, "err", err, "retry_in", delay)
+			q.o.Log.Error("store refused a request; will keep retrying", "path", p, "err", err, "retry_in", delay)
 		}
 	} else if n := j.failures + 1; n&(n-1) == 0 {
 		// Warn at the 1st, 2nd, 4th, 8th… failure: an outage is visible
 		// without a line per file per retry.
-		q.c.log.Warn("store request failed; will retry", "path", p, "failures", n, "err", err, "retry_in", delay)
+		q.o.Log.Warn("store request failed; will retry", "path", p, "failures", n, "err", err, "retry_in", delay)
 	}
 	j.failures++
 	q.enqueueAfter(p, delay)
+}
+
+// owedBackOff is the delay policy of one path's owed work.
+func (q *Queue) owedBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = q.o.RetryMin
+	b.MaxInterval = q.o.RetryMax
+	return b
 }
