@@ -59,7 +59,7 @@ func (c *Cache) SetAttr(ctx context.Context, p string, ch AttrChange) (Attr, err
 		ch.apply(&r)
 		if ch.MTime != nil && r.Data != "" {
 			// The data file's time is what the next flush records.
-			if err := os.Chtimes(c.dataPath(r.Data), time.Time{}, *ch.MTime); err != nil {
+			if err := os.Chtimes(c.data.Path(r.Data), time.Time{}, *ch.MTime); err != nil {
 				return err
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/datafiles"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/cache/uploadqueue"
 
@@ -113,7 +114,7 @@ func (o *Options) setDefaults() {
 type (
 	fetcher     struct{ *Cache } // a cache miss: fetch.go
 	evictor     struct{ *Cache } // eviction and the orphan sweep: evict.go
-	spaceKeeper struct{ *Cache } // the size limit and free-space floor: space.go, spares.go
+	spaceKeeper struct{ *Cache } // the size limit and free-space floor: space.go
 	uploader    struct{ *Cache } // a path's owed work: upload.go, moveobject.go
 	mover       struct{ *Cache } // renames: rename.go, renamedir.go, learntree.go
 	remote      struct{ *Cache } // what the store holds: lookup.go, revalidate.go, meta.go, subtree.go, health.go
@@ -143,7 +144,7 @@ type Cache struct {
 	ix      *index
 	dataDir string
 	tmpDir  string
-	spares  *spares
+	data    *datafiles.Dir // the data files, their spares and free space
 
 	mu       sync.Mutex           // guards every index read-modify-write, and the fields below
 	open     map[string]*openFile // open files by current path
@@ -167,7 +168,6 @@ type Cache struct {
 	space      *notifier            // signalled when used or dirty bytes change
 
 	evictKick chan struct{} // wakes the evictor
-	free      freeSpace     // the cache filesystem's free bytes, sampled
 
 	downloads   map[string]*download // fetches in flight, by path; guarded by mu
 	fetchBudget fetchBudget          // bounds those fetches
@@ -209,7 +209,6 @@ func Open(opts Options) (*Cache, error) {
 		log:         opts.Log,
 		store:       opts.Store,
 		dataDir:     filepath.Join(opts.Dir, "data"),
-		spares:      newSpares(),
 		tmpDir:      filepath.Join(opts.Dir, "tmp"),
 		open:        map[string]*openFile{},
 		negative:    newRecentNames(),
@@ -225,6 +224,7 @@ func Open(opts Options) (*Cache, error) {
 	}
 	c.fetcher, c.evictor, c.spaceKeeper, c.uploader = fetcher{c}, evictor{c}, spaceKeeper{c}, uploader{c}
 	c.mover, c.remote, c.lister, c.remover = mover{c}, remote{c}, lister{c}, remover{c}
+	c.data = datafiles.New(c.dataDir, c.births.add, c.log)
 	for _, d := range []string{opts.Dir, c.dataDir, c.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("cache: create %s: %w", d, err)
@@ -243,7 +243,6 @@ func Open(opts Options) (*Cache, error) {
 		return nil, err
 	}
 	c.ix = ix
-	c.free.dir = c.dataDir
 	if c.used, c.dirty, c.dirtyFiles, err = loadAcct(ix.db); err != nil {
 		ix.close()
 		return nil, fmt.Errorf("cache: %w", err)
@@ -327,7 +326,7 @@ func (c *Cache) Start() {
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		c.spaceKeeper.fillSpares(ctx)
+		c.data.FillSpares(ctx)
 	}()
 }
 

@@ -41,7 +41,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 	if err := c.spaceKeeper.admit(ctx, 0, true, c.opts.SpaceWait); err != nil {
 		return nil, Attr{}, wrapPath("create", p, err)
 	}
-	id, f, err := c.spaceKeeper.newData()
+	id, f, err := c.data.New()
 	if err != nil {
 		return nil, Attr{}, err
 	}
@@ -86,7 +86,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 	if err != nil || exists {
 		c.mu.Unlock()
 		f.Close()
-		c.removeData(id)
+		c.data.Remove(id)
 		if err != nil {
 			return nil, Attr{}, wrapPath("create", p, err)
 		}

@@ -59,8 +59,8 @@
 //	download.mu     (download.go) a fetch's scratch file; a leaf
 //	movingTrees.mu  (renamedir.go) the directory renames under way; a leaf
 //	births.mu       (evict.go) data files made during an orphan sweep; a leaf
-//	freeSpace.mu    (space.go) the last statfs sample; a leaf
-//	spares.mu       (spares.go) the pool of empty data files; a leaf
+//	freeSpace.mu, spares.mu  (datafiles) the last statfs sample and the
+//	                pool of empty data files; leaves
 //	notifier.mu     (space.go) a wake-up channel; a leaf
 //	stats.mu        (stats.go) the last store error and its time; a leaf
 //
@@ -99,7 +99,7 @@
 //	multipart.go   the journal of multipart uploads, kept for the S3 client
 //	evict.go       eviction of clean files, LRU; the orphan sweep (evictor)
 //	space.go       the size limit, free-space floor, back-pressure (spaceKeeper)
-//	spares.go      a pool of empty data files for new files (spaceKeeper)
+//	datafiles/     the data files: names, paths, spares made ahead, free space
 //	localfiles.go  the files only the cache holds, for reconcile
 //	paths.go       path validation; data file names and places
 //	errors.go      the errors the cache returns (fs maps them to errno)

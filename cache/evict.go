@@ -87,7 +87,7 @@ func (c evictor) needEviction() bool {
 	if c.opts.MaxSize > 0 && c.used+c.wanted > int64(float64(c.opts.MaxSize)*lowWater) {
 		return true
 	}
-	free, total := c.free.get(true)
+	free, total := c.data.Free(true)
 	return free-c.wanted < c.spaceKeeper.minFree(total)
 }
 
@@ -187,7 +187,7 @@ func (c evictor) evictOne(p string) bool {
 	if data == "" {
 		return false
 	}
-	c.removeData(data)
+	c.data.Remove(data)
 	c.stats.evictions.Add(1)
 	c.log.Debug("evicted", "path", p)
 	return true

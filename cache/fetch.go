@@ -123,8 +123,8 @@ func (c fetcher) downloadRecord(ctx context.Context, p string, r record, w io.Wr
 // the record Clean with it, unless the record was deleted, replaced or
 // fetched by someone else meanwhile.
 func (c fetcher) installFetched(p string, r record, tmp string, size int64) error {
-	id := c.newDataID()
-	dst := c.dataPath(id)
+	id := c.data.NewID()
+	dst := c.data.Path(id)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
@@ -145,7 +145,7 @@ func (c fetcher) installFetched(p string, r record, tmp string, size int64) erro
 		return t.put(p, cur)
 	})
 	if !installed {
-		c.removeData(id)
+		c.data.Remove(id)
 	}
 	if err == nil && installed {
 		c.verified[p] = time.Now()
@@ -400,7 +400,7 @@ func (c fetcher) ownUploadStillThere(p string, r record) bool {
 // Callers hold c.mu.
 func (c fetcher) dropLocalCopy(p string, r record) {
 	if !isOwnUnconfirmed(r) {
-		c.removeData(r.Data)
+		c.data.Remove(r.Data)
 		return
 	}
 	dst := filepath.Join(c.opts.Dir, "lost+found", filepath.FromSlash(p))
@@ -409,7 +409,7 @@ func (c fetcher) dropLocalCopy(p string, r record) {
 	}
 	err := os.MkdirAll(filepath.Dir(dst), 0o700)
 	if err == nil {
-		err = os.Rename(c.dataPath(r.Data), dst)
+		err = os.Rename(c.data.Path(r.Data), dst)
 	}
 	if err != nil {
 		c.log.Error("could not keep the last copy of a file the store lost; it stays as a data file", "path", p, "data", r.Data, "err", err)

@@ -143,7 +143,7 @@ func (c *Cache) OpenInode(ctx context.Context, p string, ino uint64, flags int) 
 // a clean one whose size disagrees with the index (a torn write before a
 // power loss, or tampering), is dropped so the bytes are fetched again.
 func (c *Cache) openDataLocked(p string, r record) *os.File {
-	f, err := os.OpenFile(c.dataPath(r.Data), os.O_RDWR, 0)
+	f, err := os.OpenFile(c.data.Path(r.Data), os.O_RDWR, 0)
 	if err == nil && r.State == Clean {
 		if fi, serr := f.Stat(); serr != nil || fi.Size() != r.Size {
 			f.Close()

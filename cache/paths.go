@@ -1,12 +1,7 @@
 package cache
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"unicode/utf8"
 )
@@ -42,51 +37,4 @@ func validPath(p string) error {
 		}
 	}
 	return nil
-}
-
-// newDataID names a new local data file, recording its birth for the
-// orphan sweep.
-func (c *Cache) newDataID() string {
-	id := randomID()
-	c.births.add(id)
-	return id
-}
-
-func randomID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return hex.EncodeToString(b[:])
-}
-
-// dataPath is where the data file named id lives; the two-character fan-out
-// keeps directories small.
-func (c *Cache) dataPath(id string) string {
-	return filepath.Join(c.dataDir, id[:2], id)
-}
-
-// createData makes a new, empty data file.
-func (c *Cache) createData() (string, *os.File, error) {
-	id := c.newDataID()
-	p := c.dataPath(id)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrNotExist) {
-		if err = os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
-			f, err = os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		}
-	}
-	if err != nil {
-		return "", nil, fmt.Errorf("create data file: %w", err)
-	}
-	return id, f, nil
-}
-
-func (c *Cache) removeData(id string) {
-	if id == "" {
-		return
-	}
-	if err := os.Remove(c.dataPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		c.log.Warn("could not remove data file", "id", id, "err", err)
-	}
 }

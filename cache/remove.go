@@ -44,7 +44,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 		of.unlinked = true
 		delete(c.open, p)
 	}
-	c.removeData(r.Data)
+	c.data.Remove(r.Data)
 	delete(c.verified, p)
 	c.q.Supersede(p)
 	if tomb {

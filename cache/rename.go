@@ -155,7 +155,7 @@ func (c mover) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 // and the upload queue in step with a committed file rename.
 func (c mover) renamedLocked(oldp, newp string, fr *fileRename) {
 	if fr.dstOK {
-		c.removeData(fr.dst.Data)
+		c.data.Remove(fr.dst.Data)
 		if of := c.open[newp]; of != nil {
 			of.unlinked = true
 			delete(c.open, newp)

@@ -60,7 +60,7 @@ func (c remote) revalidate(ctx context.Context, p string, r record) (Attr, error
 		cur.StoreMTime = mtime.UnixNano()
 		if changed {
 			c.log.Info("file changed in the store; dropping the local copy", "path", p, "size", size)
-			c.removeData(cur.Data)
+			c.data.Remove(cur.Data)
 			cur.State, cur.Data, cur.Size, cur.MTime = Remote, "", size, mtime.UnixNano()
 			cur.OwnerSet, cur.ModeSet, cur.Mode = false, false, 0
 			applyMeta(&cur, meta)

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/datafiles"
 )
 
 // ErrNoSpace is returned when there is no room for new data: the cache is
@@ -42,42 +44,6 @@ func (n *notifier) C() <-chan struct{} {
 	return n.ch
 }
 
-// freeSpace samples the cache filesystem's free bytes at most every
-// sampleEvery, so the write path does not pay a statfs per write.
-type freeSpace struct {
-	dir string
-
-	mu    sync.Mutex // guards the fields below
-	at    time.Time
-	free  int64
-	total int64
-}
-
-const sampleEvery = 100 * time.Millisecond
-
-// get returns free and total bytes; fresh forces a new sample.
-func (f *freeSpace) get(fresh bool) (free, total int64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if fresh || time.Since(f.at) > sampleEvery {
-		var st syscall.Statfs_t
-		if err := syscall.Statfs(f.dir, &st); err == nil {
-			f.free = int64(st.Bavail) * int64(st.Bsize)
-			f.total = int64(st.Blocks) * int64(st.Bsize)
-			f.at = time.Now()
-		}
-	}
-	return f.free, f.total
-}
-
-// consumed lowers the sampled free space by n bytes just written, so a
-// burst of writes between samples is not invisible.
-func (f *freeSpace) consumed(n int64) {
-	f.mu.Lock()
-	f.free -= n
-	f.mu.Unlock()
-}
-
 // minFree is the free-space floor in bytes.
 func (c spaceKeeper) minFree(total int64) int64 {
 	floor := c.opts.MinFree
@@ -93,7 +59,7 @@ func (c spaceKeeper) roomLocked(extra int64) bool {
 	if c.opts.MaxSize > 0 && c.used+extra > c.opts.MaxSize {
 		return false
 	}
-	free, total := c.free.get(false)
+	free, total := c.data.Free(false)
 	return free-extra >= c.minFree(total)
 }
 
@@ -145,7 +111,7 @@ func (c spaceKeeper) admit(ctx context.Context, extra int64, write bool, wait ti
 		}
 		select {
 		case <-wake:
-		case <-time.After(sampleEvery):
+		case <-time.After(datafiles.SampleEvery):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -183,7 +149,7 @@ func (c spaceKeeper) couldHoldLocked(extra int64) error {
 	if c.opts.MaxSize > 0 && extra > c.opts.MaxSize-dirty {
 		return ErrTooBig
 	}
-	free, total := c.free.get(true)
+	free, total := c.data.Free(true)
 	if extra > total-c.minFree(total) {
 		return ErrTooBig // more than the cache's disk could ever hold
 	}
@@ -196,7 +162,7 @@ func (c spaceKeeper) couldHoldLocked(extra int64) error {
 // checkFloor is the write path's guard: an admitted file may keep growing,
 // but not below half the free-space floor, which stays for the index.
 func (c spaceKeeper) checkFloor(ctx context.Context, n int64) error {
-	free, total := c.free.get(false)
+	free, total := c.data.Free(false)
 	hard := c.minFree(total) / 2
 	if free-n >= hard {
 		return nil
@@ -204,7 +170,7 @@ func (c spaceKeeper) checkFloor(ctx context.Context, n int64) error {
 	deadline := time.Now().Add(c.opts.SpaceWait)
 	for {
 		c.kickEvictor()
-		free, total = c.free.get(true)
+		free, total = c.data.Free(true)
 		if free-n >= c.minFree(total)/2 {
 			return nil
 		}
@@ -213,7 +179,7 @@ func (c spaceKeeper) checkFloor(ctx context.Context, n int64) error {
 		}
 		select {
 		case <-c.space.C():
-		case <-time.After(sampleEvery):
+		case <-time.After(datafiles.SampleEvery):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -233,6 +199,6 @@ func (c *Cache) Usage() Usage {
 	c.mu.Lock()
 	u := Usage{LocalBytes: c.used, DirtyBytes: c.dirty, MaxSize: c.opts.MaxSize}
 	c.mu.Unlock()
-	u.FreeBytes, _ = c.free.get(false)
+	u.FreeBytes, _ = c.data.Free(false)
 	return u
 }

@@ -214,7 +214,7 @@ func TestOrphanedDataFilesSweptAfterUncleanStop(t *testing.T) {
 	}
 	c.Start()
 	writeFile(t, c, "kept", []byte("referenced"))
-	orphan := c.dataPath("00000000000000000000000000000000")
+	orphan := c.data.Path("00000000000000000000000000000000")
 	os.MkdirAll(filepath.Dir(orphan), 0o700)
 	os.WriteFile(orphan, []byte("left by a crash"), 0o600)
 	old := time.Now().Add(-time.Hour)

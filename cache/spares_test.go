@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/datafiles"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
@@ -31,9 +32,9 @@ func TestSpareDataFiles(t *testing.T) {
 	dir := t.TempDir()
 	c := openTest(t, dir, objstore.NewMem(), nil)
 	deadline := time.Now().Add(5 * time.Second)
-	for c.spares.count() < spareTarget {
+	for c.data.Spares() < datafiles.SpareTarget {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d spares made, want %d", c.spares.count(), spareTarget)
+			t.Fatalf("%d spares made, want %d", c.data.Spares(), datafiles.SpareTarget)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -67,7 +67,7 @@ func (c *Cache) Status() Status {
 	s := Status{DirtyFiles: c.dirtyFiles, DirtyBytes: c.dirty, LocalBytes: c.used, MaxSize: c.opts.MaxSize, DirtyMax: c.opts.DirtyMax}
 	c.mu.Unlock()
 	var total int64
-	s.FreeBytes, total = c.free.get(false)
+	s.FreeBytes, total = c.data.Free(false)
 	s.MinFreeBytes = c.spaceKeeper.minFree(total)
 	var oldest time.Duration
 	s.QueueDepth, oldest = c.q.Depth()

@@ -25,7 +25,7 @@ func TestSweepSparesFilesMadeDuringIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An orphan left by the "crash": a data file no record names.
-	orphanID, f, err := c.createData()
+	orphanID, f, err := c.data.Create()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestSweepSparesFilesMadeDuringIt(t *testing.T) {
 	}
 	c.evictor.removeOrphans(ctx, referenced)
 
-	if _, err := os.Stat(c.dataPath(orphanID)); !os.IsNotExist(err) {
+	if _, err := os.Stat(c.data.Path(orphanID)); !os.IsNotExist(err) {
 		t.Errorf("the orphan was not swept: %v", err)
 	}
 	h, err := c.OpenFile(ctx, "media/f", os.O_RDONLY)

@@ -70,7 +70,7 @@ func (c uploader) syncPath(ctx context.Context, p string) (again bool, err error
 			writing = true
 			return nil
 		}
-		f, err := os.Open(c.dataPath(r.Data))
+		f, err := os.Open(c.data.Path(r.Data))
 		if err != nil {
 			return fmt.Errorf("open data file of %q: %w", p, err)
 		}

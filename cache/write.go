@@ -51,7 +51,7 @@ func (h *Handle) WriteAt(ctx context.Context, b []byte, off int64) (int, error) 
 		return 0, err
 	}
 	n, err := h.of.data.WriteAt(b, off)
-	h.c.free.consumed(int64(n))
+	h.c.data.Consumed(int64(n))
 	return n, err
 }
 
@@ -96,7 +96,7 @@ func (h *Handle) emptyData() error {
 	if of.data != nil {
 		return nil
 	}
-	id, f, err := c.spaceKeeper.newData()
+	id, f, err := c.data.New()
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func (h *Handle) emptyData() error {
 	})
 	if err != nil {
 		f.Close()
-		c.removeData(id)
+		c.data.Remove(id)
 		return err
 	}
 	of.data = f
