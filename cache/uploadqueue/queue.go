@@ -135,7 +135,7 @@ func (q *Queue) Add(p string) {
 	q.enqueue(p)
 }
 
-// enqueue is add with q.mu held.
+// enqueue is Add with q.mu held.
 func (q *Queue) enqueue(p string) {
 	j := q.jobOf(p)
 	j.lastErr = nil // a new attempt: an old failure says nothing of it
@@ -165,7 +165,7 @@ func (q *Queue) AddAfter(p string, d time.Duration) {
 	}
 }
 
-// enqueueAfter is addAfter with q.mu held.
+// enqueueAfter is AddAfter with q.mu held.
 func (q *Queue) enqueueAfter(p string, d time.Duration) {
 	j := q.jobOf(p)
 	if j.retry != nil {
