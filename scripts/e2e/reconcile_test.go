@@ -249,6 +249,10 @@ func TestReconcileKilledAndResumed(t *testing.T) {
 	}
 
 	r, _ := reconcileCmd(t, args[1:]...)
+	// The killed run's scratch directory went with the resumed run.
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "s3mediafs-reconcile-*")); len(left) > 0 {
+		t.Errorf("scratch left after the resumed run: %v", left)
+	}
 	// A DeleteObjects the kill interrupted may still complete in the
 	// store after the count above.
 	if r.Orphans.Count > int64(left) || r.Deleted.Count != r.Orphans.Count {

@@ -50,6 +50,12 @@
 // log synced before its batch is sent: a killed run is resumed by running
 // it again, and no deleted key is ever missing from the log.
 //
+// # Scratch
+//
+// Each run sorts in a scratch directory of its own in --temp-dir, marked
+// with its process ID and removed at its end; a run removes the scratch
+// of runs that died without removing theirs.
+//
 // # Scale
 //
 // One million media and 1.1 million objects: 5.0 s and 103 MiB peak RSS

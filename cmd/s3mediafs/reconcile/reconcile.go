@@ -113,7 +113,7 @@ const maxMissingExamples = 20
 // with Delete, removes the orphans.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.setDefaults()
-	tmp, err := os.MkdirTemp(o.TempDir, "s3mediafs-reconcile-")
+	tmp, err := newScratch(o.TempDir)
 	if err != nil {
 		return nil, err
 	}
