@@ -70,7 +70,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 		if err != nil {
 			return err
 		}
-		r = record{State: c.remote.versionState(p), Ino: ino, Gen: 1, Data: id, MTime: created.UnixNano(), InStore: tomb}
+		r = record{State: c.versionState(p), Ino: ino, Gen: 1, Data: id, MTime: created.UnixNano(), InStore: tomb}
 		nf.stamp(&r)
 		if err := t.put(p, r); err != nil {
 			return err
@@ -120,7 +120,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 // parent must be a directory, the key is claimed (see claimKey), and an
 // inode number is allocated.
 func (c *Cache) newFileTxn(t *tx, p string) (ino uint64, tomb bool, err error) {
-	if parentDir, err := c.remote.isDirTxn(t.txn, parentOf(p)); err != nil || !parentDir {
+	if parentDir, err := isDirIn(t.txn, parentOf(p)); err != nil || !parentDir {
 		return 0, false, errorOr(err, ErrNotExist)
 	}
 	if tomb, err = claimKey(t, p); err != nil {
@@ -160,7 +160,7 @@ func (c *Cache) Mkdir(ctx context.Context, p string, nf NewFile) (Attr, error) {
 		if _, ok, err := t.get(p); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}
-		if parentDir, err := c.remote.isDirTxn(t.txn, parentOf(p)); err != nil || !parentDir {
+		if parentDir, err := isDirIn(t.txn, parentOf(p)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
 		ino, err := c.ix.nextIno()

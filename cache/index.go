@@ -354,3 +354,12 @@ func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error("badger: " + fm
 func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn("badger: " + fmt.Sprintf(f, a...)) }
 func (l badgerLogger) Infof(f string, a ...any)    { l.log.Debug("badger: " + fmt.Sprintf(f, a...)) }
 func (l badgerLogger) Debugf(f string, a ...any)   {}
+
+// isDirIn reports whether p is the root or a directory in the index.
+func isDirIn(txn *badger.Txn, p string) (bool, error) {
+	if p == "" {
+		return true, nil
+	}
+	r, ok, err := getRecord(txn, p)
+	return ok && r.Dir, err
+}

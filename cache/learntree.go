@@ -68,7 +68,7 @@ func (c mover) learnPathTxn(t *tx, p string, size int64, mtime time.Time) error 
 		return err
 	}
 	parent := parentOf(p)
-	if ok, err := c.remote.isDirTxn(t.txn, parent); err != nil {
+	if ok, err := isDirIn(t.txn, parent); err != nil {
 		return err
 	} else if !ok {
 		if _, exists, err := t.get(parent); err != nil || exists {

@@ -79,14 +79,14 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 		if tomb, err = goneHere(txn, p); err != nil || tomb {
 			return err
 		}
-		parentOK, err = c.remote.isDirTxn(txn, parentOf(p))
+		parentOK, err = isDirIn(txn, parentOf(p))
 		return err
 	})
 	if err != nil {
 		return Attr{}, err
 	}
 	if ok {
-		if !r.Dir && r.State == Local && !c.remote.localOnly(p) {
+		if !r.Dir && r.State == Local && !c.localOnly(p) {
 			c.remote.promoteLocal(p)
 		}
 		if !r.Dir && r.stored() && c.remote.dueForRevalidation(p) {
@@ -111,15 +111,6 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 func parentOf(p string) string {
 	parent, _ := splitPath(p)
 	return parent
-}
-
-// isDirTxn reports whether p is the root or a directory in the index.
-func (c remote) isDirTxn(txn *badger.Txn, p string) (bool, error) {
-	if p == "" {
-		return true, nil
-	}
-	r, ok, err := getRecord(txn, p)
-	return ok && r.Dir, err
 }
 
 // withOpenSize reports the live size of a file open for writing.
@@ -372,7 +363,7 @@ func (c remote) learn(p string, r record) (Attr, error) {
 		if gone, err := goneHere(t.txn, p); err != nil || gone {
 			return errorOr(err, ErrNotExist)
 		}
-		if parentDir, err := c.isDirTxn(t.txn, parentOf(p)); err != nil || !parentDir {
+		if parentDir, err := isDirIn(t.txn, parentOf(p)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
 		if r.Ino, err = c.ix.nextIno(); err != nil {
@@ -388,19 +379,6 @@ func (c remote) learn(p string, r record) (Attr, error) {
 		c.verified[p] = time.Now()
 	}
 	return out, nil
-}
-
-// localOnly reports whether p lies in a tree kept out of the store.
-func (c remote) localOnly(p string) bool {
-	return c.opts.LocalOnly != nil && c.opts.LocalOnly(p)
-}
-
-// versionState is the state of a new local version of p.
-func (c remote) versionState(p string) State {
-	if c.localOnly(p) {
-		return Local
-	}
-	return Dirty
 }
 
 // promoteLocal queues the upload of a local-only file whose tree now goes

@@ -38,3 +38,16 @@ func validPath(p string) error {
 	}
 	return nil
 }
+
+// localOnly reports whether p lies in a tree kept out of the store.
+func (c *Cache) localOnly(p string) bool {
+	return c.opts.LocalOnly != nil && c.opts.LocalOnly(p)
+}
+
+// versionState is the state of a new local version of p.
+func (c *Cache) versionState(p string) State {
+	if c.localOnly(p) {
+		return Local
+	}
+	return Dirty
+}

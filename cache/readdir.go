@@ -80,7 +80,7 @@ type listedName struct {
 func (c lister) listDir(dir string) ([]DirEntry, error) {
 	l := &listing{dir: dir, seed: maphash.MakeSeed()}
 	if err := c.view(func(txn *badger.Txn) error {
-		if ok, err := c.remote.isDirTxn(txn, dir); err != nil || !ok {
+		if ok, err := isDirIn(txn, dir); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 		var err error
@@ -89,7 +89,7 @@ func (c lister) listDir(dir string) ([]DirEntry, error) {
 	}); err != nil {
 		return nil, wrapPath("readdir", dir, err)
 	}
-	if dir != "" && c.remote.localOnly(dir) {
+	if dir != "" && c.localOnly(dir) {
 		return c.indexEntries(dir)
 	}
 	c.mu.Lock()
@@ -220,7 +220,7 @@ func (c lister) recordListed(ctx context.Context, l *listing, page []listedName)
 				}
 				continue
 			}
-			if parentOK, err := c.remote.isDirTxn(t.txn, l.dir); err != nil || !parentOK {
+			if parentOK, err := isDirIn(t.txn, l.dir); err != nil || !parentOK {
 				return errorOr(err, ErrNotExist) // removed while listed
 			}
 			ino, err := c.ix.nextIno()

@@ -94,7 +94,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	// has no EINTR to give, and callers do not retry one.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StoreTimeout)
 	defer cancel()
-	remote, known := false, c.remote.localOnly(p)
+	remote, known := false, c.localOnly(p)
 	if !known {
 		remote, known = c.remover.storeBelowKnown(p, r)
 	}
@@ -118,7 +118,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.remote.removeFromSubtreesLocked(p)
-	inStore := !c.remote.localOnly(p)
+	inStore := !c.localOnly(p)
 	err = c.update(func(t *tx) error {
 		if _, err := c.remover.checkEmptyDirTxn(t.txn, p); err != nil {
 			return err

@@ -53,7 +53,7 @@ func (c mover) putRenamedTxn(t *tx, newp string, moved record) error {
 	if moved.State != Special {
 		moved.MoveFrom = ""
 		moved.Gen++
-		moved.State = c.remote.versionState(newp)
+		moved.State = c.versionState(newp)
 	}
 	if err := t.put(newp, moved); err != nil {
 		return err
@@ -100,7 +100,7 @@ func (c mover) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 	if src.Dir {
 		return errDirRename
 	}
-	if src.State == Remote && c.remote.localOnly(newp) {
+	if src.State == Remote && c.localOnly(newp) {
 		fr.fetchNeeded = true // a local-only tree needs the bytes here
 		return nil
 	}
@@ -117,7 +117,7 @@ func (c mover) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 	if err := t.touchParent(newp, now); err != nil {
 		return err
 	}
-	if parentDir, err := c.remote.isDirTxn(t.txn, parentOf(newp)); err != nil || !parentDir {
+	if parentDir, err := isDirIn(t.txn, parentOf(newp)); err != nil || !parentDir {
 		return errorOr(err, ErrNotExist)
 	}
 	newTomb, err := goneHere(t.txn, newp)
@@ -127,7 +127,7 @@ func (c mover) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 	if err := t.txn.Delete(hiddenKey(newp)); err != nil {
 		return err
 	}
-	if src.stored() && !c.remote.localOnly(oldp) && !c.remote.localOnly(newp) {
+	if src.stored() && !c.localOnly(oldp) && !c.localOnly(newp) {
 		// Its bytes are in the store: the object moves there (a
 		// server-side copy, as a directory rename does), not the bytes.
 		if fr.dstOK {

@@ -97,7 +97,7 @@ func (c mover) renameDir(ctx context.Context, oldp, newp string) error {
 	if strings.HasPrefix(newp, oldp+"/") {
 		return ErrInvalid // into itself
 	}
-	if c.remote.localOnly(oldp) != c.remote.localOnly(newp) {
+	if c.localOnly(oldp) != c.localOnly(newp) {
 		// One side keeps files out of the store: mv(1) copies instead.
 		return ErrCrossDevice
 	}
@@ -118,7 +118,7 @@ func (c mover) renameDir(ctx context.Context, oldp, newp string) error {
 			return err
 		}
 	}
-	if !c.remote.localOnly(oldp) {
+	if !c.localOnly(oldp) {
 		// Objects below oldp that the index has not met move too.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StoreTimeout*10)
 		err := c.learnTree(lctx, oldp)
@@ -234,7 +234,7 @@ func (c mover) startMoveTxn(t *tx, m treeMove, batched bool) error {
 		if _, ok, err := t.get(m.newp); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}
-		if ok, err := c.remote.isDirTxn(t.txn, parentOf(m.newp)); err != nil || !ok {
+		if ok, err := isDirIn(t.txn, parentOf(m.newp)); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 	}
@@ -285,7 +285,7 @@ func (c mover) moveRecordTxn(t *tx, from, to string, now int64) (queue []string,
 	moved.CTime = now
 	switch {
 	case r.Dir:
-		if !r.MadeHere && !c.remote.localOnly(from) {
+		if !r.MadeHere && !c.localOnly(from) {
 			// A folder object may mark it in the store (another tool's
 			// mkdir): it goes once the moves below it are done.
 			if err := setPending(t.txn, folderKey(from)); err != nil {
@@ -342,7 +342,7 @@ func (c mover) moveRecordTxn(t *tx, from, to string, now int64) (queue []string,
 			return nil, err
 		}
 		moved.Gen++
-		moved.State = c.remote.versionState(to)
+		moved.State = c.versionState(to)
 		moved.InStore = newTomb
 		if moved.State == Local && !moved.InStore && moved.MoveFrom == "" {
 			if err := clearPending(t.txn, to); err != nil {

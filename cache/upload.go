@@ -210,7 +210,7 @@ func (c uploader) deleteFolder(ctx context.Context, k string) error {
 		if owed, err = hasPending(txn, k); err != nil || !owed {
 			return err
 		}
-		if exists, err = c.remote.isDirTxn(txn, dir); err != nil || exists {
+		if exists, err = isDirIn(txn, dir); err != nil || exists {
 			return err
 		}
 		busy = hasPendingBelow(txn, k)

@@ -107,7 +107,7 @@ func (h *Handle) emptyData() error {
 		if err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
-		r.State, r.Data, r.Size, r.Gen = c.remote.versionState(of.path), id, 0, r.Gen+1
+		r.State, r.Data, r.Size, r.Gen = c.versionState(of.path), id, 0, r.Gen+1
 		r.MTime = time.Now().UnixNano()
 		return c.putVersion(t, of.path, r)
 	})
@@ -138,7 +138,7 @@ func (c *Cache) markDirty(of *openFile) error {
 				return errorOr(err, ErrNotExist)
 			}
 			r.Gen++
-			r.State = c.remote.versionState(of.path)
+			r.State = c.versionState(of.path)
 			return c.putVersion(t, of.path, r)
 		})
 		if err != nil {
@@ -274,7 +274,7 @@ func (h *Handle) commit(syncData bool) error {
 			r.Size = fi.Size()
 			r.MTime = fi.ModTime().UnixNano()
 			r.Gen++
-			r.State = c.remote.versionState(p)
+			r.State = c.versionState(p)
 			return c.putVersion(t, p, r)
 		})
 		if err != nil {
