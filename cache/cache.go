@@ -69,8 +69,16 @@ type Options struct {
 	// Synchronous makes close() and fsync() wait until the store has the
 	// file, and report the error if it could not be stored in StoreTimeout.
 	Synchronous bool
+	// RmdirWaitsForStore makes rmdir of a directory the index cannot prove
+	// empty in the store wait for a LIST. By default rmdir answers from the
+	// index and the store is checked in the background: a directory that
+	// still holds another host's objects shows again (see rmdirChecks).
+	// With KeepDeletedInStore rmdir always waits, because removing hides
+	// what lies below.
+	RmdirWaitsForStore bool
 
-	settle time.Duration // abandonedRequestsSettle; tests shorten it
+	settle          time.Duration // abandonedRequestsSettle; tests shorten it
+	rmdirCheckEvery time.Duration // how often removed directories are checked; default 2s
 }
 
 func (o *Options) setDefaults() {
@@ -106,6 +114,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.settle <= 0 {
 		o.settle = abandonedRequestsSettle
+	}
+	if o.rmdirCheckEvery <= 0 {
+		o.rmdirCheckEvery = 2 * time.Second
 	}
 }
 
@@ -175,7 +186,8 @@ type Cache struct {
 	metaLookups singleflight.Group   // one HEAD per object whose metadata is unknown
 	listings    singleflight.Group   // one LIST per directory listed, shared by callers
 	q           *uploadqueue.Queue
-	uploadsDone *notifier // broadcast after every upload job, for synchronous writers
+	rmdirChecks *rmdirChecks // directories removed on the index's word, to check in the store
+	uploadsDone *notifier    // broadcast after every upload job, for synchronous writers
 	stats       counters
 	health      storeHealth
 
@@ -221,6 +233,7 @@ func Open(opts Options) (*Cache, error) {
 		accessed:    map[string]int64{},
 		space:       newNotifier(),
 		evictKick:   make(chan struct{}, 1),
+		rmdirChecks: newRmdirChecks(opts.rmdirCheckEvery),
 	}
 	c.fetcher, c.evictor, c.spaceKeeper, c.uploader = fetcher{c}, evictor{c}, spaceKeeper{c}, uploader{c}
 	c.mover, c.remote, c.lister, c.remover = mover{c}, remote{c}, lister{c}, remover{c}
@@ -323,10 +336,14 @@ func (c *Cache) Start() {
 		defer c.bg.Done()
 		c.janitor(ctx)
 	}()
-	c.bg.Add(1)
+	c.bg.Add(2)
 	go func() {
 		defer c.bg.Done()
 		c.data.FillSpares(ctx)
+	}()
+	go func() {
+		defer c.bg.Done()
+		c.remover.checkRemovedDirsLoop(ctx)
 	}()
 }
 

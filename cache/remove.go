@@ -75,7 +75,10 @@ func (c remover) forgetKey(t *tx, p string, inStore bool, tomb *bool) error {
 }
 
 // Rmdir removes the empty directory p. A directory whose objects are still
-// in the store (and not being deleted) is not empty.
+// in the store (and not being deleted) is not empty; unless
+// Options.RmdirWaitsForStore, the store is asked about objects the index
+// does not know of (another host's) only after the answer, in the
+// background.
 func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	if p == "" {
 		return ErrInvalid
@@ -97,6 +100,13 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	remote, known := false, c.localOnly(p)
 	if !known {
 		remote, known = c.remover.storeBelowKnown(p, r)
+	}
+	checkLater := false
+	if !known && !c.opts.RmdirWaitsForStore && !c.opts.KeepDeletedInStore {
+		// The index's word: it lists nothing below p. Only another
+		// host's objects could lie there, and they show again after
+		// the background check (or at p's next lookup).
+		remote, known, checkLater = false, true, true
 	}
 	if !known {
 		// One LIST around p answers this rmdir and, as a rule, the one
@@ -149,6 +159,9 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 		c.remover.removeHiddenBelowLocked(p)
 	default:
 		c.q.Add(folderKey(p))
+	}
+	if checkLater {
+		c.rmdirChecks.add(p)
 	}
 	return nil
 }

@@ -54,6 +54,13 @@ type Status struct {
 	Misses        uint64 `json:"misses"`
 	FetchedBytes  uint64 `json:"fetched_bytes"`
 	Evictions     uint64 `json:"evictions"`
+	// RmdirChecks counts directories removed on the index's word and then
+	// checked in the store; RmdirReappeared, those that still held objects
+	// this mount did not write and show again; RmdirChecksWaiting, those
+	// not checked yet.
+	RmdirChecks        uint64 `json:"rmdir_checks"`
+	RmdirReappeared    uint64 `json:"rmdir_reappeared"`
+	RmdirChecksWaiting int    `json:"rmdir_checks_waiting"`
 
 	ErrorsTransient uint64    `json:"store_errors_transient"`
 	ErrorsPermanent uint64    `json:"store_errors_permanent"`
@@ -76,6 +83,7 @@ func (c *Cache) Status() Status {
 	s.Uploads, s.UploadedBytes, s.Deletes = st.uploads.Load(), st.bytesUp.Load(), st.deletes.Load()
 	s.Hits, s.Misses, s.FetchedBytes, s.Evictions = st.hits.Load(), st.misses.Load(), st.bytesDown.Load(), st.evictions.Load()
 	s.ErrorsTransient, s.ErrorsPermanent = st.errTransient.Load(), st.errPermanent.Load()
+	s.RmdirChecks, s.RmdirReappeared, s.RmdirChecksWaiting = c.rmdirChecks.done.Load(), c.rmdirChecks.back.Load(), c.rmdirChecks.waiting()
 	st.mu.Lock()
 	s.LastError, s.LastErrorAt = st.lastErr, st.lastErrAt
 	st.mu.Unlock()

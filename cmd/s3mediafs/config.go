@@ -46,6 +46,10 @@ type Config struct {
 	LocalOnlyDirs []string `yaml:"local_only_dirs"`
 	// DeleteFromS3: unlink deletes the object (false: keep it, hide it).
 	DeleteFromS3 bool `yaml:"delete_from_s3"`
+	// RmdirWaitsForStore: rmdir of a directory the index cannot prove
+	// empty in S3 waits for a LIST (false: it answers from the index and
+	// S3 is checked in the background).
+	RmdirWaitsForStore bool `yaml:"rmdir_waits_for_store"`
 	// ServerSideEncryption: AES256 (SSE-S3) or aws:kms (SSE-KMS).
 	ServerSideEncryption string `yaml:"server_side_encryption"`
 	SSEKMSKeyID          string `yaml:"sse_kms_key_id"`

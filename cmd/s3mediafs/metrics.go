@@ -108,13 +108,15 @@ var (
 	descBytesDown   = prometheus.NewDesc("s3mediafs_downloaded_bytes_total", "Bytes fetched from S3.", nil, nil)
 	descUploads     = prometheus.NewDesc("s3mediafs_uploads_total", "Files uploaded to S3.", nil, nil)
 	descDeletes     = prometheus.NewDesc("s3mediafs_deletes_total", "Objects deleted from S3.", nil, nil)
+	descRmdirChecks = prometheus.NewDesc("s3mediafs_rmdir_checks_total", "Directories removed on the index's word and checked in S3 afterwards.", nil, nil)
+	descRmdirBack   = prometheus.NewDesc("s3mediafs_rmdir_reappeared_total", "Removed directories that still held objects this mount did not write (another host's), shown again.", nil, nil)
 	descErrors      = prometheus.NewDesc("s3mediafs_upload_errors_total", "Failed uploads and deletes, by class.", []string{"class"}, nil)
 )
 
 func (cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDirtyBytes, descDirtyLimit, descDirtyFiles, descCacheBytes, descCacheLimit, descCacheFree, descFreeFloor,
 		descQueueDepth, descQueueOldest, descHits, descMisses, descEvictions, descBytesUp, descBytesDown,
-		descUploads, descDeletes, descErrors} {
+		descUploads, descDeletes, descErrors, descRmdirChecks, descRmdirBack} {
 		ch <- d
 	}
 }
@@ -143,6 +145,8 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	n(descDeletes, s.Deletes)
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.ErrorsTransient), "transient")
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.ErrorsPermanent), "permanent")
+	n(descRmdirChecks, s.RmdirChecks)
+	n(descRmdirBack, s.RmdirReappeared)
 }
 
 // instrumentedStore times every S3 request by operation and outcome.

@@ -190,6 +190,7 @@ func openCache(cfg Config, client *s3.Client, met *metrics, log *slog.Logger) (*
 		LocalOnly:          cfg.localOnly(),
 		KeepDeletedInStore: !cfg.DeleteFromS3,
 		Synchronous:        cfg.StoreSynchronous,
+		RmdirWaitsForStore: cfg.RmdirWaitsForStore,
 	})
 	if err != nil {
 		return nil, err

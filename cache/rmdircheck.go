@@ -1,0 +1,249 @@
+package cache
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
+)
+
+// rmdirChecks are the directories removed on the index's word alone (see
+// Options.RmdirWaitsForStore): each is checked against the store in the
+// background once the deletes owed below it are done, and one that still
+// holds objects this mount did not remove (another host's) is recorded
+// again, so the parent's next listing shows it.
+//
+// The checks are coalesced so that a purge costs a few LISTs, not one per
+// media: they wait until no rmdir came for a round (or a purge has gone
+// on for ten), a directory whose removed ancestor is due too is covered by
+// the ancestor's check, and removed siblings are checked with one
+// delimited LIST of their parent.
+type rmdirChecks struct {
+	mu      sync.Mutex
+	dirs    map[string]struct{}
+	every   time.Duration // how often the due checks run
+	first   time.Time     // when the oldest waiting directory was removed
+	last    time.Time     // when the newest was
+	dropped atomic.Uint64 // checks not kept because the set was full
+	done    atomic.Uint64 // directories checked
+	back    atomic.Uint64 // of those, recorded again
+}
+
+// maxRmdirChecks bounds the directories waiting for a check. A directory
+// dropped past it is not wrong: its name still asks the store at its next
+// lookup, once the kernel's negative entry expires.
+const maxRmdirChecks = 65536
+
+// maxSiblingsListed bounds the delimited LIST of a parent per round: past
+// it, each removed child is checked with a LIST of its own.
+const maxSiblingsListed = 10_000
+
+func newRmdirChecks(every time.Duration) *rmdirChecks {
+	return &rmdirChecks{dirs: map[string]struct{}{}, every: every}
+}
+
+// add queues the check of the removed directory p.
+func (r *rmdirChecks) add(p string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.dirs) >= maxRmdirChecks {
+		r.dropped.Add(1)
+		return
+	}
+	r.dirs[p] = struct{}{}
+	r.last = time.Now()
+	if len(r.dirs) == 1 {
+		r.first = r.last
+	}
+}
+
+// take removes and returns the queued directories for which due is true.
+func (r *rmdirChecks) take(due func(p string) bool) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for p := range r.dirs {
+		if due(p) {
+			out = append(out, p)
+			delete(r.dirs, p)
+		}
+	}
+	r.first = time.Now() // those left wait a full window again
+	return out
+}
+
+// waiting is the number of directories not checked yet.
+func (r *rmdirChecks) waiting() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.dirs)
+}
+
+// roundDue reports whether a round of checks should run now: something
+// waits, and the removals have paused for a round or gone on for ten.
+func (r *rmdirChecks) roundDue(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.dirs) > 0 && (now.Sub(r.last) >= r.every || now.Sub(r.first) >= 10*r.every)
+}
+
+// checkRemovedDirsLoop runs the due checks every r.every until ctx ends.
+func (c remover) checkRemovedDirsLoop(ctx context.Context) {
+	t := time.NewTicker(c.rmdirChecks.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if !c.rmdirChecks.roundDue(now) || c.remote.storeIsDown() {
+				continue
+			}
+		}
+		c.checkRemovedDirs(ctx)
+	}
+}
+
+// checkRemovedDirs checks the removed directories below which no delete is
+// owed any more: until then, a LIST would see this mount's own objects.
+func (c remover) checkRemovedDirs(ctx context.Context) {
+	var due []string
+	_ = c.view(func(txn *badger.Txn) error {
+		due = c.rmdirChecks.take(func(p string) bool {
+			return !hasOwedAtOrBelow(txn, p)
+		})
+		return nil
+	})
+	for parent, dirs := range groupByParent(outermost(due)) {
+		if ctx.Err() != nil {
+			return // stopping: an unchecked directory still asks the store at its next lookup
+		}
+		c.checkSiblings(ctx, parent, dirs)
+	}
+}
+
+// hasOwedAtOrBelow reports an owed upload or delete at p, below p, or of
+// p's folder key.
+func hasOwedAtOrBelow(txn *badger.Txn, p string) bool {
+	if ok, err := hasKey(txn, pendingKey(p)); ok || err != nil {
+		return true
+	}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: belowPrefix(pendingPrefix, p), PrefetchValues: false})
+	defer it.Close()
+	it.Rewind()
+	return it.Valid()
+}
+
+// outermost drops each directory that has an ancestor in dirs: the
+// ancestor's check covers it.
+func outermost(dirs []string) []string {
+	sort.Strings(dirs) // an ancestor sorts before its descendants
+	in := map[string]bool{}
+	var out []string
+	for _, d := range dirs {
+		covered := false
+		for a := parentOf(d); a != ""; a = parentOf(a) {
+			if in[a] {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			in[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func groupByParent(dirs []string) map[string][]string {
+	out := map[string][]string{}
+	for _, d := range dirs {
+		out[parentOf(d)] = append(out[parentOf(d)], d)
+	}
+	return out
+}
+
+// checkSiblings checks the removed directories dirs, all children of
+// parent: one delimited LIST of parent names those that may hold objects
+// (or, on stores that keep empty folders, held some), and a LIST of each
+// of those settles it. A single directory is asked about directly.
+func (c remover) checkSiblings(ctx context.Context, parent string, dirs []string) {
+	c.rmdirChecks.done.Add(uint64(len(dirs)))
+	maybe := dirs
+	if len(dirs) > 1 {
+		maybe = c.listedAmong(ctx, parent, dirs)
+	}
+	for _, d := range maybe {
+		lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+		holds, err := c.remote.remoteDirExists(lctx, d)
+		cancel()
+		if err != nil {
+			c.remote.noteStoreError(err)
+			c.log.Debug("checking a removed directory in the store failed; its next lookup asks again", "dir", d, "err", err)
+			continue
+		}
+		if holds {
+			c.reappear(d)
+		}
+	}
+}
+
+// listedAmong returns those of dirs that a delimited LIST of parent shows
+// as prefixes, or all of dirs when the LIST fails or the parent holds
+// too many names to read them all.
+func (c remover) listedAmong(ctx context.Context, parent string, dirs []string) []string {
+	want := map[string]bool{}
+	for _, d := range dirs {
+		want[d] = true
+	}
+	var seen []string
+	n := 0
+	prefix := ""
+	if parent != "" {
+		prefix = parent + "/"
+	}
+	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+	defer cancel()
+	err := c.store.List(lctx, prefix, false, func(e objstore.Entry) bool {
+		n++
+		if p := joinPath(parent, strings.TrimSuffix(e.Name, "/")); e.Dir && want[p] {
+			seen = append(seen, p)
+		}
+		return n < maxSiblingsListed
+	})
+	if err != nil || n >= maxSiblingsListed {
+		if err != nil {
+			c.remote.noteStoreError(err)
+		}
+		return dirs
+	}
+	return seen
+}
+
+// reappear records the removed directory d again, and any removed
+// directories above it, because the store holds objects below d that
+// this mount did not remove.
+func (c remover) reappear(d string) {
+	var chain []string
+	for p := d; p != ""; p = parentOf(p) {
+		if _, ok, err := c.readRecord(p); err != nil || ok {
+			break
+		}
+		chain = append(chain, p)
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		if _, err := c.remote.learn(chain[i], record{Dir: true, MTime: time.Now().UnixNano()}); err != nil {
+			c.log.Warn("recording a removed directory that still holds objects failed; its next lookup finds it", "dir", chain[i], "err", err)
+			return
+		}
+	}
+	c.rmdirChecks.back.Add(1)
+	c.log.Warn("a removed directory still holds objects in the store that this mount did not write (another host's?); it shows again", "dir", d)
+}

@@ -1,0 +1,149 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
+)
+
+// openForRmdir opens a cache whose knowledge of the store expires at once,
+// so that only the store can say what lies below a learned directory.
+func openForRmdir(t *testing.T, mem *objstore.Mem, o Options) *Cache {
+	t.Helper()
+	o.Store, o.NegativeTTL = mem, time.Millisecond
+	if o.rmdirCheckEvery == 0 {
+		o.rmdirCheckEvery = 20 * time.Millisecond
+	}
+	return openWith(t, o)
+}
+
+// learnThenEmpty learns d/x from the store, lets another host add d/y
+// behind the mount's back, and unlinks d/x, so that the index holds
+// nothing below d while the store holds d/y.
+func learnThenEmpty(t *testing.T, c *Cache, mem *objstore.Mem) {
+	t.Helper()
+	ctx := context.Background()
+	mem.SetObject("d/x", []byte("1"))
+	lookUp(t, c, "d/x")
+	mem.SetObject("d/y", []byte("another host's"))
+	if err := c.Unlink(ctx, "d/x"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // what the lookups learned expires
+}
+
+// lookUp stats p and each directory above it, top down, as the kernel
+// looks a path up.
+func lookUp(t *testing.T, c *Cache, p string) {
+	t.Helper()
+	for i := range len(p) + 1 {
+		if i == len(p) || p[i] == '/' {
+			if _, err := c.Stat(context.Background(), p[:i]); err != nil {
+				t.Fatalf("stat %s: %v", p[:i], err)
+			}
+		}
+	}
+}
+
+func TestRmdirAnswersFromTheIndexAndTheStoreBringsTheDirectoryBack(t *testing.T) {
+	mem := objstore.NewMem()
+	c := openForRmdir(t, mem, Options{})
+	ctx := context.Background()
+	learnThenEmpty(t, c, mem)
+	lists := mem.Count("list")
+	if err := c.Rmdir(ctx, "d"); err != nil {
+		t.Fatalf("rmdir: %v", err)
+	}
+	if n := mem.Count("list") - lists; n != 0 {
+		t.Fatalf("rmdir sent %d LISTs, want none", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Status().RmdirReappeared == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the background check never brought d back: %+v", c.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, ok := mem.Object("d/y"); !ok {
+		t.Fatal("another host's object was deleted")
+	}
+	if _, ok := mem.Object("d/x"); ok {
+		t.Fatal("the unlinked object is still in the store")
+	}
+	entries, err := c.Readdir(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name != "d" {
+		t.Fatalf("root lists %+v, want d again", entries)
+	}
+	if a, err := c.Stat(ctx, "d/y"); err != nil || a.Size != int64(len("another host's")) {
+		t.Fatalf("stat d/y: %+v %v", a, err)
+	}
+}
+
+func TestRmdirWaitsForTheStoreWhenAsked(t *testing.T) {
+	for _, o := range []Options{{RmdirWaitsForStore: true}, {KeepDeletedInStore: true}} {
+		t.Run(fmt.Sprintf("waits=%v,keep=%v", o.RmdirWaitsForStore, o.KeepDeletedInStore), func(t *testing.T) {
+			mem := objstore.NewMem()
+			c := openForRmdir(t, mem, o)
+			learnThenEmpty(t, c, mem)
+			if err := c.Rmdir(context.Background(), "d"); !errors.Is(err, ErrNotEmpty) {
+				t.Fatalf("rmdir of a directory the store fills: %v, want ErrNotEmpty", err)
+			}
+		})
+	}
+}
+
+// A purge removes two directories per media; their checks are coalesced
+// into a few LISTs for the whole purge, and none of them comes back.
+func TestPurgeCostsAFewListsInAll(t *testing.T) {
+	mem := objstore.NewMem()
+	// The round is run by hand below, once the purge is done.
+	c := openForRmdir(t, mem, Options{rmdirCheckEvery: time.Hour})
+	ctx := context.Background()
+	const media = 300
+	path := func(i int) string { return fmt.Sprintf("p/%02x/%02x/m%04d", i%37, i%11, i) }
+	for i := range media {
+		mem.SetObject(path(i), []byte("media"))
+	}
+	for i := range media {
+		lookUp(t, c, path(i))
+	}
+	time.Sleep(10 * time.Millisecond)
+	lists := mem.Count("list")
+	for i := range media {
+		if err := c.Unlink(ctx, path(i)); err != nil {
+			t.Fatal(err)
+		}
+		for d := parentOf(path(i)); d != ""; d = parentOf(d) {
+			if err := c.Rmdir(ctx, d); errors.Is(err, ErrNotEmpty) {
+				break
+			} else if err != nil {
+				t.Fatalf("rmdir %s: %v", d, err)
+			}
+		}
+	}
+	if n := mem.Count("list") - lists; n != 0 {
+		t.Fatalf("the purge sent %d LISTs on its path, want none", n)
+	}
+	drainTest(t, c)
+	c.remover.checkRemovedDirs(ctx)
+	st := c.Status()
+	if st.RmdirChecksWaiting != 0 {
+		t.Fatalf("%d directories left unchecked once every delete landed", st.RmdirChecksWaiting)
+	}
+	if n := mem.Count("list") - lists; float64(n) > 0.05*media {
+		t.Fatalf("%d LISTs for a purge of %d media (checks %d), want at most %.0f", n, media, st.RmdirChecks, 0.05*media)
+	}
+	if st.RmdirChecks == 0 || st.RmdirReappeared != 0 {
+		t.Fatalf("checks %d, reappeared %d: want some checks and nothing back", st.RmdirChecks, st.RmdirReappeared)
+	}
+	if keys := mem.Keys(); len(keys) != 0 {
+		t.Fatalf("store still holds %v", keys)
+	}
+}
