@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Benchmarks: the Synapse media mix, warm and cold reads, the drain, 1 GiB
-# sequential I/O and S3 requests per file, each as a ratio against its
-# baseline measured in the same run (plain local directory, direct SDK
-# calls); eviction with 1,000,000 index entries; import against the
-# provider's upload loop; reconcile of 1,000,000 media (time and peak RSS
-# against a plain read of the same rows). Run as root (it mounts and drops the page cache).
-#   scripts/bench.sh                       # the full mix (1,000 small files…)
-#   S3MEDIAFS_BENCH_SMALL=200 scripts/bench.sh
+# Benchmarks, each figure a ratio against its baseline measured in the same
+# run (a plain local directory, go-fuse's loopback, direct SDK calls
+# through the same proxy): the Synapse mixes (media; thumbnail-heavy, also
+# with 20 ms added per store request), 1 GiB sequential I/O, eviction with
+# 1,000,000 index entries, import against the provider's upload loop,
+# reconcile of 1,000,000 media. Run as root (it mounts and drops the page
+# cache). Results and their reading: scripts/bench/RESULTS.md.
+#   scripts/bench.sh                         # everything
+#   scripts/bench.sh mix                     # the Synapse mixes only
+#   S3MEDIAFS_BENCH_FILES=300 scripts/bench.sh mix   # a smaller thumbnail mix
 set -euo pipefail
 cd "$(dirname "$0")/.."
+what=${1:-all}
 exec scripts/s3-server.sh run bash -c '
-  go test -run XXX -bench SynapseMix -benchtime 1x -timeout 30m -v ./scripts/e2e | grep -Ev "level=(DEBUG|INFO)"
+  go test -run XXX -bench SynapseMix -benchtime 1x -timeout 60m -v ./scripts/e2e | grep -Ev "level=(DEBUG|INFO)"
+  [ "'"$what"'" = mix ] && exit 0
+  go test -run XXX -bench Sequential1GiB -benchtime 1x -timeout 30m -v ./scripts/e2e | grep -Ev "level=(DEBUG|INFO)"
   go test -run XXX -bench Import -benchtime 3x ./cmd/s3mediafs
   go test -run XXX -bench "Evict(Pass)?MillionEntries" -benchtime 1000x -timeout 30m ./cache
   go test -run XXX -bench OpenMillion -benchtime 5x -timeout 30m ./cache
