@@ -166,6 +166,9 @@ type Cache struct {
 	// name the index lacks there is absent without asking the store, so
 	// Synapse's mkdir-then-create costs no lookup requests.
 	listed recentNames
+	// readdirs holds directories listed by a readdir, when: the lookups
+	// of their names that follow fetch nothing ahead (see learnMeta).
+	readdirs recentNames
 	// watches holds, for each directory being listed, the names whose
 	// records changed since the listing began (see forgetUnlisted).
 	watches    map[string]map[string]struct{}
@@ -225,6 +228,7 @@ func Open(opts Options) (*Cache, error) {
 		open:        map[string]*openFile{},
 		negative:    newRecentNames(),
 		listed:      newRecentNames(),
+		readdirs:    newRecentNames(),
 		watches:     map[string]map[string]struct{}{},
 		downloads:   map[string]*download{},
 		fetchBudget: newFetchBudget(opts.MaxSize),
@@ -404,6 +408,7 @@ func (c *Cache) janitor(ctx context.Context) {
 			c.mu.Lock()
 			c.negative.dropIf(now.After)
 			c.listed.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.NegativeTTL })
+			c.readdirs.dropIf(func(at time.Time) bool { return now.Sub(at) > readdirQuiet })
 			for d, s := range c.subtrees {
 				if now.Sub(s.at) > c.remote.subtreeAge() {
 					delete(c.subtrees, d)

@@ -121,6 +121,12 @@ func (c remote) learnMeta(ctx context.Context, p string, r record) Attr {
 	if c.storeIsDown() {
 		return attrOf(r)
 	}
+	if c.worthFetchingWithMeta(p, r) {
+		// The open that follows a lookup as a rule then finds its
+		// bytes arriving, or arrived: a cold read of a thumbnail costs
+		// the store's latency once past the lookup, not twice.
+		c.fetcher.startFetch(p)
+	}
 	v, _, _ := c.metaLookups.Do(p, func() (any, error) {
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LookupTimeout)
 		defer cancel()
@@ -153,4 +159,27 @@ func (c remote) learnMeta(ctx context.Context, p string, r record) Attr {
 		return out, nil
 	})
 	return v.(Attr)
+}
+
+// fetchWithMetaMax is the largest file whose download starts alongside the
+// HEAD that reads its metadata: thumbnails and small images, which a
+// lookup precedes an open of, and which cost little if none follows.
+const fetchWithMetaMax = 256 << 10
+
+// readdirQuiet is how long after a listing of a directory its names'
+// lookups are taken for a listing's (ls -l, find, a backup) rather than a
+// reader's, and fetch nothing ahead.
+const readdirQuiet = time.Minute
+
+// worthFetchingWithMeta reports whether the lookup of p, a file known from
+// a LIST, should start fetching its bytes: a small, store-only file whose
+// directory was not just listed.
+func (c remote) worthFetchingWithMeta(p string, r record) bool {
+	if r.Dir || r.State != Remote || r.Size > fetchWithMetaMax || r.Kind != 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, listed := c.readdirs.get(parentOf(p))
+	return !listed || time.Since(at) > readdirQuiet
 }

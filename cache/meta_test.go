@@ -247,3 +247,47 @@ func TestSymlinkReadsBackOnAnotherHost(t *testing.T) {
 		t.Errorf("second host readlink: %q %v", target, err)
 	}
 }
+
+// A lookup of a small store-only file, learned from a LIST, starts its
+// download beside the HEAD: the open that follows finds it local. A name
+// looked up after a listing of its directory (ls -l) fetches nothing, nor
+// does a large file.
+func TestLookupFetchesSmallFilesAhead(t *testing.T) {
+	mem := objstore.NewMem()
+	mem.SetObject("a/b/thumb", make([]byte, 30<<10))
+	mem.SetObject("a/b/big", make([]byte, fetchWithMetaMax+1))
+	mem.SetObject("l/m/listed", make([]byte, 10))
+	c := openWith(t, Options{Store: mem})
+	ctx := context.Background()
+	lookUp(t, c, "a/b/thumb")
+	lookUp(t, c, "a/b/big")
+	for _, d := range []string{"", "l", "l/m"} {
+		if _, err := c.Readdir(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lookUp(t, c, "l/m/listed")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, _, err := c.readRecord("a/b/thumb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State == Clean {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the looked-up thumbnail is still %v", r.State)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for _, p := range []string{"a/b/big", "l/m/listed"} {
+		if r, _, _ := c.readRecord(p); r.State != Remote {
+			t.Errorf("%s was fetched by its lookup (%v)", p, r.State)
+		}
+	}
+	if n := mem.Count("get"); n != 1 {
+		t.Errorf("%d GETs, want the thumbnail's alone", n)
+	}
+}

@@ -140,6 +140,7 @@ func (c lister) listDir(dir string) ([]DirEntry, error) {
 	}
 	c.mu.Lock()
 	c.listed.set(dir, l.start) // every name there is in the index now
+	c.readdirs.set(dir, l.start)
 	c.mu.Unlock()
 	return c.indexEntries(dir)
 }

@@ -101,11 +101,15 @@ func (c remote) fromSubtreeLocked(p string) (f *remoteFile, dir, covered bool, a
 // still holds is then what the store holds that this mount has not
 // removed. Called with c.mu held.
 func (c remote) removeFromSubtreesLocked(p string) {
-	for d, s := range c.subtrees {
-		rel, ok := relativeTo(d, p)
-		if !ok {
+	// Only p's ancestors can hold it: a purge after many lookups keeps
+	// many subtrees, and visiting each per removal would be quadratic.
+	for d := p; d != ""; {
+		d = parentOf(d)
+		s := c.subtrees[d]
+		if s == nil {
 			continue
 		}
+		rel, _ := relativeTo(d, p)
 		s.remove(rel)
 		if s.dirs[rel] > 0 {
 			for name := range s.files {
