@@ -33,6 +33,12 @@ type Options struct {
 	// still exists in the store may get before a lookup asks the store again
 	// (HEAD), so deletes and rewrites by other hosts are seen. 0 disables.
 	RevalidateAfter time.Duration
+	// RevalidateWaits makes the lookup that finds a file due for
+	// revalidation wait for the HEAD. By default the lookup is answered
+	// from the index and the HEAD runs in the background, so a warm hit
+	// or a purge never waits for the store; a file another host deleted
+	// or rewrote is then seen by the lookups after it.
+	RevalidateWaits bool
 	StoreTimeout    time.Duration // bound on a lookup or a fetch of a missing file; default 30s
 	// LookupTimeout bounds one store lookup (HEAD or LIST) of an unknown
 	// name; default 3s.
@@ -183,16 +189,17 @@ type Cache struct {
 
 	evictKick chan struct{} // wakes the evictor
 
-	downloads   map[string]*download // fetches in flight, by path; guarded by mu
-	fetchBudget fetchBudget          // bounds those fetches
-	lookups     singleflight.Group   // one store lookup per unknown name, shared by callers
-	metaLookups singleflight.Group   // one HEAD per object whose metadata is unknown
-	listings    singleflight.Group   // one LIST per directory listed, shared by callers
-	q           *uploadqueue.Queue
-	rmdirChecks *rmdirChecks // directories removed on the index's word, to check in the store
-	uploadsDone *notifier    // broadcast after every upload job, for synchronous writers
-	stats       counters
-	health      storeHealth
+	downloads     map[string]*download // fetches in flight, by path; guarded by mu
+	fetchBudget   fetchBudget          // bounds those fetches
+	lookups       singleflight.Group   // one store lookup per unknown name, shared by callers
+	metaLookups   singleflight.Group   // one HEAD per object whose metadata is unknown
+	revalidations singleflight.Group   // one background HEAD per file due for revalidation
+	listings      singleflight.Group   // one LIST per directory listed, shared by callers
+	q             *uploadqueue.Queue
+	rmdirChecks   *rmdirChecks // directories removed on the index's word, to check in the store
+	uploadsDone   *notifier    // broadcast after every upload job, for synchronous writers
+	stats         counters
+	health        storeHealth
 
 	uncleanStop bool      // the previous run did not close the index
 	openedAt    time.Time // when Open began
@@ -361,6 +368,11 @@ func (c *Cache) Close() error {
 		c.stop()
 	}
 	c.q.Wait()
+	// Background work started under c.mu checks closing first: once this
+	// lock is taken, no more of it can start.
+	c.mu.Lock()
+	//lint:ignore SA2001 a barrier, see above
+	c.mu.Unlock()
 	c.bg.Wait()
 	c.evictor.flushAccess()
 	c.mu.Lock()
@@ -426,6 +438,7 @@ func (c *Cache) janitor(ctx context.Context) {
 
 // view runs fn in a read-only index transaction.
 func (c *Cache) view(fn func(txn *badger.Txn) error) error {
+	c.stats.indexReads.Add(1)
 	return c.ix.db.View(fn)
 }
 

@@ -90,7 +90,10 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 			c.remote.promoteLocal(p)
 		}
 		if !r.Dir && r.stored() && c.remote.dueForRevalidation(p) {
-			return c.remote.revalidate(ctx, p, r)
+			if c.opts.RevalidateWaits {
+				return c.remote.revalidate(ctx, p, r)
+			}
+			c.remote.revalidateLater(p, r)
 		}
 		if r.MetaUnknown && !c.opts.SkipObjectMeta {
 			return c.remote.learnMeta(ctx, p, r), nil

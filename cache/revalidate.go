@@ -18,6 +18,29 @@ func (c remote) dueForRevalidation(p string) bool {
 	return !ok || time.Since(at) > c.opts.RevalidateAfter
 }
 
+// revalidateLater revalidates p in the background: the lookup that found
+// it due is answered from the index at once, and one by another host
+// deleted or rewritten is seen by the lookups after (see
+// Options.RevalidateWaits). One HEAD per path is in flight at a time.
+func (c remote) revalidateLater(p string, r record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing.Load() {
+		return // checked under c.mu: Close waits for c.bg only after taking it once
+	}
+	c.verified[p] = time.Now() // the lookups meanwhile do not ask again
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
+		defer cancel()
+		c.revalidations.Do(p, func() (any, error) {
+			_, err := c.revalidate(ctx, p, r)
+			return nil, err
+		})
+	}()
+}
+
 // revalidate asks the store whether a clean or remote file is still there
 // and unchanged; another host may have deleted or rewritten it.
 func (c remote) revalidate(ctx context.Context, p string, r record) (Attr, error) {

@@ -16,6 +16,7 @@ type counters struct {
 	uploads, deletes           atomic.Uint64
 	bytesUp, bytesDown         atomic.Uint64
 	errTransient, errPermanent atomic.Uint64
+	indexUpdates, indexReads   atomic.Uint64 // index transactions, for the performance budget
 
 	mu        sync.Mutex // guards lastErr, lastErrAt
 	lastErr   string
@@ -58,6 +59,11 @@ type Status struct {
 	// checked in the store; RmdirReappeared, those that still held objects
 	// this mount did not write and show again; RmdirChecksWaiting, those
 	// not checked yet.
+	// IndexUpdates and IndexReads count index transactions (read-write
+	// and read-only), the unit of the cache's per-operation cost.
+	IndexUpdates uint64 `json:"index_updates"`
+	IndexReads   uint64 `json:"index_reads"`
+
 	RmdirChecks        uint64 `json:"rmdir_checks"`
 	RmdirReappeared    uint64 `json:"rmdir_reappeared"`
 	RmdirChecksWaiting int    `json:"rmdir_checks_waiting"`
@@ -83,6 +89,7 @@ func (c *Cache) Status() Status {
 	s.Uploads, s.UploadedBytes, s.Deletes = st.uploads.Load(), st.bytesUp.Load(), st.deletes.Load()
 	s.Hits, s.Misses, s.FetchedBytes, s.Evictions = st.hits.Load(), st.misses.Load(), st.bytesDown.Load(), st.evictions.Load()
 	s.ErrorsTransient, s.ErrorsPermanent = st.errTransient.Load(), st.errPermanent.Load()
+	s.IndexUpdates, s.IndexReads = st.indexUpdates.Load(), st.indexReads.Load()
 	s.RmdirChecks, s.RmdirReappeared, s.RmdirChecksWaiting = c.rmdirChecks.done.Load(), c.rmdirChecks.back.Load(), c.rmdirChecks.waiting()
 	st.mu.Lock()
 	s.LastError, s.LastErrorAt = st.lastErr, st.lastErrAt

@@ -154,6 +154,7 @@ func (c *Cache) update(fn func(t *tx) error) error {
 		return ErrClosed
 	}
 	var t *tx
+	c.stats.indexUpdates.Add(1)
 	err := c.ix.db.Update(func(txn *badger.Txn) error {
 		t = &tx{txn: txn, now: time.Now().UnixNano(), touch: c.touchedLocked}
 		if err := fn(t); err != nil {

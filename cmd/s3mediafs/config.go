@@ -81,6 +81,10 @@ type Config struct {
 	// RevalidateAfter: how long a clean file's existence in the store is
 	// trusted before a lookup checks again (other hosts' deletes).
 	RevalidateAfter time.Duration `yaml:"revalidate_after"`
+	// RevalidateWaits: the lookup that finds a file due for revalidation
+	// waits for the HEAD (false: it is answered from the index and the
+	// HEAD runs behind it).
+	RevalidateWaits bool `yaml:"revalidate_waits"`
 	// NegativeCacheTTL: how long "not in the store" is trusted.
 	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
 	// Passthrough lets the kernel read and write cached files directly
