@@ -29,6 +29,13 @@ type Options struct {
 	RetryMin          time.Duration // first retry delay for a failed upload; default 1s
 	RetryMax          time.Duration // cap on the retry delay; default 1m
 	NegativeTTL       time.Duration // how long "not in the store" is believed; default 2s
+	// MadeDirTrust is how long after this mount made a directory a name
+	// the index lacks in it is taken as absent without asking the store,
+	// as NegativeTTL is for other directories: Synapse's makedirs and
+	// create in the media directories it just made then cost no LIST.
+	// Another host's new file in such a directory is found once it has
+	// passed. 0 leaves NegativeTTL alone.
+	MadeDirTrust time.Duration
 	// RevalidateAfter is how old a confirmation that a clean or remote file
 	// still exists in the store may get before a lookup asks the store again
 	// (HEAD), so deletes and rewrites by other hosts are seen. 0 disables.
@@ -175,6 +182,8 @@ type Cache struct {
 	// readdirs holds directories listed by a readdir, when: the lookups
 	// of their names that follow fetch nothing ahead (see learnMeta).
 	readdirs recentNames
+	// made holds directories this mount made, when (see MadeDirTrust).
+	made recentNames
 	// watches holds, for each directory being listed, the names whose
 	// records changed since the listing began (see forgetUnlisted).
 	watches    map[string]map[string]struct{}
@@ -236,6 +245,7 @@ func Open(opts Options) (*Cache, error) {
 		negative:    newRecentNames(),
 		listed:      newRecentNames(),
 		readdirs:    newRecentNames(),
+		made:        newRecentNames(),
 		watches:     map[string]map[string]struct{}{},
 		downloads:   map[string]*download{},
 		fetchBudget: newFetchBudget(opts.MaxSize),
@@ -421,6 +431,7 @@ func (c *Cache) janitor(ctx context.Context) {
 			c.negative.dropIf(now.After)
 			c.listed.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.NegativeTTL })
 			c.readdirs.dropIf(func(at time.Time) bool { return now.Sub(at) > readdirQuiet })
+			c.made.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.MadeDirTrust })
 			for d, s := range c.subtrees {
 				if now.Sub(s.at) > c.remote.subtreeAge() {
 					delete(c.subtrees, d)

@@ -178,5 +178,8 @@ func (c *Cache) Mkdir(ctx context.Context, p string, nf NewFile) (Attr, error) {
 		return Attr{}, wrapPath("mkdir", p, err)
 	}
 	c.negative.remove(p)
+	if c.opts.MadeDirTrust > 0 {
+		c.made.set(p, time.Now())
+	}
 	return attrOf(r), nil
 }

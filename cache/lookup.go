@@ -151,7 +151,13 @@ func (c remote) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	c.mu.Lock()
 	until, neg := c.negative.get(p)
 	listedAt, listed := c.listed.get(parentOf(p))
-	if listed && time.Since(listedAt) < c.opts.NegativeTTL {
+	listed = listed && time.Since(listedAt) < c.opts.NegativeTTL
+	madeAt, made := c.made.get(parentOf(p))
+	if made && time.Since(madeAt) < c.opts.MadeDirTrust {
+		// Made here, recently: taken as fully known (MadeDirTrust).
+		listed, listedAt = true, time.Now()
+	}
+	if listed {
 		// Absent from a fully known directory, so nothing is below it
 		// either: a directory made here is fully known from birth.
 		c.listed.set(p, listedAt)

@@ -87,6 +87,9 @@ type Config struct {
 	RevalidateWaits bool `yaml:"revalidate_waits"`
 	// NegativeCacheTTL: how long "not in the store" is trusted.
 	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
+	// MadeDirTrust: how long after this host made a directory a name it
+	// lacks is absent without asking S3 (0: negative_cache_ttl).
+	MadeDirTrust time.Duration `yaml:"made_dir_trust"`
 	// Passthrough lets the kernel read and write cached files directly
 	// (FUSE passthrough, Linux ≥ 6.9, as root); off, every byte passes
 	// through the daemon.
@@ -193,6 +196,7 @@ func defaultConfig() Config {
 		LookupTimeout:      3 * time.Second,
 		RevalidateAfter:    time.Minute,
 		NegativeCacheTTL:   2 * time.Second,
+		MadeDirTrust:       time.Minute,
 		Passthrough:        true,
 		EntryTimeout:       10 * time.Second,
 		AttrTimeout:        10 * time.Second,
@@ -313,6 +317,7 @@ func (c *Config) cacheErrors() (errs []error) {
 		"drain_timeout": c.DrainTimeout, "store_timeout": c.StoreTimeout, "revalidate_after": c.RevalidateAfter,
 		"negative_cache_ttl": c.NegativeCacheTTL, "entry_timeout": c.EntryTimeout, "attr_timeout": c.AttrTimeout,
 		"cache_max_age": c.CacheMaxAge, "space_wait": c.SpaceWait, "lookup_timeout": c.LookupTimeout,
+		"made_dir_trust": c.MadeDirTrust,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))

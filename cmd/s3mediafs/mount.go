@@ -176,6 +176,7 @@ func openCache(cfg Config, client *s3.Client, met *metrics, log *slog.Logger) (*
 		Dir: cfg.CacheDir, Store: instrumentedStore{Store: client, m: met}, Log: log,
 		UploadConcurrency:  cfg.UploadConcurrency,
 		NegativeTTL:        cfg.NegativeCacheTTL,
+		MadeDirTrust:       cfg.MadeDirTrust,
 		RevalidateAfter:    cfg.RevalidateAfter,
 		RevalidateWaits:    cfg.RevalidateWaits,
 		StoreTimeout:       cfg.StoreTimeout,

@@ -122,7 +122,7 @@ func TestWipedCacheRestart(t *testing.T) {
 // TestTwoHostsOneBucket: two daemons with separate caches share a bucket.
 func TestTwoHostsOneBucket(t *testing.T) {
 	client, srv, bucket := s3test.Bucket(t, "synapse/")
-	fast := "revalidate_after: 200ms\nentry_timeout: 100ms\nattr_timeout: 100ms\nnegative_cache_ttl: 100ms\n"
+	fast := "revalidate_after: 200ms\nentry_timeout: 100ms\nattr_timeout: 100ms\nnegative_cache_ttl: 100ms\nmade_dir_trust: 500ms\n"
 	mntA, mntB := t.TempDir(), t.TempDir()
 	a := start(t, config(t, srv, "", bucket, t.TempDir(), fast), mntA)
 	b := start(t, config(t, srv, "", bucket, t.TempDir(), fast), mntB)
