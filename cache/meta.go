@@ -161,11 +161,6 @@ func (c remote) learnMeta(ctx context.Context, p string, r record) Attr {
 	return v.(Attr)
 }
 
-// fetchWithMetaMax is the largest file whose download starts alongside the
-// HEAD that reads its metadata: thumbnails and small images, which a
-// lookup precedes an open of, and which cost little if none follows.
-const fetchWithMetaMax = 256 << 10
-
 // readdirQuiet is how long after a listing of a directory its names'
 // lookups are taken for a listing's (ls -l, find, a backup) rather than a
 // reader's, and fetch nothing ahead.
@@ -175,7 +170,7 @@ const readdirQuiet = time.Minute
 // a LIST, should start fetching its bytes: a small, store-only file whose
 // directory was not just listed.
 func (c remote) worthFetchingWithMeta(p string, r record) bool {
-	if r.Dir || r.State != Remote || r.Size > fetchWithMetaMax || r.Kind != 0 {
+	if r.Dir || r.State != Remote || r.Size > c.opts.FetchAheadMax || r.Kind != 0 {
 		return false
 	}
 	c.mu.Lock()

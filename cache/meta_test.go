@@ -255,9 +255,9 @@ func TestSymlinkReadsBackOnAnotherHost(t *testing.T) {
 func TestLookupFetchesSmallFilesAhead(t *testing.T) {
 	mem := objstore.NewMem()
 	mem.SetObject("a/b/thumb", make([]byte, 30<<10))
-	mem.SetObject("a/b/big", make([]byte, fetchWithMetaMax+1))
+	mem.SetObject("a/b/big", make([]byte, 256<<10+1))
 	mem.SetObject("l/m/listed", make([]byte, 10))
-	c := openWith(t, Options{Store: mem})
+	c := openWith(t, Options{Store: mem, FetchAheadMax: 256 << 10})
 	ctx := context.Background()
 	lookUp(t, c, "a/b/thumb")
 	lookUp(t, c, "a/b/big")

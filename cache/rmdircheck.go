@@ -63,18 +63,30 @@ func (r *rmdirChecks) add(p string) {
 	}
 }
 
-// take removes and returns the queued directories for which due is true.
+// take removes and returns the queued directories, if due is true for
+// each; otherwise, unless they have waited ten rounds, none, so that a
+// purge whose deletes are still landing is checked in one round once they
+// have, its removed directories gathered under the fewest roots. Those
+// still not due after ten rounds wait a new window.
 func (r *rmdirChecks) take(due func(p string) bool) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
+	waiting := false
 	for p := range r.dirs {
 		if due(p) {
 			out = append(out, p)
-			delete(r.dirs, p)
+		} else {
+			waiting = true
 		}
 	}
-	r.first = time.Now() // those left wait a full window again
+	if waiting && time.Since(r.first) < 10*r.every {
+		return nil
+	}
+	for _, p := range out {
+		delete(r.dirs, p)
+	}
+	r.first = time.Now()
 	return out
 }
 
@@ -178,7 +190,13 @@ func (c remover) checkSiblings(ctx context.Context, parent string, dirs []string
 	c.rmdirChecks.done.Add(uint64(len(dirs)))
 	maybe := dirs
 	if len(dirs) > 1 {
-		maybe = c.listedAmong(ctx, parent, dirs)
+		maybe = c.listedAmong(ctx, parent, dirs, false)
+	}
+	if len(maybe) > 2 {
+		// Stores that keep emptied directories (versitygw's posix
+		// backend) list them all: one recursive LIST of the parent
+		// tells which hold objects, unless it holds too many.
+		maybe = c.listedAmong(ctx, parent, maybe, true)
 	}
 	for _, d := range maybe {
 		lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
@@ -195,10 +213,11 @@ func (c remover) checkSiblings(ctx context.Context, parent string, dirs []string
 	}
 }
 
-// listedAmong returns those of dirs that a delimited LIST of parent shows
-// as prefixes, or all of dirs when the LIST fails or the parent holds
-// too many names to read them all.
-func (c remover) listedAmong(ctx context.Context, parent string, dirs []string) []string {
+// listedAmong returns those of dirs that a LIST of parent shows: as
+// prefixes, or, recursive, with an object below them that is not being
+// deleted here. It returns all of dirs when the LIST fails or the parent
+// holds too many names to read them all.
+func (c remover) listedAmong(ctx context.Context, parent string, dirs []string, recursive bool) []string {
 	want := map[string]bool{}
 	for _, d := range dirs {
 		want[d] = true
@@ -211,13 +230,35 @@ func (c remover) listedAmong(ctx context.Context, parent string, dirs []string) 
 	}
 	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
-	err := c.store.List(lctx, prefix, false, func(e objstore.Entry) bool {
+	found := map[string]bool{}
+	var viewErr error
+	err := c.store.List(lctx, prefix, recursive, func(e objstore.Entry) bool {
 		n++
-		if p := joinPath(parent, strings.TrimSuffix(e.Name, "/")); e.Dir && want[p] {
-			seen = append(seen, p)
+		name := strings.TrimSuffix(e.Name, "/")
+		if !recursive {
+			if p := joinPath(parent, name); e.Dir && want[p] {
+				seen = append(seen, p)
+			}
+			return n < maxSiblingsListed
 		}
-		return n < maxSiblingsListed
+		top, _, below := strings.Cut(name, "/")
+		d := joinPath(parent, top)
+		if !below || !want[d] || found[d] {
+			return n < maxSiblingsListed
+		}
+		key := joinPath(parent, name)
+		var gone bool
+		viewErr = c.view(func(txn *badger.Txn) (err error) {
+			gone, err = goneHere(txn, key)
+			return err
+		})
+		if !gone && viewErr == nil {
+			found[d] = true
+			seen = append(seen, d)
+		}
+		return n < maxSiblingsListed && viewErr == nil
 	})
+	err = errorOr(err, viewErr)
 	if err != nil || n >= maxSiblingsListed {
 		if err != nil {
 			c.remote.noteStoreError(err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,18 +101,72 @@ func TestRmdirWaitsForTheStoreWhenAsked(t *testing.T) {
 	}
 }
 
+// keepsFolders lists every directory it ever held as a common prefix, as
+// stores that keep emptied directories (versitygw's posix backend) do.
+type keepsFolders struct {
+	*objstore.Mem
+	folders map[string][]string // by parent prefix
+}
+
+func (k keepsFolders) List(ctx context.Context, prefix string, recursive bool, fn func(objstore.Entry) bool) error {
+	if recursive {
+		return k.Mem.List(ctx, prefix, true, fn)
+	}
+	seen := map[string]bool{}
+	var entries []objstore.Entry
+	err := k.Mem.List(ctx, prefix, false, func(e objstore.Entry) bool {
+		seen[e.Name] = true
+		entries = append(entries, e)
+		return true
+	})
+	for _, name := range k.folders[prefix] {
+		if !seen[name] {
+			entries = append(entries, objstore.Entry{Name: name, Dir: true})
+		}
+	}
+	for _, e := range entries {
+		if !fn(e) {
+			break
+		}
+	}
+	return err
+}
+
 // A purge removes two directories per media; their checks are coalesced
-// into a few LISTs for the whole purge, and none of them comes back.
+// into a few LISTs for the whole purge, and none of them comes back, on a
+// store that forgets emptied directories and on one that keeps them.
 func TestPurgeCostsAFewListsInAll(t *testing.T) {
+	for _, keeps := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keepsFolders=%v", keeps), func(t *testing.T) { testPurgeLists(t, keeps) })
+	}
+}
+
+func testPurgeLists(t *testing.T, keeps bool) {
 	mem := objstore.NewMem()
+	var store objstore.Store = mem
+	folders := map[string][]string{}
+	if keeps {
+		store = keepsFolders{mem, folders}
+	}
 	// The round is run by hand below, once the purge is done.
-	c := openForRmdir(t, mem, Options{rmdirCheckEvery: time.Hour})
+	c := openWith(t, Options{Store: store, NegativeTTL: time.Millisecond, rmdirCheckEvery: time.Hour})
 	ctx := context.Background()
 	const media = 300
 	path := func(i int) string { return fmt.Sprintf("p/%02x/%02x/m%04d", i%37, i%11, i) }
 	for i := range media {
 		mem.SetObject(path(i), []byte("media"))
+		// A store that keeps folders lists p/xx/ and p/xx/yy/ forever;
+		// one purge's roots are the p/xx (all of them, but for the
+		// last round: p itself), so list those.
+		xx, _, _ := strings.Cut(strings.TrimPrefix(path(i), "p/"), "/")
+		if !slices.Contains(folders["p/"], xx) {
+			folders["p/"] = append(folders["p/"], xx)
+		}
 	}
+	// One media stays, so that the purge's roots are siblings (p/xx),
+	// not p itself.
+	mem.SetObject("p/zz/kept", []byte("media"))
+	lookUp(t, c, "p/zz/kept")
 	for i := range media {
 		lookUp(t, c, path(i))
 	}
@@ -143,7 +199,7 @@ func TestPurgeCostsAFewListsInAll(t *testing.T) {
 	if st.RmdirChecks == 0 || st.RmdirReappeared != 0 {
 		t.Fatalf("checks %d, reappeared %d: want some checks and nothing back", st.RmdirChecks, st.RmdirReappeared)
 	}
-	if keys := mem.Keys(); len(keys) != 0 {
-		t.Fatalf("store still holds %v", keys)
+	if keys := mem.Keys(); len(keys) != 1 {
+		t.Fatalf("store holds %v, want p/zz/kept alone", keys)
 	}
 }

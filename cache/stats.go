@@ -63,6 +63,8 @@ type Status struct {
 	// and read-only), the unit of the cache's per-operation cost.
 	IndexUpdates uint64 `json:"index_updates"`
 	IndexReads   uint64 `json:"index_reads"`
+	// Fetches is the number of downloads into the cache in flight.
+	Fetches int `json:"fetches_in_flight"`
 
 	RmdirChecks        uint64 `json:"rmdir_checks"`
 	RmdirReappeared    uint64 `json:"rmdir_reappeared"`
@@ -77,7 +79,7 @@ type Status struct {
 // Status returns the current figures.
 func (c *Cache) Status() Status {
 	c.mu.Lock()
-	s := Status{DirtyFiles: c.dirtyFiles, DirtyBytes: c.dirty, LocalBytes: c.used, MaxSize: c.opts.MaxSize, DirtyMax: c.opts.DirtyMax}
+	s := Status{DirtyFiles: c.dirtyFiles, DirtyBytes: c.dirty, LocalBytes: c.used, MaxSize: c.opts.MaxSize, DirtyMax: c.opts.DirtyMax, Fetches: len(c.downloads)}
 	c.mu.Unlock()
 	var total int64
 	s.FreeBytes, total = c.data.Free(false)

@@ -87,6 +87,9 @@ type Config struct {
 	RevalidateWaits bool `yaml:"revalidate_waits"`
 	// NegativeCacheTTL: how long "not in the store" is trusted.
 	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
+	// FetchAheadMax: the largest file whose download its lookup starts,
+	// when S3 alone has it (0: none).
+	FetchAheadMax ByteSize `yaml:"fetch_ahead_max"`
 	// MadeDirTrust: how long after this host made a directory a name it
 	// lacks is absent without asking S3 (0: negative_cache_ttl).
 	MadeDirTrust time.Duration `yaml:"made_dir_trust"`
@@ -197,6 +200,7 @@ func defaultConfig() Config {
 		RevalidateAfter:    time.Minute,
 		NegativeCacheTTL:   2 * time.Second,
 		MadeDirTrust:       time.Minute,
+		FetchAheadMax:      256 << 10,
 		Passthrough:        true,
 		EntryTimeout:       10 * time.Second,
 		AttrTimeout:        10 * time.Second,
@@ -322,6 +326,9 @@ func (c *Config) cacheErrors() (errs []error) {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))
 		}
+	}
+	if c.FetchAheadMax < 0 {
+		errs = append(errs, errors.New("fetch_ahead_max must not be negative"))
 	}
 	if c.CacheMaxSize < 0 || c.DirtyMaxSize < 0 {
 		errs = append(errs, errors.New("cache_max_size and dirty_max_size must not be negative"))

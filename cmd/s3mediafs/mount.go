@@ -177,6 +177,7 @@ func openCache(cfg Config, client *s3.Client, met *metrics, log *slog.Logger) (*
 		UploadConcurrency:  cfg.UploadConcurrency,
 		NegativeTTL:        cfg.NegativeCacheTTL,
 		MadeDirTrust:       cfg.MadeDirTrust,
+		FetchAheadMax:      int64(cfg.FetchAheadMax),
 		RevalidateAfter:    cfg.RevalidateAfter,
 		RevalidateWaits:    cfg.RevalidateWaits,
 		StoreTimeout:       cfg.StoreTimeout,
