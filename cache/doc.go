@@ -51,7 +51,7 @@
 //	                position; held for one read; taken before Cache.mu
 //	Cache.mu        (cache.go) every index read-modify-write, the open files,
 //	                the caches of what the store holds (verified, negative,
-//	                listed, subtrees), the LRU's pending accesses; a name
+//	                listed, readdirs, made, subtrees), the LRU's pending accesses; a name
 //	                ending in Locked means the caller holds it (and only
 //	                Cache.mu: other locks' holders are named in doc comments)
 //	Queue.mu        (uploadqueue) the upload queue: order and jobs; taken under
@@ -63,6 +63,7 @@
 //	                pool of empty data files; leaves
 //	notifier.mu     (space.go) a wake-up channel; a leaf
 //	stats.mu        (stats.go) the last store error and its time; a leaf
+//	rmdirChecks.mu  (rmdircheck.go) the removed directories to check; a leaf
 //
 // No function returns holding a lock it took.
 //
@@ -76,6 +77,8 @@
 //	cache.go       Open, Close, Start, Drain: the cache's life
 //	create.go      Create, Mkdir; special.go: Mknod, Symlink, Readlink
 //	remove.go      Unlink, Rmdir, and what rmdir asks the store (remover)
+//	rmdircheck.go  the background check of directories rmdir removed on the
+//	               index's word (remover)
 //	rename.go      Rename of a file (mover)
 //	renamedir.go   Rename of a directory, in batches under an intent (mover)
 //	learntree.go   the listing of a tree a rename must know whole (mover)
@@ -85,8 +88,10 @@
 //	read.go        ReadAt: local, arriving, or from the store
 //	write.go       WriteAt, Truncate, Allocate, Flush, Fsync: a write's commit
 //	lookup.go      Stat: the index first, then the store, one LIST (remote)
-//	revalidate.go  rechecking clean files against the store (remote)
-//	meta.go        owner, mode and times as object metadata (remote)
+//	revalidate.go  rechecking clean files against the store, behind the
+//	               lookup (remote)
+//	meta.go        owner, mode and times as object metadata; the fetch a
+//	               lookup starts ahead (remote)
 //	subtree.go     trees learned by lookups, answering rmdir (remote)
 //	health.go      the store's circuit breaker (remote)
 //	readdir.go     listings merged with the store's, a page at a time (lister)
