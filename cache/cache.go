@@ -427,29 +427,36 @@ func (c *Cache) TempDir() string { return c.tmpDir }
 // janitor forgets expired negative lookups, kept trees and stale
 // verifications, so those maps hold only what a recent lookup needs.
 func (c *Cache) janitor(ctx context.Context) {
-	t := time.NewTicker(30 * time.Second)
+	tick(ctx, 30*time.Second, func(now time.Time) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.negative.dropIf(now.After)
+		c.listed.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.NegativeTTL })
+		c.readdirs.dropIf(func(at time.Time) bool { return now.Sub(at) > readdirQuiet })
+		c.made.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.MadeDirTrust })
+		for d, s := range c.subtrees {
+			if now.Sub(s.at) > c.remote.subtreeAge() {
+				delete(c.subtrees, d)
+			}
+		}
+		for p, at := range c.verified {
+			if now.Sub(at) > c.opts.RevalidateAfter {
+				delete(c.verified, p)
+			}
+		}
+	})
+}
+
+// tick calls fn every period until ctx ends.
+func tick(ctx context.Context, period time.Duration, fn func(now time.Time)) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			c.mu.Lock()
-			c.negative.dropIf(now.After)
-			c.listed.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.NegativeTTL })
-			c.readdirs.dropIf(func(at time.Time) bool { return now.Sub(at) > readdirQuiet })
-			c.made.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.MadeDirTrust })
-			for d, s := range c.subtrees {
-				if now.Sub(s.at) > c.remote.subtreeAge() {
-					delete(c.subtrees, d)
-				}
-			}
-			for p, at := range c.verified {
-				if now.Sub(at) > c.opts.RevalidateAfter {
-					delete(c.verified, p)
-				}
-			}
-			c.mu.Unlock()
+			fn(now)
 		}
 	}
 }

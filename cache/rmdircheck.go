@@ -107,19 +107,11 @@ func (r *rmdirChecks) roundDue(now time.Time) bool {
 
 // checkRemovedDirsLoop runs the due checks every r.every until ctx ends.
 func (c remover) checkRemovedDirsLoop(ctx context.Context) {
-	t := time.NewTicker(c.rmdirChecks.every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			if !c.rmdirChecks.roundDue(now) || c.remote.storeIsDown() {
-				continue
-			}
+	tick(ctx, c.rmdirChecks.every, func(now time.Time) {
+		if c.rmdirChecks.roundDue(now) && !c.remote.storeIsDown() {
+			c.checkRemovedDirs(ctx)
 		}
-		c.checkRemovedDirs(ctx)
-	}
+	})
 }
 
 // checkRemovedDirs checks the removed directories below which no delete is
