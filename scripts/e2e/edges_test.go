@@ -317,7 +317,7 @@ func TestRmdirAnotherHostsDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "mine")); err != nil {
 		t.Fatal(err)
 	}
-	put("local_content/ab/cd/theirs") // another host, sharing the bucket
+	put("local_content/ab/cd/theirs")  // another host, sharing the bucket
 	time.Sleep(200 * time.Millisecond) // what the lookup learned expires
 	if err := os.Remove(filepath.Join(dir, "mine")); err != nil {
 		t.Fatal(err)
