@@ -20,19 +20,20 @@ import (
 // again, so the parent's next listing shows it.
 //
 // The checks are coalesced so that a purge costs a few LISTs, not one per
-// media: they wait until no rmdir came for a round (or a purge has gone
-// on for ten), a directory whose removed ancestor is due too is covered by
-// the ancestor's check, and removed siblings are checked with one
-// delimited LIST of their parent.
+// media: a round waits until no rmdir came for a period and every queued
+// directory's deletes have landed (ten periods at most); a directory
+// whose removed ancestor is checked too is covered by the ancestor's
+// check; removed siblings are checked with one delimited LIST of their
+// parent, and, where the store lists emptied directories, one recursive
+// LIST of it.
 type rmdirChecks struct {
-	mu      sync.Mutex
-	dirs    map[string]struct{}
-	every   time.Duration // how often the due checks run
-	first   time.Time     // when the oldest waiting directory was removed
-	last    time.Time     // when the newest was
-	dropped atomic.Uint64 // checks not kept because the set was full
-	done    atomic.Uint64 // directories checked
-	back    atomic.Uint64 // of those, recorded again
+	mu    sync.Mutex
+	dirs  map[string]struct{}
+	every time.Duration // how often the due checks run
+	first time.Time     // when the oldest waiting directory was removed
+	last  time.Time     // when the newest was
+	done  atomic.Uint64 // directories checked
+	back  atomic.Uint64 // of those, recorded again
 }
 
 // maxRmdirChecks bounds the directories waiting for a check. A directory
@@ -40,8 +41,8 @@ type rmdirChecks struct {
 // lookup, once the kernel's negative entry expires.
 const maxRmdirChecks = 65536
 
-// maxSiblingsListed bounds the delimited LIST of a parent per round: past
-// it, each removed child is checked with a LIST of its own.
+// maxSiblingsListed bounds the names one LIST of a parent reads per round:
+// past it, each removed child is checked with a LIST of its own.
 const maxSiblingsListed = 10_000
 
 func newRmdirChecks(every time.Duration) *rmdirChecks {
@@ -53,7 +54,6 @@ func (r *rmdirChecks) add(p string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.dirs) >= maxRmdirChecks {
-		r.dropped.Add(1)
 		return
 	}
 	r.dirs[p] = struct{}{}
@@ -166,6 +166,7 @@ func outermost(dirs []string) []string {
 	return out
 }
 
+// groupByParent maps each parent to those of dirs directly in it.
 func groupByParent(dirs []string) map[string][]string {
 	out := map[string][]string{}
 	for _, d := range dirs {
@@ -270,6 +271,9 @@ func (c remover) reappear(d string) {
 			break
 		}
 		chain = append(chain, p)
+	}
+	if len(chain) == 0 {
+		return // made again here meanwhile: it shows already
 	}
 	for i := len(chain) - 1; i >= 0; i-- {
 		if _, err := c.remote.learn(chain[i], record{Dir: true, MTime: time.Now().UnixNano()}); err != nil {
