@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks, each figure a ratio against its baseline measured in the same
-# run (a plain local directory, go-fuse's loopback, direct SDK calls
-# through the same proxy): the Synapse mixes (media; thumbnail-heavy, also
-# with 20 ms added per store request), 1 GiB sequential I/O, eviction with
-# 1,000,000 index entries, import against the provider's upload loop,
+# run (a plain local directory, go-fuse's loopback, rclone mount, direct SDK
+# calls through the same proxy): the Synapse mixes (media; thumbnail-heavy,
+# also with 20 ms added per store request), 1 GiB sequential I/O, eviction
+# with 1,000,000 index entries, import against the provider's upload loop,
 # reconcile of 1,000,000 media. Run as root (it mounts and drops the page
 # cache). Results and their reading: scripts/bench/RESULTS.md.
 #   scripts/bench.sh                         # everything
@@ -12,6 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
+# rclone mount is the peer the CPU figures are compared with: installed
+# from Debian where apt can, skipped (and said so) where it cannot.
+if ! command -v rclone >/dev/null || ! command -v fusermount3 >/dev/null; then
+	(apt-get update -qq && apt-get install -y -qq rclone fuse3) >/dev/null 2>&1 ||
+		echo "bench: cannot install rclone and fuse3; no rclone figures" >&2
+fi
 exec scripts/s3-server.sh run bash -c '
   go test -run XXX -bench SynapseMix -benchtime 1x -timeout 60m -v ./scripts/e2e | grep -Ev "level=(DEBUG|INFO)"
   [ "'"$what"'" = mix ] && exit 0

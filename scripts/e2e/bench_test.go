@@ -56,6 +56,8 @@ type mixFigures struct {
 	ttfbMount, ttfbDirect                                             []time.Duration
 	coldOps                                                           map[string]int
 	coldMount, coldDirect                                             time.Duration
+	rclone                                                            rcloneFigures
+	haveRclone                                                        bool
 }
 
 func benchMix(b *testing.B, mix []mixFile, delay time.Duration) {
@@ -162,6 +164,9 @@ func benchMix(b *testing.B, mix []mixFile, delay time.Duration) {
 		_, err = io.Copy(io.Discard, body)
 		return err
 	})
+	if delay == 0 {
+		f.rclone, f.haveRclone = rcloneWrite(b, srv, proxy, mix)
+	}
 	f.report(b, mix, len(purgeSet), len(small))
 }
 
@@ -187,6 +192,12 @@ func (f mixFigures) report(b *testing.B, mix []mixFile, purged, coldFiles int) {
 	b.ReportMetric(float64(total)/n, "requests/written_file")
 	b.ReportMetric(f.writeCPU/n*1000, "CPU_s/1000_files")
 	b.ReportMetric(f.writeCPU/gb, "CPU_s/GB")
+	if f.haveRclone {
+		b.ReportMetric(f.writeCPU/f.rclone.cpu, "CPU_vs_rclone")
+		b.ReportMetric(ratio(f.rclone.write, f.mountWrite), "write_vs_rclone")
+		b.Logf("rclone mount (full cache): write %.0f files/s, CPU %.2f s (%.2f s per 1,000 files, %.2f s per GB)",
+			n/f.rclone.write.Seconds(), f.rclone.cpu, f.rclone.cpu/n*1000, f.rclone.cpu/gb)
+	}
 	cold := 0
 	for _, k := range f.coldOps {
 		cold += k
