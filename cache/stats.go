@@ -55,10 +55,6 @@ type Status struct {
 	Misses        uint64 `json:"misses"`
 	FetchedBytes  uint64 `json:"fetched_bytes"`
 	Evictions     uint64 `json:"evictions"`
-	// RmdirChecks counts directories removed on the index's word and then
-	// checked in the store; RmdirReappeared, those that still held objects
-	// this mount did not write and show again; RmdirChecksWaiting, those
-	// not checked yet.
 	// IndexUpdates and IndexReads count index transactions (read-write
 	// and read-only), the unit of the cache's per-operation cost.
 	IndexUpdates uint64 `json:"index_updates"`
@@ -66,6 +62,10 @@ type Status struct {
 	// Fetches is the number of downloads into the cache in flight.
 	Fetches int `json:"fetches_in_flight"`
 
+	// RmdirChecks counts directories removed on the index's word and then
+	// checked in the store; RmdirReappeared, those that still held objects
+	// this mount did not write and show again; RmdirChecksWaiting, those
+	// not checked yet.
 	RmdirChecks        uint64 `json:"rmdir_checks"`
 	RmdirReappeared    uint64 `json:"rmdir_reappeared"`
 	RmdirChecksWaiting int    `json:"rmdir_checks_waiting"`
