@@ -181,41 +181,49 @@ func groupByParent(dirs []string) map[string][]string {
 // of those settles it. A single directory is asked about directly.
 func (c remover) checkSiblings(ctx context.Context, parent string, dirs []string) {
 	c.rmdirChecks.done.Add(uint64(len(dirs)))
-	maybe := dirs
+	maybe, settled := dirs, false
 	if len(dirs) > 1 {
-		maybe = c.listedAmong(ctx, parent, dirs, false)
+		if seen, ok := c.listedAmong(ctx, parent, dirs, false); ok {
+			maybe = seen
+		}
 	}
 	if len(maybe) > 2 {
 		// Stores that keep emptied directories (versitygw's posix
 		// backend) list them all: one recursive LIST of the parent
-		// tells which hold objects, unless it holds too many.
-		maybe = c.listedAmong(ctx, parent, maybe, true)
+		// tells which hold objects, unless it holds too many. Its
+		// answer is final: no delete is owed below a checked directory,
+		// so none can land while it is read.
+		if seen, ok := c.listedAmong(ctx, parent, maybe, true); ok {
+			maybe, settled = seen, true
+		}
 	}
 	for _, d := range maybe {
-		lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
-		holds, err := c.remote.remoteDirExists(lctx, d)
-		cancel()
-		if err != nil {
-			c.remote.noteStoreError(err)
-			c.log.Debug("checking a removed directory in the store failed; its next lookup asks again", "dir", d, "err", err)
-			continue
+		if !settled {
+			lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
+			holds, err := c.remote.remoteDirExists(lctx, d)
+			cancel()
+			if err != nil {
+				c.remote.noteStoreError(err)
+				c.log.Debug("checking a removed directory in the store failed; its next lookup asks again", "dir", d, "err", err)
+				continue
+			}
+			if !holds {
+				continue
+			}
 		}
-		if holds {
-			c.reappear(d)
-		}
+		c.reappear(d)
 	}
 }
 
 // listedAmong returns those of dirs that a LIST of parent shows: as
 // prefixes, or, recursive, with an object below them that is not being
-// deleted here. It returns all of dirs when the LIST fails or the parent
-// holds too many names to read them all.
-func (c remover) listedAmong(ctx context.Context, parent string, dirs []string, recursive bool) []string {
+// deleted here. ok is false when the LIST failed or the parent holds too
+// many names to read them all.
+func (c remover) listedAmong(ctx context.Context, parent string, dirs []string, recursive bool) (seen []string, ok bool) {
 	want := map[string]bool{}
 	for _, d := range dirs {
 		want[d] = true
 	}
-	var seen []string
 	n := 0
 	prefix := ""
 	if parent != "" {
@@ -256,9 +264,9 @@ func (c remover) listedAmong(ctx context.Context, parent string, dirs []string, 
 		if err != nil {
 			c.remote.noteStoreError(err)
 		}
-		return dirs
+		return nil, false
 	}
-	return seen
+	return seen, true
 }
 
 // reappear records the removed directory d again, and any removed

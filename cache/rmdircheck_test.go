@@ -203,3 +203,43 @@ func testPurgeLists(t *testing.T, keeps bool) {
 		t.Fatalf("store holds %v, want p/zz/kept alone", keys)
 	}
 }
+
+// Where the store lists emptied directories, one recursive LIST of the
+// parent settles which removed siblings hold another host's objects: the
+// one that does shows again, and no LIST per directory is sent.
+func TestRemovedSiblingsSettledByOneRecursiveList(t *testing.T) {
+	mem := objstore.NewMem()
+	folders := map[string][]string{"p/": {"a", "b", "c", "d"}}
+	c := openWith(t, Options{Store: keepsFolders{mem, folders}, NegativeTTL: time.Millisecond, rmdirCheckEvery: time.Hour})
+	ctx := context.Background()
+	mem.SetObject("p/keep/x", []byte("stays"))
+	for _, d := range []string{"a", "b", "c", "d"} {
+		mem.SetObject("p/"+d+"/m", []byte("media"))
+	}
+	for _, d := range []string{"a", "b", "c", "d"} {
+		lookUp(t, c, "p/"+d+"/m")
+	}
+	lookUp(t, c, "p/keep/x")
+	mem.SetObject("p/c/theirs", []byte("another host's"))
+	time.Sleep(10 * time.Millisecond)
+	for _, d := range []string{"a", "b", "c", "d"} {
+		if err := c.Unlink(ctx, "p/"+d+"/m"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rmdir(ctx, "p/"+d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drainTest(t, c)
+	lists := mem.Count("list")
+	c.remover.checkRemovedDirs(ctx)
+	if n := mem.Count("list") - lists; n != 2 {
+		t.Errorf("%d LISTs for four removed siblings, want a delimited and a recursive one", n)
+	}
+	if st := c.Status(); st.RmdirChecks != 4 || st.RmdirReappeared != 1 {
+		t.Fatalf("checks %d, reappeared %d: want 4 and 1", st.RmdirChecks, st.RmdirReappeared)
+	}
+	if _, ok, _ := c.readRecord("p/c"); !ok {
+		t.Fatal("p/c, which holds another host's object, is not shown again")
+	}
+}
