@@ -255,15 +255,6 @@ func viaProxy(b *testing.B, srv s3test.Server, proxy *s3test.Proxy, bucket, pref
 	return c
 }
 
-// opsOf counts the requests the proxy saw, by S3 operation.
-func opsOf(p *s3test.Proxy) map[string]int {
-	ops := map[string]int{}
-	for _, r := range p.Requests() {
-		ops[r.Op()]++
-	}
-	return ops
-}
-
 // concurrently runs fn for every file of mix, conc at a time, and returns
 // how long they all took.
 func concurrently(b *testing.B, mix []mixFile, conc int, fn func(int, mixFile) error) time.Duration {

@@ -328,3 +328,12 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// opsOf counts the requests the proxy saw, by S3 operation.
+func opsOf(p *s3test.Proxy) map[string]int {
+	ops := map[string]int{}
+	for _, r := range p.Requests() {
+		ops[r.Op()]++
+	}
+	return ops
+}

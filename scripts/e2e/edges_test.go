@@ -80,15 +80,7 @@ func TestPurgeLeavesNothingBehind(t *testing.T) {
 	// its thumbnails (scandir, unlink each, rmdir, as Python's shutil
 	// does), then rmdir the two levels above it (ab/cd, then ab), never
 	// the tree itself. The lookups' LISTs are counted apart.
-	listsSoFar := func() int {
-		n := 0
-		for _, r := range proxy.Requests() {
-			if r.Op() == "ListObjects" {
-				n++
-			}
-		}
-		return n
-	}
+	listsSoFar := func() int { return opsOf(proxy)["ListObjects"] }
 	lookups := 0
 	var purgeLists []s3test.Request
 	for _, id := range ids {

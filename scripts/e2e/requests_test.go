@@ -37,10 +37,7 @@ func TestSynapseWritesCostOnePutEach(t *testing.T) {
 		}
 	}
 	flushed(t, cfg, 60*time.Second)
-	ops := map[string]int{}
-	for _, r := range proxy.Requests() {
-		ops[r.Op()]++
-	}
+	ops := opsOf(proxy)
 	total := 0
 	for _, n := range ops {
 		total += n
