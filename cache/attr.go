@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // AttrChange is what a setattr changes; nil fields stay as they are.
@@ -19,7 +21,7 @@ func (ch AttrChange) travels() bool {
 	return ch.Mode != nil || ch.Owner != nil || ch.MTime != nil
 }
 
-func (ch AttrChange) apply(r *record) {
+func (ch AttrChange) apply(r *index.Record) {
 	if ch.Mode != nil {
 		r.Mode, r.ModeSet = *ch.Mode&0o7777, true
 	}
@@ -51,8 +53,8 @@ func (c *Cache) SetAttr(ctx context.Context, p string, ch AttrChange) (Attr, err
 	defer c.mu.Unlock()
 	var out Attr
 	owed := false
-	err := c.update(func(t *tx) error {
-		r, ok, err := t.get(p)
+	err := c.update(func(t *index.Tx) error {
+		r, ok, err := t.Get(p)
 		if err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
@@ -67,12 +69,12 @@ func (c *Cache) SetAttr(ctx context.Context, p string, ch AttrChange) (Attr, err
 			// A dirty file's next upload carries the change; one in
 			// flight or done needs a metadata update after it.
 			r.MetaOwed, owed = true, true
-			if err := setPending(t.txn, p); err != nil {
+			if err := index.SetPending(t.Txn, p); err != nil {
 				return err
 			}
 		}
 		out = attrOf(r)
-		return t.put(p, r)
+		return t.Put(p, r)
 	})
 	if err != nil {
 		return Attr{}, wrapPath("setattr", p, err)

@@ -12,133 +12,12 @@ import (
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache/datafiles"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	"github.com/s3mediafs/s3mediafs/cache/uploadqueue"
 
-	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sync/singleflight"
 )
-
-// Options configures a Cache. Zero values take the documented defaults.
-type Options struct {
-	Dir   string // holds index/ (Badger), data/ (file contents) and tmp/
-	Store objstore.Store
-	Log   *slog.Logger
-
-	UploadConcurrency int           // parallel uploads and deletes; default 8
-	RetryMin          time.Duration // first retry delay for a failed upload; default 1s
-	RetryMax          time.Duration // cap on the retry delay; default 1m
-	NegativeTTL       time.Duration // how long "not in the store" is believed; default 2s
-	// MadeDirTrust is how long after this mount made a directory a name
-	// the index lacks in it is taken as absent without asking the store,
-	// as NegativeTTL is for other directories: Synapse's makedirs and
-	// create in the media directories it just made then cost no LIST.
-	// Another host's new file in such a directory is found once it has
-	// passed. 0 leaves NegativeTTL alone.
-	MadeDirTrust time.Duration
-	// RevalidateAfter is how old a confirmation that a clean or remote file
-	// still exists in the store may get before a lookup asks the store again
-	// (HEAD), so deletes and rewrites by other hosts are seen. 0 disables.
-	RevalidateAfter time.Duration
-	// RevalidateWaits makes the lookup that finds a file due for
-	// revalidation wait for the HEAD. By default the lookup is answered
-	// from the index and the HEAD runs in the background, so a warm hit
-	// or a purge never waits for the store; a file another host deleted
-	// or rewrote is then seen by the lookups after it.
-	RevalidateWaits bool
-	StoreTimeout    time.Duration // bound on a lookup or a fetch of a missing file; default 30s
-	// LookupTimeout bounds one store lookup (HEAD or LIST) of an unknown
-	// name; default 3s.
-	LookupTimeout time.Duration
-	// FetchAheadMax is the largest store-only file whose download a lookup
-	// starts, beside the HEAD that reads its metadata: thumbnails and small
-	// images, whose open follows their lookup, then cost the store's
-	// latency once past the lookup rather than twice. A lookup that no
-	// open follows (a stat, an unlink of a file this mount never saw)
-	// wastes that GET. 0 turns it off.
-	FetchAheadMax int64
-	// SkipObjectMeta shows the mount's owner and modes for objects learned
-	// from a listing rather than reading their metadata with a HEAD at
-	// their first lookup (a store whose objects carry none).
-	SkipObjectMeta bool
-	// MaxKeyLen is the longest path the store accepts (1024 minus the prefix).
-	MaxKeyLen int
-
-	// MaxSize bounds the bytes of local data files; 0 means no bound.
-	MaxSize int64
-	// MinFree is the free space to keep on the cache filesystem, in bytes;
-	// MinFreePercent, if larger once converted, wins.
-	MinFree        int64
-	MinFreePercent float64
-	// MaxAge evicts clean files not opened for this long; 0 disables.
-	MaxAge time.Duration
-	// DirtyMax bounds bytes not yet in the store: past it, new writes wait
-	// (up to SpaceWait) for uploads. Default MaxSize/2; 0 with no MaxSize
-	// means no bound.
-	DirtyMax int64
-	// SpaceWait bounds how long a writer or reader waits for room before
-	// it gets ENOSPC; default 60s.
-	SpaceWait time.Duration
-
-	// LocalOnly says which paths never go to the store (url_cache, or a
-	// tree whose store_local/store_remote is off); nil means none.
-	LocalOnly func(p string) bool
-	// KeepDeletedInStore leaves objects in the store when their files are
-	// removed (delete_from_s3: false); the mount hides them.
-	KeepDeletedInStore bool
-	// Synchronous makes close() and fsync() wait until the store has the
-	// file, and report the error if it could not be stored in StoreTimeout.
-	Synchronous bool
-	// RmdirWaitsForStore makes rmdir of a directory the index cannot prove
-	// empty in the store wait for a LIST. By default rmdir answers from the
-	// index and the store is checked in the background: a directory that
-	// still holds another host's objects shows again (see rmdirChecks).
-	// With KeepDeletedInStore rmdir always waits, because removing hides
-	// what lies below.
-	RmdirWaitsForStore bool
-
-	settle          time.Duration // abandonedRequestsSettle; tests shorten it
-	rmdirCheckEvery time.Duration // how often removed directories are checked; default 2s
-}
-
-func (o *Options) setDefaults() {
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.UploadConcurrency <= 0 {
-		o.UploadConcurrency = 8
-	}
-	if o.RetryMin <= 0 {
-		o.RetryMin = time.Second
-	}
-	if o.RetryMax <= 0 {
-		o.RetryMax = time.Minute
-	}
-	if o.NegativeTTL <= 0 {
-		o.NegativeTTL = 2 * time.Second
-	}
-	if o.StoreTimeout <= 0 {
-		o.StoreTimeout = 30 * time.Second
-	}
-	if o.LookupTimeout <= 0 {
-		o.LookupTimeout = 3 * time.Second
-	}
-	if o.MaxKeyLen <= 0 {
-		o.MaxKeyLen = 1024
-	}
-	if o.DirtyMax <= 0 && o.MaxSize > 0 {
-		o.DirtyMax = o.MaxSize / 2
-	}
-	if o.SpaceWait <= 0 {
-		o.SpaceWait = 60 * time.Second
-	}
-	if o.settle <= 0 {
-		o.settle = abandonedRequestsSettle
-	}
-	if o.rmdirCheckEvery <= 0 {
-		o.rmdirCheckEvery = 2 * time.Second
-	}
-}
 
 // The families of the cache's work (see "Where things live" in the package
 // documentation). Each embeds the Cache whose state it works on.
@@ -172,7 +51,7 @@ type Cache struct {
 	opts    Options
 	log     *slog.Logger
 	store   objstore.Store
-	ix      *index
+	ix      *index.DB
 	dataDir string
 	tmpDir  string
 	data    *datafiles.Dir // the data files, their spares and free space
@@ -241,6 +120,64 @@ func Open(opts Options) (*Cache, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("cache: no directory")
 	}
+	ix := opts.Index
+	if ix == nil {
+		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("cache: create %s: %w", opts.Dir, err)
+		}
+		var err error
+		if ix, err = index.Open(opts.Dir, opts.Log); err != nil {
+			return nil, err
+		}
+	}
+	c, err := openOver(ix, opts)
+	if err != nil {
+		ix.Close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	opts.Log.Info("cache opened", "dir", opts.Dir, "local_bytes", c.used, "dirty_bytes", c.dirty,
+		"max_size", opts.MaxSize, "unclean_stop", c.uncleanStop)
+	return c, nil
+}
+
+// openOver opens the cache over its open index. The index comes first:
+// its lock keeps a second daemon from clearing the first one's tmp/.
+func openOver(ix *index.DB, opts Options) (*Cache, error) {
+	c := newCache(opts)
+	c.ix = ix
+	for _, d := range []string{c.dataDir, c.tmpDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	// tmp/ holds only fetches that were in flight when the daemon stopped;
+	// none of them is referenced by the index.
+	if err := os.RemoveAll(c.tmpDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(c.tmpDir, 0o700); err != nil {
+		return nil, err
+	}
+	acct, err := ix.LoadAcct()
+	if err != nil {
+		return nil, err
+	}
+	c.used, c.dirty, c.dirtyFiles = acct.Used, acct.Dirty, acct.DirtyFiles
+	if c.uncleanStop, err = ix.MarkRunning(); err != nil {
+		return nil, err
+	}
+	if c.uncleanStop {
+		c.births.start() // before any data file of this run is made
+		c.settledAt = c.openedAt.Add(opts.settle)
+	}
+	if err := c.mover.finishRenames(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newCache is the cache's memory, its helpers and its upload queue.
+func newCache(opts Options) *Cache {
 	c := &Cache{
 		openedAt:    time.Now(),
 		opts:        opts,
@@ -260,43 +197,13 @@ func Open(opts Options) (*Cache, error) {
 		verified:    map[string]time.Time{},
 		accessed:    map[string]int64{},
 		space:       newNotifier(),
+		uploadsDone: newNotifier(),
 		evictKick:   make(chan struct{}, 1),
 		rmdirChecks: newRmdirChecks(opts.rmdirCheckEvery),
 	}
 	c.fetcher, c.evictor, c.spaceKeeper, c.uploader = fetcher{c}, evictor{c}, spaceKeeper{c}, uploader{c}
 	c.mover, c.remote, c.lister, c.remover = mover{c}, remote{c}, lister{c}, remover{c}
 	c.data = datafiles.New(c.dataDir, c.births.add, c.log)
-	for _, d := range []string{opts.Dir, c.dataDir, c.tmpDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("cache: create %s: %w", d, err)
-		}
-	}
-	// tmp/ holds only fetches that were in flight when the daemon stopped;
-	// none of them is referenced by the index.
-	if err := os.RemoveAll(c.tmpDir); err != nil {
-		return nil, fmt.Errorf("cache: clear %s: %w", c.tmpDir, err)
-	}
-	if err := os.MkdirAll(c.tmpDir, 0o700); err != nil {
-		return nil, fmt.Errorf("cache: create %s: %w", c.tmpDir, err)
-	}
-	ix, err := openIndex(opts.Dir, opts.Log)
-	if err != nil {
-		return nil, err
-	}
-	c.ix = ix
-	if c.used, c.dirty, c.dirtyFiles, err = loadAcct(ix.db); err != nil {
-		ix.close()
-		return nil, fmt.Errorf("cache: %w", err)
-	}
-	if c.uncleanStop, err = ix.markRunning(); err != nil {
-		ix.close()
-		return nil, fmt.Errorf("cache: %w", err)
-	}
-	if c.uncleanStop {
-		c.births.start() // before any data file of this run is made
-		c.settledAt = c.openedAt.Add(opts.settle)
-	}
-	c.uploadsDone = newNotifier()
 	c.q = uploadqueue.New(uploadqueue.Options{
 		Sync:        c.uploader.syncPath,
 		RetryMin:    opts.RetryMin,
@@ -306,13 +213,7 @@ func Open(opts Options) (*Cache, error) {
 		Finished:    c.uploadsDone.Broadcast,
 		Log:         c.log,
 	})
-	if err := c.mover.finishRenames(); err != nil {
-		ix.close()
-		return nil, fmt.Errorf("cache: %w", err)
-	}
-	opts.Log.Info("cache opened", "dir", opts.Dir, "local_bytes", c.used, "dirty_bytes", c.dirty,
-		"max_size", opts.MaxSize, "unclean_stop", c.uncleanStop)
-	return c, nil
+	return c
 }
 
 // abandonedRequestsSettle bounds how long after an unclean stop a request
@@ -349,7 +250,7 @@ func (c *Cache) Start() {
 		defer c.bg.Done()
 		defer c.q.SetScanning(false)
 		n := 0
-		err := c.ix.forPending(func(p string) {
+		err := c.ix.ForPending(func(p string) {
 			c.q.Add(p)
 			n++
 		})
@@ -399,9 +300,9 @@ func (c *Cache) Close() error {
 		}
 	}
 	c.mu.Unlock()
-	err := c.ix.markStopped()
+	err := c.ix.MarkStopped()
 	c.closed.Store(true)
-	return errors.Join(err, c.ix.close())
+	return errors.Join(err, c.ix.Close())
 }
 
 // Drain waits until no upload or delete is owed, or ctx ends. It returns
@@ -415,7 +316,7 @@ func (c *Cache) Drain(ctx context.Context) (int, error) {
 }
 
 // Sync makes every committed index change durable (fsync).
-func (c *Cache) Sync() error { return c.ix.db.Sync() }
+func (c *Cache) Sync() error { return c.ix.Sync() }
 
 // Dir is the cache directory.
 func (c *Cache) Dir() string { return c.opts.Dir }
@@ -459,19 +360,4 @@ func tick(ctx context.Context, period time.Duration, fn func(now time.Time)) {
 			fn(now)
 		}
 	}
-}
-
-// view runs fn in a read-only index transaction.
-func (c *Cache) view(fn func(txn *badger.Txn) error) error {
-	c.stats.indexReads.Add(1)
-	return c.ix.db.View(fn)
-}
-
-// readRecord is getRecord in a read-only transaction of its own.
-func (c *Cache) readRecord(p string) (r record, ok bool, err error) {
-	err = c.view(func(txn *badger.Txn) error {
-		r, ok, err = getRecord(txn, p)
-		return err
-	})
-	return r, ok, err
 }

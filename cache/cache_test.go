@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
@@ -47,7 +48,7 @@ func writeFile(t *testing.T, c *Cache, p string, data []byte) {
 	dir := ""
 	parts := strings.Split(p, "/")
 	for _, part := range parts[:len(parts)-1] {
-		dir = joinPath(dir, part)
+		dir = index.JoinPath(dir, part)
 		if _, err := c.Mkdir(ctx, dir, NewFile{Mode: 0o755}); err != nil && !errors.Is(err, ErrExist) {
 			t.Fatal(err)
 		}
@@ -109,7 +110,7 @@ func lookupAll(t *testing.T, c *Cache, p string) Attr {
 	var err error
 	cur := ""
 	for _, part := range strings.Split(p, "/") {
-		cur = joinPath(cur, part)
+		cur = index.JoinPath(cur, part)
 		if a, err = c.Stat(context.Background(), cur); err != nil {
 			t.Fatalf("lookup %q: %v", cur, err)
 		}

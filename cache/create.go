@@ -5,6 +5,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // NewFile is who makes a new file and with what permission bits.
@@ -19,7 +21,7 @@ type NewFile struct {
 	Link string
 }
 
-func (n NewFile) stamp(r *record) {
+func (n NewFile) stamp(r *index.Record) {
 	r.Mode, r.ModeSet = n.Mode&0o7777, n.Mode != 0 || n.Owner != nil
 	if n.Owner != nil {
 		r.OwnerSet, r.UID, r.GID = true, n.Owner.UID, n.Owner.GID
@@ -52,10 +54,10 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 		created = fi.ModTime()
 	}
 	c.mu.Lock()
-	var r record
+	var r index.Record
 	exists := false
-	err = c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
+	err = c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
 		if err != nil {
 			return err
 		}
@@ -70,18 +72,18 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 		if err != nil {
 			return err
 		}
-		r = record{State: c.versionState(p), Ino: ino, Gen: 1, Data: id, MTime: created.UnixNano(), InStore: tomb}
+		r = index.Record{State: c.versionState(p), Ino: ino, Gen: 1, Data: id, MTime: created.UnixNano(), InStore: tomb}
 		nf.stamp(&r)
-		if err := t.put(p, r); err != nil {
+		if err := t.Put(p, r); err != nil {
 			return err
 		}
-		if err := t.touchParent(p, r.MTime); err != nil {
+		if err := touchParent(t, p, r.MTime); err != nil {
 			return err
 		}
 		if r.State == Local && !tomb {
 			return nil
 		}
-		return setPending(t.txn, p)
+		return index.SetPending(t.Txn, p)
 	})
 	if err != nil || exists {
 		c.mu.Unlock()
@@ -119,14 +121,14 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 // newFileTxn readies the making of a file at p, which has no record: its
 // parent must be a directory, the key is claimed (see claimKey), and an
 // inode number is allocated.
-func (c *Cache) newFileTxn(t *tx, p string) (ino uint64, tomb bool, err error) {
-	if parentDir, err := isDirIn(t.txn, parentOf(p)); err != nil || !parentDir {
+func (c *Cache) newFileTxn(t *index.Tx, p string) (ino uint64, tomb bool, err error) {
+	if parentDir, err := index.IsDir(t.Txn, index.ParentOf(p)); err != nil || !parentDir {
 		return 0, false, errorOr(err, ErrNotExist)
 	}
 	if tomb, err = claimKey(t, p); err != nil {
 		return 0, false, err
 	}
-	ino, err = c.ix.nextIno()
+	ino, err = c.ix.NextIno()
 	return ino, tomb, err
 }
 
@@ -134,15 +136,15 @@ func (c *Cache) newFileTxn(t *tx, p string) (ino uint64, tomb bool, err error) {
 // becomes the new file's upload (the new object replaces the old one,
 // and the key stays owed), and a hidden object is replaced the same way.
 // tomb reports that an object may exist at the key.
-func claimKey(t *tx, p string) (tomb bool, err error) {
-	if tomb, err = hasPending(t.txn, p); err != nil {
+func claimKey(t *index.Tx, p string) (tomb bool, err error) {
+	if tomb, err = index.HasPending(t.Txn, p); err != nil {
 		return false, err
 	}
-	hidden, err := isHidden(t.txn, p)
+	hidden, err := index.IsHidden(t.Txn, p)
 	if err != nil || !hidden {
 		return tomb, err
 	}
-	return true, t.txn.Delete(hiddenKey(p))
+	return true, t.Txn.Delete(index.HiddenKey(p))
 }
 
 // Mkdir creates the directory p.
@@ -155,24 +157,24 @@ func (c *Cache) Mkdir(ctx context.Context, p string, nf NewFile) (Attr, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var r record
-	err := c.update(func(t *tx) error {
-		if _, ok, err := t.get(p); err != nil || ok {
+	var r index.Record
+	err := c.update(func(t *index.Tx) error {
+		if _, ok, err := t.Get(p); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}
-		if parentDir, err := isDirIn(t.txn, parentOf(p)); err != nil || !parentDir {
+		if parentDir, err := index.IsDir(t.Txn, index.ParentOf(p)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
-		ino, err := c.ix.nextIno()
+		ino, err := c.ix.NextIno()
 		if err != nil {
 			return err
 		}
-		r = record{Dir: true, Ino: ino, MTime: time.Now().UnixNano(), MadeHere: true}
+		r = index.Record{Dir: true, Ino: ino, MTime: time.Now().UnixNano(), MadeHere: true}
 		nf.stamp(&r)
-		if err := t.put(p, r); err != nil {
+		if err := t.Put(p, r); err != nil {
 			return err
 		}
-		return t.touchParent(p, r.MTime)
+		return touchParent(t, p, r.MTime)
 	})
 	if err != nil {
 		return Attr{}, wrapPath("mkdir", p, err)

@@ -6,8 +6,9 @@
 //
 // # Records and their states
 //
-// The index holds one record per known file or directory (record.go),
-// keyed by parent and name so that a directory listing is one prefix scan.
+// The index (package index) holds one record per known file or directory
+// (index/record.go), keyed by parent and name so that a directory listing
+// is one prefix scan.
 // A file moves
 //
 //	Dirty      only the local data file has the newest bytes; an upload is owed
@@ -23,20 +24,20 @@
 //
 // # Badger keys
 //
-// Built in keys.go:
+// Built in index/keys.go:
 //
-//	n<parent>\x00<name>        record (record.go): a file or a directory
+//	n<parent>\x00<name>        record (index/record.go): a file or a directory
 //	p<path>                    an upload or a delete is owed; with no record, a tombstone
 //	p<dir>/                    a DELETE of the folder key dir/ is owed (stores that keep folders)
 //	h<path>                    removed here, kept in the store (delete_from_s3: false)
 //	t<dir>                     a removed tree, kept in the store: hides everything below
-//	l<be64 time><path>         clean files by last open, for eviction (tx.go)
+//	l<be64 time><path>         clean files by last open, for eviction (index/tx.go)
 //	a<path>                    be64 last open of a clean file: finds its l key
 //	m<key>\x00<upload id>      an open multipart upload (\x00 alone: being created)
 //	M<key>                     a rename still has to move this key's object away; value: the
 //	                           record moving it (moveobject.go); the key also has a p mark
 //	R<old>\x00<new>            a directory rename's index move under way (renamedir.go)
-//	s:schema                   the index format (index.go); older ones are upgraded
+//	s:schema                   the index format (index/db.go); older ones are upgraded
 //	s:acct                     local bytes and dirty bytes, kept in step with records
 //	s:running                  set while a daemon has the cache open: an unclean stop
 //	s:ino                      the inode number sequence
@@ -74,7 +75,7 @@
 // (cache.go): fetcher, evictor, spaceKeeper, uploader, mover, remote,
 // lister and remover, named below with their files.
 //
-//	cache.go       Open, Close, Start, Drain: the cache's life
+//	cache.go       Open, Close, Start, Drain: the cache's life; options.go: its Options
 //	create.go      Create, Mkdir; special.go: Mknod, Symlink, Readlink
 //	remove.go      Unlink, Rmdir, and what rmdir asks the store (remover)
 //	rmdircheck.go  the background check of directories rmdir removed on the
@@ -101,15 +102,17 @@
 //	upload.go      one path's owed upload, delete or copy (uploader)
 //	uploadqueue/   the upload queue: one job per path, with its backoff
 //	retry.go       the retry policy, for requests a caller waits on and owed work
-//	multipart.go   the journal of multipart uploads, kept for the S3 client
 //	evict.go       eviction of clean files, LRU; the orphan sweep (evictor)
 //	space.go       the size limit, free-space floor, back-pressure (spaceKeeper)
 //	datafiles/     the data files: names, paths, spares made ahead, free space
 //	localfiles.go  the files only the cache holds, for reconcile
 //	paths.go       path validation; data file names and places
 //	errors.go      the errors the cache returns (fs maps them to errno)
-//	index.go, tx.go, record.go   the index, its transactions and formats
-//	keys.go        every Badger key's builder
+//	txn.go         the cache's index transactions, which keep its counters
+//	index/         the Badger index: records and their format, marks of owed
+//	               work, transactions that keep the accounting and the LRU
+//	               in step (tx.go), every key's builder (keys.go), and the
+//	               journal of multipart uploads the S3 client is given
 //	objstore/      the store contract (Store, its results and errors), the
 //	               in-memory and fault-injecting stores; objstore/storetest
 //	               checks any store against the contract

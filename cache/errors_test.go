@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
@@ -35,8 +36,8 @@ func TestIndexFailureIsNotAbsence(t *testing.T) {
 	}
 	// Corrupt the file's record: the next write must fail, but not as
 	// "no such file".
-	if err := c.ix.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(entryKey("f"), []byte{recordVersion, 0, 99})
+	if err := c.ix.Badger().Update(func(txn *badger.Txn) error {
+		return txn.Set(index.EntryKey("f"), []byte{index.RecordVersion, 0, 99})
 	}); err != nil {
 		t.Fatal(err)
 	}

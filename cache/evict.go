@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // Eviction turns clean files (in the store, not open) into remote ones,
@@ -39,19 +40,19 @@ func (c evictor) flushAccess() {
 	c.accessed = map[string]int64{}
 	for len(pending) > 0 {
 		n := 0
-		err := c.update(func(t *tx) error {
+		err := c.update(func(t *index.Tx) error {
 			for p, at := range pending {
 				if n == batch {
 					break
 				}
 				n++
 				delete(pending, p)
-				old, ok, err := lruGet(t.txn, p)
+				old, ok, err := index.LRUGet(t.Txn, p)
 				if err != nil {
 					return err
 				}
 				if ok && old < at {
-					if err := t.lruSet(p, at); err != nil {
+					if err := t.LRUSet(p, at); err != nil {
 						return err
 					}
 				}
@@ -135,7 +136,7 @@ func (c evictor) lruBatch(from []byte, n int) ([]lruEntry, []byte, error) {
 	var out []lruEntry
 	var next []byte
 	err := c.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{lruPrefix}})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{index.LRUPrefix}})
 		defer it.Close()
 		if from == nil {
 			it.Rewind()
@@ -159,7 +160,7 @@ func (c evictor) lruBatch(from []byte, n int) ([]lruEntry, []byte, error) {
 // and the store has shown that it holds this version.
 func (c evictor) evictOne(p string) bool {
 	r, ok, err := c.readRecord(p)
-	if err != nil || !isClean(r, ok) {
+	if err != nil || !index.Evictable(r, ok) {
 		return false
 	}
 	if r.StoreMTime == 0 && !c.confirmStored(p, r) {
@@ -171,14 +172,14 @@ func (c evictor) evictOne(p string) bool {
 		return false
 	}
 	var data string
-	err = c.update(func(t *tx) error {
-		r, ok, err := t.get(p)
-		if err != nil || !isClean(r, ok) || r.StoreMTime == 0 {
+	err = c.update(func(t *index.Tx) error {
+		r, ok, err := t.Get(p)
+		if err != nil || !index.Evictable(r, ok) || r.StoreMTime == 0 {
 			return err
 		}
 		data = r.Data
 		r.State, r.Data = Remote, ""
-		return t.put(p, r)
+		return t.Put(p, r)
 	})
 	if err != nil {
 		c.log.Error("eviction failed", "path", p, "err", err)
@@ -197,7 +198,7 @@ func (c evictor) evictOne(p string) bool {
 // this host uploaded, which it has not shown since, before the local copy
 // goes: that copy may be the last one (see forgetRemote). It
 // records the store's time and reports whether the copy may go.
-func (c evictor) confirmStored(p string, r record) bool {
+func (c evictor) confirmStored(p string, r index.Record) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
 	defer cancel()
 	o, err := c.store.Head(ctx, p)
@@ -215,14 +216,14 @@ func (c evictor) confirmStored(p string, r record) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	confirmed := false
-	err = c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
-		if err != nil || !isClean(cur, ok) || cur.Ino != r.Ino || cur.Gen != r.Gen {
+	err = c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
+		if err != nil || !index.Evictable(cur, ok) || cur.Ino != r.Ino || cur.Gen != r.Gen {
 			return err
 		}
 		cur.StoreMTime = mtime.UnixNano()
 		confirmed = true
-		return t.put(p, cur)
+		return t.Put(p, cur)
 	})
 	return err == nil && confirmed
 }
@@ -247,14 +248,14 @@ func (c evictor) sweepOrphans(ctx context.Context) {
 func (c evictor) referencedData(ctx context.Context) (map[string]struct{}, error) {
 	referenced := map[string]struct{}{}
 	err := c.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{entryPrefix}, PrefetchValues: true})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{index.EntryPrefix}, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			err := it.Item().Value(func(v []byte) error {
-				if r, err := decodeRecord(v); err == nil && r.Data != "" {
+				if r, err := index.Decode(v); err == nil && r.Data != "" {
 					referenced[r.Data] = struct{}{}
 				}
 				return nil

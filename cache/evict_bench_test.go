@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
@@ -15,21 +16,21 @@ import (
 // into the index, as a cache that has seen n media files would hold.
 func fillIndex(b *testing.B, c *Cache, n int) {
 	b.Helper()
-	wb := c.ix.db.NewWriteBatch()
+	wb := c.ix.Badger().NewWriteBatch()
 	defer wb.Cancel()
 	const size = 100_000
 	for i := range n {
 		p := fmt.Sprintf("local_content/%02x/%02x/media%07d", i%251, i%241, i)
-		r := record{State: Clean, Ino: uint64(i + 2), Size: size, Gen: 1, InStore: true,
+		r := index.Record{State: Clean, Ino: uint64(i + 2), Size: size, Gen: 1, InStore: true,
 			Data: fmt.Sprintf("%032x", i), MTime: time.Now().UnixNano()}
-		if err := wb.Set(entryKey(p), r.encode()); err != nil {
+		if err := wb.Set(index.EntryKey(p), r.Encode()); err != nil {
 			b.Fatal(err)
 		}
 		at := int64(i) // older first
-		if err := wb.Set(lruKey(at, p), nil); err != nil {
+		if err := wb.Set(index.LRUKey(at, p), nil); err != nil {
 			b.Fatal(err)
 		}
-		if err := wb.Set(accessKey(p), binary.BigEndian.AppendUint64(nil, uint64(at))); err != nil {
+		if err := wb.Set(index.AccessKey(p), binary.BigEndian.AppendUint64(nil, uint64(at))); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -41,13 +42,13 @@ func fillIndex(b *testing.B, c *Cache, n int) {
 				continue
 			}
 			dirs[d] = true
-			r := record{Dir: true, Ino: uint64(n + 2 + len(dirs)), MTime: time.Now().UnixNano()}
-			if err := wb.Set(entryKey(d), r.encode()); err != nil {
+			r := index.Record{Dir: true, Ino: uint64(n + 2 + len(dirs)), MTime: time.Now().UnixNano()}
+			if err := wb.Set(index.EntryKey(d), r.Encode()); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
-	if err := wb.Set(acctKey, encodeAcct(int64(n)*size, 0, 0)); err != nil {
+	if err := wb.Set(index.AcctKey, index.Acct{Used: int64(n) * size}.Encode()); err != nil {
 		b.Fatal(err)
 	}
 	if err := wb.Flush(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 )
@@ -109,8 +110,8 @@ func (c fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 // downloadRecord writes r's object to w. A 404 while r's server-side move
 // was owed is asked again at the new key: the move finished meanwhile (it
 // clears MoveFrom before deleting the old key) and nothing was written.
-func (c fetcher) downloadRecord(ctx context.Context, p string, r record, w io.Writer) (int64, error) {
-	size, err := c.getInto(ctx, r.objectKey(p), w, r.Size)
+func (c fetcher) downloadRecord(ctx context.Context, p string, r index.Record, w io.Writer) (int64, error) {
+	size, err := c.getInto(ctx, r.ObjectKey(p), w, r.Size)
 	if isNotFound(err) && r.MoveFrom != "" {
 		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
 			size, err = c.getInto(ctx, p, w, r.Size)
@@ -122,7 +123,7 @@ func (c fetcher) downloadRecord(ctx context.Context, p string, r record, w io.Wr
 // installFetched moves a fetched file into the data directory and makes
 // the record Clean with it, unless the record was deleted, replaced or
 // fetched by someone else meanwhile.
-func (c fetcher) installFetched(p string, r record, tmp string, size int64) error {
+func (c fetcher) installFetched(p string, r index.Record, tmp string, size int64) error {
 	id := c.data.NewID()
 	dst := c.data.Path(id)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
@@ -134,15 +135,15 @@ func (c fetcher) installFetched(p string, r record, tmp string, size int64) erro
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	installed := false
-	err := c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
+	err := c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Dir || cur.Ino != r.Ino || cur.State != Remote {
 			// Deleted, replaced or fetched by someone else meanwhile.
 			return err
 		}
 		cur.State, cur.Data, cur.Size = Clean, id, size
 		installed = true
-		return t.put(p, cur)
+		return t.Put(p, cur)
 	})
 	if !installed {
 		c.data.Remove(id)
@@ -327,7 +328,7 @@ func (c fetcher) downloadWhole(ctx context.Context, p string, w io.Writer) (int6
 // (deleted by another host). The last copy of a version this host wrote
 // is never dropped on one 404 (see ownUploadGone). It reports whether the
 // file is still there.
-func (c fetcher) forgetRemote(p string, r record) (kept bool) {
+func (c fetcher) forgetRemote(p string, r index.Record) (kept bool) {
 	if isOwnUnconfirmed(r) && c.ownUploadStillThere(p, r) {
 		return true
 	}
@@ -336,18 +337,18 @@ func (c fetcher) forgetRemote(p string, r record) (kept bool) {
 	if of := c.open[p]; of != nil && of.dirty.Load() {
 		return true
 	}
-	err := c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
+	err := c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Remote && cur.State != Clean) {
 			kept = ok
 			return err
 		}
-		if pend, err := hasPending(t.txn, p); err != nil || pend {
+		if pend, err := index.HasPending(t.Txn, p); err != nil || pend {
 			kept = true
 			return err
 		}
 		c.dropLocalCopy(p, cur)
-		return t.del(p)
+		return t.Del(p)
 	})
 	if err != nil {
 		c.log.Error("index update failed", "path", p, "err", err)
@@ -359,7 +360,7 @@ func (c fetcher) forgetRemote(p string, r record) (kept bool) {
 
 // isOwnUnconfirmed reports whether r is a version this host uploaded that
 // the store has not shown back since (by a HEAD or a LIST).
-func isOwnUnconfirmed(r record) bool {
+func isOwnUnconfirmed(r index.Record) bool {
 	return r.State == Clean && r.StoreMTime == 0 && r.Data != ""
 }
 
@@ -367,7 +368,7 @@ func isOwnUnconfirmed(r record) bool {
 // version this host uploaded, after a 404 that followed the upload: it
 // keeps the copy unless the object is really gone. If the LIST shows it,
 // the store's time is recorded and it is there.
-func (c fetcher) ownUploadStillThere(p string, r record) bool {
+func (c fetcher) ownUploadStillThere(p string, r index.Record) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
 	defer cancel()
 	f, err := c.store.Lookup(ctx, p, nil)
@@ -381,13 +382,13 @@ func (c fetcher) ownUploadStillThere(p string, r record) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
+	err = c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.Gen != r.Gen || !isOwnUnconfirmed(cur) || cur.Size != size {
 			return err
 		}
 		cur.StoreMTime = mtime.UnixNano()
-		return t.put(p, cur)
+		return t.Put(p, cur)
 	})
 	return err == nil
 }
@@ -398,7 +399,7 @@ func (c fetcher) ownUploadStillThere(p string, r record) bool {
 // host's delete removed, perhaps a late delete of an older version: it is
 // kept in cache_dir/lost+found under its path, and the log says so.
 // Callers hold c.mu.
-func (c fetcher) dropLocalCopy(p string, r record) {
+func (c fetcher) dropLocalCopy(p string, r index.Record) {
 	if !isOwnUnconfirmed(r) {
 		c.data.Remove(r.Data)
 		return

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
@@ -44,9 +45,9 @@ type listedObject struct {
 func (c mover) learnObjects(p string, objs []listedObject) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.update(func(t *tx) error {
+	return c.update(func(t *index.Tx) error {
 		for _, o := range objs {
-			full := joinPath(p, o.name)
+			full := index.JoinPath(p, o.name)
 			if c.checkPath(full) != nil {
 				continue // a name no local tool could use stays behind
 			}
@@ -60,46 +61,46 @@ func (c mover) learnObjects(p string, objs []listedObject) error {
 
 // learnPathTxn records the object at p and its directories, where the
 // index knows nothing of them and nothing was removed here.
-func (c mover) learnPathTxn(t *tx, p string, size int64, mtime time.Time) error {
-	if _, ok, err := t.get(p); err != nil || ok {
+func (c mover) learnPathTxn(t *index.Tx, p string, size int64, mtime time.Time) error {
+	if _, ok, err := t.Get(p); err != nil || ok {
 		return err
 	}
-	if gone, err := goneHere(t.txn, p); err != nil || gone {
+	if gone, err := index.GoneHere(t.Txn, p); err != nil || gone {
 		return err
 	}
-	parent := parentOf(p)
-	if ok, err := isDirIn(t.txn, parent); err != nil {
+	parent := index.ParentOf(p)
+	if ok, err := index.IsDir(t.Txn, parent); err != nil {
 		return err
 	} else if !ok {
-		if _, exists, err := t.get(parent); err != nil || exists {
+		if _, exists, err := t.Get(parent); err != nil || exists {
 			return err // a file where a directory would be: leave it
 		}
 		if err := c.learnDirTxn(t, parent); err != nil {
 			return err
 		}
 	}
-	ino, err := c.ix.nextIno()
+	ino, err := c.ix.NextIno()
 	if err != nil {
 		return err
 	}
-	return t.put(p, record{State: Remote, Ino: ino, Size: size, InStore: true, MetaUnknown: true,
+	return t.Put(p, index.Record{State: Remote, Ino: ino, Size: size, InStore: true, MetaUnknown: true,
 		MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano()})
 }
 
 // learnDirTxn records the directory p and those above it that are missing.
-func (c mover) learnDirTxn(t *tx, p string) error {
+func (c mover) learnDirTxn(t *index.Tx, p string) error {
 	if p == "" {
 		return nil
 	}
-	if _, ok, err := t.get(p); err != nil || ok {
+	if _, ok, err := t.Get(p); err != nil || ok {
 		return err
 	}
-	if err := c.learnDirTxn(t, parentOf(p)); err != nil {
+	if err := c.learnDirTxn(t, index.ParentOf(p)); err != nil {
 		return err
 	}
-	ino, err := c.ix.nextIno()
+	ino, err := c.ix.NextIno()
 	if err != nil {
 		return err
 	}
-	return t.put(p, record{Dir: true, Ino: ino, MTime: time.Now().UnixNano()})
+	return t.Put(p, index.Record{Dir: true, Ino: ino, MTime: time.Now().UnixNano()})
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // NotInStore calls fn with the path and size of every file whose bytes
@@ -15,7 +16,7 @@ import (
 // or in a tree kept local. It reads one snapshot of the index; reconcile
 // uses it so as not to call such a file missing, nor its object orphaned.
 func (c *Cache) NotInStore(fn func(path string, size int64) error) error {
-	return c.ix.db.View(func(txn *badger.Txn) error { return notInStore(txn, fn) })
+	return c.ix.View(func(txn *badger.Txn) error { return notInStore(txn, fn) })
 }
 
 // ReadNotInStore is NotInStore for the cache in dir while no daemon has it
@@ -25,31 +26,28 @@ func ReadNotInStore(dir string, log *slog.Logger, fn func(path string, size int6
 	if _, err := os.Stat(filepath.Join(dir, "index")); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	opts := badger.DefaultOptions(filepath.Join(dir, "index")).
-		WithLogger(badgerLogger{log}).
-		WithReadOnly(true)
-	db, err := badger.Open(opts)
+	ix, err := index.OpenReadOnly(dir, log)
 	if err != nil {
-		return fmt.Errorf("open the index in %s read-only: %w (mount it once, or run this while it is mounted)", dir, err)
+		return err
 	}
-	defer db.Close()
-	return db.View(func(txn *badger.Txn) error { return notInStore(txn, fn) })
+	defer ix.Close()
+	return ix.View(func(txn *badger.Txn) error { return notInStore(txn, fn) })
 }
 
 func notInStore(txn *badger.Txn, fn func(string, int64) error) error {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{entryPrefix}, PrefetchValues: true, PrefetchSize: 64})
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{index.EntryPrefix}, PrefetchValues: true, PrefetchSize: 64})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
-		var r record
+		var r index.Record
 		err := item.Value(func(v []byte) (err error) {
-			r, err = decodeRecord(v)
+			r, err = index.Decode(v)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("index entry %q: %w", item.Key(), err)
 		}
-		if !r.owesUpload() && (r.Dir || r.State != Local) {
+		if !r.OwesUpload() && (r.Dir || r.State != Local) {
 			continue
 		}
 		if err := fn(pathOfEntryKey(item.Key()), r.Size); err != nil {
@@ -59,12 +57,12 @@ func notInStore(txn *badger.Txn, fn func(string, int64) error) error {
 	return nil
 }
 
-// pathOfEntryKey is the inverse of entryKey.
+// pathOfEntryKey is the inverse of index.EntryKey.
 func pathOfEntryKey(k []byte) string {
 	k = k[1:]
 	for i, b := range k {
 		if b == 0 {
-			return joinPath(string(k[:i]), string(k[i+1:]))
+			return index.JoinPath(string(k[:i]), string(k[i+1:]))
 		}
 	}
 	return string(k)

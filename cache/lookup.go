@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 
 	"github.com/dgraph-io/badger/v4"
@@ -44,7 +45,7 @@ func (a Attr) written(size int64, mtime time.Time) Attr {
 	return a
 }
 
-func attrOf(r record) Attr {
+func attrOf(r index.Record) Attr {
 	a := Attr{Ino: r.Ino, Dir: r.Dir, Size: r.Size, MTime: time.Unix(0, r.MTime), Mode: r.Mode, ModeSet: r.ModeSet, State: r.State, Kind: r.Kind, Rdev: r.Rdev}
 	// A write moves the modification time and not the kept change time;
 	// the change time is never older than the last write.
@@ -69,17 +70,17 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 	if err := c.checkPath(p); err != nil {
 		return Attr{}, err
 	}
-	var r record
+	var r index.Record
 	var ok, tomb, parentOK bool
 	err := c.view(func(txn *badger.Txn) error {
 		var err error
-		if r, ok, err = getRecord(txn, p); err != nil || ok {
+		if r, ok, err = index.Get(txn, p); err != nil || ok {
 			return err
 		}
-		if tomb, err = goneHere(txn, p); err != nil || tomb {
+		if tomb, err = index.GoneHere(txn, p); err != nil || tomb {
 			return err
 		}
-		parentOK, err = isDirIn(txn, parentOf(p))
+		parentOK, err = index.IsDir(txn, index.ParentOf(p))
 		return err
 	})
 	if err != nil {
@@ -89,7 +90,7 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 		if !r.Dir && r.State == Local && !c.localOnly(p) {
 			c.remote.promoteLocal(p)
 		}
-		if !r.Dir && r.stored() && c.remote.dueForRevalidation(p) {
+		if !r.Dir && r.Stored() && c.remote.dueForRevalidation(p) {
 			if c.opts.RevalidateWaits {
 				return c.remote.revalidate(ctx, p, r)
 			}
@@ -109,11 +110,6 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 	}
 	// The LIST that found the object carries no metadata.
 	return c.Stat(ctx, p)
-}
-
-func parentOf(p string) string {
-	parent, _ := splitPath(p)
-	return parent
 }
 
 // withOpenSize reports the live size of a file open for writing.
@@ -150,9 +146,9 @@ func (c remote) withOpenSize(p string, a Attr) Attr {
 func (c remote) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	c.mu.Lock()
 	until, neg := c.negative.get(p)
-	listedAt, listed := c.listed.get(parentOf(p))
+	listedAt, listed := c.listed.get(index.ParentOf(p))
 	listed = listed && time.Since(listedAt) < c.opts.NegativeTTL
-	madeAt, made := c.made.get(parentOf(p))
+	madeAt, made := c.made.get(index.ParentOf(p))
 	if made && time.Since(madeAt) < c.opts.MadeDirTrust {
 		// Made here, recently: taken as fully known (MadeDirTrust).
 		listed, listedAt = true, time.Now()
@@ -218,11 +214,11 @@ func (c remote) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 	asked := time.Now()
 	var gone map[string]bool
 	err := c.view(func(txn *badger.Txn) error {
-		if !hasGoneBelow(txn, p) {
+		if !index.HasGoneBelow(txn, p) {
 			return nil
 		}
 		var err error
-		gone, err = owedBelow(txn, p)
+		gone, err = index.OwedBelow(txn, p)
 		return err
 	})
 	if err != nil {
@@ -257,15 +253,15 @@ func (c remote) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 // a file of that size, time and metadata (nil: not read yet), a
 // directory, or neither. It reports whether p exists.
 func (c remote) learnAnswer(p string, f objstore.Found, meta map[string]string, at time.Time) (Attr, bool, error) {
-	var r record
+	var r index.Record
 	switch {
 	case f.File:
-		r = record{State: Remote, Size: f.Size, MTime: f.MTime.UnixNano(), StoreMTime: f.MTime.UnixNano(), InStore: true, MetaUnknown: true}
+		r = index.Record{State: Remote, Size: f.Size, MTime: f.MTime.UnixNano(), StoreMTime: f.MTime.UnixNano(), InStore: true, MetaUnknown: true}
 		if meta != nil {
 			applyMeta(&r, meta)
 		}
 	case f.Dir:
-		r = record{Dir: true, MTime: time.Now().UnixNano()}
+		r = index.Record{Dir: true, MTime: time.Now().UnixNano()}
 	default:
 		// Nothing below p either: if p becomes a directory here, its
 		// names are all known.
@@ -331,12 +327,12 @@ func (c remote) remoteDirExistsExcept(ctx context.Context, p string, before map[
 	found := false
 	var viewErr error
 	err := c.store.List(ctx, p+"/", true, func(e objstore.Entry) bool {
-		key := joinPath(p, e.Name)
+		key := index.JoinPath(p, e.Name)
 		if before[key] {
 			return true
 		}
 		viewErr = c.view(func(txn *badger.Txn) error {
-			tomb, err := goneHere(txn, key)
+			tomb, err := index.GoneHere(txn, key)
 			found = !tomb
 			return err
 		})
@@ -345,10 +341,10 @@ func (c remote) remoteDirExistsExcept(ctx context.Context, p string, before map[
 	return found, errorOr(err, viewErr)
 }
 
-// readOwedBelow is owedBelow in a read transaction of its own.
+// readOwedBelow is index.OwedBelow in a read transaction of its own.
 func (c remote) readOwedBelow(p string) (gone map[string]bool, err error) {
 	err = c.view(func(txn *badger.Txn) error {
-		gone, err = owedBelow(txn, p)
+		gone, err = index.OwedBelow(txn, p)
 		return err
 	})
 	return gone, err
@@ -356,12 +352,12 @@ func (c remote) readOwedBelow(p string) (gone map[string]bool, err error) {
 
 // learn records an entry found in the store, unless the index gained one
 // meanwhile, and returns its attributes.
-func (c remote) learn(p string, r record) (Attr, error) {
+func (c remote) learn(p string, r index.Record) (Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out Attr
-	err := c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
+	err := c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
 		if err != nil {
 			return err
 		}
@@ -369,17 +365,17 @@ func (c remote) learn(p string, r record) (Attr, error) {
 			out = attrOf(cur)
 			return nil
 		}
-		if gone, err := goneHere(t.txn, p); err != nil || gone {
+		if gone, err := index.GoneHere(t.Txn, p); err != nil || gone {
 			return errorOr(err, ErrNotExist)
 		}
-		if parentDir, err := isDirIn(t.txn, parentOf(p)); err != nil || !parentDir {
+		if parentDir, err := index.IsDir(t.Txn, index.ParentOf(p)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
-		if r.Ino, err = c.ix.nextIno(); err != nil {
+		if r.Ino, err = c.ix.NextIno(); err != nil {
 			return err
 		}
 		out = attrOf(r)
-		return t.put(p, r)
+		return t.Put(p, r)
 	})
 	if err != nil {
 		return Attr{}, err
@@ -395,17 +391,17 @@ func (c remote) learn(p string, r record) (Attr, error) {
 func (c remote) promoteLocal(p string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err := c.update(func(t *tx) error {
-		r, ok, err := t.get(p)
+	err := c.update(func(t *index.Tx) error {
+		r, ok, err := t.Get(p)
 		if err != nil || !ok || r.Dir || r.State != Local {
 			return err
 		}
 		r.State = Dirty
 		r.Gen++
-		if err := t.put(p, r); err != nil {
+		if err := t.Put(p, r); err != nil {
 			return err
 		}
-		return setPending(t.txn, p)
+		return index.SetPending(t.Txn, p)
 	})
 	if err != nil {
 		c.log.Error("queueing a formerly local-only file failed", "path", p, "err", err)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // A file's owner, mode and modification time travel with its object as
@@ -29,7 +31,7 @@ const (
 )
 
 // metaOf is the user metadata an upload of r carries.
-func metaOf(r record) map[string]string {
+func metaOf(r index.Record) map[string]string {
 	m := map[string]string{metaMTime: formatMetaTime(r.MTime)}
 	if r.OwnerSet {
 		m[metaUID] = strconv.FormatUint(uint64(r.UID), 10)
@@ -49,7 +51,7 @@ func metaOf(r record) map[string]string {
 // this owner, permission bits and modification time, as an upload from
 // the mount would carry (import uses it for the files it copies).
 func ObjectMeta(uid, gid, mode uint32, mtime time.Time) map[string]string {
-	return metaOf(record{OwnerSet: true, UID: uid, GID: gid, Mode: mode & 0o7777, ModeSet: true, MTime: mtime.UnixNano()})
+	return metaOf(index.Record{OwnerSet: true, UID: uid, GID: gid, Mode: mode & 0o7777, ModeSet: true, MTime: mtime.UnixNano()})
 }
 
 func formatMetaTime(ns int64) string {
@@ -93,7 +95,7 @@ func parseMetaMode(s string) (uint32, bool) {
 // applyMeta sets on r what the object's metadata says. A value that does
 // not parse, or names a file type an object cannot hold, is ignored: the
 // bucket may have been written by anyone.
-func applyMeta(r *record, meta map[string]string) {
+func applyMeta(r *index.Record, meta map[string]string) {
 	r.MetaUnknown = false
 	uid, uerr := strconv.ParseUint(meta[metaUID], 10, 32)
 	gid, gerr := strconv.ParseUint(meta[metaGID], 10, 32)
@@ -117,7 +119,7 @@ func applyMeta(r *record, meta map[string]string) {
 // learnMeta reads the metadata of the object at p, which p's record was
 // learned without (from a LIST), and records it. Until the store answers,
 // the mount's defaults show: a failed HEAD is retried at the next lookup.
-func (c remote) learnMeta(ctx context.Context, p string, r record) Attr {
+func (c remote) learnMeta(ctx context.Context, p string, r index.Record) Attr {
 	if c.storeIsDown() {
 		return attrOf(r)
 	}
@@ -141,8 +143,8 @@ func (c remote) learnMeta(ctx context.Context, p string, r record) Attr {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		out := attrOf(r)
-		err = c.update(func(t *tx) error {
-			cur, ok, err := t.get(p)
+		err = c.update(func(t *index.Tx) error {
+			cur, ok, err := t.Get(p)
 			if err != nil || !ok || !cur.MetaUnknown || cur.Ino != r.Ino {
 				if ok {
 					out = attrOf(cur)
@@ -151,7 +153,7 @@ func (c remote) learnMeta(ctx context.Context, p string, r record) Attr {
 			}
 			applyMeta(&cur, meta)
 			out = attrOf(cur)
-			return t.put(p, cur)
+			return t.Put(p, cur)
 		})
 		if err != nil {
 			c.log.Warn("recording an object's metadata failed", "path", p, "err", err)
@@ -169,12 +171,12 @@ const readdirQuiet = time.Minute
 // worthFetchingWithMeta reports whether the lookup of p, a file known from
 // a LIST, should start fetching its bytes: a small, store-only file whose
 // directory was not just listed.
-func (c remote) worthFetchingWithMeta(p string, r record) bool {
+func (c remote) worthFetchingWithMeta(p string, r index.Record) bool {
 	if r.Dir || r.State != Remote || r.Size > c.opts.FetchAheadMax || r.Kind != 0 {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	at, listed := c.readdirs.get(parentOf(p))
+	at, listed := c.readdirs.get(index.ParentOf(p))
 	return !listed || time.Since(at) > readdirQuiet
 }

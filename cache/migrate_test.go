@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
@@ -54,13 +55,13 @@ func TestIndexOfTheFirstReleaseOpens(t *testing.T) {
 	}
 	var version uint64
 	if err := c.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(schemaKey)
+		item, err := txn.Get(index.SchemaKey)
 		if err != nil {
 			return err
 		}
 		return item.Value(func(v []byte) error { version, _ = binary.Uvarint(v); return nil })
-	}); err != nil || version != schemaVersion {
-		t.Fatalf("index format after open: %d, %v; want %d", version, err, schemaVersion)
+	}); err != nil || version != index.SchemaVersion {
+		t.Fatalf("index format after open: %d, %v; want %d", version, err, index.SchemaVersion)
 	}
 
 	read := func(p string) []byte {
@@ -115,8 +116,8 @@ func TestIndexOfANewerReleaseIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ix.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(schemaKey, binary.AppendUvarint(nil, schemaVersion+1))
+	if err := c.ix.Badger().Update(func(txn *badger.Txn) error {
+		return txn.Set(index.SchemaKey, binary.AppendUvarint(nil, index.SchemaVersion+1))
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // The store's side of a directory rename (see renamedir.go): each moved
@@ -14,7 +15,7 @@ import (
 // moveOwner returns the path of the record whose object still sits at p,
 // if a move from p is owed.
 func moveOwner(txn *badger.Txn, p string) (string, bool, error) {
-	item, err := txn.Get(moveSourceKey(p))
+	item, err := txn.Get(index.MoveSourceKey(p))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return "", false, nil
 	}
@@ -32,7 +33,7 @@ func moveStillOwed(txn *badger.Txn, src string) (bool, error) {
 	if err != nil || !ok {
 		return false, err
 	}
-	r, ok, err := getRecord(txn, owner)
+	r, ok, err := index.Get(txn, owner)
 	if err != nil || !ok {
 		return false, err
 	}
@@ -42,20 +43,20 @@ func moveStillOwed(txn *badger.Txn, src string) (bool, error) {
 // waitForMove reports whether the key p still has an object a rename has
 // to move away, so that nothing may be written or deleted there until the
 // move, which queues p again, is done. A mark outliving its move goes.
-func waitForMove(t *tx, p string) (bool, error) {
-	if _, marked, err := moveOwner(t.txn, p); err != nil || !marked {
+func waitForMove(t *index.Tx, p string) (bool, error) {
+	if _, marked, err := moveOwner(t.Txn, p); err != nil || !marked {
 		return false, err
 	}
-	if owed, err := moveStillOwed(t.txn, p); err != nil || owed {
+	if owed, err := moveStillOwed(t.Txn, p); err != nil || owed {
 		return owed, err
 	}
-	return false, t.txn.Delete(moveSourceKey(p))
+	return false, t.Txn.Delete(index.MoveSourceKey(p))
 }
 
 // reuploadMoved moves an object too large for one CopyObject by sending
 // its bytes to the new key: fetched from the old key if they are not
 // here, then uploaded as a new version, whose upload deletes the old key.
-func (c uploader) reuploadMoved(ctx context.Context, p string, r record) (again bool, err error) {
+func (c uploader) reuploadMoved(ctx context.Context, p string, r index.Record) (again bool, err error) {
 	if r.State == Remote {
 		if err := c.fetcher.fetch(ctx, p); err != nil {
 			return false, fmt.Errorf("move %q to %q: %w", r.MoveFrom, p, err)
@@ -63,30 +64,30 @@ func (c uploader) reuploadMoved(ctx context.Context, p string, r record) (again 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
+	err = c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.MoveFrom != r.MoveFrom || cur.State != Clean {
 			return err // changed meanwhile: looked at again below
 		}
 		cur.State, cur.Gen = Dirty, cur.Gen+1
-		return t.put(p, cur)
+		return t.Put(p, cur)
 	})
 	return true, err
 }
 
 // objectKeyOf is the key the object of the file at p sits at now.
 func (c uploader) objectKeyOf(p string) string {
-	var r record
+	var r index.Record
 	_ = c.view(func(txn *badger.Txn) (err error) {
-		r, _, err = getRecord(txn, p)
+		r, _, err = index.Get(txn, p)
 		return err
 	})
-	return r.objectKey(p)
+	return r.ObjectKey(p)
 }
 
 // moveObject carries out the owed move of p's object from r.MoveFrom (see
 // the top of this file): copy, then forget the old key, then delete it.
-func (c uploader) moveObject(ctx context.Context, p string, r record) (again bool, err error) {
+func (c uploader) moveObject(ctx context.Context, p string, r index.Record) (again bool, err error) {
 	src := r.MoveFrom
 	if r.Size >= maxCopySize {
 		return c.reuploadMoved(ctx, p, r)
@@ -118,8 +119,8 @@ func (c uploader) moveObject(ctx context.Context, p string, r record) (again boo
 	}
 	c.remote.noteStoreOK()
 	c.mu.Lock()
-	err = c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
+	err = c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.MoveFrom != src {
 			again = err == nil
 			return err
@@ -133,11 +134,11 @@ func (c uploader) moveObject(ctx context.Context, p string, r record) (again boo
 		if cur.CTime == r.CTime {
 			cur.MetaOwed = false // the copy carried the metadata
 		}
-		if err := t.put(p, cur); err != nil {
+		if err := t.Put(p, cur); err != nil {
 			return err
 		}
-		if cur.stored() && !cur.MetaOwed {
-			return clearPending(t.txn, p)
+		if cur.Stored() && !cur.MetaOwed {
+			return index.ClearPending(t.Txn, p)
 		}
 		again = true
 		return nil

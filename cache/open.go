@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // openFile is the state shared by every handle open on one file.
@@ -142,7 +144,7 @@ func (c *Cache) OpenInode(ctx context.Context, p string, ino uint64, flags int) 
 // openDataLocked opens the data file of a local record. A missing file, or
 // a clean one whose size disagrees with the index (a torn write before a
 // power loss, or tampering), is dropped so the bytes are fetched again.
-func (c *Cache) openDataLocked(p string, r record) *os.File {
+func (c *Cache) openDataLocked(p string, r index.Record) *os.File {
 	f, err := os.OpenFile(c.data.Path(r.Data), os.O_RDWR, 0)
 	if err == nil && r.State == Clean {
 		if fi, serr := f.Stat(); serr != nil || fi.Size() != r.Size {
@@ -161,7 +163,7 @@ func (c *Cache) openDataLocked(p string, r record) *os.File {
 	}
 	c.log.Warn("dropping bad local copy; it will be fetched again", "path", p, "err", err)
 	r.State, r.Data = Remote, ""
-	if uerr := c.update(func(t *tx) error { return t.put(p, r) }); uerr != nil {
+	if uerr := c.update(func(t *index.Tx) error { return t.Put(p, r) }); uerr != nil {
 		c.log.Error("index update failed", "path", p, "err", uerr)
 	}
 	return nil

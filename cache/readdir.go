@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
@@ -80,7 +81,7 @@ type listedName struct {
 func (c lister) listDir(dir string) ([]DirEntry, error) {
 	l := &listing{dir: dir, seed: maphash.MakeSeed()}
 	if err := c.view(func(txn *badger.Txn) error {
-		if ok, err := isDirIn(txn, dir); err != nil || !ok {
+		if ok, err := index.IsDir(txn, dir); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 		var err error
@@ -149,15 +150,15 @@ func (c lister) listDir(dir string) ([]DirEntry, error) {
 // Owed work is bounded by the upload queue, not by the directory.
 func owedChildren(txn *badger.Txn, dir string) (map[string]bool, error) {
 	out := map[string]bool{}
-	prefix := belowPrefix(pendingPrefix, dir)
+	prefix := index.BelowPrefix(index.PendingPrefix, dir)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		p := string(it.Item().Key()[1:])
-		if parentOf(p) != dir {
+		if index.ParentOf(p) != dir {
 			continue
 		}
-		if _, ok, err := getRecord(txn, p); err != nil {
+		if _, ok, err := index.Get(txn, p); err != nil {
 			return nil, err
 		} else if !ok {
 			out[p] = true
@@ -176,12 +177,12 @@ func (c lister) recordListed(ctx context.Context, l *listing, page []listedName)
 	// whose deletes are still queued) is not shown again; finding out
 	// asks the store, so it is done before the index is locked.
 	page = slices.DeleteFunc(page, func(e listedName) bool {
-		return e.dir && c.deletedHere(ctx, joinPath(l.dir, e.name))
+		return e.dir && c.deletedHere(ctx, index.JoinPath(l.dir, e.name))
 	})
 	// Names no local tool could use (over 255 bytes, not UTF-8, "." or
 	// "..") are left out, with one warning per listing.
 	page = slices.DeleteFunc(page, func(e listedName) bool {
-		err := c.checkPath(joinPath(l.dir, e.name))
+		err := c.checkPath(index.JoinPath(l.dir, e.name))
 		if err != nil && !l.warned {
 			l.warned = true
 			c.log.Warn("the store holds names the mount cannot show; they are left out", "dir", l.dir, "example", e.name, "err", err)
@@ -190,10 +191,10 @@ func (c lister) recordListed(ctx context.Context, l *listing, page []listedName)
 	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.update(func(t *tx) error {
+	return c.update(func(t *index.Tx) error {
 		for _, e := range page {
-			p := joinPath(l.dir, e.name)
-			r, ok, err := t.get(p)
+			p := index.JoinPath(l.dir, e.name)
+			r, ok, err := t.Get(p)
 			if err != nil {
 				return err
 			}
@@ -205,7 +206,7 @@ func (c lister) recordListed(ctx context.Context, l *listing, page []listedName)
 					if r.StoreMTime == 0 {
 						// Our own upload, seen in the store at last.
 						r.StoreMTime = e.mtime.UnixNano()
-						if err := t.put(p, r); err != nil {
+						if err := t.Put(p, r); err != nil {
 							return err
 						}
 					}
@@ -215,26 +216,26 @@ func (c lister) recordListed(ctx context.Context, l *listing, page []listedName)
 			if l.owedBefore[p] {
 				continue // deleted here
 			}
-			if gone, err := goneHere(t.txn, p); err != nil || gone {
+			if gone, err := index.GoneHere(t.Txn, p); err != nil || gone {
 				if err != nil {
 					return err
 				}
 				continue
 			}
-			if parentOK, err := isDirIn(t.txn, l.dir); err != nil || !parentOK {
+			if parentOK, err := index.IsDir(t.Txn, l.dir); err != nil || !parentOK {
 				return errorOr(err, ErrNotExist) // removed while listed
 			}
-			ino, err := c.ix.nextIno()
+			ino, err := c.ix.NextIno()
 			if err != nil {
 				return err
 			}
-			r = record{Dir: e.dir, Ino: ino, MTime: time.Now().UnixNano()}
+			r = index.Record{Dir: e.dir, Ino: ino, MTime: time.Now().UnixNano()}
 			if !e.dir {
 				r.State, r.Size, r.InStore, r.MetaUnknown = Remote, e.size, true, true
 				r.MTime, r.StoreMTime = e.mtime.UnixNano(), e.mtime.UnixNano()
 				c.verified[p] = l.start // just seen: READDIRPLUS asks nothing more
 			}
-			if err := t.put(p, r); err != nil {
+			if err := t.Put(p, r); err != nil {
 				return err
 			}
 		}
@@ -247,7 +248,7 @@ func (c lister) recordListed(ctx context.Context, l *listing, page []listedName)
 func (c lister) deletedHere(ctx context.Context, p string) bool {
 	var pending bool
 	_ = c.view(func(txn *badger.Txn) error {
-		pending = hasGoneBelow(txn, p)
+		pending = index.HasGoneBelow(txn, p)
 		return nil
 	})
 	if !pending {
@@ -268,12 +269,12 @@ func (c lister) forgetUnlisted(l *listing) error {
 		var next string
 		more := false
 		err := c.view(func(txn *badger.Txn) error {
-			return forChildrenFrom(txn, l.dir, from, func(name string, r record) error {
+			return index.ForChildrenFrom(txn, l.dir, from, func(name string, r index.Record) error {
 				if len(gone) == listPage {
 					more, next = true, name
-					return errStopIteration
+					return index.ErrStop
 				}
-				if !r.Dir && r.stored() {
+				if !r.Dir && r.Stored() {
 					if _, found := slices.BinarySearch(l.seen, l.hash(name)); !found {
 						gone = append(gone, name)
 					}
@@ -303,20 +304,20 @@ func (c lister) forgetNames(l *listing, names []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	touched := c.watches[l.dir]
-	return c.update(func(t *tx) error {
+	return c.update(func(t *index.Tx) error {
 		for _, name := range names {
-			p := joinPath(l.dir, name)
+			p := index.JoinPath(l.dir, name)
 			if _, ok := touched[name]; ok || c.open[p] != nil {
 				continue
 			}
-			r, ok, err := t.get(p)
+			r, ok, err := t.Get(p)
 			if err != nil {
 				return err
 			}
 			if !ok || r.Dir || (r.State != Clean && r.State != Remote) {
 				continue
 			}
-			if pend, err := hasPending(t.txn, p); err != nil || pend {
+			if pend, err := index.HasPending(t.Txn, p); err != nil || pend {
 				if err != nil {
 					return err
 				}
@@ -324,7 +325,7 @@ func (c lister) forgetNames(l *listing, names []string) error {
 			}
 			c.fetcher.dropLocalCopy(p, r) // a LIST shows it gone
 			delete(c.verified, p)
-			if err := t.del(p); err != nil {
+			if err := t.Del(p); err != nil {
 				return err
 			}
 		}
@@ -336,7 +337,7 @@ func (c lister) forgetNames(l *listing, names []string) error {
 func (c lister) indexEntries(dir string) ([]DirEntry, error) {
 	var out []DirEntry
 	err := c.view(func(txn *badger.Txn) error {
-		return forChildren(txn, dir, func(name string, r record) error {
+		return index.ForChildren(txn, dir, func(name string, r index.Record) error {
 			out = append(out, DirEntry{Name: name, Dir: r.Dir, Kind: r.Kind, Ino: r.Ino})
 			return nil
 		})
@@ -351,7 +352,7 @@ func (c lister) indexEntries(dir string) ([]DirEntry, error) {
 // sameAsListed reports whether r is a file the store holds as listed:
 // clean or store-only, of the listed size, and of the listed time where
 // the index knows the store's.
-func sameAsListed(r record, e listedName) bool {
-	return !r.Dir && r.stored() && r.Size == e.size &&
+func sameAsListed(r index.Record, e listedName) bool {
+	return !r.Dir && r.Stored() && r.Size == e.size &&
 		(r.StoreMTime == 0 || r.StoreMTime == e.mtime.UnixNano())
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // Unlink removes the file p: the local copy goes at once, a pending upload
@@ -18,21 +19,21 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.remote.removeFromSubtreesLocked(p)
-	var r record
+	var r index.Record
 	tomb := false
-	err := c.update(func(t *tx) error {
+	err := c.update(func(t *index.Tx) error {
 		var ok bool
 		var err error
-		if r, ok, err = t.get(p); err != nil || !ok {
+		if r, ok, err = t.Get(p); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 		if r.Dir {
 			return ErrIsDir
 		}
-		if err := t.del(p); err != nil {
+		if err := t.Del(p); err != nil {
 			return err
 		}
-		if err := t.touchParent(p, time.Now().UnixNano()); err != nil {
+		if err := touchParent(t, p, time.Now().UnixNano()); err != nil {
 			return err
 		}
 		return c.remover.forgetKey(t, p, r.InStore, &tomb)
@@ -59,19 +60,19 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 // forgetKey settles the store's object at a key whose record is gone: a
 // delete is owed if an object may exist (tomb is set), unless the mount
 // keeps deleted objects, in which case the key is hidden instead.
-func (c remover) forgetKey(t *tx, p string, inStore bool, tomb *bool) error {
+func (c remover) forgetKey(t *index.Tx, p string, inStore bool, tomb *bool) error {
 	switch {
 	case !inStore:
 		// Never sent: nothing to delete in the store.
-		return clearPending(t.txn, p)
+		return index.ClearPending(t.Txn, p)
 	case c.opts.KeepDeletedInStore:
-		if err := clearPending(t.txn, p); err != nil {
+		if err := index.ClearPending(t.Txn, p); err != nil {
 			return err
 		}
-		return t.txn.Set(hiddenKey(p), nil)
+		return t.Txn.Set(index.HiddenKey(p), nil)
 	}
 	*tomb = true
-	return setPending(t.txn, p)
+	return index.SetPending(t.Txn, p)
 }
 
 // Rmdir removes the empty directory p. A directory whose objects are still
@@ -86,7 +87,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	if err := c.checkPath(p); err != nil {
 		return err
 	}
-	var r record
+	var r index.Record
 	if err := c.view(func(txn *badger.Txn) (err error) {
 		r, err = c.remover.checkEmptyDirTxn(txn, p)
 		return err
@@ -111,7 +112,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	if !known {
 		// One LIST around p answers this rmdir and, as a rule, the one
 		// of p's parent that a purge sends next.
-		c.remover.learnAround(lctx, parentOf(p))
+		c.remover.learnAround(lctx, index.ParentOf(p))
 		remote, known = c.remover.storeBelowKnown(p, r)
 	}
 	var err error
@@ -129,26 +130,26 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	defer c.mu.Unlock()
 	c.remote.removeFromSubtreesLocked(p)
 	inStore := !c.localOnly(p)
-	err = c.update(func(t *tx) error {
-		if _, err := c.remover.checkEmptyDirTxn(t.txn, p); err != nil {
+	err = c.update(func(t *index.Tx) error {
+		if _, err := c.remover.checkEmptyDirTxn(t.Txn, p); err != nil {
 			return err
 		}
 		switch {
 		case !inStore:
 		case c.opts.KeepDeletedInStore:
 			// The objects below stay: one key hides them all.
-			if err := hideTree(t.txn, p); err != nil {
+			if err := index.HideTree(t.Txn, p); err != nil {
 				return err
 			}
 		default:
-			if err := setPending(t.txn, folderKey(p)); err != nil {
+			if err := index.SetPending(t.Txn, folderKey(p)); err != nil {
 				return err
 			}
 		}
-		if err := t.touchParent(p, time.Now().UnixNano()); err != nil {
+		if err := touchParent(t, p, time.Now().UnixNano()); err != nil {
 			return err
 		}
-		return t.del(p)
+		return t.Del(p)
 	})
 	if err != nil {
 		return wrapPath("rmdir", p, err)
@@ -171,8 +172,8 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 func (c remover) removeHiddenBelowLocked(p string) {
 	for {
 		n := 0
-		err := c.update(func(t *tx) error {
-			it := t.txn.NewIterator(badger.IteratorOptions{Prefix: belowPrefix(hiddenPrefix, p)})
+		err := c.update(func(t *index.Tx) error {
+			it := t.Txn.NewIterator(badger.IteratorOptions{Prefix: index.BelowPrefix(index.HiddenPrefix, p)})
 			var keys [][]byte
 			for it.Rewind(); it.Valid() && len(keys) < listPage; it.Next() {
 				keys = append(keys, it.Item().KeyCopy(nil))
@@ -180,7 +181,7 @@ func (c remover) removeHiddenBelowLocked(p string) {
 			it.Close()
 			n = len(keys)
 			for _, k := range keys {
-				if err := t.txn.Delete(k); err != nil {
+				if err := t.Txn.Delete(k); err != nil {
 					return err
 				}
 			}
@@ -209,15 +210,15 @@ func isFolderKey(k string) bool { return strings.HasSuffix(k, "/") }
 
 // checkEmptyDirTxn returns the record of p if p is a directory with no
 // entries in the index.
-func (c remover) checkEmptyDirTxn(txn *badger.Txn, p string) (record, error) {
-	r, ok, err := getRecord(txn, p)
+func (c remover) checkEmptyDirTxn(txn *badger.Txn, p string) (index.Record, error) {
+	r, ok, err := index.Get(txn, p)
 	if err != nil || !ok {
 		return r, errorOr(err, ErrNotExist)
 	}
 	if !r.Dir {
 		return r, ErrNotDir
 	}
-	if has, err := hasChildren(txn, p); err != nil || has {
+	if has, err := index.HasChildren(txn, p); err != nil || has {
 		return r, errorOr(err, ErrNotEmpty)
 	}
 	return r, nil
@@ -236,7 +237,7 @@ func (c remover) checkEmptyDirTxn(txn *badger.Txn, p string) (record, error) {
 // again on the next lookup, which is what a purge that just emptied it
 // may expect (Synapse ignores rmdir's answer), and it saves the LIST per
 // purged media that would otherwise bound a purge by the store's latency.
-func (c remover) storeBelowKnown(p string, r record) (holds, known bool) {
+func (c remover) storeBelowKnown(p string, r index.Record) (holds, known bool) {
 	if r.MadeHere {
 		return false, true
 	}
@@ -274,7 +275,7 @@ func (c remover) learnAround(ctx context.Context, d string) {
 	// landed. "Nothing below d" is knowledge too.
 	_ = c.view(func(txn *badger.Txn) error {
 		for name := range below.files {
-			if gone, err := goneHere(txn, joinPath(d, name)); err != nil || gone {
+			if gone, err := index.GoneHere(txn, index.JoinPath(d, name)); err != nil || gone {
 				below.remove(name)
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // errDirRename sends a rename of a directory to renameDir.
@@ -49,21 +51,21 @@ func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 // are here and go up whole at the new key, so an owed move of its object
 // is moot: its source is deleted once nothing reads it (the caller queues
 // it; its mark, naming the old path, no longer holds it).
-func (c mover) putRenamedTxn(t *tx, newp string, moved record) error {
+func (c mover) putRenamedTxn(t *index.Tx, newp string, moved index.Record) error {
 	if moved.State != Special {
 		moved.MoveFrom = ""
 		moved.Gen++
 		moved.State = c.versionState(newp)
 	}
-	if err := t.put(newp, moved); err != nil {
+	if err := t.Put(newp, moved); err != nil {
 		return err
 	}
 	// An object it replaced at newp is deleted (a special file), or
 	// replaced by the upload owed.
 	if (moved.State == Special || moved.State == Local) && !moved.InStore {
-		return clearPending(t.txn, newp)
+		return index.ClearPending(t.Txn, newp)
 	}
-	return setPending(t.txn, newp)
+	return index.SetPending(t.Txn, newp)
 }
 
 func (c mover) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
@@ -71,7 +73,7 @@ func (c mover) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	defer c.mu.Unlock()
 	c.remote.removeFromSubtreesLocked(oldp)
 	var fr fileRename
-	err = c.update(func(t *tx) error { return c.renameFileTxn(t, oldp, newp, &fr) })
+	err = c.update(func(t *index.Tx) error { return c.renameFileTxn(t, oldp, newp, &fr) })
 	if err != nil || fr.fetchNeeded {
 		return fr.fetchNeeded, err
 	}
@@ -82,8 +84,8 @@ func (c mover) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 // fileRename is what renameFileTxn found and did, for the bookkeeping
 // after its transaction commits.
 type fileRename struct {
-	fetchNeeded bool   // the bytes must be fetched first (into a local-only tree)
-	dst         record // the file replaced at the new name, if dstOK
+	fetchNeeded bool         // the bytes must be fetched first (into a local-only tree)
+	dst         index.Record // the file replaced at the new name, if dstOK
 	dstOK       bool
 	oldTomb     bool     // the old key owes the store a DELETE
 	moveSrc     string   // a server-side move the file still owed, now at newp
@@ -91,9 +93,9 @@ type fileRename struct {
 }
 
 // renameFileTxn moves the record of the file at oldp to newp in t.
-func (c mover) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
+func (c mover) renameFileTxn(t *index.Tx, oldp, newp string, fr *fileRename) error {
 	*fr = fileRename{} // a transaction may be run again
-	src, ok, err := t.get(oldp)
+	src, ok, err := t.Get(oldp)
 	if err != nil || !ok {
 		return errorOr(err, ErrNotExist)
 	}
@@ -104,41 +106,41 @@ func (c mover) renameFileTxn(t *tx, oldp, newp string, fr *fileRename) error {
 		fr.fetchNeeded = true // a local-only tree needs the bytes here
 		return nil
 	}
-	if fr.dst, fr.dstOK, err = t.get(newp); err != nil {
+	if fr.dst, fr.dstOK, err = t.Get(newp); err != nil {
 		return err
 	}
 	if fr.dstOK && fr.dst.Dir {
 		return ErrIsDir
 	}
 	now := time.Now().UnixNano()
-	if err := t.touchParent(oldp, now); err != nil {
+	if err := touchParent(t, oldp, now); err != nil {
 		return err
 	}
-	if err := t.touchParent(newp, now); err != nil {
+	if err := touchParent(t, newp, now); err != nil {
 		return err
 	}
-	if parentDir, err := isDirIn(t.txn, parentOf(newp)); err != nil || !parentDir {
+	if parentDir, err := index.IsDir(t.Txn, index.ParentOf(newp)); err != nil || !parentDir {
 		return errorOr(err, ErrNotExist)
 	}
-	newTomb, err := goneHere(t.txn, newp)
+	newTomb, err := index.GoneHere(t.Txn, newp)
 	if err != nil {
 		return err
 	}
-	if err := t.txn.Delete(hiddenKey(newp)); err != nil {
+	if err := t.Txn.Delete(index.HiddenKey(newp)); err != nil {
 		return err
 	}
-	if src.stored() && !c.localOnly(oldp) && !c.localOnly(newp) {
+	if src.Stored() && !c.localOnly(oldp) && !c.localOnly(newp) {
 		// Its bytes are in the store: the object moves there (a
 		// server-side copy, as a directory rename does), not the bytes.
 		if fr.dstOK {
-			if err := t.delRead(newp, fr.dst); err != nil {
+			if err := t.DelRead(newp, fr.dst); err != nil {
 				return err
 			}
 		}
 		fr.queued, err = c.moveRecordTxn(t, oldp, newp, now)
 		return err
 	}
-	if err := t.del(oldp); err != nil {
+	if err := t.Del(oldp); err != nil {
 		return err
 	}
 	if err := c.remover.forgetKey(t, oldp, src.InStore, &fr.oldTomb); err != nil {

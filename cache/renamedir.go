@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // A directory rename moves, in the index, every record below the
 // directory to the new path at once, and owes the store a server-side move
 // of each object there: the record at the new key says where its object
 // still sits (record.MoveFrom), and the old key is marked as a move's
-// source (moveSourceKey), so that it reads as gone and nothing is written
+// source (index.MoveSourceKey), so that it reads as gone and nothing is written
 // there until the move is done. The upload queue then copies each object
 // (CopyObject) and deletes the old key, in that order, so a stop at any
 // point leaves every object at one key or both, never neither:
@@ -25,7 +26,7 @@ import (
 //	delete old     the source mark goes with the owed delete
 //
 // In the index, a tree moves in one transaction, or for a larger tree in
-// batches under a rename intent (renameIntentKey) that Open finishes
+// batches under a rename intent (index.RenameIntentKey) that Open finishes
 // after a crash. Between batches the mount goes on serving; the kernel
 // holds both parent directories for the rename, so it reaches the tree
 // only through names it resolved before, which Resolve maps to wherever
@@ -76,9 +77,9 @@ func (c *Cache) Resolve(p string) string {
 	}
 	var here, there bool
 	_ = c.view(func(txn *badger.Txn) error {
-		_, here, _ = getRecord(txn, p)
+		_, here, _ = index.Get(txn, p)
 		if !here {
-			_, there, _ = getRecord(txn, q)
+			_, there, _ = index.Get(txn, q)
 		}
 		return nil
 	})
@@ -101,10 +102,10 @@ func (c mover) renameDir(ctx context.Context, oldp, newp string) error {
 		// One side keeps files out of the store: mv(1) copies instead.
 		return ErrCrossDevice
 	}
-	var dst record
+	var dst index.Record
 	var dstOK bool
 	if err := c.view(func(txn *badger.Txn) (err error) {
-		dst, dstOK, err = getRecord(txn, newp)
+		dst, dstOK, err = index.Get(txn, newp)
 		return err
 	}); err != nil {
 		return err
@@ -149,7 +150,7 @@ func (c mover) moveTree(oldp, newp string, resuming bool) error {
 	// adds nothing below a directory it is renaming.
 	var paths []string
 	if err := c.view(func(txn *badger.Txn) error {
-		_, ok, err := getRecord(txn, oldp)
+		_, ok, err := index.Get(txn, oldp)
 		if err != nil || (!ok && !resuming) {
 			return err
 		}
@@ -185,9 +186,9 @@ func (c mover) moveTree(oldp, newp string, resuming bool) error {
 func (c mover) moveBatch(m treeMove, paths []string, first, last bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	intent := renameIntentKey(m.oldp, m.newp)
+	intent := index.RenameIntentKey(m.oldp, m.newp)
 	var queue []string
-	err := c.update(func(t *tx) error {
+	err := c.update(func(t *index.Tx) error {
 		if first {
 			if err := c.startMoveTxn(t, m, !last); err != nil {
 				return err
@@ -201,7 +202,7 @@ func (c mover) moveBatch(m treeMove, paths []string, first, last bool) error {
 			queue = append(queue, q...)
 		}
 		if last && (!first || m.resuming) {
-			return t.txn.Delete(intent)
+			return t.Txn.Delete(intent)
 		}
 		return nil
 	})
@@ -229,31 +230,31 @@ func (c mover) moveBatch(m treeMove, paths []string, first, last bool) error {
 // startMoveTxn checks that the rename's target is free (unless resuming),
 // writes the intent when the move takes more than one batch, and moves
 // both parents' times.
-func (c mover) startMoveTxn(t *tx, m treeMove, batched bool) error {
+func (c mover) startMoveTxn(t *index.Tx, m treeMove, batched bool) error {
 	if !m.resuming {
-		if _, ok, err := t.get(m.newp); err != nil || ok {
+		if _, ok, err := t.Get(m.newp); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}
-		if ok, err := isDirIn(t.txn, parentOf(m.newp)); err != nil || !ok {
+		if ok, err := index.IsDir(t.Txn, index.ParentOf(m.newp)); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 	}
 	if batched {
-		if err := t.txn.Set(renameIntentKey(m.oldp, m.newp), nil); err != nil {
+		if err := t.Txn.Set(index.RenameIntentKey(m.oldp, m.newp), nil); err != nil {
 			return err
 		}
 	}
-	if err := t.touchParent(m.oldp, m.now); err != nil {
+	if err := touchParent(t, m.oldp, m.now); err != nil {
 		return err
 	}
-	return t.touchParent(m.newp, m.now)
+	return touchParent(t, m.newp, m.now)
 }
 
 // collectBelow appends the paths of every record below the directory p.
 func collectBelow(txn *badger.Txn, p string, out *[]string) error {
 	var dirs []string
-	err := forChildren(txn, p, func(name string, r record) error {
-		child := joinPath(p, name)
+	err := index.ForChildren(txn, p, func(name string, r index.Record) error {
+		child := index.JoinPath(p, name)
 		*out = append(*out, child)
 		if r.Dir {
 			dirs = append(dirs, child)
@@ -273,12 +274,12 @@ func collectBelow(txn *badger.Txn, p string, out *[]string) error {
 
 // moveRecordTxn moves one record from to to, and owes the store what that
 // takes; it returns the keys to queue once the transaction commits.
-func (c mover) moveRecordTxn(t *tx, from, to string, now int64) (queue []string, err error) {
-	r, ok, err := t.get(from)
+func (c mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []string, err error) {
+	r, ok, err := t.Get(from)
 	if err != nil || !ok {
 		return nil, err // moved before a crash
 	}
-	if err := t.delRead(from, r); err != nil {
+	if err := t.DelRead(from, r); err != nil {
 		return nil, err
 	}
 	moved := r
@@ -288,32 +289,32 @@ func (c mover) moveRecordTxn(t *tx, from, to string, now int64) (queue []string,
 		if !r.MadeHere && !c.localOnly(from) {
 			// A folder object may mark it in the store (another tool's
 			// mkdir): it goes once the moves below it are done.
-			if err := setPending(t.txn, folderKey(from)); err != nil {
+			if err := index.SetPending(t.Txn, folderKey(from)); err != nil {
 				return nil, err
 			}
 			queue = append(queue, folderKey(from))
 		}
 	case r.State == Special:
 		// Index only.
-	case r.stored():
+	case r.Stored():
 		// The bytes of this version are in the store: move them there.
-		src := r.objectKey(from)
+		src := r.ObjectKey(from)
 		moved.MoveFrom = src
-		if err := t.txn.Set(moveSourceKey(src), []byte(to)); err != nil {
+		if err := t.Txn.Set(index.MoveSourceKey(src), []byte(to)); err != nil {
 			return nil, err
 		}
-		if err := setPending(t.txn, src); err != nil {
+		if err := index.SetPending(t.Txn, src); err != nil {
 			return nil, err
 		}
 		if src != from {
 			// Renamed again before its move was done: a copy to from
 			// may have landed, and is not wanted.
-			if err := setPending(t.txn, from); err != nil {
+			if err := index.SetPending(t.Txn, from); err != nil {
 				return nil, err
 			}
 			queue = append(queue, from)
 		}
-		if err := setPending(t.txn, to); err != nil {
+		if err := index.SetPending(t.Txn, to); err != nil {
 			return nil, err
 		}
 		queue = append(queue, to)
@@ -326,10 +327,10 @@ func (c mover) moveRecordTxn(t *tx, from, to string, now int64) (queue []string,
 				return nil, err
 			}
 		} else {
-			if err := t.txn.Set(moveSourceKey(r.MoveFrom), []byte(to)); err != nil {
+			if err := t.Txn.Set(index.MoveSourceKey(r.MoveFrom), []byte(to)); err != nil {
 				return nil, err
 			}
-			if err := setPending(t.txn, from); err != nil {
+			if err := index.SetPending(t.Txn, from); err != nil {
 				return nil, err
 			}
 			tomb = true
@@ -345,17 +346,17 @@ func (c mover) moveRecordTxn(t *tx, from, to string, now int64) (queue []string,
 		moved.State = c.versionState(to)
 		moved.InStore = newTomb
 		if moved.State == Local && !moved.InStore && moved.MoveFrom == "" {
-			if err := clearPending(t.txn, to); err != nil {
+			if err := index.ClearPending(t.Txn, to); err != nil {
 				return nil, err
 			}
 		} else {
-			if err := setPending(t.txn, to); err != nil {
+			if err := index.SetPending(t.Txn, to); err != nil {
 				return nil, err
 			}
 			queue = append(queue, to)
 		}
 	}
-	if err := t.put(to, moved); err != nil {
+	if err := t.Put(to, moved); err != nil {
 		return nil, err
 	}
 	return queue, nil
@@ -366,7 +367,7 @@ func (c mover) finishRenames() error {
 	type move struct{ from, to string }
 	var moves []move
 	err := c.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{renameIntentPrefix}})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{index.RenameIntentPrefix}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			from, to, ok := strings.Cut(string(it.Item().Key()[1:]), "\x00")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
@@ -243,8 +244,8 @@ func TestDirectoryRenameInBatchesFinishesAfterAStop(t *testing.T) {
 	var paths []string
 	err := c.view(func(txn *badger.Txn) error { return collectBelow(txn, "b", &paths) })
 	if err == nil {
-		err = c.update(func(t *tx) error {
-			if err := t.txn.Set(renameIntentKey("b", "c"), nil); err != nil {
+		err = c.update(func(t *index.Tx) error {
+			if err := t.Txn.Set(index.RenameIntentKey("b", "c"), nil); err != nil {
 				return err
 			}
 			for _, from := range append([]string{"b"}, paths[:2]...) {
@@ -332,7 +333,7 @@ func TestResolveDuringAMove(t *testing.T) {
 	c.moving.add("a", "b")
 	defer c.moving.remove("a")
 	c.mu.Lock()
-	err := c.update(func(t *tx) error {
+	err := c.update(func(t *index.Tx) error {
 		for _, p := range []string{"a", "a/x"} {
 			if _, err := c.mover.moveRecordTxn(t, p, "b"+strings.TrimPrefix(p, "a"), 1); err != nil {
 				return err

@@ -3,6 +3,8 @@ package cache
 import (
 	"context"
 	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 func (c remote) dueForRevalidation(p string) bool {
@@ -22,7 +24,7 @@ func (c remote) dueForRevalidation(p string) bool {
 // it due is answered from the index at once, and one by another host
 // deleted or rewritten is seen by the lookups after (see
 // Options.RevalidateWaits). One HEAD per path is in flight at a time.
-func (c remote) revalidateLater(p string, r record) {
+func (c remote) revalidateLater(p string, r index.Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing.Load() {
@@ -43,7 +45,7 @@ func (c remote) revalidateLater(p string, r record) {
 
 // revalidate asks the store whether a clean or remote file is still there
 // and unchanged; another host may have deleted or rewritten it.
-func (c remote) revalidate(ctx context.Context, p string, r record) (Attr, error) {
+func (c remote) revalidate(ctx context.Context, p string, r index.Record) (Attr, error) {
 	if r.MoveFrom != "" {
 		return attrOf(r), nil // not at its key yet: nothing to compare
 	}
@@ -72,8 +74,8 @@ func (c remote) revalidate(ctx context.Context, p string, r record) (Attr, error
 		return attrOf(r), nil
 	}
 	var out Attr
-	err = c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
+	err = c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Clean && cur.State != Remote) || c.open[p] != nil {
 			if ok {
 				out = attrOf(cur)
@@ -89,7 +91,7 @@ func (c remote) revalidate(ctx context.Context, p string, r record) (Attr, error
 			applyMeta(&cur, meta)
 		}
 		out = attrOf(cur)
-		return t.put(p, cur)
+		return t.Put(p, cur)
 	})
 	if err != nil {
 		return Attr{}, err

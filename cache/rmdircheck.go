@@ -10,6 +10,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
@@ -135,10 +136,10 @@ func (c remover) checkRemovedDirs(ctx context.Context) {
 // hasOwedAtOrBelow reports an owed upload or delete at p, below p, or of
 // p's folder key.
 func hasOwedAtOrBelow(txn *badger.Txn, p string) bool {
-	if ok, err := hasKey(txn, pendingKey(p)); ok || err != nil {
+	if ok, err := index.HasKey(txn, index.PendingKey(p)); ok || err != nil {
 		return true
 	}
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: belowPrefix(pendingPrefix, p), PrefetchValues: false})
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: index.BelowPrefix(index.PendingPrefix, p), PrefetchValues: false})
 	defer it.Close()
 	it.Rewind()
 	return it.Valid()
@@ -152,7 +153,7 @@ func outermost(dirs []string) []string {
 	var out []string
 	for _, d := range dirs {
 		covered := false
-		for a := parentOf(d); a != ""; a = parentOf(a) {
+		for a := index.ParentOf(d); a != ""; a = index.ParentOf(a) {
 			if in[a] {
 				covered = true
 				break
@@ -170,7 +171,7 @@ func outermost(dirs []string) []string {
 func groupByParent(dirs []string) map[string][]string {
 	out := map[string][]string{}
 	for _, d := range dirs {
-		out[parentOf(d)] = append(out[parentOf(d)], d)
+		out[index.ParentOf(d)] = append(out[index.ParentOf(d)], d)
 	}
 	return out
 }
@@ -237,20 +238,20 @@ func (c remover) listedAmong(ctx context.Context, parent string, dirs []string, 
 		n++
 		name := strings.TrimSuffix(e.Name, "/")
 		if !recursive {
-			if p := joinPath(parent, name); e.Dir && want[p] {
+			if p := index.JoinPath(parent, name); e.Dir && want[p] {
 				seen = append(seen, p)
 			}
 			return n < maxSiblingsListed
 		}
 		top, _, below := strings.Cut(name, "/")
-		d := joinPath(parent, top)
+		d := index.JoinPath(parent, top)
 		if !below || !want[d] || found[d] {
 			return n < maxSiblingsListed
 		}
-		key := joinPath(parent, name)
+		key := index.JoinPath(parent, name)
 		var gone bool
 		viewErr = c.view(func(txn *badger.Txn) (err error) {
-			gone, err = goneHere(txn, key)
+			gone, err = index.GoneHere(txn, key)
 			return err
 		})
 		if !gone && viewErr == nil {
@@ -274,7 +275,7 @@ func (c remover) listedAmong(ctx context.Context, parent string, dirs []string, 
 // this mount did not remove.
 func (c remover) reappear(d string) {
 	var chain []string
-	for p := d; p != ""; p = parentOf(p) {
+	for p := d; p != ""; p = index.ParentOf(p) {
 		if _, ok, err := c.readRecord(p); err != nil || ok {
 			break
 		}
@@ -284,7 +285,7 @@ func (c remover) reappear(d string) {
 		return // made again here meanwhile: it shows already
 	}
 	for i := len(chain) - 1; i >= 0; i-- {
-		if _, err := c.remote.learn(chain[i], record{Dir: true, MTime: time.Now().UnixNano()}); err != nil {
+		if _, err := c.remote.learn(chain[i], index.Record{Dir: true, MTime: time.Now().UnixNano()}); err != nil {
 			c.log.Warn("recording a removed directory that still holds objects failed; its next lookup finds it", "dir", chain[i], "err", err)
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
@@ -176,7 +177,7 @@ func testPurgeLists(t *testing.T, keeps bool) {
 		if err := c.Unlink(ctx, path(i)); err != nil {
 			t.Fatal(err)
 		}
-		for d := parentOf(path(i)); d != ""; d = parentOf(d) {
+		for d := index.ParentOf(path(i)); d != ""; d = index.ParentOf(d) {
 			if err := c.Rmdir(ctx, d); errors.Is(err, ErrNotEmpty) {
 				break
 			} else if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // rootModeSet marks a root mode that was set, so that 0000 is a mode.
@@ -41,7 +42,7 @@ func (m rootMeta) encode() []byte {
 }
 
 func decodeRootMeta(b []byte) (rootMeta, error) {
-	bad := fmt.Errorf("%w: root attributes", errCorruptRecord)
+	bad := fmt.Errorf("%w: root attributes", index.ErrCorrupt)
 	var vals [3]uint64
 	for i := range vals {
 		v, n := binary.Uvarint(b)
@@ -77,7 +78,7 @@ func decodeRootMeta(b []byte) (rootMeta, error) {
 }
 
 func getRootMeta(txn *badger.Txn) (rootMeta, error) {
-	item, err := txn.Get(rootKey)
+	item, err := txn.Get(index.RootKey)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return rootMeta{}, nil
 	}
@@ -94,27 +95,27 @@ func getRootMeta(txn *badger.Txn) (rootMeta, error) {
 
 // touchParent moves the mtime and ctime of p's directory to now: a name
 // in it came or went. A directory the index does not hold is left alone.
-func (t *tx) touchParent(p string, now int64) error {
-	dir := parentOf(p)
+func touchParent(t *index.Tx, p string, now int64) error {
+	dir := index.ParentOf(p)
 	if dir == "" {
-		m, err := getRootMeta(t.txn)
+		m, err := getRootMeta(t.Txn)
 		if err != nil {
 			return err
 		}
 		m.mtime, m.ctime = now, now
-		return t.txn.Set(rootKey, m.encode())
+		return t.Txn.Set(index.RootKey, m.encode())
 	}
-	r, ok, err := t.get(dir)
+	r, ok, err := t.Get(dir)
 	if err != nil || !ok || !r.Dir {
 		return err
 	}
 	r.MTime, r.CTime = now, now
-	return t.put(dir, r)
+	return t.Put(dir, r)
 }
 
 // RootAttr describes the mount's root directory.
 func (c *Cache) RootAttr() Attr {
-	a := Attr{Ino: rootIno, Dir: true}
+	a := Attr{Ino: index.RootIno, Dir: true}
 	var m rootMeta
 	if err := c.view(func(txn *badger.Txn) (err error) {
 		m, err = getRootMeta(txn)
@@ -134,8 +135,8 @@ func (c *Cache) RootAttr() Attr {
 func (c *Cache) setRoot(ch AttrChange) (Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err := c.update(func(t *tx) error {
-		m, err := getRootMeta(t.txn)
+	err := c.update(func(t *index.Tx) error {
+		m, err := getRootMeta(t.Txn)
 		if err != nil {
 			return err
 		}
@@ -152,7 +153,7 @@ func (c *Cache) setRoot(ch AttrChange) (Attr, error) {
 		case m.mtime == 0:
 			m.mtime = m.ctime
 		}
-		return t.txn.Set(rootKey, m.encode())
+		return t.Txn.Set(index.RootKey, m.encode())
 	})
 	if err != nil {
 		return Attr{}, err

@@ -224,7 +224,7 @@ func TestOrphanedDataFilesSweptAfterUncleanStop(t *testing.T) {
 	c.q.Wait()
 	c.bg.Wait()
 	c.closed.Store(true)
-	c.ix.close()
+	c.ix.Close()
 
 	c2 := openTest(t, dir, objstore.NewMem(), nil)
 	eventually(t, func() bool { _, err := os.Stat(orphan); return errors.Is(err, os.ErrNotExist) })

@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // maxLinkSize bounds a symlink's target, as PATH_MAX does; an object the
@@ -27,10 +29,10 @@ func (c *Cache) Mknod(ctx context.Context, p string, kind, rdev uint32, nf NewFi
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var r record
+	var r index.Record
 	queue := false
-	err := c.update(func(t *tx) error {
-		if _, ok, err := t.get(p); err != nil || ok {
+	err := c.update(func(t *index.Tx) error {
+		if _, ok, err := t.Get(p); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}
 		// An object at this key (a delete owed, a hidden one) must go:
@@ -39,17 +41,17 @@ func (c *Cache) Mknod(ctx context.Context, p string, kind, rdev uint32, nf NewFi
 		if err != nil {
 			return err
 		}
-		r = record{State: Special, Ino: ino, MTime: time.Now().UnixNano(), Kind: kind, Rdev: rdev, InStore: tomb}
+		r = index.Record{State: Special, Ino: ino, MTime: time.Now().UnixNano(), Kind: kind, Rdev: rdev, InStore: tomb}
 		nf.stamp(&r)
-		if err := t.put(p, r); err != nil {
+		if err := t.Put(p, r); err != nil {
 			return err
 		}
-		if err := t.touchParent(p, r.MTime); err != nil {
+		if err := touchParent(t, p, r.MTime); err != nil {
 			return err
 		}
 		if tomb {
 			queue = true
-			return setPending(t.txn, p)
+			return index.SetPending(t.Txn, p)
 		}
 		return nil
 	})
@@ -101,7 +103,7 @@ func (c *Cache) Readlink(ctx context.Context, p string) (string, error) {
 	case r.Link != "":
 		return r.Link, nil
 	}
-	target, err := c.readLinkObject(ctx, r.objectKey(p))
+	target, err := c.readLinkObject(ctx, r.ObjectKey(p))
 	if isNotFound(err) && r.MoveFrom != "" {
 		target, err = c.readLinkObject(ctx, p) // moved meanwhile
 	}
@@ -110,13 +112,13 @@ func (c *Cache) Readlink(ctx context.Context, p string) (string, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
+	err = c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.Kind != syscall.S_IFLNK {
 			return err
 		}
 		cur.Link = target
-		return t.put(p, cur)
+		return t.Put(p, cur)
 	})
 	return target, err
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // counters are the cache's running totals since start, for status and
@@ -104,7 +105,7 @@ func (c *Cache) Status() Status {
 // those paths are still owed. Work that arrives later does not hold it up.
 func (c *Cache) Flush(ctx context.Context) (int, error) {
 	var owed []string
-	if err := c.ix.forPending(func(p string) { owed = append(owed, p) }); err != nil {
+	if err := c.ix.ForPending(func(p string) { owed = append(owed, p) }); err != nil {
 		return 0, err
 	}
 	for {
@@ -112,7 +113,7 @@ func (c *Cache) Flush(ctx context.Context) (int, error) {
 		var left []string
 		err := c.view(func(txn *badger.Txn) error {
 			for _, p := range owed {
-				pending, err := hasPending(txn, p)
+				pending, err := index.HasPending(txn, p)
 				if err != nil {
 					return err
 				}

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
@@ -79,7 +80,7 @@ func (c remote) keepSubtreeLocked(dir string, st *subtree) {
 // directory, or absent. covered is false when no fresh subtree holds p.
 // Called with c.mu held.
 func (c remote) fromSubtreeLocked(p string) (f *remoteFile, dir, covered bool, at time.Time) {
-	for d := parentOf(p); ; d = parentOf(d) {
+	for d := index.ParentOf(p); ; d = index.ParentOf(d) {
 		if s := c.subtrees[d]; s != nil && time.Since(s.at) < c.opts.NegativeTTL {
 			rel := p
 			if d != "" {
@@ -104,7 +105,7 @@ func (c remote) removeFromSubtreesLocked(p string) {
 	// Only p's ancestors can hold it: a purge after many lookups keeps
 	// many subtrees, and visiting each per removal would be quadratic.
 	for d := p; d != ""; {
-		d = parentOf(d)
+		d = index.ParentOf(d)
 		s := c.subtrees[d]
 		if s == nil {
 			continue
@@ -126,7 +127,7 @@ func (c remote) removeFromSubtreesLocked(p string) {
 // mount has not removed below the directory p; known is false when no
 // such subtree covers p. Called with c.mu held.
 func (c remote) subtreeEmptyBelowLocked(p string, maxAge time.Duration) (empty, known bool) {
-	for d := p; ; d = parentOf(d) {
+	for d := p; ; d = index.ParentOf(d) {
 		if s := c.subtrees[d]; s != nil && time.Since(s.at) < maxAge {
 			if d == p {
 				return len(s.files) == 0, true

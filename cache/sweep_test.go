@@ -31,7 +31,7 @@ func TestSweepSparesFilesMadeDuringIt(t *testing.T) {
 	}
 	f.Close()
 	// Crash: the index is never marked stopped.
-	c.ix.close()
+	c.ix.Close()
 
 	c, err = Open(Options{Dir: dir, Store: store})
 	if err != nil {
@@ -94,7 +94,7 @@ func TestDeleteRepeatedAfterAbandonedRequestsSettle(t *testing.T) {
 	if err := c.Unlink(ctx, "m/f"); err != nil {
 		t.Fatal(err)
 	}
-	c.ix.close()
+	c.ix.Close()
 
 	c, err = Open(Options{Dir: dir, Store: store, settle: 300 * time.Millisecond})
 	if err != nil {

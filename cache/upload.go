@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // syncPath brings the store's object at p in line with the index: it uploads
@@ -19,7 +20,7 @@ func (c uploader) syncPath(ctx context.Context, p string) (again bool, err error
 	}
 	c.mu.Lock()
 	var (
-		r        record
+		r        index.Record
 		upload   bool
 		tomb     bool
 		data     *os.File
@@ -27,8 +28,8 @@ func (c uploader) syncPath(ctx context.Context, p string) (again bool, err error
 		metaOnly bool
 		move     bool
 	)
-	err = c.update(func(t *tx) error {
-		pending, err := hasPending(t.txn, p)
+	err = c.update(func(t *index.Tx) error {
+		pending, err := index.HasPending(t.Txn, p)
 		if err != nil || !pending {
 			return err
 		}
@@ -37,7 +38,7 @@ func (c uploader) syncPath(ctx context.Context, p string) (again bool, err error
 			return err
 		}
 		var ok bool
-		r, ok, err = t.get(p)
+		r, ok, err = t.Get(p)
 		switch {
 		case err != nil:
 			return err
@@ -49,19 +50,19 @@ func (c uploader) syncPath(ctx context.Context, p string) (again bool, err error
 			// still owed: the object must still go.
 			tomb = true
 			return nil
-		case r.stored() && r.MoveFrom != "":
+		case r.Stored() && r.MoveFrom != "":
 			move = true
 			return nil
-		case r.stored() && r.MetaOwed:
+		case r.Stored() && r.MetaOwed:
 			metaOnly = true
 			return nil
-		case r.stored():
-			return clearPending(t.txn, p)
+		case r.Stored():
+			return index.ClearPending(t.Txn, p)
 		case r.State == Local || r.State == Special:
 			// A local-only file replaced an object: delete the object.
 			tomb = r.InStore
 			if !tomb {
-				return clearPending(t.txn, p)
+				return index.ClearPending(t.Txn, p)
 			}
 			return nil
 		}
@@ -78,7 +79,7 @@ func (c uploader) syncPath(ctx context.Context, p string) (again bool, err error
 		upload = true
 		r.State = Uploading
 		r.InStore = true // from here on the store may hold some version
-		return t.put(p, r)
+		return t.Put(p, r)
 	})
 	c.mu.Unlock()
 	if err != nil {
@@ -103,7 +104,7 @@ func (c uploader) syncPath(ctx context.Context, p string) (again bool, err error
 	return false, nil
 }
 
-func (c uploader) uploadFile(ctx context.Context, p string, r record, data *os.File) (bool, error) {
+func (c uploader) uploadFile(ctx context.Context, p string, r index.Record, data *os.File) (bool, error) {
 	fi, err := data.Stat()
 	if err != nil {
 		return false, fmt.Errorf("stat data file of %q: %w", p, err)
@@ -122,8 +123,8 @@ func (c uploader) uploadFile(ctx context.Context, p string, r record, data *os.F
 	defer c.mu.Unlock()
 	again := false
 	moveSrc := ""
-	err = c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
+	err = c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
 		if err != nil || !ok {
 			// Unlinked meanwhile: the tombstone's delete runs next.
 			again = ok || err == nil
@@ -146,13 +147,13 @@ func (c uploader) uploadFile(ctx context.Context, p string, r record, data *os.F
 		if cur.MetaOwed && cur.CTime != r.CTime {
 			// Changed while the bytes went up: the metadata is owed.
 			again = true
-			return t.put(p, cur)
+			return t.Put(p, cur)
 		}
 		cur.MetaOwed = false
-		if err := t.put(p, cur); err != nil {
+		if err := t.Put(p, cur); err != nil {
 			return err
 		}
-		return clearPending(t.txn, p)
+		return index.ClearPending(t.Txn, p)
 	})
 	if err == nil && !again {
 		c.verified[p] = time.Now()
@@ -171,7 +172,7 @@ var maxCopySize int64 = 5 << 30
 
 // sendMeta sends a metadata-only update of p (see SetAttr): one request,
 // no bytes. again is true when the metadata changed meanwhile.
-func (c uploader) sendMeta(ctx context.Context, p string, r record) (again bool, err error) {
+func (c uploader) sendMeta(ctx context.Context, p string, r index.Record) (again bool, err error) {
 	if r.Size >= maxCopySize {
 		c.log.Warn("an object over 5 GiB keeps its old owner, mode and time in the store", "path", p)
 	} else if err := c.store.Copy(ctx, p, p, metaOf(r)); err != nil && !isNotFound(err) {
@@ -180,8 +181,8 @@ func (c uploader) sendMeta(ctx context.Context, p string, r record) (again bool,
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(t *tx) error {
-		cur, ok, err := t.get(p)
+	err = c.update(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || !cur.MetaOwed {
 			return err
 		}
@@ -191,10 +192,10 @@ func (c uploader) sendMeta(ctx context.Context, p string, r record) (again bool,
 		}
 		cur.MetaOwed = false
 		cur.StoreMTime = 0 // the copy gave the object a new time
-		if err := t.put(p, cur); err != nil {
+		if err := t.Put(p, cur); err != nil {
 			return err
 		}
-		return clearPending(t.txn, p)
+		return index.ClearPending(t.Txn, p)
 	})
 	return again, err
 }
@@ -207,13 +208,13 @@ func (c uploader) deleteFolder(ctx context.Context, k string) error {
 	var owed, busy, exists bool
 	err := c.view(func(txn *badger.Txn) error {
 		var err error
-		if owed, err = hasPending(txn, k); err != nil || !owed {
+		if owed, err = index.HasPending(txn, k); err != nil || !owed {
 			return err
 		}
-		if exists, err = isDirIn(txn, dir); err != nil || exists {
+		if exists, err = index.IsDir(txn, dir); err != nil || exists {
 			return err
 		}
-		busy = hasPendingBelow(txn, k)
+		busy = index.HasPendingBelow(txn, k)
 		return nil
 	})
 	if err != nil || !owed || busy {
@@ -228,11 +229,11 @@ func (c uploader) deleteFolder(ctx context.Context, k string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var wake []string
-	err = c.update(func(t *tx) error {
-		if err := clearPending(t.txn, k); err != nil {
+	err = c.update(func(t *index.Tx) error {
+		if err := index.ClearPending(t.Txn, k); err != nil {
 			return err
 		}
-		wake = foldersOwedAbove(t.txn, dir)
+		wake = foldersOwedAbove(t.Txn, dir)
 		return nil
 	})
 	c.queueAll(wake)
@@ -244,8 +245,8 @@ func (c uploader) deleteFolder(ctx context.Context, k string) error {
 // once the transaction that ended it has committed, so that they see it.
 func foldersOwedAbove(txn *badger.Txn, p string) []string {
 	var out []string
-	for d := parentOf(p); d != ""; d = parentOf(d) {
-		if owed, err := hasPending(txn, folderKey(d)); err == nil && owed {
+	for d := index.ParentOf(p); d != ""; d = index.ParentOf(d) {
+		if owed, err := index.HasPending(txn, folderKey(d)); err == nil && owed {
 			out = append(out, folderKey(d))
 		}
 	}
@@ -275,8 +276,8 @@ func (c uploader) deleteRemote(ctx context.Context, p string) (bool, error) {
 	defer c.mu.Unlock()
 	again := false
 	var wake []string
-	err := c.update(func(t *tx) error {
-		r, ok, err := t.get(p)
+	err := c.update(func(t *index.Tx) error {
+		r, ok, err := t.Get(p)
 		switch {
 		case err != nil:
 			return err
@@ -285,7 +286,7 @@ func (c uploader) deleteRemote(ctx context.Context, p string) (bool, error) {
 		case ok && r.State == Local && r.InStore:
 			// The object a local-only file replaced is gone now.
 			r.InStore = false
-			if err := t.put(p, r); err != nil {
+			if err := t.Put(p, r); err != nil {
 				return err
 			}
 		case ok:
@@ -293,10 +294,10 @@ func (c uploader) deleteRemote(ctx context.Context, p string) (bool, error) {
 			again = true
 			return nil
 		}
-		if err := clearPending(t.txn, p); err != nil {
+		if err := index.ClearPending(t.Txn, p); err != nil {
 			return err
 		}
-		wake = foldersOwedAbove(t.txn, p)
+		wake = foldersOwedAbove(t.Txn, p)
 		return nil
 	})
 	if err == nil {

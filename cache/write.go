@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // beginWrite holds of.mu shared with the file marked dirty, so that the
@@ -102,8 +103,8 @@ func (h *Handle) emptyData() error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(t *tx) error {
-		r, ok, err := t.get(of.path)
+	err = c.update(func(t *index.Tx) error {
+		r, ok, err := t.Get(of.path)
 		if err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
@@ -132,8 +133,8 @@ func (c *Cache) markDirty(of *openFile) error {
 		return nil
 	}
 	if !of.unlinked {
-		err := c.update(func(t *tx) error {
-			r, ok, err := t.get(of.path)
+		err := c.update(func(t *index.Tx) error {
+			r, ok, err := t.Get(of.path)
 			if err != nil || !ok {
 				return errorOr(err, ErrNotExist)
 			}
@@ -152,14 +153,14 @@ func (c *Cache) markDirty(of *openFile) error {
 
 // putVersion writes a new local version of p and, unless it stays local,
 // owes its upload.
-func (c *Cache) putVersion(t *tx, p string, r record) error {
-	if err := t.put(p, r); err != nil {
+func (c *Cache) putVersion(t *index.Tx, p string, r index.Record) error {
+	if err := t.Put(p, r); err != nil {
 		return err
 	}
 	if r.State == Local {
 		return nil
 	}
-	return setPending(t.txn, p)
+	return index.SetPending(t.Txn, p)
 }
 
 // Flush records the size written and queues the upload. It is what makes
@@ -193,14 +194,14 @@ func (h *Handle) waitStored(ctx context.Context) error {
 	defer deadline.Stop()
 	for {
 		wake := c.uploadsDone.C()
-		var r record
+		var r index.Record
 		var ok, pending bool
 		if err := c.view(func(txn *badger.Txn) error {
 			var err error
-			if r, ok, err = getRecord(txn, p); err != nil {
+			if r, ok, err = index.Get(txn, p); err != nil {
 				return err
 			}
-			pending, err = hasPending(txn, p)
+			pending, err = index.HasPending(txn, p)
 			return err
 		}); err != nil {
 			return err
@@ -263,8 +264,8 @@ func (h *Handle) commit(syncData bool) error {
 	defer c.mu.Unlock()
 	p := of.path
 	if !of.unlinked {
-		err = c.update(func(t *tx) error {
-			r, ok, err := t.get(p)
+		err = c.update(func(t *index.Tx) error {
+			r, ok, err := t.Get(p)
 			if err != nil || !ok {
 				return errorOr(err, ErrNotExist)
 			}

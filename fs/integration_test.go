@@ -67,7 +67,7 @@ func TestSynapsePatternOverS3(t *testing.T) {
 		t.Errorf("PUTs: %d for %d files", n, len(files))
 	}
 	// The provider's layout: the prefix is used verbatim, no "/" added.
-	raw, err := s3.New(context.Background(), s3test.FromEnv(t).Config(client.Bucket(), "", ""), nil)
+	raw, err := s3.New(context.Background(), s3test.FromEnv(t).Config(client.Bucket(), "", ""), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestStoreOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := s3test.NewProxy(t, srv.Endpoint)
-	viaProxy, err := s3.New(context.Background(), srv.Config(bucket, "", proxy.URL), nil)
+	viaProxy, err := s3.New(context.Background(), srv.Config(bucket, "", proxy.URL), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func TestProviderLayoutReadThrough(t *testing.T) {
 		}
 	}
 	proxy := s3test.NewProxy(t, srv.Endpoint)
-	client, err := s3.New(context.Background(), srv.Config(bucket, "synapse", proxy.URL), nil)
+	client, err := s3.New(context.Background(), srv.Config(bucket, "synapse", proxy.URL), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

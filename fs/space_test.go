@@ -38,7 +38,7 @@ func tinyFS(t *testing.T, size string) string {
 func TestTinyCacheFilesystemFillsUp(t *testing.T) {
 	client, srv, bucket := s3test.Bucket(t, "")
 	proxy := s3test.NewProxy(t, srv.Endpoint)
-	viaProxy, err := s3.New(t.Context(), srv.Config(bucket, "", proxy.URL), nil)
+	viaProxy, err := s3.New(t.Context(), srv.Config(bucket, "", proxy.URL), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

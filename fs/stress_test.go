@@ -150,7 +150,7 @@ func TestOddNamesStayInside(t *testing.T) {
 			t.Errorf("%q not stored at prefix+name", name)
 		}
 	}
-	raw, err := s3.New(t.Context(), s3test.FromEnv(t).Config(client.Bucket(), "", ""), nil)
+	raw, err := s3.New(t.Context(), s3test.FromEnv(t).Config(client.Bucket(), "", ""), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,11 +18,8 @@ func (j *idJournal) OpenMultiparts(func(key, id string)) error { return nil }
 // completed upload (a crash between completion and the journal update);
 // aborting it at the next start must not touch the object.
 func TestAbortAfterCompleteKeepsTheObject(t *testing.T) {
-	c, _ := viaProxy(t, func(c *s3.Config) { c.MultipartThreshold, c.MultipartPartSize = 5<<20, 5<<20 })
 	j := &idJournal{}
-	if err := c.SetMultipartJournal(j); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := journaledViaProxy(t, func(c *s3.Config) { c.MultipartThreshold, c.MultipartPartSize = 5<<20, 5<<20 }, j)
 	data := bytes.Repeat([]byte("z"), 6<<20)
 	if err := c.Put(context.Background(), "k", bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)

@@ -110,10 +110,10 @@ type Client struct {
 
 	sseKey, sseKeyMD5 *string // SSE-C, base64 as the headers want them
 
-	mu        sync.Mutex // guards journal, leftovers and installed
-	journal   MultipartJournal
-	leftovers []journaled // what a previous run left in the journal
-	installed time.Time   // when the journal was installed
+	journal   MultipartJournal // nil: multipart uploads are not journaled
+	opened    time.Time        // when New read the journal
+	mu        sync.Mutex       // guards leftovers
+	leftovers []journaled      // what a previous run left in the journal
 
 	// transports are the HTTP transports the SDK built for this client,
 	// so that Close can drop their idle connections.
@@ -142,8 +142,12 @@ func (c *Client) Close() {
 	}
 }
 
-// New builds a Client. It does not contact the store; call CheckBucket for that.
-func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
+// New builds a Client. It does not contact the store; call CheckBucket for
+// that. journal, if not nil, records multipart uploads while they are open;
+// New reads what it holds, uploads a previous run left open, which
+// AbortLeftoverMultiparts aborts. So build the client before anything of
+// this run can be uploaded through the journal.
+func New(ctx context.Context, cfg Config, journal MultipartJournal, log *slog.Logger) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -158,7 +162,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{api: newAPI(awsCfg, cfg), bucket: cfg.Bucket, prefix: cfg.Prefix, cfg: cfg, log: log, transports: transports}
+	c := &Client{api: newAPI(awsCfg, cfg), bucket: cfg.Bucket, prefix: cfg.Prefix, cfg: cfg, log: log, transports: transports,
+		journal: journal, opened: time.Now()}
+	if journal != nil {
+		if err := journal.OpenMultiparts(func(key, id string) { c.leftovers = append(c.leftovers, journaled{key, id}) }); err != nil {
+			return nil, fmt.Errorf("s3: read the multipart journal: %w", err)
+		}
+	}
 	if cfg.SSECustomerKey != "" {
 		if cfg.SSECustomerAlgorithm == "" {
 			c.cfg.SSECustomerAlgorithm = "AES256"
@@ -305,29 +315,6 @@ func validStorageClass(sc string) error {
 		}
 	}
 	return fmt.Errorf("s3: storage class %q is not one of %s", sc, strings.Join(StorageClasses, ", "))
-}
-
-// SetMultipartJournal installs the journal of open multipart uploads and
-// reads what it holds: uploads a previous run left open, which
-// AbortLeftoverMultiparts aborts. Install it before the first Put, so that
-// nothing of this run is taken for a leftover. (It is a setter, not an
-// argument of New, because the journal lives in the cache's index, which
-// is opened over this client.)
-func (c *Client) SetMultipartJournal(j MultipartJournal) error {
-	var left []journaled
-	if err := j.OpenMultiparts(func(key, id string) { left = append(left, journaled{key, id}) }); err != nil {
-		return fmt.Errorf("read the multipart journal: %w", err)
-	}
-	c.mu.Lock()
-	c.journal, c.leftovers, c.installed = j, left, time.Now()
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *Client) multipartJournal() MultipartJournal {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.journal
 }
 
 // CheckBucket verifies the bucket exists and the credentials may use it.

@@ -6,8 +6,8 @@
 // # Where things live
 //
 //	errors.go   error classification
-//	client.go   New: configuration, credentials, checksums, storage classes;
-//	            the multipart journal's installation
+//	client.go   New: configuration, credentials, checksums, storage classes,
+//	            and the multipart journal New is given
 //	objects.go  PUT, GET, HEAD, COPY, DELETE, the one-request Lookup, List
 //	multipart.go  large uploads, journaled so a crash leaves no parts
 //	            behind; the abort of what a previous run left

@@ -30,7 +30,7 @@ func (c *Client) putMultipart(ctx context.Context, key string, body io.ReaderAt,
 	// answer lost on the way, between its creation and the journaling of
 	// its ID would otherwise orphan it. The next start aborts what such
 	// an intent left behind.
-	journal := c.multipartJournal()
+	journal := c.journal
 	if journal != nil {
 		if err := journal.BeginMultipart(key, ""); err != nil {
 			return fmt.Errorf("journal multipart upload of %q: %w", key, err)
@@ -140,19 +140,19 @@ func (c *Client) abort(key, id string) {
 }
 
 // AbortLeftoverMultiparts aborts the multipart uploads the journal held
-// when it was installed: ones a crash cut off, whose parts would otherwise
+// when New read it: ones a crash cut off, whose parts would otherwise
 // linger (and cost) in the bucket. An intent is settled by aborting the
-// key's uploads begun before the journal was installed. Failures stay
-// journaled for the next start.
+// key's uploads begun before then. Failures stay journaled for the next
+// start.
 func (c *Client) AbortLeftoverMultiparts(ctx context.Context) {
 	c.mu.Lock()
-	journal, left, before := c.journal, c.leftovers, c.installed
+	left := c.leftovers
 	c.leftovers = nil
 	c.mu.Unlock()
 	for _, u := range left {
 		var err error
 		if u.id == "" {
-			err = c.AbortStaleMultipart(ctx, u.key, before)
+			err = c.AbortStaleMultipart(ctx, u.key, c.opened)
 		} else {
 			err = c.AbortMultipart(ctx, u.key, u.id)
 		}
@@ -160,7 +160,7 @@ func (c *Client) AbortLeftoverMultiparts(ctx context.Context) {
 			c.log.Warn("could not abort a multipart upload left by a crash; will try at the next start", "key", u.key, "err", err)
 			continue
 		}
-		if err := journal.EndMultipart(u.key, u.id); err != nil {
+		if err := c.journal.EndMultipart(u.key, u.id); err != nil {
 			c.log.Warn("multipart journal update failed", "key", u.key, "err", err)
 		}
 		c.log.Debug("cleared a multipart upload left by a crash", "key", u.key, "upload_id", u.id)

@@ -15,13 +15,19 @@ import (
 // a recording proxy, configured by cfg.
 func viaProxy(t *testing.T, cfg func(*s3.Config)) (*s3.Client, *s3test.Proxy) {
 	t.Helper()
+	return journaledViaProxy(t, cfg, nil)
+}
+
+// journaledViaProxy is viaProxy with a multipart journal.
+func journaledViaProxy(t *testing.T, cfg func(*s3.Config), journal s3.MultipartJournal) (*s3.Client, *s3test.Proxy) {
+	t.Helper()
 	_, srv, bucket := s3test.Bucket(t, "")
 	proxy := s3test.NewProxy(t, srv.Endpoint)
 	c := srv.Config(bucket, "p/", proxy.URL)
 	if cfg != nil {
 		cfg(&c)
 	}
-	client, err := s3.New(context.Background(), c, nil)
+	client, err := s3.New(context.Background(), c, journal, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,14 +146,11 @@ func TestMultipartUploadAboveThreshold(t *testing.T) {
 }
 
 func testMultipart(t *testing.T, whenRequired bool) {
-	c, proxy := viaProxy(t, func(c *s3.Config) {
+	journal := &recordingJournal{}
+	c, proxy := journaledViaProxy(t, func(c *s3.Config) {
 		c.MultipartThreshold, c.MultipartPartSize = 5<<20, 5<<20
 		c.ChecksumWhenRequired = whenRequired
-	})
-	journal := &recordingJournal{}
-	if err := c.SetMultipartJournal(journal); err != nil {
-		t.Fatal(err)
-	}
+	}, journal)
 	data := bytes.Repeat([]byte("0123456789abcdef"), (12<<20)/16)
 	if err := c.Put(context.Background(), "big", bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)
@@ -237,7 +240,7 @@ func TestStorageClassPerTree(t *testing.T) {
 	if seen != len(want) {
 		t.Errorf("saw %d PUTs or multipart creations for %d keys", seen, len(want))
 	}
-	if _, err := s3.New(ctx, s3.Config{Bucket: "b", StorageClasses: map[string]string{"remote_content": "GLACIER"}}, nil); err == nil {
+	if _, err := s3.New(ctx, s3.Config{Bucket: "b", StorageClasses: map[string]string{"remote_content": "GLACIER"}}, nil, nil); err == nil {
 		t.Error("a class that needs a restore was accepted for a tree")
 	}
 }

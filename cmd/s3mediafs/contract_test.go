@@ -20,7 +20,7 @@ func embeddedClient(t *testing.T) *s3.Client {
 	}
 	t.Cleanup(func() { emb.Close() })
 	client, err := s3.New(context.Background(), s3.Config{Bucket: embeddedBucket, Endpoint: "http://embedded", ForcePathStyle: true,
-		UnixSocket: emb.Socket, AccessKeyID: embeddedKey, SecretAccessKey: embeddedSecret, Region: "us-east-1"}, nil)
+		UnixSocket: emb.Socket, AccessKeyID: embeddedKey, SecretAccessKey: embeddedSecret, Region: "us-east-1"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -385,7 +385,7 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	client, err := s3.New(ctx, s3ConfigOf(cfg), log)
+	client, err := s3.New(ctx, s3ConfigOf(cfg), nil, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "s3mediafs import:", err)
 		return exitUsage

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache"
+	"github.com/s3mediafs/s3mediafs/cache/index"
 	mediafs "github.com/s3mediafs/s3mediafs/fs"
 	"github.com/s3mediafs/s3mediafs/s3"
 )
@@ -78,13 +79,20 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	cfg := m.cfg
 	ctx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
-	client, closeStore, err := openStore(ctx, cfg, m.embedded, log)
+	// The index comes first: it holds the store's multipart journal, and
+	// its lock keeps a second daemon off this cache_dir.
+	ix, err := openIndex(cfg.CacheDir, log)
 	if err != nil {
+		return err
+	}
+	client, closeStore, err := openStore(ctx, cfg, m.embedded, ix, log)
+	if err != nil {
+		ix.Close()
 		return err
 	}
 	defer closeStore()
 	met := newMetrics()
-	c, err := openCache(cfg, client, met, log)
+	c, err := openCache(cfg, ix, client, met, log)
 	if err != nil {
 		return err
 	}
@@ -133,9 +141,18 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	return nil
 }
 
+// openIndex opens the cache's index in dir.
+func openIndex(dir string, log *slog.Logger) (*index.DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create cache_dir: %w", err)
+	}
+	return index.Open(dir, log)
+}
+
 // openStore connects to the bucket (or starts the embedded quickstart
-// store) and checks it can be used. close stops what it started.
-func openStore(ctx context.Context, cfg Config, embeddedDir string, log *slog.Logger) (_ *s3.Client, close func(), err error) {
+// store) and checks it can be used; journal keeps its open multipart
+// uploads. close stops what it started.
+func openStore(ctx context.Context, cfg Config, embeddedDir string, journal s3.MultipartJournal, log *slog.Logger) (_ *s3.Client, close func(), err error) {
 	close = func() {}
 	s3cfg := s3ConfigOf(cfg)
 	if embeddedDir != "" {
@@ -153,7 +170,7 @@ func openStore(ctx context.Context, cfg Config, embeddedDir string, log *slog.Lo
 			"objects_dir", embeddedDir, "socket", emb.Socket, "bucket", cfg.Bucket)
 		s3cfg.UnixSocket = emb.Socket
 	}
-	client, err := s3.New(ctx, s3cfg, log)
+	client, err := s3.New(ctx, s3cfg, journal, log)
 	if err != nil {
 		return nil, close, err
 	}
@@ -168,12 +185,11 @@ func openStore(ctx context.Context, cfg Config, embeddedDir string, log *slog.Lo
 	return client, close, nil
 }
 
-// openCache opens the cache over the store, its requests timed by met,
-// and gives the client the cache's multipart journal before anything can
-// be uploaded, so that what the journal holds is a previous run's.
-func openCache(cfg Config, client *s3.Client, met *metrics, log *slog.Logger) (*cache.Cache, error) {
+// openCache opens the cache over its index and the store, its requests
+// timed by met. The cache owns ix from here, even when it fails to open.
+func openCache(cfg Config, ix *index.DB, client *s3.Client, met *metrics, log *slog.Logger) (*cache.Cache, error) {
 	c, err := cache.Open(cache.Options{
-		Dir: cfg.CacheDir, Store: instrumentedStore{Store: client, m: met}, Log: log,
+		Dir: cfg.CacheDir, Index: ix, Store: instrumentedStore{Store: client, m: met}, Log: log,
 		UploadConcurrency:  cfg.UploadConcurrency,
 		NegativeTTL:        cfg.NegativeCacheTTL,
 		MadeDirTrust:       cfg.MadeDirTrust,
@@ -196,10 +212,6 @@ func openCache(cfg Config, client *s3.Client, met *metrics, log *slog.Logger) (*
 		RmdirWaitsForStore: cfg.RmdirWaitsForStore,
 	})
 	if err != nil {
-		return nil, err
-	}
-	if err := client.SetMultipartJournal(c); err != nil {
-		c.Close()
 		return nil, err
 	}
 	met.watch(c)

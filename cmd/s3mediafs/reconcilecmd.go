@@ -149,7 +149,7 @@ func reconcileRun(ctx context.Context, f reconcileFlags, cfg Config, mediaStore 
 		return nil, err
 	}
 	defer db.Close()
-	client, err := s3.New(ctx, s3ConfigOf(cfg), log)
+	client, err := s3.New(ctx, s3ConfigOf(cfg), nil, log)
 	if err != nil {
 		return nil, err
 	}

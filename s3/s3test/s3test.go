@@ -66,7 +66,7 @@ func Bucket(t testing.TB, prefix string) (*s3.Client, Server, string) {
 	t.Helper()
 	srv := FromEnv(t)
 	bucket := NewBucketName()
-	c, err := s3.New(context.Background(), srv.Config(bucket, prefix, ""), slog.New(slog.DiscardHandler))
+	c, err := s3.New(context.Background(), srv.Config(bucket, prefix, ""), nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -248,7 +248,7 @@ func BenchmarkSequential1GiB(b *testing.B) {
 // viaProxy is a client of bucket whose requests pass through proxy.
 func viaProxy(b *testing.B, srv s3test.Server, proxy *s3test.Proxy, bucket, prefix string) *s3.Client {
 	b.Helper()
-	c, err := s3.New(context.Background(), srv.Config(bucket, prefix, proxy.URL), nil)
+	c, err := s3.New(context.Background(), srv.Config(bucket, prefix, proxy.URL), nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

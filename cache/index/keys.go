@@ -1,4 +1,4 @@
-package cache
+package index
 
 import "encoding/binary"
 
@@ -9,67 +9,67 @@ import "encoding/binary"
 // Index keys. Entries are keyed by parent and name so that one prefix scan
 // lists a directory's direct children and nothing below them.
 const (
-	entryPrefix   = 'n' // n<parent>\x00<name> -> record
-	pendingPrefix = 'p' // p<path> -> "" : an upload or delete is owed
+	EntryPrefix   = 'n' // n<parent>\x00<name> -> record
+	PendingPrefix = 'p' // p<path> -> "" : an upload or delete is owed
 )
 
-func entryKey(p string) []byte {
-	parent, name := splitPath(p)
+func EntryKey(p string) []byte {
+	parent, name := SplitPath(p)
 	k := make([]byte, 0, len(p)+2)
-	k = append(k, entryPrefix)
+	k = append(k, EntryPrefix)
 	k = append(k, parent...)
 	k = append(k, 0)
 	return append(k, name...)
 }
 
-func childrenPrefix(dir string) []byte {
+func ChildrenPrefix(dir string) []byte {
 	k := make([]byte, 0, len(dir)+2)
-	k = append(k, entryPrefix)
+	k = append(k, EntryPrefix)
 	k = append(k, dir...)
 	return append(k, 0)
 }
 
-func pendingKey(p string) []byte {
-	return append([]byte{pendingPrefix}, p...)
+func PendingKey(p string) []byte {
+	return append([]byte{PendingPrefix}, p...)
 }
 
-// acctKey holds the accounting: local bytes, dirty bytes, two varints.
-var acctKey = []byte("s:acct")
+// AcctKey holds the accounting: Acct.Encode of the local bytes, dirty bytes and dirty files.
+var AcctKey = []byte("s:acct")
 
 const (
-	lruPrefix    = 'l' // l<be64 access time><path> -> "" : clean files by last access
-	accessPrefix = 'a' // a<path> -> be64 access time, for finding a file's lru key
+	LRUPrefix    = 'l' // l<be64 access time><path> -> "" : clean files by last access
+	AccessPrefix = 'a' // a<path> -> be64 access time, for finding a file's lru key
 )
 
-func lruKey(at int64, p string) []byte {
+func LRUKey(at int64, p string) []byte {
 	k := make([]byte, 0, 9+len(p))
-	k = append(k, lruPrefix)
+	k = append(k, LRUPrefix)
 	k = binary.BigEndian.AppendUint64(k, uint64(at))
 	return append(k, p...)
 }
 
-func accessKey(p string) []byte { return append([]byte{accessPrefix}, p...) }
+func AccessKey(p string) []byte { return append([]byte{AccessPrefix}, p...) }
 
-// hiddenPrefix marks keys deleted here but kept in the store because
+// HiddenPrefix marks keys deleted here but kept in the store because
 // delete_from_s3 is off: h<path> -> "". The mount hides such objects.
-const hiddenPrefix = 'h'
+const HiddenPrefix = 'h'
 
-func hiddenKey(p string) []byte { return append([]byte{hiddenPrefix}, p...) }
+func HiddenKey(p string) []byte { return append([]byte{HiddenPrefix}, p...) }
 
-// hiddenTreePrefix marks a directory removed here while the objects below
+// HiddenTreePrefix marks a directory removed here while the objects below
 // it stay in the store (delete_from_s3 off): t<path> -> "". Everything
 // below it is hidden by this one key, so that what a listing or a lookup
 // costs does not grow with the files ever removed.
-const hiddenTreePrefix = 't'
+const HiddenTreePrefix = 't'
 
-func hiddenTreeKey(p string) []byte { return append([]byte{hiddenTreePrefix}, p...) }
+func HiddenTreeKey(p string) []byte { return append([]byte{HiddenTreePrefix}, p...) }
 
-// moveSourcePrefix marks a key whose object a rename still has to move
+// MoveSourcePrefix marks a key whose object a rename still has to move
 // away: M<old key> -> path of the record moving it. The old key also has
 // a pending mark, so lookups and listings treat it as gone.
-const moveSourcePrefix = 'M'
+const MoveSourcePrefix = 'M'
 
-func moveSourceKey(p string) []byte { return append([]byte{moveSourcePrefix}, p...) }
+func MoveSourceKey(p string) []byte { return append([]byte{MoveSourcePrefix}, p...) }
 
 // The multipart journal, kept for the S3 client (s3.MultipartJournal):
 // m<key>\x00<upload id> -> "" while a multipart upload is open, and
@@ -85,30 +85,30 @@ func multipartKey(key, uploadID string) []byte {
 	return append(k, uploadID...)
 }
 
-// renameIntentPrefix marks a tree move under way: R<old>\x00<new> -> "".
-const renameIntentPrefix = 'R'
+// RenameIntentPrefix marks a tree move under way: R<old>\x00<new> -> "".
+const RenameIntentPrefix = 'R'
 
-func renameIntentKey(oldp, newp string) []byte {
-	k := append([]byte{renameIntentPrefix}, oldp...)
+func RenameIntentKey(oldp, newp string) []byte {
+	k := append([]byte{RenameIntentPrefix}, oldp...)
 	k = append(k, 0)
 	return append(k, newp...)
 }
 
-// schemaKey holds the index's format version. The first release wrote
+// SchemaKey holds the index's format version. The first release wrote
 // none; every release since opens the indexes of the ones before it and
 // upgrades them in place, and refuses an index newer than itself rather
 // than misread it. cache/testdata holds an index of each older format.
-var schemaKey = []byte("s:schema")
+var SchemaKey = []byte("s:schema")
 
 // runningKey is present while a daemon has the index open; finding it at
 // open means the last run did not stop cleanly.
 var runningKey = []byte("s:running")
 
-// rootKey holds the mount root's attributes: the root has no record of
+// RootKey holds the mount root's attributes: the root has no record of
 // its own (it has no key in the store). Its value: uvarint mode
 // (rootModeSet marks it set), uvarint uid+1, uvarint gid+1 (0: unset),
 // then varint mtime and ctime (absent before times were kept).
-var rootKey = []byte("s:root")
+var RootKey = []byte("s:root")
 
 // inoKey holds Badger's sequence of inode numbers.
 var inoKey = []byte("s:ino")

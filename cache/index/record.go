@@ -1,4 +1,4 @@
-package cache
+package index
 
 import (
 	"encoding/binary"
@@ -47,8 +47,8 @@ func (s State) String() string {
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
 
-// record is one index entry: a file or a directory.
-type record struct {
+// Record is one index entry: a file or a directory.
+type Record struct {
 	Dir   bool
 	State State  // files only
 	Ino   uint64 // stable inode number, allocated once
@@ -98,26 +98,27 @@ type record struct {
 	MoveFrom string
 }
 
-// stored says the store holds this version's bytes (Clean or Remote).
-func (r record) stored() bool { return r.State == Clean || r.State == Remote }
+// Stored says the store holds this version's bytes (Clean or Remote).
+func (r Record) Stored() bool { return r.State == Clean || r.State == Remote }
 
-// owesUpload says r is a file whose bytes the store does not have yet.
-func (r record) owesUpload() bool {
+// OwesUpload says r is a file whose bytes the store does not have yet.
+func (r Record) OwesUpload() bool {
 	return !r.Dir && (r.State == Dirty || r.State == Uploading)
 }
 
-// objectKey is the key the bytes of r, the record at p, sit at in the
+// ObjectKey is the key the bytes of r, the record at p, sit at in the
 // store now.
-func (r record) objectKey(p string) string {
+func (r Record) ObjectKey(p string) string {
 	if r.MoveFrom != "" {
 		return r.MoveFrom
 	}
 	return p
 }
 
-// recordVersion 2 adds the owner, times, kind, device, link target and the
-// metadata flags after the data name; version 1 records still decode.
-const recordVersion = 2
+// RecordVersion is the format of records written now. Version 2 adds the
+// owner, times, kind, device, link target and the metadata flags after the
+// data name; version 1 records still decode.
+const RecordVersion = 2
 
 const (
 	flagDir = 1 << iota
@@ -129,7 +130,7 @@ const (
 	flagMetaUnknown
 )
 
-func (r *record) encode() []byte {
+func (r *Record) Encode() []byte {
 	b := make([]byte, 0, 64+len(r.Data))
 	var flags byte
 	if r.Dir {
@@ -146,7 +147,7 @@ func (r *record) encode() []byte {
 			flags |= f.bit
 		}
 	}
-	b = append(b, recordVersion, flags, byte(r.State))
+	b = append(b, RecordVersion, flags, byte(r.State))
 	b = binary.AppendUvarint(b, r.Ino)
 	b = binary.AppendVarint(b, r.Size)
 	b = binary.AppendVarint(b, r.MTime)
@@ -167,17 +168,17 @@ func (r *record) encode() []byte {
 	return append(b, r.MoveFrom...)
 }
 
-var errCorruptRecord = errors.New("corrupt index record")
+var ErrCorrupt = errors.New("corrupt index record")
 
-// decodeRecord parses an index value. It never panics on bad input.
-func decodeRecord(b []byte) (record, error) {
-	var r record
+// Decode parses an index value. It never panics on bad input.
+func Decode(b []byte) (Record, error) {
+	var r Record
 	if len(b) < 3 {
-		return r, errCorruptRecord
+		return r, ErrCorrupt
 	}
 	version := b[0]
-	if version != 1 && version != recordVersion {
-		return r, fmt.Errorf("%w: version %d", errCorruptRecord, b[0])
+	if version != 1 && version != RecordVersion {
+		return r, fmt.Errorf("%w: version %d", ErrCorrupt, b[0])
 	}
 	flags := b[1]
 	r.Dir = flags&flagDir != 0
@@ -226,31 +227,31 @@ func decodeRecord(b []byte) (record, error) {
 		r.Link = str(uv, &b, &ok)
 		r.MoveFrom = str(uv, &b, &ok)
 		if uid > math.MaxUint32 || gid > math.MaxUint32 || rdev > math.MaxUint32 || !validKind(r, uint32(kind)) {
-			return record{}, fmt.Errorf("%w: owner, kind or device", errCorruptRecord)
+			return Record{}, fmt.Errorf("%w: owner, kind or device", ErrCorrupt)
 		}
 		r.UID, r.GID, r.Kind, r.Rdev = uint32(uid), uint32(gid), uint32(kind), uint32(rdev)
 	}
 	if !ok || len(b) != 0 {
-		return record{}, errCorruptRecord
+		return Record{}, ErrCorrupt
 	}
 	if mode > 0o7777 {
-		return record{}, fmt.Errorf("%w: mode %o", errCorruptRecord, mode)
+		return Record{}, fmt.Errorf("%w: mode %o", ErrCorrupt, mode)
 	}
 	r.Mode = uint32(mode)
 	if r.State == Special {
 		if r.Dir || r.Data != "" || r.Size != 0 {
-			return record{}, fmt.Errorf("%w: special file with data", errCorruptRecord)
+			return Record{}, fmt.Errorf("%w: special file with data", ErrCorrupt)
 		}
 		return r, nil
 	}
 	if !r.Dir && (r.State < Dirty || r.State > Local) || r.Size < 0 {
-		return record{}, fmt.Errorf("%w: state %d size %d", errCorruptRecord, r.State, r.Size)
+		return Record{}, fmt.Errorf("%w: state %d size %d", ErrCorrupt, r.State, r.Size)
 	}
 	if !r.Dir && (r.State == Remote) != (r.Data == "") {
-		return record{}, fmt.Errorf("%w: state %s with data %q", errCorruptRecord, r.State, r.Data)
+		return Record{}, fmt.Errorf("%w: state %s with data %q", ErrCorrupt, r.State, r.Data)
 	}
 	if strings.ContainsAny(r.Data, "/\\.\x00") {
-		return record{}, fmt.Errorf("%w: data name %q", errCorruptRecord, r.Data)
+		return Record{}, fmt.Errorf("%w: data name %q", ErrCorrupt, r.Data)
 	}
 	return r, nil
 }
@@ -269,7 +270,7 @@ func str(uv func() uint64, b *[]byte, ok *bool) string {
 
 // validKind reports whether kind fits the record: a special kind only on
 // a Special record (a symlink on a file that has bytes), none on others.
-func validKind(r record, kind uint32) bool {
+func validKind(r Record, kind uint32) bool {
 	switch kind {
 	case 0:
 		return r.State != Special
@@ -279,20 +280,4 @@ func validKind(r record, kind uint32) bool {
 		return r.State == Special
 	}
 	return false
-}
-
-// splitPath splits "a/b/c" into "a/b" and "c"; a top-level name has parent "".
-func splitPath(p string) (parent, name string) {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		return p[:i], p[i+1:]
-	}
-	return "", p
-}
-
-// joinPath joins a directory path and a name.
-func joinPath(dir, name string) string {
-	if dir == "" {
-		return name
-	}
-	return dir + "/" + name
 }

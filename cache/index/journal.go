@@ -1,4 +1,8 @@
-package cache
+package index
+
+// The multipart journal: DB keeps the S3 client's record of open multipart
+// uploads (s3.MultipartJournal), so that ones a crash cut off are aborted
+// at the next start.
 
 import (
 	"bytes"
@@ -8,26 +12,26 @@ import (
 
 // BeginMultipart records an open multipart upload. The write is synced:
 // the upload exists in the bucket from now on, whatever happens to us.
-func (c *Cache) BeginMultipart(key, uploadID string) error {
-	if err := c.ix.db.Update(func(txn *badger.Txn) error {
+func (ix *DB) BeginMultipart(key, uploadID string) error {
+	if err := ix.db.Update(func(txn *badger.Txn) error {
 		return txn.Set(multipartKey(key, uploadID), nil)
 	}); err != nil {
 		return err
 	}
-	return c.ix.db.Sync()
+	return ix.db.Sync()
 }
 
 // EndMultipart forgets a completed or aborted multipart upload.
-func (c *Cache) EndMultipart(key, uploadID string) error {
-	return c.ix.db.Update(func(txn *badger.Txn) error {
+func (ix *DB) EndMultipart(key, uploadID string) error {
+	return ix.db.Update(func(txn *badger.Txn) error {
 		return txn.Delete(multipartKey(key, uploadID))
 	})
 }
 
 // OpenMultiparts calls fn for every multipart upload journaled and not
 // ended: at start, the ones a previous run left open.
-func (c *Cache) OpenMultiparts(fn func(key, uploadID string)) error {
-	return c.view(func(txn *badger.Txn) error {
+func (ix *DB) OpenMultiparts(fn func(key, uploadID string)) error {
+	return ix.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{multipartPrefix}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

@@ -1,0 +1,197 @@
+package index
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// DB is the Badger database that records every known file and every owed
+// upload or delete. Its users run all read-modify-write transactions under
+// one lock of their own, so they never conflict with each other.
+type DB struct {
+	db  *badger.DB
+	ino *badger.Sequence
+}
+
+// RootIno is the inode number of the mount's root directory.
+const RootIno = 1
+
+// Open opens (or makes) the index in dir/index, upgrading an older format
+// in place. One process at a time may hold it.
+func Open(dir string, log *slog.Logger) (*DB, error) {
+	opts := badger.DefaultOptions(filepath.Join(dir, "index")).
+		WithLogger(badgerLogger{log}).
+		// Writes reach the OS at commit (they survive a daemon crash); fsync
+		// is paid only when a caller asks for it, through Sync.
+		WithSyncWrites(false).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithValueThreshold(1 << 10).
+		WithCompactL0OnClose(true)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open index in %s: %w (is another s3mediafs using this cache_dir?)", dir, err)
+	}
+	if err := migrate(db, dir, log); err != nil {
+		db.Close()
+		return nil, err
+	}
+	seq, err := db.GetSequence(inoKey, 1024)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open inode sequence: %w", err)
+	}
+	return &DB{db: db, ino: seq}, nil
+}
+
+// Index formats:
+//
+//	1  the first release (no schema key): records of version 1; keys n, p,
+//	   h, l, a and s:acct, s:running, s:ino.
+//	2  adds hidden trees (t<dir>), owed folder deletes (p<dir>/) and the
+//	   root's attributes (s:root). All are new keys only: a format 1
+//	   index is a format 2 index as it is.
+const SchemaVersion = 2
+
+// migrate brings an index of an older format to SchemaVersion, or refuses
+// one written by a newer release.
+func migrate(db *badger.DB, dir string, log *slog.Logger) error {
+	return db.Update(func(txn *badger.Txn) error {
+		version := uint64(1)
+		item, err := txn.Get(SchemaKey)
+		switch {
+		case err == nil:
+			if err := item.Value(func(v []byte) error {
+				var n int
+				version, n = binary.Uvarint(v)
+				if n <= 0 || n != len(v) {
+					return fmt.Errorf("%w: schema version", ErrCorrupt)
+				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("index in %s: %w", dir, err)
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return fmt.Errorf("index in %s: %w", dir, err)
+		}
+		if version > SchemaVersion {
+			return fmt.Errorf("the index in %s was written by a newer s3mediafs (index format %d; this release reads up to %d): "+
+				"run that release or a later one, or give this one an empty cache_dir once the newer one has flushed everything", dir, version, SchemaVersion)
+		}
+		if version == SchemaVersion {
+			return nil
+		}
+		if fresh, err := isEmptyIndex(txn); err != nil {
+			return err
+		} else if !fresh {
+			// 1 → 2 adds key kinds only: nothing to rewrite.
+			log.Info("index upgraded", "dir", dir, "from_format", version, "to_format", SchemaVersion)
+		}
+		return txn.Set(SchemaKey, binary.AppendUvarint(nil, SchemaVersion))
+	})
+}
+
+// Close releases the inode sequence and closes the database.
+func (ix *DB) Close() error {
+	if ix.ino == nil {
+		return ix.db.Close()
+	}
+	err := ix.ino.Release()
+	return errors.Join(err, ix.db.Close())
+}
+
+// NextIno allocates a fresh inode number.
+func (ix *DB) NextIno() (uint64, error) {
+	for {
+		n, err := ix.ino.Next()
+		if err != nil {
+			return 0, err
+		}
+		if n > RootIno {
+			return n, nil
+		}
+	}
+}
+
+// isEmptyIndex reports whether the index holds no key at all: a new one.
+func isEmptyIndex(txn *badger.Txn) (bool, error) {
+	it := txn.NewIterator(badger.IteratorOptions{})
+	defer it.Close()
+	it.Rewind()
+	return !it.Valid(), nil
+}
+
+// MarkRunning records that the index is in use and reports whether the
+// previous run stopped without closing it.
+func (ix *DB) MarkRunning() (unclean bool, err error) {
+	err = ix.db.Update(func(txn *badger.Txn) error {
+		_, gerr := txn.Get(runningKey)
+		switch {
+		case gerr == nil:
+			unclean = true
+		case !errors.Is(gerr, badger.ErrKeyNotFound):
+			return gerr
+		}
+		return txn.Set(runningKey, nil)
+	})
+	if err == nil {
+		err = ix.db.Sync()
+	}
+	return unclean, err
+}
+
+// MarkStopped records a clean stop.
+func (ix *DB) MarkStopped() error {
+	return ix.db.Update(func(txn *badger.Txn) error { return txn.Delete(runningKey) })
+}
+
+// ForPending calls fn for every path with an owed upload or delete.
+func (ix *DB) ForPending(fn func(p string)) error {
+	return ix.db.View(func(txn *badger.Txn) error {
+		prefix := []byte{PendingPrefix}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			fn(string(it.Item().Key()[1:]))
+		}
+		return nil
+	})
+}
+
+// badgerLogger routes Badger's logging into slog, at levels one below
+// Badger's own so routine compaction chatter stays out of an operator's log.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error("badger: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn("badger: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.log.Debug("badger: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Debugf(f string, a ...any)   {}
+
+// OpenReadOnly opens the index in dir/index for reading while no daemon
+// holds it.
+func OpenReadOnly(dir string, log *slog.Logger) (*DB, error) {
+	opts := badger.DefaultOptions(filepath.Join(dir, "index")).WithLogger(badgerLogger{log}).WithReadOnly(true)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open the index in %s read-only: %w (mount it once, or run this while it is mounted)", dir, err)
+	}
+	return &DB{db: db}, nil
+}
+
+// View runs fn in a read-only transaction.
+func (ix *DB) View(fn func(txn *badger.Txn) error) error { return ix.db.View(fn) }
+
+// Sync makes every committed change durable (fsync).
+func (ix *DB) Sync() error { return ix.db.Sync() }
+
+// Badger is the database itself, for tests and tools that write keys of
+// their own.
+func (ix *DB) Badger() *badger.DB { return ix.db }

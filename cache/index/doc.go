@@ -1,0 +1,11 @@
+// Package index is the cache's Badger index: one record per known file
+// or directory, the marks of work owed to the store, the eviction order
+// of clean files, the byte accounting, and the journal of open multipart
+// uploads. Every key's layout is in keys.go; the table of them all is in
+// the cache package's documentation.
+//
+// A read-write transaction (Tx, through DB.Update) writes records only
+// through Tx.Put and Tx.Del, which keep the accounting and the eviction
+// order in step with them. Callers run their updates under one lock of
+// their own, so transactions never conflict.
+package index

@@ -1,0 +1,229 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Reads and writes of records and marks inside a transaction. Paths are
+// relative to the mount root, "" being the root, with "/" between names.
+
+// Get reads the record at path p; ok is false when there is none.
+func Get(txn *badger.Txn, p string) (Record, bool, error) {
+	item, err := txn.Get(EntryKey(p))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, err
+	}
+	var r Record
+	err = item.Value(func(v []byte) error {
+		var derr error
+		r, derr = Decode(v)
+		return derr
+	})
+	if err != nil {
+		return Record{}, false, fmt.Errorf("index entry %q: %w", p, err)
+	}
+	return r, true, nil
+}
+
+func putRecord(txn *badger.Txn, p string, r Record) error {
+	return txn.Set(EntryKey(p), r.Encode())
+}
+
+func deleteRecord(txn *badger.Txn, p string) error {
+	return txn.Delete(EntryKey(p))
+}
+
+func HasPending(txn *badger.Txn, p string) (bool, error) {
+	_, err := txn.Get(PendingKey(p))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func SetPending(txn *badger.Txn, p string) error   { return txn.Set(PendingKey(p), nil) }
+func ClearPending(txn *badger.Txn, p string) error { return txn.Delete(PendingKey(p)) }
+
+// IsHidden reports whether the object at p is hidden: by a key of its own
+// or by a removed directory at or above it.
+func IsHidden(txn *badger.Txn, p string) (bool, error) {
+	if ok, err := HasKey(txn, HiddenKey(p)); ok || err != nil {
+		return ok, err
+	}
+	for d := p; d != ""; d = ParentOf(d) {
+		if ok, err := HasKey(txn, HiddenTreeKey(d)); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// HideTree hides everything the store holds below the directory p, in
+// place of the hidden keys below it, which go in batches of their own
+// (removeHiddenBelow).
+func HideTree(txn *badger.Txn, p string) error { return txn.Set(HiddenTreeKey(p), nil) }
+
+func HasKey(txn *badger.Txn, k []byte) (bool, error) {
+	_, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// GoneHere reports a key removed through this mount whose object the store
+// may still hold: a tombstone (delete owed) or a hidden key (kept by
+// choice). Lookups and listings treat it as absent.
+func GoneHere(txn *badger.Txn, p string) (bool, error) {
+	if _, ok, err := Get(txn, p); ok || err != nil {
+		return false, err
+	}
+	if pend, err := HasPending(txn, p); pend || err != nil {
+		return pend, err
+	}
+	return IsHidden(txn, p)
+}
+
+// ForChildren calls fn for each direct child of dir, in name order.
+func ForChildren(txn *badger.Txn, dir string, fn func(name string, r Record) error) error {
+	return ForChildrenFrom(txn, dir, "", fn)
+}
+
+// ErrStop ends a ForChildren walk early without an error.
+var ErrStop = errors.New("stop iteration")
+
+// ForChildrenFrom is ForChildren starting at the name from; fn may end
+// the walk by returning ErrStop.
+func ForChildrenFrom(txn *badger.Txn, dir, from string, fn func(name string, r Record) error) error {
+	prefix := ChildrenPrefix(dir)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+	defer it.Close()
+	for it.Seek(append(slices.Clip(prefix), from...)); it.Valid(); it.Next() {
+		item := it.Item()
+		name := string(item.Key()[len(prefix):])
+		var r Record
+		err := item.Value(func(v []byte) error {
+			var derr error
+			r, derr = Decode(v)
+			return derr
+		})
+		if err != nil {
+			return fmt.Errorf("index entry %q: %w", JoinPath(dir, name), err)
+		}
+		if err := fn(name, r); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// HasChildren reports whether dir has any child in the index.
+func HasChildren(txn *badger.Txn, dir string) (bool, error) {
+	prefix := ChildrenPrefix(dir)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	it.Rewind()
+	return it.Valid(), nil
+}
+
+// HasGoneBelow reports whether any owed work or hidden key lies below dir.
+func HasGoneBelow(txn *badger.Txn, dir string) bool {
+	for _, pk := range []byte{PendingPrefix, HiddenPrefix, HiddenTreePrefix} {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: BelowPrefix(pk, dir)})
+		it.Rewind()
+		found := it.Valid()
+		it.Close()
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// HasPendingBelow reports whether work is owed on any key below the folder
+// key k ("dir/"), other than k itself.
+func HasPendingBelow(txn *badger.Txn, k string) bool {
+	prefix := PendingKey(k)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		if len(it.Item().Key()) > len(prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// BelowPrefix is the key prefix of everything below dir under key kind pk.
+func BelowPrefix(pk byte, dir string) []byte {
+	if dir == "" {
+		return []byte{pk}
+	}
+	return append(append([]byte{pk}, dir...), '/')
+}
+
+// OwedBelow returns the paths below dir whose delete is owed. It is read
+// before a LIST starts: one of them may complete while the LIST is
+// answered, and its key must still count as gone. Hidden keys need no
+// such care (they stay), and are checked key by key (GoneHere), so that
+// this costs what the upload queue holds, not what was ever removed.
+func OwedBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
+	var paths []string
+	prefix := BelowPrefix(PendingPrefix, dir)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	for it.Rewind(); it.Valid(); it.Next() {
+		paths = append(paths, string(it.Item().Key()[1:]))
+	}
+	it.Close()
+	out := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		if _, ok, err := Get(txn, p); err != nil {
+			return nil, err
+		} else if !ok {
+			out[p] = true
+		}
+	}
+	return out, nil
+}
+
+// IsDir reports whether p is the root or a directory in the index.
+func IsDir(txn *badger.Txn, p string) (bool, error) {
+	if p == "" {
+		return true, nil
+	}
+	r, ok, err := Get(txn, p)
+	return ok && r.Dir, err
+}
+
+// ParentOf is the directory holding p ("" for a top-level name).
+func ParentOf(p string) string {
+	parent, _ := SplitPath(p)
+	return parent
+}
+
+// SplitPath splits "a/b/c" into "a/b" and "c"; a top-level name has parent "".
+func SplitPath(p string) (parent, name string) {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i], p[i+1:]
+	}
+	return "", p
+}
+
+// JoinPath joins a directory path and a name.
+func JoinPath(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}

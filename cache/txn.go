@@ -1,0 +1,71 @@
+package cache
+
+import (
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/s3mediafs/s3mediafs/cache/index"
+)
+
+// State is where a file's bytes are (index.State).
+type State = index.State
+
+// The states of a file; the index package documents each.
+const (
+	Dirty     = index.Dirty
+	Uploading = index.Uploading
+	Clean     = index.Clean
+	Remote    = index.Remote
+	Local     = index.Local
+	Special   = index.Special
+)
+
+// update runs fn in a read-write index transaction and, once it commits,
+// applies its accounting. Callers hold c.mu, which also makes the
+// read-modify-write of the counters safe.
+func (c *Cache) update(fn func(t *index.Tx) error) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	c.stats.indexUpdates.Add(1)
+	d, err := c.ix.Update(index.Acct{Used: c.used, Dirty: c.dirty, DirtyFiles: c.dirtyFiles}, c.touchedLocked, fn)
+	if err != nil {
+		return err
+	}
+	c.dirtyFiles += d.DirtyFiles
+	if d.Used != 0 || d.Dirty != 0 {
+		c.used += d.Used
+		c.dirty += d.Dirty
+		c.space.Broadcast()
+		if c.opts.MaxSize > 0 && c.used > int64(float64(c.opts.MaxSize)*lowWater) {
+			c.spaceKeeper.kickEvictor()
+		}
+	}
+	return nil
+}
+
+// touchedLocked tells a listing in progress of p's directory that p
+// changed meanwhile (see forgetUnlisted). Callers hold c.mu.
+func (c *Cache) touchedLocked(p string) {
+	if len(c.watches) == 0 {
+		return
+	}
+	dir, name := index.SplitPath(p)
+	if w := c.watches[dir]; w != nil {
+		w[name] = struct{}{}
+	}
+}
+
+// view runs fn in a read-only index transaction.
+func (c *Cache) view(fn func(txn *badger.Txn) error) error {
+	c.stats.indexReads.Add(1)
+	return c.ix.View(fn)
+}
+
+// readRecord is index.Get in a read-only transaction of its own.
+func (c *Cache) readRecord(p string) (r index.Record, ok bool, err error) {
+	err = c.view(func(txn *badger.Txn) error {
+		r, ok, err = index.Get(txn, p)
+		return err
+	})
+	return r, ok, err
+}
