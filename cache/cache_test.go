@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -611,5 +612,23 @@ func TestListingVerifiesItsFiles(t *testing.T) {
 		if n := mem.Count("head") - heads; n != want {
 			t.Fatalf("round %d: %d HEADs for files the listing just showed, want %d (their metadata, once)", round, n, want)
 		}
+	}
+}
+
+// TestSecondOpenLeavesTheFirstAlone: a second daemon given the same
+// cache_dir is refused by the index's lock before it touches anything
+// of the first one's, such as a fetch's scratch file in tmp/.
+func TestSecondOpenLeavesTheFirstAlone(t *testing.T) {
+	dir := t.TempDir()
+	c := openTest(t, dir, objstore.NewMem(), nil)
+	scratch := filepath.Join(c.TempDir(), "fetch-in-flight")
+	if err := os.WriteFile(scratch, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{Dir: dir, Store: objstore.NewMem()}); err == nil {
+		t.Fatal("a second Open of a cache in use succeeded")
+	}
+	if _, err := os.Stat(scratch); err != nil {
+		t.Fatalf("the refused Open removed the first cache's scratch file: %v", err)
 	}
 }
