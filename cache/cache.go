@@ -56,9 +56,10 @@ type Cache struct {
 	tmpDir  string
 	data    *datafiles.Dir // the data files, their spares and free space
 
-	mu       sync.Mutex           // guards every index read-modify-write, and the fields below
-	open     map[string]*openFile // open files by current path
-	negative recentNames          // paths the store lacked, until the time given
+	mu       sync.Mutex             // guards every index read-modify-write, and the fields below
+	open     map[string]*openFile   // open files by current path
+	detached map[*openFile]struct{} // open files whose name is gone (detachLocked)
+	negative recentNames            // paths the store lacked, until the time given
 	// listed holds directories whose every name in the store was known
 	// (recorded in the index) at the time given: an empty LIST under a
 	// new directory, or a full readdir. Until NegativeTTL has passed, a
@@ -186,6 +187,7 @@ func newCache(opts Options) *Cache {
 		dataDir:     filepath.Join(opts.Dir, "data"),
 		tmpDir:      filepath.Join(opts.Dir, "tmp"),
 		open:        map[string]*openFile{},
+		detached:    map[*openFile]struct{}{},
 		negative:    newRecentNames(),
 		listed:      newRecentNames(),
 		readdirs:    newRecentNames(),
@@ -294,10 +296,18 @@ func (c *Cache) Close() error {
 	c.bg.Wait()
 	c.evictor.flushAccess()
 	c.mu.Lock()
-	for _, of := range c.open {
+	// Files whose release never came: the kernel drops pending releases
+	// when the mount goes first.
+	closeData := func(of *openFile) {
 		if of.data != nil {
 			of.data.Close()
 		}
+	}
+	for _, of := range c.open {
+		closeData(of)
+	}
+	for of := range c.detached {
+		closeData(of)
 	}
 	c.mu.Unlock()
 	err := c.ix.MarkStopped()

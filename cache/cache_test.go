@@ -632,3 +632,37 @@ func TestSecondOpenLeavesTheFirstAlone(t *testing.T) {
 		t.Fatalf("the refused Open removed the first cache's scratch file: %v", err)
 	}
 }
+
+// TestCloseClosesUnlinkedOpenFiles: a file unlinked while open whose
+// release never comes (the kernel drops it when the mount goes first)
+// keeps no descriptor once the cache is closed; its data file is already
+// gone from the directory, so such a descriptor would pin its space.
+func TestCloseClosesUnlinkedOpenFiles(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Open(Options{Dir: dir, Store: objstore.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	ctx := context.Background()
+	writeFile(t, c, "f", []byte("bytes"))
+	h, err := c.OpenFile(ctx, "f", os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(ctx, []byte("more"), 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unlink(ctx, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		if target, _ := os.Readlink("/proc/self/fd/" + fd.Name()); strings.HasPrefix(target, dir) {
+			t.Errorf("descriptor %s still open on %s", fd.Name(), target)
+		}
+	}
+}

@@ -268,6 +268,17 @@ func (h *Handle) Streams() bool {
 	return size < rangedFetchMin && !h.Local()
 }
 
+// detachLocked takes the file open at p off its name, which is gone
+// (unlinked, or replaced by a rename): its handles go on, and Close
+// closes its data file if their release never comes.
+func (c *Cache) detachLocked(p string) {
+	if of := c.open[p]; of != nil {
+		of.unlinked = true
+		delete(c.open, p)
+		c.detached[of] = struct{}{}
+	}
+}
+
 // Release closes the handle; the last one closes the data file.
 func (h *Handle) Release(ctx context.Context) error {
 	if !h.released.CompareAndSwap(false, true) {
@@ -289,6 +300,9 @@ func (h *Handle) Release(ctx context.Context) error {
 	last := of.refs == 0
 	if last && c.open[of.path] == of {
 		delete(c.open, of.path)
+	}
+	if last {
+		delete(c.detached, of)
 	}
 	c.mu.Unlock()
 	if last {

@@ -41,10 +41,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	if err != nil {
 		return wrapPath("unlink", p, err)
 	}
-	if of := c.open[p]; of != nil {
-		of.unlinked = true
-		delete(c.open, p)
-	}
+	c.detachLocked(p)
 	c.data.Remove(r.Data)
 	delete(c.verified, p)
 	c.q.Supersede(p)

@@ -158,10 +158,7 @@ func (c mover) renameFileTxn(t *index.Tx, oldp, newp string, fr *fileRename) err
 func (c mover) renamedLocked(oldp, newp string, fr *fileRename) {
 	if fr.dstOK {
 		c.data.Remove(fr.dst.Data)
-		if of := c.open[newp]; of != nil {
-			of.unlinked = true
-			delete(c.open, newp)
-		}
+		c.detachLocked(newp)
 	}
 	if of := c.open[oldp]; of != nil {
 		delete(c.open, oldp)
