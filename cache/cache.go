@@ -20,34 +20,71 @@ import (
 )
 
 // The families of the cache's work (see "Where things live" in the package
-// documentation). Each embeds the Cache whose state it works on.
+// documentation). Each holds the state only its work uses, and reaches
+// the shared state through the Cache it embeds. Their maps are guarded by
+// Cache.mu, as the Cache's are.
 type (
-	fetcher     struct{ *Cache } // a cache miss: fetch.go
-	evictor     struct{ *Cache } // eviction and the orphan sweep: evict.go
-	spaceKeeper struct{ *Cache } // the size limit and free-space floor: space.go
-	uploader    struct{ *Cache } // a path's owed work: upload.go, moveobject.go
-	mover       struct{ *Cache } // renames: rename.go, renamedir.go, learntree.go
-	remote      struct{ *Cache } // what the store holds: lookup.go, revalidate.go, meta.go, subtree.go, health.go
-	lister      struct{ *Cache } // directory listings: readdir.go
-	remover     struct{ *Cache } // unlink and rmdir: remove.go
+	// fetcher: a cache miss (fetch.go, download.go).
+	fetcher struct {
+		*Cache
+		downloads   map[string]*download // fetches in flight, by path
+		fetchBudget fetchBudget          // bounds those fetches
+	}
+	// evictor: eviction, LRU order, and the orphan sweep (evict.go).
+	evictor struct {
+		*Cache
+		accessed  map[string]int64 // opens since the last access flush (unix nanoseconds)
+		births    births           // data files made while an orphan sweep may run
+		evictKick chan struct{}    // wakes the eviction loop
+	}
+	// spaceKeeper: the size limit and free-space floor (space.go).
+	spaceKeeper struct{ *Cache }
+	// uploader: a path's owed work (upload.go, moveobject.go).
+	uploader struct{ *Cache }
+	// mover: renames (rename.go, renamedir.go, learntree.go).
+	mover struct {
+		*Cache
+		moving movingTrees // directory renames under way (see Resolve)
+	}
+	// remote: what the store holds (lookup.go, revalidate.go, meta.go,
+	// subtree.go, health.go).
+	remote struct {
+		*Cache
+		lookups       singleflight.Group  // one store lookup per unknown name, shared by callers
+		metaLookups   singleflight.Group  // one HEAD per object whose metadata is unknown
+		revalidations singleflight.Group  // one background HEAD per file due for revalidation
+		subtrees      map[string]*subtree // what lookups learned below directories; see subtree
+		health        storeHealth         // the circuit breaker
+	}
+	// lister: directory listings (readdir.go).
+	lister struct {
+		*Cache
+		listings singleflight.Group // one LIST per directory listed, shared by callers
+		// watches holds, for each directory being listed, the names whose
+		// records changed since the listing began (see forgetUnlisted).
+		watches map[string]map[string]struct{}
+	}
+	// remover: unlink and rmdir (remove.go, rmdircheck.go).
+	remover struct {
+		*Cache
+		rmdirChecks *rmdirChecks // directories removed on the index's word, to check in the store
+	}
 )
 
 // Cache is the write-back cache. Its methods are safe for concurrent use.
 // No lock is held across a call to the store; the lock order is in the
 // package documentation.
 type Cache struct {
-	// The work, by family: each owns its family's methods and reaches
-	// the shared state below through the Cache it embeds.
-	fetcher     fetcher
-	evictor     evictor
-	spaceKeeper spaceKeeper
-	uploader    uploader
-	mover       mover
-	remote      remote
-	lister      lister
-	remover     remover
+	// The work, by family: each owns its family's methods and state.
+	fetcher     *fetcher
+	evictor     *evictor
+	spaceKeeper *spaceKeeper
+	uploader    *uploader
+	mover       *mover
+	remote      *remote
+	lister      *lister
+	remover     *remover
 
-	moving  movingTrees // directory renames under way (see Resolve)
 	opts    Options
 	log     *slog.Logger
 	store   objstore.Store
@@ -70,36 +107,20 @@ type Cache struct {
 	// of their names that follow fetch nothing ahead (see learnMeta).
 	readdirs recentNames
 	// made holds directories this mount made, when (see MadeDirTrust).
-	made recentNames
-	// watches holds, for each directory being listed, the names whose
-	// records changed since the listing began (see forgetUnlisted).
-	watches    map[string]map[string]struct{}
-	subtrees   map[string]*subtree  // what lookups learned below directories; see subtree
+	made       recentNames
 	verified   map[string]time.Time // when the store last confirmed a clean/remote file
 	used       int64                // bytes of local data files, as the index records them
 	dirty      int64                // bytes not yet in the store
 	dirtyFiles int64                // files not yet in the store
 	wanted     int64                // bytes that writers and readers wait for
-	accessed   map[string]int64     // opens since the last access flush (unix nanoseconds)
 	space      *notifier            // signalled when used or dirty bytes change
 
-	evictKick chan struct{} // wakes the evictor
-
-	downloads     map[string]*download // fetches in flight, by path; guarded by mu
-	fetchBudget   fetchBudget          // bounds those fetches
-	lookups       singleflight.Group   // one store lookup per unknown name, shared by callers
-	metaLookups   singleflight.Group   // one HEAD per object whose metadata is unknown
-	revalidations singleflight.Group   // one background HEAD per file due for revalidation
-	listings      singleflight.Group   // one LIST per directory listed, shared by callers
-	q             *uploadqueue.Queue
-	rmdirChecks   *rmdirChecks // directories removed on the index's word, to check in the store
-	uploadsDone   *notifier    // broadcast after every upload job, for synchronous writers
-	stats         counters
-	health        storeHealth
+	q           *uploadqueue.Queue
+	uploadsDone *notifier // broadcast after every upload job, for synchronous writers
+	stats       counters
 
 	uncleanStop bool      // the previous run did not close the index
 	openedAt    time.Time // when Open began
-	births      births    // data files made while an orphan sweep may run
 	// settledAt is when requests abandoned by an unclean stop can no
 	// longer reach the store (see deleteRemote); zero after a clean one.
 	settledAt time.Time
@@ -168,7 +189,7 @@ func openOver(ix *index.DB, opts Options) (*Cache, error) {
 		return nil, err
 	}
 	if c.uncleanStop {
-		c.births.start() // before any data file of this run is made
+		c.evictor.births.start() // before any data file of this run is made
 		c.settledAt = c.openedAt.Add(opts.settle)
 	}
 	if err := c.mover.finishRenames(); err != nil {
@@ -192,20 +213,18 @@ func newCache(opts Options) *Cache {
 		listed:      newRecentNames(),
 		readdirs:    newRecentNames(),
 		made:        newRecentNames(),
-		watches:     map[string]map[string]struct{}{},
-		downloads:   map[string]*download{},
-		fetchBudget: newFetchBudget(opts.MaxSize),
-		subtrees:    map[string]*subtree{},
 		verified:    map[string]time.Time{},
-		accessed:    map[string]int64{},
 		space:       newNotifier(),
 		uploadsDone: newNotifier(),
-		evictKick:   make(chan struct{}, 1),
-		rmdirChecks: newRmdirChecks(opts.rmdirCheckEvery),
 	}
-	c.fetcher, c.evictor, c.spaceKeeper, c.uploader = fetcher{c}, evictor{c}, spaceKeeper{c}, uploader{c}
-	c.mover, c.remote, c.lister, c.remover = mover{c}, remote{c}, lister{c}, remover{c}
-	c.data = datafiles.New(c.dataDir, c.births.add, c.log)
+	c.fetcher = &fetcher{Cache: c, downloads: map[string]*download{}, fetchBudget: newFetchBudget(opts.MaxSize)}
+	c.evictor = &evictor{Cache: c, accessed: map[string]int64{}, evictKick: make(chan struct{}, 1)}
+	c.spaceKeeper, c.uploader = &spaceKeeper{c}, &uploader{c}
+	c.mover = &mover{Cache: c}
+	c.remote = &remote{Cache: c, subtrees: map[string]*subtree{}}
+	c.lister = &lister{Cache: c, watches: map[string]map[string]struct{}{}}
+	c.remover = &remover{Cache: c, rmdirChecks: newRmdirChecks(opts.rmdirCheckEvery)}
+	c.data = datafiles.New(c.dataDir, c.evictor.births.add, c.log)
 	c.q = uploadqueue.New(uploadqueue.Options{
 		Sync:        c.uploader.syncPath,
 		RetryMin:    opts.RetryMin,
@@ -345,9 +364,9 @@ func (c *Cache) janitor(ctx context.Context) {
 		c.listed.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.NegativeTTL })
 		c.readdirs.dropIf(func(at time.Time) bool { return now.Sub(at) > readdirQuiet })
 		c.made.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.MadeDirTrust })
-		for d, s := range c.subtrees {
+		for d, s := range c.remote.subtrees {
 			if now.Sub(s.at) > c.remote.subtreeAge() {
-				delete(c.subtrees, d)
+				delete(c.remote.subtrees, d)
 			}
 		}
 		for p, at := range c.verified {

@@ -52,9 +52,12 @@
 //	                position; held for one read; taken before Cache.mu
 //	Cache.mu        (cache.go) every index read-modify-write, the open files,
 //	                the caches of what the store holds (verified, negative,
-//	                listed, readdirs, made, subtrees), the LRU's pending accesses; a name
-//	                ending in Locked means the caller holds it (and only
-//	                Cache.mu: other locks' holders are named in doc comments)
+//	                listed, readdirs, made; remote.subtrees), the fetches in
+//	                flight (fetcher.downloads), the listings' watches
+//	                (lister.watches), the LRU's pending accesses
+//	                (evictor.accessed); a name ending in Locked means the
+//	                caller holds it (and only Cache.mu: other locks' holders
+//	                are named in doc comments)
 //	Queue.mu        (uploadqueue) the upload queue: order and jobs; taken under
 //	                Cache.mu, never the other way round
 //	download.mu     (download.go) a fetch's scratch file; a leaf
@@ -71,9 +74,11 @@
 // # Where things live
 //
 // The exported methods of Cache are the filesystem's operations. The work
-// behind them belongs to small types by family, each embedding the Cache
-// (cache.go): fetcher, evictor, spaceKeeper, uploader, mover, remote,
-// lister and remover, named below with their files.
+// behind them belongs to small types by family, each holding the state
+// only its work uses (fetches in flight, the LRU's pending accesses, the
+// store's circuit breaker, listings under way, …) and embedding the Cache
+// for the rest (cache.go): fetcher, evictor, spaceKeeper, uploader, mover,
+// remote, lister and remover, named below with their files.
 //
 //	cache.go       Open, Close, Start, Drain: the cache's life; options.go: its Options
 //	create.go      Create, Mkdir; special.go: Mknod, Symlink, Readlink

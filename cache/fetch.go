@@ -17,7 +17,7 @@ import (
 // fetch makes a store-only file local. Concurrent callers for one path
 // share a single download, which runs on its own deadline, so one reader
 // giving up does not abort the download the others wait for.
-func (c fetcher) fetch(ctx context.Context, p string) error {
+func (c *fetcher) fetch(ctx context.Context, p string) error {
 	d := c.startFetch(p)
 	select {
 	case <-d.finished:
@@ -28,7 +28,7 @@ func (c fetcher) fetch(ctx context.Context, p string) error {
 }
 
 // startFetch returns the download of p in flight, starting one if none is.
-func (c fetcher) startFetch(p string) *download {
+func (c *fetcher) startFetch(p string) *download {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if d := c.downloads[p]; d != nil {
@@ -48,7 +48,7 @@ func (c fetcher) startFetch(p string) *download {
 	return d
 }
 
-func (c fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
+func (c *fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 	r, ok, err := c.readRecord(p)
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func (c fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 // downloadRecord writes r's object to w. A 404 while r's server-side move
 // was owed is asked again at the new key: the move finished meanwhile (it
 // clears MoveFrom before deleting the old key) and nothing was written.
-func (c fetcher) downloadRecord(ctx context.Context, p string, r index.Record, w io.Writer) (int64, error) {
+func (c *fetcher) downloadRecord(ctx context.Context, p string, r index.Record, w io.Writer) (int64, error) {
 	size, err := c.getInto(ctx, r.ObjectKey(p), w, r.Size)
 	if isNotFound(err) && r.MoveFrom != "" {
 		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
@@ -123,7 +123,7 @@ func (c fetcher) downloadRecord(ctx context.Context, p string, r index.Record, w
 // installFetched moves a fetched file into the data directory and makes
 // the record Clean with it, unless the record was deleted, replaced or
 // fetched by someone else meanwhile.
-func (c fetcher) installFetched(p string, r index.Record, tmp string, size int64) error {
+func (c *fetcher) installFetched(p string, r index.Record, tmp string, size int64) error {
 	id := c.data.NewID()
 	dst := c.data.Path(id)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
@@ -162,7 +162,7 @@ const fetchRoomWait = 2 * time.Second
 // admitFetch admits a download of size bytes into the cache. One that
 // could not fit even with every clean file evicted is refused at once,
 // so that it evicts nothing: its readers read the store directly.
-func (c fetcher) admitFetch(ctx context.Context, size int64) error {
+func (c *fetcher) admitFetch(ctx context.Context, size int64) error {
 	c.mu.Lock()
 	err := c.spaceKeeper.couldHoldLocked(size)
 	c.mu.Unlock()
@@ -229,7 +229,7 @@ const (
 
 // getInto copies the object (expected to hold size bytes) into w, which
 // is the scratch file (an io.WriterAt) for a ranged download.
-func (c fetcher) getInto(ctx context.Context, p string, w io.Writer, size int64) (int64, error) {
+func (c *fetcher) getInto(ctx context.Context, p string, w io.Writer, size int64) (int64, error) {
 	if size < rangedFetchMin {
 		return c.downloadWhole(ctx, p, w)
 	}
@@ -256,7 +256,7 @@ func (c fetcher) getInto(ctx context.Context, p string, w io.Writer, size int64)
 }
 
 // downloadRange fetches n bytes from off into w, retrying a short body.
-func (c fetcher) downloadRange(ctx context.Context, p string, w io.Writer, off, n int64) error {
+func (c *fetcher) downloadRange(ctx context.Context, p string, w io.Writer, off, n int64) error {
 	var lastErr error
 	for t := newTries(); t.next(ctx); {
 		body, got, err := c.store.Get(ctx, p, off, n)
@@ -289,7 +289,7 @@ func (c fetcher) downloadRange(ctx context.Context, p string, w io.Writer, off, 
 // downloadWhole copies the object into w, resuming with a ranged GET when
 // a body ends before its Content-Length says (a truncated body is never
 // taken as the whole object).
-func (c fetcher) downloadWhole(ctx context.Context, p string, w io.Writer) (int64, error) {
+func (c *fetcher) downloadWhole(ctx context.Context, p string, w io.Writer) (int64, error) {
 	var got, total int64 = 0, -1
 	var lastErr error
 	for t := newTries(); t.next(ctx); {
@@ -328,7 +328,7 @@ func (c fetcher) downloadWhole(ctx context.Context, p string, w io.Writer) (int6
 // (deleted by another host). The last copy of a version this host wrote
 // is never dropped on one 404 (see ownUploadGone). It reports whether the
 // file is still there.
-func (c fetcher) forgetRemote(p string, r index.Record) (kept bool) {
+func (c *fetcher) forgetRemote(p string, r index.Record) (kept bool) {
 	if isOwnUnconfirmed(r) && c.ownUploadStillThere(p, r) {
 		return true
 	}
@@ -368,7 +368,7 @@ func isOwnUnconfirmed(r index.Record) bool {
 // version this host uploaded, after a 404 that followed the upload: it
 // keeps the copy unless the object is really gone. If the LIST shows it,
 // the store's time is recorded and it is there.
-func (c fetcher) ownUploadStillThere(p string, r index.Record) bool {
+func (c *fetcher) ownUploadStillThere(p string, r index.Record) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
 	defer cancel()
 	f, err := c.store.Lookup(ctx, p, nil)
@@ -399,7 +399,7 @@ func (c fetcher) ownUploadStillThere(p string, r index.Record) bool {
 // host's delete removed, perhaps a late delete of an older version: it is
 // kept in cache_dir/lost+found under its path, and the log says so.
 // Callers hold c.mu.
-func (c fetcher) dropLocalCopy(p string, r index.Record) {
+func (c *fetcher) dropLocalCopy(p string, r index.Record) {
 	if !isOwnUnconfirmed(r) {
 		c.data.Remove(r.Data)
 		return

@@ -21,10 +21,10 @@ type storeHealth struct {
 // tripAfter consecutive failures open the breaker.
 const tripAfter = 3
 
-func (c remote) storeIsDown() bool { return c.health.down.Load() }
+func (c *remote) storeIsDown() bool { return c.health.down.Load() }
 
 // noteStoreOK records a request the store answered.
-func (c remote) noteStoreOK() {
+func (c *remote) noteStoreOK() {
 	c.health.failures.Store(0)
 	if c.health.down.CompareAndSwap(true, false) {
 		c.log.Info("object store reachable again")
@@ -33,7 +33,7 @@ func (c remote) noteStoreOK() {
 
 // noteStoreError records a failed request; "not found" is an answer, not
 // a failure.
-func (c remote) noteStoreError(err error) {
+func (c *remote) noteStoreError(err error) {
 	if err == nil || isNotFound(err) || errors.Is(err, context.Canceled) {
 		return
 	}
@@ -51,7 +51,7 @@ func (c remote) noteStoreError(err error) {
 
 // probeStore asks the store about a key that does not exist every
 // probeEvery until it answers, then closes the breaker.
-func (c remote) probeStore() {
+func (c *remote) probeStore() {
 	defer c.health.probing.Store(false)
 	const probeEvery = 2 * time.Second
 	for c.health.down.Load() && !c.closing.Load() {

@@ -13,7 +13,7 @@ import (
 // learnTree records every object the store holds below the directory p
 // that the index lacks (with the directories they imply), so that a
 // rename moves them too. It does not hold the index lock while listing.
-func (c mover) learnTree(ctx context.Context, p string) error {
+func (c *mover) learnTree(ctx context.Context, p string) error {
 	var page []listedObject
 	var pageErr error
 	flush := func() bool {
@@ -42,7 +42,7 @@ type listedObject struct {
 }
 
 // learnObjects records the objects at p/<name> the index lacks.
-func (c mover) learnObjects(p string, objs []listedObject) error {
+func (c *mover) learnObjects(p string, objs []listedObject) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.update(func(t *index.Tx) error {
@@ -61,7 +61,7 @@ func (c mover) learnObjects(p string, objs []listedObject) error {
 
 // learnPathTxn records the object at p and its directories, where the
 // index knows nothing of them and nothing was removed here.
-func (c mover) learnPathTxn(t *index.Tx, p string, size int64, mtime time.Time) error {
+func (c *mover) learnPathTxn(t *index.Tx, p string, size int64, mtime time.Time) error {
 	if _, ok, err := t.Get(p); err != nil || ok {
 		return err
 	}
@@ -88,7 +88,7 @@ func (c mover) learnPathTxn(t *index.Tx, p string, size int64, mtime time.Time) 
 }
 
 // learnDirTxn records the directory p and those above it that are missing.
-func (c mover) learnDirTxn(t *index.Tx, p string) error {
+func (c *mover) learnDirTxn(t *index.Tx, p string) error {
 	if p == "" {
 		return nil
 	}

@@ -113,7 +113,7 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 }
 
 // withOpenSize reports the live size of a file open for writing.
-func (c remote) withOpenSize(p string, a Attr) Attr {
+func (c *remote) withOpenSize(p string, a Attr) Attr {
 	if a.Dir {
 		return a
 	}
@@ -143,7 +143,7 @@ func (c remote) withOpenSize(p string, a Attr) Attr {
 // context's error, EINTR, never "absent"; its retry joins the request
 // still in flight, so a process that takes signals often still gets its
 // answer.
-func (c remote) lookupRemote(ctx context.Context, p string) (Attr, error) {
+func (c *remote) lookupRemote(ctx context.Context, p string) (Attr, error) {
 	c.mu.Lock()
 	until, neg := c.negative.get(p)
 	listedAt, listed := c.listed.get(index.ParentOf(p))
@@ -178,7 +178,7 @@ func (c remote) lookupRemote(ctx context.Context, p string) (Attr, error) {
 }
 
 // askStore is lookupRemote's question to the store, retried as it says.
-func (c remote) askStore(p string) (Attr, error) {
+func (c *remote) askStore(p string) (Attr, error) {
 	var err error
 	for t := newTries(); t.next(context.Background()); {
 		if c.storeIsDown() {
@@ -208,7 +208,7 @@ func (c remote) askStore(p string) (Attr, error) {
 // below p, the keys the store still lists there must not make p a
 // directory, so it asks with a HEAD and a LIST that reads past them
 // instead.
-func (c remote) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, error) {
+func (c *remote) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, error) {
 	lctx, cancel := context.WithTimeout(ctx, c.opts.LookupTimeout)
 	defer cancel()
 	asked := time.Now()
@@ -252,7 +252,7 @@ func (c remote) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 // learnAnswer records what the store said about p, as of the time given:
 // a file of that size, time and metadata (nil: not read yet), a
 // directory, or neither. It reports whether p exists.
-func (c remote) learnAnswer(p string, f objstore.Found, meta map[string]string, at time.Time) (Attr, bool, error) {
+func (c *remote) learnAnswer(p string, f objstore.Found, meta map[string]string, at time.Time) (Attr, bool, error) {
 	var r index.Record
 	switch {
 	case f.File:
@@ -276,7 +276,7 @@ func (c remote) learnAnswer(p string, f objstore.Found, meta map[string]string, 
 
 // lookupSubtree answers a lookup of p from what an earlier lookup learned
 // about the tree below one of its ancestors; ok is false when none did.
-func (c remote) lookupSubtree(p string) (a Attr, ok bool, err error) {
+func (c *remote) lookupSubtree(p string) (a Attr, ok bool, err error) {
 	c.mu.Lock()
 	f, dir, covered, at := c.fromSubtreeLocked(p)
 	c.mu.Unlock()
@@ -313,7 +313,7 @@ func ignoreNotExist(err error) error {
 // Deletes owed before the LIST starts are remembered first: one of them
 // may complete while the LIST is answered, and its key must still not
 // count.
-func (c remote) remoteDirExists(ctx context.Context, p string) (bool, error) {
+func (c *remote) remoteDirExists(ctx context.Context, p string) (bool, error) {
 	before, err := c.readOwedBelow(p)
 	if err != nil {
 		return false, err
@@ -323,7 +323,7 @@ func (c remote) remoteDirExists(ctx context.Context, p string) (bool, error) {
 
 // remoteDirExistsExcept is remoteDirExists with the deletes owed below p
 // already read, before the LIST starts.
-func (c remote) remoteDirExistsExcept(ctx context.Context, p string, before map[string]bool) (bool, error) {
+func (c *remote) remoteDirExistsExcept(ctx context.Context, p string, before map[string]bool) (bool, error) {
 	found := false
 	var viewErr error
 	err := c.store.List(ctx, p+"/", true, func(e objstore.Entry) bool {
@@ -342,7 +342,7 @@ func (c remote) remoteDirExistsExcept(ctx context.Context, p string, before map[
 }
 
 // readOwedBelow is index.OwedBelow in a read transaction of its own.
-func (c remote) readOwedBelow(p string) (gone map[string]bool, err error) {
+func (c *remote) readOwedBelow(p string) (gone map[string]bool, err error) {
 	err = c.view(func(txn *badger.Txn) error {
 		gone, err = index.OwedBelow(txn, p)
 		return err
@@ -352,7 +352,7 @@ func (c remote) readOwedBelow(p string) (gone map[string]bool, err error) {
 
 // learn records an entry found in the store, unless the index gained one
 // meanwhile, and returns its attributes.
-func (c remote) learn(p string, r index.Record) (Attr, error) {
+func (c *remote) learn(p string, r index.Record) (Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out Attr
@@ -388,7 +388,7 @@ func (c remote) learn(p string, r index.Record) (Attr, error) {
 
 // promoteLocal queues the upload of a local-only file whose tree now goes
 // to the store (store_local or store_remote was switched on).
-func (c remote) promoteLocal(p string) {
+func (c *remote) promoteLocal(p string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err := c.update(func(t *index.Tx) error {

@@ -119,7 +119,7 @@ func applyMeta(r *index.Record, meta map[string]string) {
 // learnMeta reads the metadata of the object at p, which p's record was
 // learned without (from a LIST), and records it. Until the store answers,
 // the mount's defaults show: a failed HEAD is retried at the next lookup.
-func (c remote) learnMeta(ctx context.Context, p string, r index.Record) Attr {
+func (c *remote) learnMeta(ctx context.Context, p string, r index.Record) Attr {
 	if c.storeIsDown() {
 		return attrOf(r)
 	}
@@ -171,7 +171,7 @@ const readdirQuiet = time.Minute
 // worthFetchingWithMeta reports whether the lookup of p, a file known from
 // a LIST, should start fetching its bytes: a small, store-only file whose
 // directory was not just listed.
-func (c remote) worthFetchingWithMeta(p string, r index.Record) bool {
+func (c *remote) worthFetchingWithMeta(p string, r index.Record) bool {
 	if r.Dir || r.State != Remote || r.Size > c.opts.FetchAheadMax || r.Kind != 0 {
 		return false
 	}

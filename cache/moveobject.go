@@ -56,7 +56,7 @@ func waitForMove(t *index.Tx, p string) (bool, error) {
 // reuploadMoved moves an object too large for one CopyObject by sending
 // its bytes to the new key: fetched from the old key if they are not
 // here, then uploaded as a new version, whose upload deletes the old key.
-func (c uploader) reuploadMoved(ctx context.Context, p string, r index.Record) (again bool, err error) {
+func (c *uploader) reuploadMoved(ctx context.Context, p string, r index.Record) (again bool, err error) {
 	if r.State == Remote {
 		if err := c.fetcher.fetch(ctx, p); err != nil {
 			return false, fmt.Errorf("move %q to %q: %w", r.MoveFrom, p, err)
@@ -76,7 +76,7 @@ func (c uploader) reuploadMoved(ctx context.Context, p string, r index.Record) (
 }
 
 // objectKeyOf is the key the object of the file at p sits at now.
-func (c uploader) objectKeyOf(p string) string {
+func (c *uploader) objectKeyOf(p string) string {
 	var r index.Record
 	_ = c.view(func(txn *badger.Txn) (err error) {
 		r, _, err = index.Get(txn, p)
@@ -87,7 +87,7 @@ func (c uploader) objectKeyOf(p string) string {
 
 // moveObject carries out the owed move of p's object from r.MoveFrom (see
 // the top of this file): copy, then forget the old key, then delete it.
-func (c uploader) moveObject(ctx context.Context, p string, r index.Record) (again bool, err error) {
+func (c *uploader) moveObject(ctx context.Context, p string, r index.Record) (again bool, err error) {
 	src := r.MoveFrom
 	if r.Size >= maxCopySize {
 		return c.reuploadMoved(ctx, p, r)

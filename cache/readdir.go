@@ -40,7 +40,7 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	if err := c.checkPath(dir); err != nil {
 		return nil, err
 	}
-	ch := c.listings.DoChan(dir, func() (any, error) { return c.lister.listDir(dir) })
+	ch := c.lister.listings.DoChan(dir, func() (any, error) { return c.lister.listDir(dir) })
 	select {
 	case res := <-ch:
 		if res.Err != nil {
@@ -78,7 +78,7 @@ type listedName struct {
 // listDir is Readdir's shared work: LIST dir in the store, record what it
 // shows a page at a time, forget what it no longer has, and return the
 // directory's entries.
-func (c lister) listDir(dir string) ([]DirEntry, error) {
+func (c *lister) listDir(dir string) ([]DirEntry, error) {
 	l := &listing{dir: dir, seed: maphash.MakeSeed()}
 	if err := c.view(func(txn *badger.Txn) error {
 		if ok, err := index.IsDir(txn, dir); err != nil || !ok {
@@ -169,7 +169,7 @@ func owedChildren(txn *badger.Txn, dir string) (map[string]bool, error) {
 
 // recordListed records one page of the store's listing of l.dir: names
 // the index lacks are learned, names it has are marked verified.
-func (c lister) recordListed(ctx context.Context, l *listing, page []listedName) error {
+func (c *lister) recordListed(ctx context.Context, l *listing, page []listedName) error {
 	for _, e := range page {
 		l.seen = append(l.seen, l.hash(e.name))
 	}
@@ -245,7 +245,7 @@ func (c lister) recordListed(ctx context.Context, l *listing, page []listedName)
 
 // deletedHere reports whether every object the store holds below the
 // directory p is being deleted here, so the directory is gone.
-func (c lister) deletedHere(ctx context.Context, p string) bool {
+func (c *lister) deletedHere(ctx context.Context, p string) bool {
 	var pending bool
 	_ = c.view(func(txn *badger.Txn) error {
 		pending = index.HasGoneBelow(txn, p)
@@ -263,7 +263,7 @@ func (c lister) deletedHere(ctx context.Context, p string) bool {
 // written, fetched or learned while the LIST ran is kept (it may be
 // missing from a listing that began before it reached the store), and so
 // is one open or owed an upload.
-func (c lister) forgetUnlisted(l *listing) error {
+func (c *lister) forgetUnlisted(l *listing) error {
 	for from := ""; ; {
 		var gone []string
 		var next string
@@ -297,7 +297,7 @@ func (c lister) forgetUnlisted(l *listing) error {
 
 // forgetNames removes the records of names in l.dir that a listing did
 // not show, where they are still what the listing judged.
-func (c lister) forgetNames(l *listing, names []string) error {
+func (c *lister) forgetNames(l *listing, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -334,7 +334,7 @@ func (c lister) forgetNames(l *listing, names []string) error {
 }
 
 // indexEntries returns the entries the index holds for dir, in name order.
-func (c lister) indexEntries(dir string) ([]DirEntry, error) {
+func (c *lister) indexEntries(dir string) ([]DirEntry, error) {
 	var out []DirEntry
 	err := c.view(func(txn *badger.Txn) error {
 		return index.ForChildren(txn, dir, func(name string, r index.Record) error {

@@ -57,7 +57,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 // forgetKey settles the store's object at a key whose record is gone: a
 // delete is owed if an object may exist (tomb is set), unless the mount
 // keeps deleted objects, in which case the key is hidden instead.
-func (c remover) forgetKey(t *index.Tx, p string, inStore bool, tomb *bool) error {
+func (c *remover) forgetKey(t *index.Tx, p string, inStore bool, tomb *bool) error {
 	switch {
 	case !inStore:
 		// Never sent: nothing to delete in the store.
@@ -159,14 +159,14 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 		c.q.Add(folderKey(p))
 	}
 	if checkLater {
-		c.rmdirChecks.add(p)
+		c.remover.rmdirChecks.add(p)
 	}
 	return nil
 }
 
 // removeHiddenBelowLocked drops the hidden keys below the directory p,
 // now hidden as a whole, a batch at a time. Callers hold c.mu.
-func (c remover) removeHiddenBelowLocked(p string) {
+func (c *remover) removeHiddenBelowLocked(p string) {
 	for {
 		n := 0
 		err := c.update(func(t *index.Tx) error {
@@ -207,7 +207,7 @@ func isFolderKey(k string) bool { return strings.HasSuffix(k, "/") }
 
 // checkEmptyDirTxn returns the record of p if p is a directory with no
 // entries in the index.
-func (c remover) checkEmptyDirTxn(txn *badger.Txn, p string) (index.Record, error) {
+func (c *remover) checkEmptyDirTxn(txn *badger.Txn, p string) (index.Record, error) {
 	r, ok, err := index.Get(txn, p)
 	if err != nil || !ok {
 		return r, errorOr(err, ErrNotExist)
@@ -234,7 +234,7 @@ func (c remover) checkEmptyDirTxn(txn *badger.Txn, p string) (index.Record, erro
 // again on the next lookup, which is what a purge that just emptied it
 // may expect (Synapse ignores rmdir's answer), and it saves the LIST per
 // purged media that would otherwise bound a purge by the store's latency.
-func (c remover) storeBelowKnown(p string, r index.Record) (holds, known bool) {
+func (c *remover) storeBelowKnown(p string, r index.Record) (holds, known bool) {
 	if r.MadeHere {
 		return false, true
 	}
@@ -254,7 +254,7 @@ func (c remover) storeBelowKnown(p string, r index.Record) (holds, known bool) {
 // directory d, and keeps it as a subtree when one page holds it whole,
 // less what is being removed here. An rmdir of a child of d then knows
 // its answer, and so does the rmdir of d that a purge sends next.
-func (c remover) learnAround(ctx context.Context, d string) {
+func (c *remover) learnAround(ctx context.Context, d string) {
 	if d == "" {
 		return
 	}

@@ -51,7 +51,7 @@ func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 // are here and go up whole at the new key, so an owed move of its object
 // is moot: its source is deleted once nothing reads it (the caller queues
 // it; its mark, naming the old path, no longer holds it).
-func (c mover) putRenamedTxn(t *index.Tx, newp string, moved index.Record) error {
+func (c *mover) putRenamedTxn(t *index.Tx, newp string, moved index.Record) error {
 	if moved.State != Special {
 		moved.MoveFrom = ""
 		moved.Gen++
@@ -68,7 +68,7 @@ func (c mover) putRenamedTxn(t *index.Tx, newp string, moved index.Record) error
 	return index.SetPending(t.Txn, newp)
 }
 
-func (c mover) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
+func (c *mover) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.remote.removeFromSubtreesLocked(oldp)
@@ -93,7 +93,7 @@ type fileRename struct {
 }
 
 // renameFileTxn moves the record of the file at oldp to newp in t.
-func (c mover) renameFileTxn(t *index.Tx, oldp, newp string, fr *fileRename) error {
+func (c *mover) renameFileTxn(t *index.Tx, oldp, newp string, fr *fileRename) error {
 	*fr = fileRename{} // a transaction may be run again
 	src, ok, err := t.Get(oldp)
 	if err != nil || !ok {
@@ -155,7 +155,7 @@ func (c mover) renameFileTxn(t *index.Tx, oldp, newp string, fr *fileRename) err
 
 // renamedLocked brings the open files, the caches of what the store holds
 // and the upload queue in step with a committed file rename.
-func (c mover) renamedLocked(oldp, newp string, fr *fileRename) {
+func (c *mover) renamedLocked(oldp, newp string, fr *fileRename) {
 	if fr.dstOK {
 		c.data.Remove(fr.dst.Data)
 		c.detachLocked(newp)

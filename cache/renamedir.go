@@ -60,18 +60,18 @@ func (m *movingTrees) remove(oldp string) {
 // is still moving its records to the path of the record now. Outside such
 // a move it returns p at once.
 func (c *Cache) Resolve(p string) string {
-	if c.moving.n.Load() == 0 {
+	if c.mover.moving.n.Load() == 0 {
 		return p
 	}
-	c.moving.mu.RLock()
+	c.mover.moving.mu.RLock()
 	var q string
-	for oldp, newp := range c.moving.m {
+	for oldp, newp := range c.mover.moving.m {
 		if p == oldp || strings.HasPrefix(p, oldp+"/") {
 			q = newp + p[len(oldp):]
 			break
 		}
 	}
-	c.moving.mu.RUnlock()
+	c.mover.moving.mu.RUnlock()
 	if q == "" {
 		return p
 	}
@@ -94,7 +94,7 @@ func (c *Cache) Resolve(p string) string {
 var renameBatch = 1000
 
 // renameDir moves the directory oldp, and everything below it, to newp.
-func (c mover) renameDir(ctx context.Context, oldp, newp string) error {
+func (c *mover) renameDir(ctx context.Context, oldp, newp string) error {
 	if strings.HasPrefix(newp, oldp+"/") {
 		return ErrInvalid // into itself
 	}
@@ -142,7 +142,7 @@ type treeMove struct {
 // moveTree moves the records at and below oldp to newp in the index, in
 // batches under a rename intent, each under the index lock. resuming is
 // set when Open finishes a move a crash interrupted.
-func (c mover) moveTree(oldp, newp string, resuming bool) error {
+func (c *mover) moveTree(oldp, newp string, resuming bool) error {
 	c.moving.add(oldp, newp)
 	defer c.moving.remove(oldp)
 	m := treeMove{oldp: oldp, newp: newp, resuming: resuming, now: time.Now().UnixNano()}
@@ -183,7 +183,7 @@ func (c mover) moveTree(oldp, newp string, resuming bool) error {
 // moveBatch moves the records at paths in one transaction. The first
 // batch checks the target and writes the intent when more batches follow;
 // the last one removes the intent.
-func (c mover) moveBatch(m treeMove, paths []string, first, last bool) error {
+func (c *mover) moveBatch(m treeMove, paths []string, first, last bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	intent := index.RenameIntentKey(m.oldp, m.newp)
@@ -230,7 +230,7 @@ func (c mover) moveBatch(m treeMove, paths []string, first, last bool) error {
 // startMoveTxn checks that the rename's target is free (unless resuming),
 // writes the intent when the move takes more than one batch, and moves
 // both parents' times.
-func (c mover) startMoveTxn(t *index.Tx, m treeMove, batched bool) error {
+func (c *mover) startMoveTxn(t *index.Tx, m treeMove, batched bool) error {
 	if !m.resuming {
 		if _, ok, err := t.Get(m.newp); err != nil || ok {
 			return errorOr(err, ErrExist)
@@ -274,7 +274,7 @@ func collectBelow(txn *badger.Txn, p string, out *[]string) error {
 
 // moveRecordTxn moves one record from to to, and owes the store what that
 // takes; it returns the keys to queue once the transaction commits.
-func (c mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []string, err error) {
+func (c *mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []string, err error) {
 	r, ok, err := t.Get(from)
 	if err != nil || !ok {
 		return nil, err // moved before a crash
@@ -363,7 +363,7 @@ func (c mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []s
 }
 
 // finishRenames completes the directory renames a crash interrupted.
-func (c mover) finishRenames() error {
+func (c *mover) finishRenames() error {
 	type move struct{ from, to string }
 	var moves []move
 	err := c.view(func(txn *badger.Txn) error {

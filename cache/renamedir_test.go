@@ -1,3 +1,7 @@
+// Renames of directories and files: every object moves in the store,
+// across stops at every step, in batches, with reads racing the moves, and
+// for objects too large to copy in one request.
+
 package cache
 
 import (
@@ -330,8 +334,8 @@ func TestResolveDuringAMove(t *testing.T) {
 	if got := c.Resolve("a/x"); got != "a/x" {
 		t.Errorf("no move under way: %q", got)
 	}
-	c.moving.add("a", "b")
-	defer c.moving.remove("a")
+	c.mover.moving.add("a", "b")
+	defer c.mover.moving.remove("a")
 	c.mu.Lock()
 	err := c.update(func(t *index.Tx) error {
 		for _, p := range []string{"a", "a/x"} {

@@ -7,7 +7,7 @@ import (
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
-func (c remote) dueForRevalidation(p string) bool {
+func (c *remote) dueForRevalidation(p string) bool {
 	if c.opts.RevalidateAfter <= 0 || c.storeIsDown() {
 		return false
 	}
@@ -24,7 +24,7 @@ func (c remote) dueForRevalidation(p string) bool {
 // it due is answered from the index at once, and one by another host
 // deleted or rewritten is seen by the lookups after (see
 // Options.RevalidateWaits). One HEAD per path is in flight at a time.
-func (c remote) revalidateLater(p string, r index.Record) {
+func (c *remote) revalidateLater(p string, r index.Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing.Load() {
@@ -45,7 +45,7 @@ func (c remote) revalidateLater(p string, r index.Record) {
 
 // revalidate asks the store whether a clean or remote file is still there
 // and unchanged; another host may have deleted or rewritten it.
-func (c remote) revalidate(ctx context.Context, p string, r index.Record) (Attr, error) {
+func (c *remote) revalidate(ctx context.Context, p string, r index.Record) (Attr, error) {
 	if r.MoveFrom != "" {
 		return attrOf(r), nil // not at its key yet: nothing to compare
 	}

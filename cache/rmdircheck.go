@@ -107,7 +107,7 @@ func (r *rmdirChecks) roundDue(now time.Time) bool {
 }
 
 // checkRemovedDirsLoop runs the due checks every r.every until ctx ends.
-func (c remover) checkRemovedDirsLoop(ctx context.Context) {
+func (c *remover) checkRemovedDirsLoop(ctx context.Context) {
 	tick(ctx, c.rmdirChecks.every, func(now time.Time) {
 		if c.rmdirChecks.roundDue(now) && !c.remote.storeIsDown() {
 			c.checkRemovedDirs(ctx)
@@ -117,7 +117,7 @@ func (c remover) checkRemovedDirsLoop(ctx context.Context) {
 
 // checkRemovedDirs checks the removed directories below which no delete is
 // owed any more: until then, a LIST would see this mount's own objects.
-func (c remover) checkRemovedDirs(ctx context.Context) {
+func (c *remover) checkRemovedDirs(ctx context.Context) {
 	var due []string
 	_ = c.view(func(txn *badger.Txn) error {
 		due = c.rmdirChecks.take(func(p string) bool {
@@ -180,7 +180,7 @@ func groupByParent(dirs []string) map[string][]string {
 // parent: one delimited LIST of parent names those that may hold objects
 // (or, on stores that keep empty folders, held some), and a LIST of each
 // of those settles it. A single directory is asked about directly.
-func (c remover) checkSiblings(ctx context.Context, parent string, dirs []string) {
+func (c *remover) checkSiblings(ctx context.Context, parent string, dirs []string) {
 	c.rmdirChecks.done.Add(uint64(len(dirs)))
 	maybe, settled := dirs, false
 	if len(dirs) > 1 {
@@ -220,7 +220,7 @@ func (c remover) checkSiblings(ctx context.Context, parent string, dirs []string
 // prefixes, or, recursive, with an object below them that is not being
 // deleted here. ok is false when the LIST failed or the parent holds too
 // many names to read them all.
-func (c remover) listedAmong(ctx context.Context, parent string, dirs []string, recursive bool) (seen []string, ok bool) {
+func (c *remover) listedAmong(ctx context.Context, parent string, dirs []string, recursive bool) (seen []string, ok bool) {
 	want := map[string]bool{}
 	for _, d := range dirs {
 		want[d] = true
@@ -273,7 +273,7 @@ func (c remover) listedAmong(ctx context.Context, parent string, dirs []string, 
 // reappear records the removed directory d again, and any removed
 // directories above it, because the store holds objects below d that
 // this mount did not remove.
-func (c remover) reappear(d string) {
+func (c *remover) reappear(d string) {
 	var chain []string
 	for p := d; p != ""; p = index.ParentOf(p) {
 		if _, ok, err := c.readRecord(p); err != nil || ok {

@@ -80,7 +80,7 @@ type Status struct {
 // Status returns the current figures.
 func (c *Cache) Status() Status {
 	c.mu.Lock()
-	s := Status{DirtyFiles: c.dirtyFiles, DirtyBytes: c.dirty, LocalBytes: c.used, MaxSize: c.opts.MaxSize, DirtyMax: c.opts.DirtyMax, Fetches: len(c.downloads)}
+	s := Status{DirtyFiles: c.dirtyFiles, DirtyBytes: c.dirty, LocalBytes: c.used, MaxSize: c.opts.MaxSize, DirtyMax: c.opts.DirtyMax, Fetches: len(c.fetcher.downloads)}
 	c.mu.Unlock()
 	var total int64
 	s.FreeBytes, total = c.data.Free(false)
@@ -93,7 +93,7 @@ func (c *Cache) Status() Status {
 	s.Hits, s.Misses, s.FetchedBytes, s.Evictions = st.hits.Load(), st.misses.Load(), st.bytesDown.Load(), st.evictions.Load()
 	s.ErrorsTransient, s.ErrorsPermanent = st.errTransient.Load(), st.errPermanent.Load()
 	s.IndexUpdates, s.IndexReads = st.indexUpdates.Load(), st.indexReads.Load()
-	s.RmdirChecks, s.RmdirReappeared, s.RmdirChecksWaiting = c.rmdirChecks.done.Load(), c.rmdirChecks.back.Load(), c.rmdirChecks.waiting()
+	s.RmdirChecks, s.RmdirReappeared, s.RmdirChecksWaiting = c.remover.rmdirChecks.done.Load(), c.remover.rmdirChecks.back.Load(), c.remover.rmdirChecks.waiting()
 	st.mu.Lock()
 	s.LastError, s.LastErrorAt = st.lastErr, st.lastErrAt
 	st.mu.Unlock()

@@ -27,7 +27,7 @@ func (c *Cache) update(fn func(t *index.Tx) error) error {
 		return ErrClosed
 	}
 	c.stats.indexUpdates.Add(1)
-	d, err := c.ix.Update(index.Acct{Used: c.used, Dirty: c.dirty, DirtyFiles: c.dirtyFiles}, c.touchedLocked, fn)
+	d, err := c.ix.Update(index.Acct{Used: c.used, Dirty: c.dirty, DirtyFiles: c.dirtyFiles}, c.lister.touchedLocked, fn)
 	if err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func (c *Cache) update(fn func(t *index.Tx) error) error {
 
 // touchedLocked tells a listing in progress of p's directory that p
 // changed meanwhile (see forgetUnlisted). Callers hold c.mu.
-func (c *Cache) touchedLocked(p string) {
+func (c *lister) touchedLocked(p string) {
 	if len(c.watches) == 0 {
 		return
 	}

@@ -14,7 +14,7 @@ import (
 // syncPath brings the store's object at p in line with the index: it uploads
 // a dirty file or deletes a tombstoned key. again is true when the index
 // changed while the request ran and p must be looked at once more.
-func (c uploader) syncPath(ctx context.Context, p string) (again bool, err error) {
+func (c *uploader) syncPath(ctx context.Context, p string) (again bool, err error) {
 	if isFolderKey(p) {
 		return false, c.deleteFolder(ctx, p)
 	}
@@ -104,7 +104,7 @@ func (c uploader) syncPath(ctx context.Context, p string) (again bool, err error
 	return false, nil
 }
 
-func (c uploader) uploadFile(ctx context.Context, p string, r index.Record, data *os.File) (bool, error) {
+func (c *uploader) uploadFile(ctx context.Context, p string, r index.Record, data *os.File) (bool, error) {
 	fi, err := data.Stat()
 	if err != nil {
 		return false, fmt.Errorf("stat data file of %q: %w", p, err)
@@ -172,7 +172,7 @@ var maxCopySize int64 = 5 << 30
 
 // sendMeta sends a metadata-only update of p (see SetAttr): one request,
 // no bytes. again is true when the metadata changed meanwhile.
-func (c uploader) sendMeta(ctx context.Context, p string, r index.Record) (again bool, err error) {
+func (c *uploader) sendMeta(ctx context.Context, p string, r index.Record) (again bool, err error) {
 	if r.Size >= maxCopySize {
 		c.log.Warn("an object over 5 GiB keeps its old owner, mode and time in the store", "path", p)
 	} else if err := c.store.Copy(ctx, p, p, metaOf(r)); err != nil && !isNotFound(err) {
@@ -203,7 +203,7 @@ func (c uploader) sendMeta(ctx context.Context, p string, r index.Record) (again
 // deleteFolder sends the DELETE of a removed directory's folder key k
 // (see folderKey) once no delete is owed below it; until then it waits,
 // and the last delete below queues it again (wakeFolders).
-func (c uploader) deleteFolder(ctx context.Context, k string) error {
+func (c *uploader) deleteFolder(ctx context.Context, k string) error {
 	dir := strings.TrimSuffix(k, "/")
 	var owed, busy, exists bool
 	err := c.view(func(txn *badger.Txn) error {
@@ -254,13 +254,13 @@ func foldersOwedAbove(txn *badger.Txn, p string) []string {
 }
 
 // queueAll queues every path in paths.
-func (c uploader) queueAll(paths []string) {
+func (c *uploader) queueAll(paths []string) {
 	for _, p := range paths {
 		c.q.Add(p)
 	}
 }
 
-func (c uploader) deleteRemote(ctx context.Context, p string) (bool, error) {
+func (c *uploader) deleteRemote(ctx context.Context, p string) (bool, error) {
 	if err := c.store.Delete(ctx, p); err != nil && !isNotFound(err) {
 		return false, err
 	}
