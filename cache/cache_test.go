@@ -1,3 +1,8 @@
+// The cache's core contract over an in-memory store: background uploads and
+// their retries, the newest write winning, unlinks and renames against
+// uploads in flight, restarts that resume owed work, shared read-through,
+// rmdir against the store, and a second Open of a cache in use.
+
 package cache
 
 import (

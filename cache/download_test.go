@@ -1,3 +1,6 @@
+// A fetch in flight: readers get bytes as they arrive, a failed fetch is
+// their answer, and a fetch never reads as an empty file.
+
 package cache
 
 import (

@@ -1,6 +1,6 @@
-package cache
-
 // Tests of the error idiom: only a real absence is ErrNotExist.
+
+package cache
 
 import (
 	"context"

@@ -1,3 +1,5 @@
+// Benchmarks of eviction and of opening a cache over a million entries.
+
 package cache
 
 import (

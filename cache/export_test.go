@@ -1,3 +1,5 @@
+// Internals the package's external tests use.
+
 package cache
 
 import "testing"

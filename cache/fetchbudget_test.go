@@ -1,7 +1,7 @@
-package cache
-
 // Cold reads cannot make the cache evict more than the fetches in flight,
 // which are bounded by count and bytes, need.
+
+package cache
 
 import (
 	"bytes"

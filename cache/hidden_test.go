@@ -1,7 +1,7 @@
-package cache
-
 // With delete_from_s3: false, removed files stay in the store, hidden by
 // the mount; what a listing costs must not grow with them.
+
+package cache
 
 import (
 	"context"

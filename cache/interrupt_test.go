@@ -1,3 +1,6 @@
+// An interrupted lookup, readdir or rmdir answers EINTR, never absence or
+// a partial listing.
+
 package cache
 
 import (

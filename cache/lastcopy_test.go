@@ -1,7 +1,7 @@
-package cache
-
 // Two hosts on one bucket: another host's delete must not cost this host
 // the last copy of a file it wrote.
+
+package cache
 
 import (
 	"bytes"

@@ -1,3 +1,6 @@
+// NotInStore and ReadNotInStore: the files only this cache holds, for
+// reconcile, with the daemon running or not.
+
 package cache
 
 import (

@@ -1,3 +1,5 @@
+// Names looked up in a directory made here cost the store no request.
+
 package cache
 
 import (

@@ -1,3 +1,7 @@
+// Owner, mode, times and special files as object metadata: kept, sent with
+// the object, updated without resending bytes, read back on another host;
+// the root's own attributes; small files fetched ahead with their metadata.
+
 package cache
 
 import (

@@ -1,8 +1,8 @@
-package cache
-
 // Every index format change is a migration: the index of each earlier
 // release (cache/testdata/index-vN.tar.gz) opens and is upgraded in
 // place; a newer one is refused, never misread.
+
+package cache
 
 import (
 	"bytes"

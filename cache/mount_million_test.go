@@ -1,3 +1,6 @@
+// Opening a cache of a million entries, in a child process, for the
+// benchmark.
+
 package cache_test
 
 import (

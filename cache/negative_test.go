@@ -1,7 +1,7 @@
-package cache
-
 // What lookups of missing names remember is bounded, whatever names a
 // local user invents.
+
+package cache
 
 import (
 	"context"

@@ -1,3 +1,6 @@
+// Options that change the contract: trees kept local, deletes kept in the
+// store, synchronous close.
+
 package cache
 
 import (

@@ -1,3 +1,5 @@
+// Path validation: nothing it accepts can leave the prefix or the mount.
+
 package cache
 
 import "testing"

@@ -1,6 +1,6 @@
-package cache
-
 // Any directory lists, whatever its size.
+
+package cache
 
 import (
 	"context"

@@ -1,3 +1,5 @@
+// Revalidation of clean files runs behind the lookup.
+
 package cache
 
 import (

@@ -1,3 +1,7 @@
+// rmdir answers from the index and checks the store in the background: a
+// directory the store still holds comes back, and a purge costs a few
+// LISTs in all.
+
 package cache
 
 import (

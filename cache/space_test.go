@@ -1,3 +1,7 @@
+// The size limit and eviction: limits hold under a write storm, dirty files
+// are never evicted, eviction is least recently used first or by age, the
+// accounting survives a restart, orphaned data files are swept.
+
 package cache
 
 import (

@@ -1,3 +1,5 @@
+// The pool of spare data files.
+
 package cache
 
 import (

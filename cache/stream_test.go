@@ -1,7 +1,7 @@
-package cache
-
 // Every object is readable whatever the cache's size: one that cannot be
 // kept is read from the store, and evicts nothing.
+
+package cache
 
 import (
 	"bytes"

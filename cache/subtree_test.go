@@ -1,3 +1,5 @@
+// Trees learned by lookups, and unlink forgetting them.
+
 package cache
 
 import (

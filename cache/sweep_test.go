@@ -1,7 +1,7 @@
-package cache
-
 // The orphan sweep after an unclean stop removes only data files that no
 // record names, now or later.
+
+package cache
 
 import (
 	"bytes"

@@ -1,3 +1,5 @@
+// The cache's errors as errno.
+
 package fs
 
 import (

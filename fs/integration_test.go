@@ -1,3 +1,7 @@
+// A mount over a real S3 server: Synapse's write pattern, read-through with
+// an empty cache, namespace operations, a store outage, and the old
+// provider's layout.
+
 package fs
 
 import (

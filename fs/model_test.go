@@ -1,3 +1,5 @@
+// Random operations on a mount checked against a model, across restarts.
+
 package fs
 
 import (
@@ -17,6 +19,7 @@ import (
 
 	"github.com/s3mediafs/s3mediafs/cache"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
@@ -73,6 +76,7 @@ type modelMount struct {
 
 func (m *modelMount) up() {
 	m.t.Helper()
+	mounttest.CheckLeaks(m.t, testRoot, "")
 	c, err := cache.Open(cache.Options{Dir: m.cacheDir, Store: m.store, RetryMin: 10 * time.Millisecond,
 		RetryMax: 100 * time.Millisecond, StoreTimeout: 5 * time.Second})
 	if err != nil {

@@ -1,3 +1,6 @@
+// The helpers that mount a cache for a test, unmounting in t.Cleanup and
+// checking for leaks.
+
 package fs
 
 import (
@@ -10,6 +13,7 @@ import (
 
 	"github.com/s3mediafs/s3mediafs/cache"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
 )
 
 // testMount serves a fresh cache over store at a temporary directory and
@@ -46,6 +50,7 @@ func testMountWith(t *testing.T, o cache.Options, mo Options) (string, *cache.Ca
 		}
 		t.Skip("mount tests need root (DirectMount)")
 	}
+	mounttest.CheckLeaks(t, testRoot, "")
 	if o.Dir == "" {
 		o.Dir = t.TempDir()
 	}

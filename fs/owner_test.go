@@ -1,3 +1,6 @@
+// Owners, modes and times as the mount shows them, the root's kept
+// attributes, and sizes too big.
+
 package fs
 
 import (

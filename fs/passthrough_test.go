@@ -1,3 +1,6 @@
+// FUSE passthrough: reads and writes bypass the daemon and are still
+// stored; cold reads give their first bytes early.
+
 package fs
 
 import (

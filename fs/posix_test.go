@@ -1,3 +1,5 @@
+// go-fuse's POSIX suite on the mount, in both I/O modes.
+
 package fs
 
 import (

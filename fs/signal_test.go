@@ -1,3 +1,5 @@
+// A signal during a lookup is not absence.
+
 package fs
 
 import (

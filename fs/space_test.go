@@ -1,3 +1,6 @@
+// A full cache filesystem: ENOSPC for the writer, nothing written lost,
+// and writing resumes.
+
 package fs
 
 import (
@@ -13,6 +16,7 @@ import (
 
 	"github.com/s3mediafs/s3mediafs/cache"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
 	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
@@ -20,6 +24,7 @@ import (
 // tinyFS mounts a tmpfs of size bytes for the test and removes it after.
 func tinyFS(t *testing.T, size string) string {
 	t.Helper()
+	mounttest.CheckLeaks(t, testRoot, "")
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
 		t.Skipf("cannot mount a tmpfs here: %v", err)

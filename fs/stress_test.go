@@ -1,3 +1,6 @@
+// Concurrent writers, readers and deleters, and odd names that must stay
+// inside the mount.
+
 package fs
 
 import (

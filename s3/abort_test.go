@@ -1,3 +1,5 @@
+// Aborting a completed multipart upload keeps the object.
+
 package s3_test
 
 import (

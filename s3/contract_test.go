@@ -1,3 +1,6 @@
+// The S3 client passes the store contract (storetest), with and without a
+// prefix.
+
 package s3_test
 
 import (

@@ -1,3 +1,5 @@
+// Internals the package's external tests use.
+
 package s3
 
 // SetLookupPage sets Lookup's page size for a test; it returns the undo.

@@ -1,3 +1,6 @@
+// Folder markers: deletes remove only empty ones; listings order files
+// before prefixes and return odd keys exactly.
+
 package s3_test
 
 import (

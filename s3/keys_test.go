@@ -1,3 +1,5 @@
+// Keys relative to the prefix.
+
 package s3
 
 import (

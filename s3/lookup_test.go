@@ -1,3 +1,5 @@
+// Lookup answers in one request.
+
 package s3_test
 
 import (

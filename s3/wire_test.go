@@ -1,3 +1,6 @@
+// What goes on the wire: storage classes, checksums, session tokens,
+// SSE-C headers, and multipart uploads.
+
 package s3_test
 
 import (

@@ -1,3 +1,5 @@
+// Data files: creation and removal, the pool of spares, the free-space sample.
+
 package datafiles
 
 import (

@@ -1,3 +1,6 @@
+// Record encoding: round trips, and a fuzzer that any decoded record is
+// safe (its data name stays inside the cache) and re-encodes the same.
+
 package index
 
 import (

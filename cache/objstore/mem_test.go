@@ -1,3 +1,6 @@
+// The in-memory and fault-injecting stores pass the store contract
+// (storetest).
+
 package objstore_test
 
 import (

@@ -1,3 +1,6 @@
+// The upload queue: one job per path at a time, retries until success,
+// drain after stop.
+
 package uploadqueue
 
 import (

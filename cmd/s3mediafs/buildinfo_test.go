@@ -1,3 +1,5 @@
+// The version line.
+
 package main
 
 import (

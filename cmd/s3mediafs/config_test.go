@@ -1,3 +1,6 @@
+// Configuration: files and flags, errors that name the problem, mount -o
+// options, modes, storage classes, and the shipped example configs.
+
 package main
 
 import (

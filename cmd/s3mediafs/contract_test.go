@@ -1,3 +1,6 @@
+// The embedded quickstart store and the instrumented store pass the store
+// contract (storetest).
+
 package main
 
 import (

@@ -1,3 +1,5 @@
+// The control socket's list of files only the cache holds.
+
 package main
 
 import (

@@ -1,3 +1,5 @@
+// The embedded store copies an object that grows while it is read.
+
 package main
 
 import (

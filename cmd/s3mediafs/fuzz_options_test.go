@@ -1,3 +1,5 @@
+// Fuzzers of mount -o options and of the mount helper's arguments.
+
 package main
 
 import (

@@ -1,3 +1,6 @@
+// The mount helper's hand-off of options: commas, empty values, and
+// secrets kept out of errors and of world-readable files.
+
 package main
 
 import (

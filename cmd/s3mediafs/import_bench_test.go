@@ -1,3 +1,5 @@
+// Benchmark of import.
+
 package main
 
 import (

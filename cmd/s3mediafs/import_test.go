@@ -1,3 +1,6 @@
+// import: --delete-source removes only what the bucket holds byte for byte,
+// and symlinks are never followed.
+
 package main
 
 import (

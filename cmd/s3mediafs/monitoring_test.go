@@ -1,8 +1,8 @@
-package main
-
 // The dashboard and the alert rules in scripts/deploy/monitoring name only
 // metrics the daemon exports, so neither can drift from the code; and the
 // rules pass promtool's check and their own unit tests.
+
+package main
 
 import (
 	"encoding/json"

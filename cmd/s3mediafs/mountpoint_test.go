@@ -1,3 +1,6 @@
+// Mountpoint checks: non-empty refused, the mount type found, bind mounts
+// accepted.
+
 package main
 
 import (

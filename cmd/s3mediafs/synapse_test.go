@@ -1,3 +1,6 @@
+// Reading homeserver.yaml: the old provider's block, overrides, the
+// environment, anchors, and bad files.
+
 package main
 
 import (

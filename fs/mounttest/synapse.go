@@ -1,5 +1,6 @@
 // Package mounttest holds what tests that drive a mount share: writing a
-// file the way Synapse does.
+// file the way Synapse does, and checking that a test left no mount,
+// process, descriptor or goroutine behind.
 package mounttest
 
 import (

@@ -1,3 +1,6 @@
+// Benchmarks of the real binary: the Synapse mix and a 1 GiB sequential
+// file, each against a baseline of the same run.
+
 package e2e
 
 import (

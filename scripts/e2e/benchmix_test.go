@@ -1,3 +1,5 @@
+// The Synapse mix of the benchmarks: its files, its phases and its figures.
+
 package e2e
 
 import (

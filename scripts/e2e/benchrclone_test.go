@@ -1,3 +1,5 @@
+// rclone mount over the same proxy, the peer the benchmarks compare with.
+
 package e2e
 
 import (

@@ -1,9 +1,9 @@
-package e2e
-
 // The container example in scripts/deploy/docker, checked as far as a
 // machine without a Docker engine allows: the compose file parses and names
 // only what the package and the binary have, and its mount propagation
 // works with mount namespaces made by unshare.
+
+package e2e
 
 import (
 	"errors"

@@ -1,3 +1,6 @@
+// Crashes and restarts: a kill before upload, a wiped cache, two hosts on
+// one bucket, refused starts, and Synapse's Python write pattern.
+
 package e2e
 
 import (

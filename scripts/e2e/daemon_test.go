@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/fs/mounttest"
 	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
@@ -33,9 +34,9 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		// Temporary directories live below dir, so that the leak check
-		// counts this run's mounts only, not those of packages tested
-		// at the same time.
+		// Temporary directories live below dir, so that each test's leak
+		// check (checkLeaks) counts this run's mounts only, not those of
+		// packages tested at the same time.
 		os.Setenv("TMPDIR", dir)
 		binary = filepath.Join(dir, "s3mediafs")
 		// Tests run the daemon under the race detector; benchmarks time
@@ -51,41 +52,16 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "build s3mediafs:", err)
 			return 1
 		}
-		code := m.Run()
-		if code == 0 {
-			if err := leftBehind(binary); err != nil {
-				fmt.Fprintln(os.Stderr, "leak check:", err)
-				code = 1
-			}
-		}
-		return code
+		return m.Run()
 	}())
 }
 
-// leftBehind reports a daemon still running from the binary under test,
-// or an s3mediafs mount left, once every test has cleaned up.
-func leftBehind(binary string) error {
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		var left []string
-		b, _ := os.ReadFile("/proc/self/mountinfo")
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.Contains(line, " - fuse.s3mediafs ") && strings.Contains(line, " "+filepath.Dir(binary)+"/") {
-				left = append(left, "mount: "+line)
-			}
-		}
-		exes, _ := filepath.Glob("/proc/[0-9]*/exe")
-		for _, exe := range exes {
-			if target, err := os.Readlink(exe); err == nil && target == binary {
-				left = append(left, "process: "+filepath.Dir(exe))
-			}
-		}
-		if len(left) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("left behind:\n%s", strings.Join(left, "\n"))
-		}
-	}
+// checkLeaks makes t fail if it leaves a mount, a daemon of the binary
+// under test, a descriptor or a goroutine behind (mounttest.CheckLeaks).
+// The helpers that configure or start a daemon call it, first thing.
+func checkLeaks(t testing.TB) {
+	t.Helper()
+	mounttest.CheckLeaks(t, filepath.Dir(binary), binary)
 }
 
 // daemon is one running s3mediafs mount process.
@@ -109,6 +85,7 @@ func (d *daemon) logs() string {
 // config writes a daemon configuration and returns its path.
 func config(t testing.TB, srv s3test.Server, endpoint, bucket, cacheDir string, extra string) string {
 	t.Helper()
+	checkLeaks(t)
 	if endpoint == "" {
 		endpoint = srv.Endpoint
 	}
@@ -144,6 +121,7 @@ func start(t testing.TB, cfg, mnt string) *daemon {
 // startEnv is start with extra environment variables for the daemon.
 func startEnv(t testing.TB, cfg, mnt string, env []string) *daemon {
 	t.Helper()
+	checkLeaks(t)
 	d := &daemon{t: t, mnt: mnt, exited: make(chan struct{})}
 	// The daemon says on --ready-fd when the mount serves ("ok") or why
 	// it cannot ("error: …"); its log is kept for failures.

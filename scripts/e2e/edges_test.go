@@ -1,8 +1,8 @@
-package e2e
-
 // Edges an operator's homeserver meets, tried from outside: the real
 // binary on a real mount over the real stores (versitygw and SeaweedFS),
 // checked only through the mount and the bucket.
+
+package e2e
 
 import (
 	"bytes"

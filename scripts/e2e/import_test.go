@@ -1,3 +1,5 @@
+// import resumed after a kill, and the install script.
+
 package e2e
 
 import (

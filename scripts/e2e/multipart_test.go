@@ -1,3 +1,5 @@
+// A multipart upload killed midway leaves no parts in the bucket.
+
 package e2e
 
 import (

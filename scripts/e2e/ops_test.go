@@ -1,3 +1,7 @@
+// Operations: status, flush and metrics; SIGTERM's drain; systemd
+// notification; the mount helper and fstab; secrets never shown; an
+// external unmount while the store fails.
+
 package e2e
 
 import (

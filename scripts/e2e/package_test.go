@@ -1,8 +1,8 @@
-package e2e
-
 // The Debian package, as an operator meets it: built by
 // scripts/package.sh, installed with dpkg, used through mount(8),
 // upgraded under a live mount, removed.
+
+package e2e
 
 import (
 	"errors"

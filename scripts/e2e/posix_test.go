@@ -1,3 +1,6 @@
+// Owners, modes and times travel through the store; a kill during a
+// directory rename.
+
 package e2e
 
 import (

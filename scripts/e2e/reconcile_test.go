@@ -1,8 +1,8 @@
-package e2e
-
 // s3mediafs reconcile, run as an operator runs it, against a real store,
 // a real SQLite file and a real PostgreSQL server, with a live mount
 // holding a file not yet uploaded.
+
+package e2e
 
 import (
 	"bufio"

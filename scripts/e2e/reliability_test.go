@@ -1,3 +1,5 @@
+// A crash loop, a store outage and a flaky store lose nothing.
+
 package e2e
 
 import (

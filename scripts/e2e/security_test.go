@@ -1,6 +1,6 @@
-package e2e
-
 // What another local user can and cannot do around a mount.
+
+package e2e
 
 import (
 	"bytes"
@@ -34,6 +34,7 @@ func TestEmbeddedStoreIsTheOwnersAlone(t *testing.T) {
 	if err != nil {
 		t.Skip("no python3")
 	}
+	checkLeaks(t)
 	objects := filepath.Join(t.TempDir(), "s3")
 	if err := os.MkdirAll(objects, 0o755); err != nil { // made open: the daemon closes it
 		t.Fatal(err)

@@ -1,3 +1,5 @@
+// Benchmark of reconcile over a million keys, in a child process.
+
 package reconcile_test
 
 import (

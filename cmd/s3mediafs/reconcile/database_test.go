@@ -1,3 +1,5 @@
+// The database read from homeserver.yaml.
+
 package reconcile
 
 import (

@@ -1,3 +1,5 @@
+// Synapse's media layout: the keys of a media row, and the row of a key.
+
 package reconcile
 
 import "testing"

@@ -1,3 +1,6 @@
+// reconcile on a real PostgreSQL: report then delete, an old schema, a
+// database that is not Synapse's, and hostile keys in the bucket.
+
 package reconcile_test
 
 import (

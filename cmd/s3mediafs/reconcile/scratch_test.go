@@ -1,3 +1,5 @@
+// A dead run's scratch files are removed.
+
 package reconcile
 
 import (

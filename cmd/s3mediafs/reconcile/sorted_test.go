@@ -1,3 +1,5 @@
+// The external sort of keys.
+
 package reconcile
 
 import (
