@@ -190,26 +190,9 @@ func Decode(b []byte) (Record, error) {
 	r.MetaUnknown = flags&flagMetaUnknown != 0
 	r.State = State(b[2])
 	b = b[3:]
-	var ok bool
-	uv := func() uint64 {
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
-			ok = false
-			return 0
-		}
-		b = b[n:]
-		return v
-	}
-	sv := func() int64 {
-		v, n := binary.Varint(b)
-		if n <= 0 {
-			ok = false
-			return 0
-		}
-		b = b[n:]
-		return v
-	}
-	ok = true
+	ok := true
+	uv := func() uint64 { return readVarint(&b, &ok, binary.Uvarint) }
+	sv := func() int64 { return readVarint(&b, &ok, binary.Varint) }
 	r.Ino = uv()
 	r.Size = sv()
 	r.MTime = sv()
@@ -254,6 +237,18 @@ func Decode(b []byte) (Record, error) {
 		return Record{}, fmt.Errorf("%w: data name %q", ErrCorrupt, r.Data)
 	}
 	return r, nil
+}
+
+// readVarint decodes one varint at the start of *b with decode and moves
+// past it; one that does not decode clears *ok.
+func readVarint[T uint64 | int64](b *[]byte, ok *bool, decode func([]byte) (T, int)) T {
+	v, n := decode(*b)
+	if n <= 0 {
+		*ok = false
+		return 0
+	}
+	*b = (*b)[n:]
+	return v
 }
 
 // str reads a length-prefixed string from *b.
