@@ -87,6 +87,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	}
 	client, closeStore, err := openStore(ctx, cfg, m.embedded, ix, log)
 	if err != nil {
+		closeStore()
 		ix.Close()
 		return err
 	}
