@@ -158,6 +158,9 @@ type Acct struct {
 // written or removed. Callers serialize their updates (and so the
 // read-modify-write of base) under a lock of their own.
 func (ix *DB) Update(base Acct, touch func(p string), fn func(t *Tx) error) (Acct, error) {
+	if touch == nil {
+		touch = func(string) {}
+	}
 	var t *Tx
 	err := ix.db.Update(func(txn *badger.Txn) error {
 		t = &Tx{Txn: txn, now: time.Now().UnixNano(), touch: touch}
