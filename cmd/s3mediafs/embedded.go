@@ -13,6 +13,7 @@ import (
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3bolt"
+	bolt "go.etcd.io/bbolt"
 )
 
 // embeddedStore is an S3-protocol server inside the daemon, keeping objects
@@ -26,6 +27,7 @@ import (
 type embeddedStore struct {
 	Socket string
 	server *http.Server
+	db     *bolt.DB
 }
 
 const (
@@ -34,15 +36,22 @@ const (
 	embeddedSecret = "s3mediafs-embedded-secret"
 )
 
-func startEmbeddedStore(dir, bucket string, log *slog.Logger) (*embeddedStore, error) {
+func startEmbeddedStore(dir, bucket string, log *slog.Logger) (_ *embeddedStore, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
-	bolt, err := s3bolt.NewFile(filepath.Join(dir, "objects.bolt"))
+	// bolt waits for the file's lock without end unless told otherwise:
+	// a second daemon on the same directory must fail, not hang.
+	db, err := bolt.Open(filepath.Join(dir, "objects.bolt"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("embedded store in %s: %w", dir, err)
+		return nil, fmt.Errorf("embedded store in %s: %w (is another s3mediafs using it?)", dir, err)
 	}
-	backend := &boltBackend{Backend: bolt}
+	defer func() {
+		if err != nil {
+			db.Close()
+		}
+	}()
+	backend := &boltBackend{Backend: s3bolt.New(db)}
 	if ok, err := backend.BucketExists(bucket); err != nil {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	} else if !ok {
@@ -72,11 +81,13 @@ func startEmbeddedStore(dir, bucket string, log *slog.Logger) (*embeddedStore, e
 			log.Error("embedded store stopped", "err", err)
 		}
 	}()
-	return &embeddedStore{Socket: sock, server: srv}, nil
+	return &embeddedStore{Socket: sock, server: srv, db: db}, nil
 }
 
+// Close stops serving, waiting a few seconds for requests under way, and
+// closes the objects' file.
 func (e *embeddedStore) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return e.server.Shutdown(ctx)
+	return errors.Join(e.server.Shutdown(ctx), e.db.Close())
 }
