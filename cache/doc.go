@@ -2,7 +2,7 @@
 // of every known file and directory, the local data files, the upload
 // queue that moves dirty files to the object store, and the fetching of
 // files only the store has. It never imports the S3 client: the store is
-// the Store interface (store.go).
+// objstore.Store, the one store contract (cache/objstore).
 //
 // # Records and their states
 //
@@ -16,6 +16,7 @@
 //	Clean      the local data file and the store hold the same bytes
 //	Remote     only the store has the bytes; there is no local data file
 //	Local      a tree kept out of the store (url_cache); never uploaded or evicted
+//	Special    a FIFO, socket or device node: in the index only, no bytes
 //
 // Each change is one Badger transaction, and a data file is complete
 // before its record says so. Every record carries a generation that each
@@ -89,7 +90,7 @@
 //	renamedir.go   Rename of a directory, in batches under an intent (mover)
 //	learntree.go   the listing of a tree a rename must know whole (mover)
 //	moveobject.go  an object's owed server-side move (uploader)
-//	attr.go        SetAttr, Truncate by path; root.go: the mount root's
+//	attr.go        SetAttr, Truncate by path; root.go: the mount root's attributes
 //	open.go        OpenFile, the open file and its Handle; passthrough; Release
 //	read.go        ReadAt: local, arriving, or from the store
 //	write.go       WriteAt, Truncate, Allocate, Flush, Fsync: a write's commit
