@@ -24,6 +24,9 @@ const RootIno = 1
 // Open opens (or makes) the index in dir/index, upgrading an older format
 // in place. One process at a time may hold it.
 func Open(dir string, log *slog.Logger) (*DB, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	opts := badger.DefaultOptions(filepath.Join(dir, "index")).
 		WithLogger(badgerLogger{log}).
 		// Writes reach the OS at commit (they survive a daemon crash); fsync
@@ -178,6 +181,9 @@ func (l badgerLogger) Debugf(f string, a ...any)   {}
 // OpenReadOnly opens the index in dir/index for reading while no daemon
 // holds it.
 func OpenReadOnly(dir string, log *slog.Logger) (*DB, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	opts := badger.DefaultOptions(filepath.Join(dir, "index")).WithLogger(badgerLogger{log}).WithReadOnly(true)
 	db, err := badger.Open(opts)
 	if err != nil {

@@ -5,7 +5,6 @@
 package index
 
 import (
-	"log/slog"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -13,7 +12,7 @@ import (
 
 func openTest(t *testing.T, dir string) *DB {
 	t.Helper()
-	ix, err := Open(dir, slog.New(slog.DiscardHandler))
+	ix, err := Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
