@@ -111,6 +111,16 @@ drain_timeout: 10s
 	return p
 }
 
+// startThroughProxy configures a daemon for bucket, extra added to its
+// configuration, with every store request passing a recording proxy, and
+// starts it on a fresh mountpoint (d.mnt).
+func startThroughProxy(t testing.TB, srv s3test.Server, bucket, extra string) (proxy *s3test.Proxy, cfg string, d *daemon) {
+	t.Helper()
+	proxy = s3test.NewProxy(t, srv.Endpoint)
+	cfg = config(t, srv, proxy.URL, bucket, t.TempDir(), extra)
+	return proxy, cfg, start(t, cfg, t.TempDir())
+}
+
 // start runs the daemon and waits until the mount serves. The daemon is
 // stopped and the mount removed in t.Cleanup, whatever happens.
 func start(t testing.TB, cfg, mnt string) *daemon {

@@ -70,10 +70,8 @@ func TestPurgeLeavesNothingBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	proxy := s3test.NewProxy(t, srv.Endpoint)
-	cfg := config(t, srv, proxy.URL, bucket, t.TempDir(), "")
-	mnt := t.TempDir()
-	d := start(t, cfg, mnt)
+	proxy, cfg, d := startThroughProxy(t, srv, bucket, "")
+	mnt := d.mnt
 	defer d.terminate(t)
 
 	// Synapse looks a media up, then purges it: remove the file, rmtree

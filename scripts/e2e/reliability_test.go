@@ -187,10 +187,8 @@ func TestStoreOutageWithRealDaemon(t *testing.T) {
 	if err := client.Put(context.Background(), "remote_content/o/aa/bb/uncached", bytes.NewReader(uncached), int64(len(uncached)), nil); err != nil {
 		t.Fatal(err)
 	}
-	proxy := s3test.NewProxy(t, srv.Endpoint)
-	cfg := config(t, srv, proxy.URL, bucket, t.TempDir(), "")
-	mnt := t.TempDir()
-	d := start(t, cfg, mnt)
+	proxy, cfg, d := startThroughProxy(t, srv, bucket, "")
+	mnt := d.mnt
 	led := newLedger()
 	cached := "local_content/oo/aa/cached"
 	if err := mounttest.WriteLikeSynapse(filepath.Join(mnt, cached), payload(50_000, 1)); err != nil {

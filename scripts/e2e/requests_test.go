@@ -24,10 +24,8 @@ import (
 // this host made are absent without asking (made_dir_trust).
 func TestSynapseWritesCostOnePutEach(t *testing.T) {
 	_, srv, bucket := s3test.Bucket(t, "synapse/")
-	proxy := s3test.NewProxy(t, srv.Endpoint)
-	cfg := config(t, srv, proxy.URL, bucket, t.TempDir(), "negative_cache_ttl: 100ms\n")
-	mnt := t.TempDir()
-	d := start(t, cfg, mnt)
+	proxy, cfg, d := startThroughProxy(t, srv, bucket, "negative_cache_ttl: 100ms\n")
+	mnt := d.mnt
 	defer d.terminate(t)
 	rnd := rand.New(rand.NewPCG(3, 3))
 	const media = 120
@@ -56,10 +54,8 @@ func TestSynapseWritesCostOnePutEach(t *testing.T) {
 // HEAD runs behind the lookup, and another host's delete shows after it.
 func TestWarmHitWaitsForNoStoreRequest(t *testing.T) {
 	client, srv, bucket := s3test.Bucket(t, "synapse/")
-	proxy := s3test.NewProxy(t, srv.Endpoint)
-	cfg := config(t, srv, proxy.URL, bucket, t.TempDir(), "revalidate_after: 100ms\nentry_timeout: 50ms\nattr_timeout: 50ms\nnegative_cache_ttl: 50ms\n")
-	mnt := t.TempDir()
-	d := start(t, cfg, mnt)
+	proxy, cfg, d := startThroughProxy(t, srv, bucket, "revalidate_after: 100ms\nentry_timeout: 50ms\nattr_timeout: 50ms\nnegative_cache_ttl: 50ms\n")
+	mnt := d.mnt
 	defer d.terminate(t)
 	p := filepath.Join(mnt, "local_content/ab/cd/media")
 	want := payload(30_000, 1)
