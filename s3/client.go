@@ -143,10 +143,10 @@ func (c *Client) Close() {
 }
 
 // New builds a Client. It does not contact the store; call CheckBucket for
-// that. journal, if not nil, records multipart uploads while they are open;
-// New reads what it holds, uploads a previous run left open, which
-// AbortLeftoverMultiparts aborts. So build the client before anything of
-// this run can be uploaded through the journal.
+// that. journal, if not nil, records multipart uploads while they are open.
+// New reads what it holds, the uploads a previous run left open, for
+// AbortLeftoverMultiparts to abort: build the client before anything of
+// this run is uploaded through the journal.
 func New(ctx context.Context, cfg Config, journal MultipartJournal, log *slog.Logger) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
