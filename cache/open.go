@@ -298,10 +298,10 @@ func (h *Handle) Release(ctx context.Context) error {
 	c.mu.Lock()
 	of.refs--
 	last := of.refs == 0
-	if last && c.open[of.path] == of {
-		delete(c.open, of.path)
-	}
 	if last {
+		if c.open[of.path] == of {
+			delete(c.open, of.path)
+		}
 		delete(c.detached, of)
 	}
 	c.mu.Unlock()
