@@ -65,42 +65,42 @@ type Config struct {
 	// CacheMinFree is the free space kept on the cache filesystem.
 	CacheMinFree FreeSpace `yaml:"cache_min_free"`
 	// CacheMaxAge evicts clean files not opened for this long; 0 is off.
-	CacheMaxAge time.Duration `yaml:"cache_max_age"`
+	CacheMaxAge Duration `yaml:"cache_max_age"`
 	// DirtyMaxSize bounds bytes not yet in S3; default half of cache_max_size.
 	DirtyMaxSize ByteSize `yaml:"dirty_max_size"`
 	// SpaceWait bounds how long a writer waits for room before ENOSPC.
-	SpaceWait time.Duration `yaml:"space_wait"`
+	SpaceWait Duration `yaml:"space_wait"`
 
 	// DrainTimeout bounds how long a stop waits for owed uploads.
-	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	DrainTimeout Duration `yaml:"drain_timeout"`
 	// StoreTimeout bounds a fetch of a file that is not cached, and one
 	// S3 request attempt.
-	StoreTimeout time.Duration `yaml:"store_timeout"`
+	StoreTimeout Duration `yaml:"store_timeout"`
 	// LookupTimeout bounds one lookup of an unknown name in S3.
-	LookupTimeout time.Duration `yaml:"lookup_timeout"`
+	LookupTimeout Duration `yaml:"lookup_timeout"`
 	// RevalidateAfter: how long a clean file's existence in the store is
 	// trusted before a lookup checks again (other hosts' deletes).
-	RevalidateAfter time.Duration `yaml:"revalidate_after"`
+	RevalidateAfter Duration `yaml:"revalidate_after"`
 	// RevalidateWaits: the lookup that finds a file due for revalidation
 	// waits for the HEAD (false: it is answered from the index and the
 	// HEAD runs behind it).
 	RevalidateWaits bool `yaml:"revalidate_waits"`
 	// NegativeCacheTTL: how long "not in the store" is trusted.
-	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
+	NegativeCacheTTL Duration `yaml:"negative_cache_ttl"`
 	// FetchAheadMax: the largest file whose download its lookup starts,
 	// when S3 alone has it (0: none).
 	FetchAheadMax ByteSize `yaml:"fetch_ahead_max"`
 	// MadeDirTrust: how long after this host made a directory a name it
 	// lacks is absent without asking S3 (0: negative_cache_ttl).
-	MadeDirTrust time.Duration `yaml:"made_dir_trust"`
+	MadeDirTrust Duration `yaml:"made_dir_trust"`
 	// Passthrough lets the kernel read and write cached files directly
 	// (FUSE passthrough, Linux ≥ 6.9, as root); off, every byte passes
 	// through the daemon.
 	Passthrough bool `yaml:"passthrough"`
 	// EntryTimeout and AttrTimeout: how long the kernel caches names and
 	// attributes.
-	EntryTimeout time.Duration `yaml:"entry_timeout"`
-	AttrTimeout  time.Duration `yaml:"attr_timeout"`
+	EntryTimeout Duration `yaml:"entry_timeout"`
+	AttrTimeout  Duration `yaml:"attr_timeout"`
 
 	// AllowNonEmptyMountpoint mounts over a media store that still holds
 	// files, hiding them (they are not imported); off, such a mount is
@@ -193,17 +193,17 @@ func defaultConfig() Config {
 		MultipartThreshold: 64 << 20,
 		MultipartChunksize: 16 << 20,
 		CacheMinFree:       FreeSpace{Percent: 5},
-		SpaceWait:          60 * time.Second,
-		DrainTimeout:       60 * time.Second,
-		StoreTimeout:       30 * time.Second,
-		LookupTimeout:      3 * time.Second,
-		RevalidateAfter:    time.Minute,
-		NegativeCacheTTL:   2 * time.Second,
-		MadeDirTrust:       time.Minute,
+		SpaceWait:          Duration(60 * time.Second),
+		DrainTimeout:       Duration(60 * time.Second),
+		StoreTimeout:       Duration(30 * time.Second),
+		LookupTimeout:      Duration(3 * time.Second),
+		RevalidateAfter:    Duration(time.Minute),
+		NegativeCacheTTL:   Duration(2 * time.Second),
+		MadeDirTrust:       Duration(time.Minute),
 		FetchAheadMax:      256 << 10,
 		Passthrough:        true,
-		EntryTimeout:       10 * time.Second,
-		AttrTimeout:        10 * time.Second,
+		EntryTimeout:       Duration(10 * time.Second),
+		AttrTimeout:        Duration(10 * time.Second),
 		LogLevel:           "info",
 		MetricsAddress:     "127.0.0.1:9464",
 		LogFormat:          "text",
@@ -216,7 +216,7 @@ func s3ConfigOf(cfg Config) s3.Config {
 	return s3.Config{
 		Bucket: cfg.Bucket, Prefix: cfg.Prefix, Region: cfg.RegionName, Endpoint: cfg.EndpointURL,
 		ForcePathStyle: cfg.ForcePathStyle, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey,
-		SessionToken: cfg.SessionToken, MaxConns: cfg.UploadConcurrency*4 + 32, RequestTimeout: cfg.StoreTimeout,
+		SessionToken: cfg.SessionToken, MaxConns: cfg.UploadConcurrency*4 + 32, RequestTimeout: cfg.StoreTimeout.D(),
 		StorageClass: cfg.StorageClass, StorageClasses: cfg.StorageClasses,
 		SSECustomerKey: cfg.SSECustomerKey, SSECustomerAlgorithm: cfg.SSECustomerAlgo,
 		ServerSideEncryption: cfg.ServerSideEncryption, SSEKMSKeyID: cfg.SSEKMSKeyID,
@@ -229,7 +229,10 @@ func s3ConfigOf(cfg Config) s3.Config {
 
 // resolveConfig layers the configuration: defaults, then Synapse's
 // homeserver.yaml (whose media_store_path it returns), then our file, then
-// -o options. Flags, applied by the caller, come last.
+// -o options. Flags, applied by the caller, come last. Every subcommand
+// loads its configuration here, so all of them merge the same way. A
+// homeserver.yaml without the provider's block is refused only when no
+// file of ours names the bucket instead.
 func resolveConfig(configPath, synapsePath, mountOpts string) (Config, string, error) {
 	cfg := defaultConfig()
 	optSynapse, err := applyMountOptions(mountOpts, &Config{})
@@ -241,8 +244,9 @@ func resolveConfig(configPath, synapsePath, mountOpts string) (Config, string, e
 	}
 	mediaStore := ""
 	if synapsePath != "" {
-		if mediaStore, err = loadSynapseConfig(synapsePath, &cfg); err != nil {
-			return cfg, "", err
+		mediaStore, err = loadSynapseConfig(synapsePath, &cfg)
+		if err != nil && !(errors.Is(err, errNoProvider) && configPath != "") {
+			return cfg, mediaStore, err
 		}
 	}
 	if configPath != "" {
@@ -317,7 +321,7 @@ func (c *Config) cacheErrors() (errs []error) {
 	if len(c.Prefix) >= 1024 {
 		errs = append(errs, errors.New("prefix is longer than an S3 key may be"))
 	}
-	for name, d := range map[string]time.Duration{
+	for name, d := range map[string]Duration{
 		"drain_timeout": c.DrainTimeout, "store_timeout": c.StoreTimeout, "revalidate_after": c.RevalidateAfter,
 		"negative_cache_ttl": c.NegativeCacheTTL, "entry_timeout": c.EntryTimeout, "attr_timeout": c.AttrTimeout,
 		"cache_max_age": c.CacheMaxAge, "space_wait": c.SpaceWait, "lookup_timeout": c.LookupTimeout,

@@ -49,13 +49,13 @@ dirty_max_size: 5GB
 	if c.UploadConcurrency != 12 {
 		t.Fatalf("flag did not override the file: %d", c.UploadConcurrency)
 	}
-	if c.CacheMaxSize != 50<<30 || c.DirtyMaxSize != 5_000_000_000 || c.CacheMaxAge != 72*time.Hour {
+	if c.CacheMaxSize != 50<<30 || c.DirtyMaxSize != 5_000_000_000 || c.CacheMaxAge.D() != 72*time.Hour {
 		t.Fatalf("sizes: %d %d %v", c.CacheMaxSize, c.DirtyMaxSize, c.CacheMaxAge)
 	}
 	if c.CacheMinFree != (FreeSpace{Bytes: 2 << 30}) {
 		t.Fatalf("min free flag: %+v", c.CacheMinFree)
 	}
-	if c.StoreTimeout != 30*time.Second || c.RevalidateAfter != time.Minute {
+	if c.StoreTimeout.D() != 30*time.Second || c.RevalidateAfter.D() != time.Minute {
 		t.Fatalf("defaults lost: %+v", c)
 	}
 }
@@ -183,6 +183,38 @@ func TestShippedExampleConfigsLoad(t *testing.T) {
 		}
 		if err := cfg.validate(); err != nil {
 			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+// Every duration key takes what the README shows: 0, a plain number of
+// seconds, and Go's durations, from the file and from -o alike.
+func TestDurationsTakeZeroSecondsAndGoForms(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"0": 0, "0s": 0, "30": 30 * time.Second, "1.5": 1500 * time.Millisecond,
+		"90s": 90 * time.Second, "1m30s": 90 * time.Second, "72h": 72 * time.Hour, `"2m"`: 2 * time.Minute,
+	} {
+		cfg := defaultConfig()
+		if err := loadConfigFile(writeConfig(t, "revalidate_after: "+in+"\ndrain_timeout: "+in+"\n"), &cfg); err != nil {
+			t.Errorf("file %q: %v", in, err)
+		} else if cfg.RevalidateAfter.D() != want || cfg.DrainTimeout.D() != want {
+			t.Errorf("file %q: got %v, %v; want %v", in, cfg.RevalidateAfter.D(), cfg.DrainTimeout.D(), want)
+		}
+		if in == `"2m"` {
+			continue
+		}
+		m, err := parseMountArgs([]string{"--bucket", "b", "-o", "revalidate_after=" + in + ",cache_max_age=" + in, "--drain-timeout", in, "/mnt"}, io.Discard)
+		if err != nil {
+			t.Errorf("-o %q: %v", in, err)
+		} else if m.cfg.RevalidateAfter.D() != want || m.cfg.CacheMaxAge.D() != want || m.cfg.DrainTimeout.D() != want {
+			t.Errorf("-o %q: got %v %v %v; want %v", in, m.cfg.RevalidateAfter.D(), m.cfg.CacheMaxAge.D(), m.cfg.DrainTimeout.D(), want)
+		}
+	}
+	for _, bad := range []string{"soon", "1x", "NaN", "1e300"} {
+		cfg := defaultConfig()
+		err := loadConfigFile(writeConfig(t, "store_timeout: "+bad+"\n"), &cfg)
+		if err == nil || !strings.Contains(err.Error(), "is not a duration") {
+			t.Errorf("store_timeout %q: %v", bad, err)
 		}
 	}
 }

@@ -278,11 +278,17 @@ func findSocket(socket, mountpoint string) (string, error) {
 	return "", fmt.Errorf("several s3mediafs mounts (%d sockets in %s): name the MOUNTPOINT", len(matches), controlDir)
 }
 
-// parseControlArgs reads [--socket P] [--json] [--timeout D] [MOUNTPOINT].
+// parseControlArgs reads [--socket P] [--config F] [--synapse-config F]
+// [--json] [--timeout D] [MOUNTPOINT]. The socket is --socket, else the
+// configuration's control_socket, else the one of MOUNTPOINT (or of
+// homeserver.yaml's media_store_path), else the only one there is. The
+// configuration is loaded as mount loads it; its bucket is not needed.
 func parseControlArgs(name string, args []string, stderr io.Writer) (socket string, asJSON bool, timeout time.Duration, err error) {
 	fl := flag.NewFlagSet(name, flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	sock := fl.String("socket", "", "control socket `path` (default: derived from MOUNTPOINT)")
+	sock := fl.String("socket", "", "control socket `path` (default: control_socket, or derived from MOUNTPOINT)")
+	configPath := fl.String("config", "", "s3mediafs configuration `file` (for control_socket)")
+	synapsePath := fl.String("synapse-config", os.Getenv("SYNAPSE_CONFIG_PATH"), "Synapse's homeserver.yaml (for media_store_path)")
 	js := fl.Bool("json", false, "print JSON")
 	to := fl.Duration("timeout", 0, "give up after this long (flush)")
 	if err := fl.Parse(args); err != nil {
@@ -291,7 +297,18 @@ func parseControlArgs(name string, args []string, stderr io.Writer) (socket stri
 	if fl.NArg() > 1 {
 		return "", false, 0, errors.New("one MOUNTPOINT at most")
 	}
-	socket, err = findSocket(*sock, fl.Arg(0))
+	mountpoint := fl.Arg(0)
+	if *sock == "" && (*configPath != "" || *synapsePath != "") {
+		cfg, mediaStore, err := resolveConfig(*configPath, *synapsePath, "")
+		if err != nil && !errors.Is(err, errNoProvider) {
+			return "", false, 0, err
+		}
+		*sock = cfg.ControlSocket
+		if mountpoint == "" {
+			mountpoint = mediaStore
+		}
+	}
+	socket, err = findSocket(*sock, mountpoint)
 	return socket, *js, *to, err
 }
 

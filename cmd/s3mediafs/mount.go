@@ -138,7 +138,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		"mode", control.info.Mode, "io_mode", ioMode, "control_socket", socket)
 	ready.ready()
 	notifyReady(ctx, c, log)
-	runUntilSignal(ctx, mnt, server, c, sigs, cfg.DrainTimeout, log)
+	runUntilSignal(ctx, mnt, server, c, sigs, cfg.DrainTimeout.D(), log)
 	return nil
 }
 
@@ -177,7 +177,7 @@ func openStore(ctx context.Context, cfg Config, embeddedDir string, journal s3.M
 	}
 	stopEmbedded := close
 	close = func() { client.Close(); stopEmbedded() }
-	checkCtx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
+	checkCtx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout.D())
 	err = client.CheckBucket(checkCtx)
 	cancel()
 	if err != nil {
@@ -192,21 +192,21 @@ func openCache(cfg Config, ix *index.DB, client *s3.Client, met *metrics, log *s
 	c, err := cache.Open(cache.Options{
 		Dir: cfg.CacheDir, Index: ix, Store: instrumentedStore{Store: client, m: met}, Log: log,
 		UploadConcurrency:  cfg.UploadConcurrency,
-		NegativeTTL:        cfg.NegativeCacheTTL,
-		MadeDirTrust:       cfg.MadeDirTrust,
+		NegativeTTL:        cfg.NegativeCacheTTL.D(),
+		MadeDirTrust:       cfg.MadeDirTrust.D(),
 		FetchAheadMax:      int64(cfg.FetchAheadMax),
-		RevalidateAfter:    cfg.RevalidateAfter,
+		RevalidateAfter:    cfg.RevalidateAfter.D(),
 		RevalidateWaits:    cfg.RevalidateWaits,
-		StoreTimeout:       cfg.StoreTimeout,
-		LookupTimeout:      cfg.LookupTimeout,
+		StoreTimeout:       cfg.StoreTimeout.D(),
+		LookupTimeout:      cfg.LookupTimeout.D(),
 		SkipObjectMeta:     cfg.ReadObjectMetadata != nil && !*cfg.ReadObjectMetadata,
 		MaxKeyLen:          1024 - len(cfg.Prefix),
 		MaxSize:            int64(cfg.CacheMaxSize),
 		MinFree:            cfg.CacheMinFree.Bytes,
 		MinFreePercent:     cfg.CacheMinFree.Percent,
-		MaxAge:             cfg.CacheMaxAge,
+		MaxAge:             cfg.CacheMaxAge.D(),
 		DirtyMax:           int64(cfg.DirtyMaxSize),
-		SpaceWait:          cfg.SpaceWait,
+		SpaceWait:          cfg.SpaceWait.D(),
 		LocalOnly:          cfg.localOnly(),
 		KeepDeletedInStore: !cfg.DeleteFromS3,
 		Synchronous:        cfg.StoreSynchronous,
@@ -259,7 +259,7 @@ func mountFS(mnt string, c *cache.Cache, cfg Config, met *metrics, debug bool, l
 	server, err := mediafs.Mount(mnt, c, mediafs.MountOptions{
 		Options: mediafs.Options{
 			UID: uid, GID: gid, FileMode: fileMode, DirMode: dirMode, Log: log, Observe: met.observeFUSE,
-			EntryTimeout: cfg.EntryTimeout, AttrTimeout: cfg.AttrTimeout, NegativeTimeout: min(cfg.EntryTimeout, cfg.NegativeCacheTTL),
+			EntryTimeout: cfg.EntryTimeout.D(), AttrTimeout: cfg.AttrTimeout.D(), NegativeTimeout: min(cfg.EntryTimeout.D(), cfg.NegativeCacheTTL.D()),
 			Passthrough: cfg.Passthrough, MountOwnsNewFiles: cfg.NewFileOwner == "mount",
 		},
 		AllowOther: allowOther,

@@ -96,7 +96,11 @@ func overrideFlags(fl *flag.FlagSet, over *Config) {
 		over.CacheMinFree = v
 		return err
 	})
-	fl.DurationVar(&over.DrainTimeout, "drain-timeout", 0, "how long a stop waits for owed uploads")
+	fl.Func("drain-timeout", "how long a stop waits for owed uploads (90s, or seconds)", func(s string) error {
+		v, err := parseDuration(s)
+		over.DrainTimeout = Duration(v)
+		return err
+	})
 	fl.StringVar(&over.LogLevel, "log-level", "", "debug, info, warn or error")
 	fl.StringVar(&over.LogFormat, "log-format", "", "text or json")
 }

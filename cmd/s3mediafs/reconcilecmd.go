@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
-	"go.yaml.in/yaml/v3"
 	"golang.org/x/term"
 
 	"github.com/s3mediafs/s3mediafs/cache"
@@ -92,23 +91,14 @@ func runReconcile(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// reconcileConfig finds the bucket, the media store and the database.
-// The bucket comes from --config, or else from the provider block of
-// homeserver.yaml (a homeserver still on synapse-s3-storage-provider).
+// reconcileConfig finds the bucket, the media store and the database,
+// loading the configuration as mount does: the provider block of
+// homeserver.yaml (a homeserver still on synapse-s3-storage-provider),
+// then --config over it.
 func reconcileConfig(f *reconcileFlags) (Config, string, reconcile.Database, error) {
-	var cfg Config
-	var mediaStore string
-	var err error
-	if f.configPath != "" {
-		cfg, _, err = resolveConfig(f.configPath, "", "")
-		if err == nil && f.synapsePath != "" {
-			mediaStore, err = mediaStorePath(f.synapsePath)
-		}
-	} else {
-		cfg, mediaStore, err = resolveConfig("", f.synapsePath, "")
-		if err != nil {
-			err = fmt.Errorf("%w; name s3mediafs's configuration with --config", err)
-		}
+	cfg, mediaStore, err := resolveConfig(f.configPath, f.synapsePath, "")
+	if err != nil && f.configPath == "" {
+		err = fmt.Errorf("%w; name s3mediafs's configuration with --config", err)
 	}
 	if err == nil {
 		err = cfg.validate()
@@ -126,21 +116,6 @@ func reconcileConfig(f *reconcileFlags) (Config, string, reconcile.Database, err
 		db, err = reconcile.DatabaseFromHomeserver(f.synapsePath)
 	}
 	return cfg, mediaStore, db, err
-}
-
-// mediaStorePath reads media_store_path alone from a homeserver.yaml.
-func mediaStorePath(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("synapse config: %w", err)
-	}
-	var hs struct {
-		MediaStorePath string `yaml:"media_store_path"`
-	}
-	if err := yaml.Unmarshal(b, &hs); err != nil {
-		return "", fmt.Errorf("synapse config %s: %w", path, err)
-	}
-	return hs.MediaStorePath, nil
 }
 
 func reconcileRun(ctx context.Context, f reconcileFlags, cfg Config, mediaStore string, dbc reconcile.Database, log *slog.Logger, stderr io.Writer) (*reconcile.Report, error) {

@@ -27,7 +27,7 @@ func embeddedConfig(t *testing.T) Config {
 		t.Fatal(err)
 	}
 	m.cfg.CacheDir = t.TempDir()
-	m.cfg.StoreTimeout = 10 * time.Second
+	m.cfg.StoreTimeout = Duration(10 * time.Second)
 	return m.cfg
 }
 

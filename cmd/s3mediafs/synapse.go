@@ -65,7 +65,10 @@ func loadSynapseConfig(path string, cfg *Config) (string, error) {
 	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("synapse config %s: no media_storage_providers entry with module %s", path, providerModule)
+		if hs.MediaStorePath == "" {
+			return "", errors.New("synapse config " + path + ": media_store_path is not set")
+		}
+		return hs.MediaStorePath, fmt.Errorf("synapse config %s: %w with module %s", path, errNoProvider, providerModule)
 	case 1:
 	default:
 		return "", fmt.Errorf("synapse config %s: %d entries with module %s; s3mediafs mounts one bucket", path, len(found), providerModule)
@@ -107,5 +110,10 @@ func loadSynapseConfig(path string, cfg *Config) (string, error) {
 	}
 	return hs.MediaStorePath, nil
 }
+
+// errNoProvider is a homeserver.yaml without the provider's block (one
+// already moved to s3mediafs): with a configuration file of our own it
+// gives only media_store_path, which loadSynapseConfig still returns.
+var errNoProvider = errors.New("no media_storage_providers entry")
 
 func deref(b *bool) bool { return b != nil && *b }

@@ -165,3 +165,48 @@ media_storage_providers:
 		})
 	}
 }
+
+// reconcile, status and flush load the configuration as mount does: the
+// provider block of homeserver.yaml, then --config over it; a homeserver
+// already moved off the provider gives media_store_path alone.
+func TestEverySubcommandMergesConfigurationLikeMount(t *testing.T) {
+	own := writeConfig(t, "cache_dir: /srv/own-cache\nforce_path_style: true\ncontrol_socket: /run/own.sock\n")
+	hs := writeConfig(t, "media_store_path: /srv/media\ndatabase:\n  name: sqlite3\n  args: {database: /srv/hs.db}\n"+
+		"media_storage_providers:\n- module: s3_storage_provider.S3StorageProviderBackend\n  store_local: true\n  config: {bucket: from-provider}\n")
+	m, err := parseMountArgs([]string{"--synapse-config", hs, "--config", own}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := reconcileFlags{synapsePath: hs, configPath: own}
+	cfg, mediaStore, _, err := reconcileConfig(&f)
+	if err != nil {
+		t.Fatalf("reconcile with both files: %v", err)
+	}
+	if cfg.Bucket != "from-provider" || cfg.CacheDir != "/srv/own-cache" || !cfg.ForcePathStyle || mediaStore != "/srv/media" {
+		t.Fatalf("reconcile merged %+v (media %q)", cfg, mediaStore)
+	}
+	if !reflect.DeepEqual(cfg, m.cfg) || mediaStore != m.mountpoint {
+		t.Fatalf("reconcile and mount disagree:\n%+v\n%+v", cfg, m.cfg)
+	}
+
+	moved := writeConfig(t, "media_store_path: /srv/media\n")
+	if _, err := parseMountArgs([]string{"--synapse-config", moved}, io.Discard); err == nil || !strings.Contains(err.Error(), "no media_storage_providers entry") {
+		t.Fatalf("a homeserver.yaml alone without the block: %v", err)
+	}
+	withBucket := writeConfig(t, "bucket: mine\n")
+	m, err = parseMountArgs([]string{"--synapse-config", moved, "--config", withBucket}, io.Discard)
+	if err != nil || m.cfg.Bucket != "mine" || m.mountpoint != "/srv/media" {
+		t.Fatalf("a moved homeserver.yaml with --config: %v %+v %q", err, m.cfg, m.mountpoint)
+	}
+
+	for _, args := range [][]string{{"--config", own}, {"--synapse-config", hs, "--config", own}} {
+		socket, _, _, err := parseControlArgs("status", args, io.Discard)
+		if err != nil || socket != "/run/own.sock" {
+			t.Errorf("status %q: %q %v", args, socket, err)
+		}
+	}
+	socket, _, _, err := parseControlArgs("flush", []string{"--synapse-config", moved}, io.Discard)
+	if err != nil || socket != socketFor("/srv/media") {
+		t.Errorf("flush --synapse-config: %q %v", socket, err)
+	}
+}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dustin/go-humanize"
 	"go.yaml.in/yaml/v3"
@@ -89,4 +91,37 @@ func parseMode(s string) (Mode, error) {
 		return 0, fmt.Errorf("%q is not permission bits in octal (examples: 0640, 0750)", s)
 	}
 	return Mode(v), nil
+}
+
+// Duration is a length of time written as Go writes one ("90s", "1m30s",
+// "72h"), or as a plain number of seconds ("0", "30", "1.5"), the way the
+// README's tables and fstab options give it.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D is the duration as the time package uses it.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func parseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if secs, err := strconv.ParseFloat(s, 64); err == nil {
+		if math.IsNaN(secs) || math.IsInf(secs, 0) || math.Abs(secs) > math.MaxInt64/float64(time.Second) {
+			return 0, fmt.Errorf("%q is not a duration (examples: 0, 30, 90s, 1m30s, 72h)", s)
+		}
+		return time.Duration(secs * float64(time.Second)), nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (examples: 0, 30, 90s, 1m30s, 72h)", s)
+	}
+	return v, nil
 }
