@@ -259,6 +259,9 @@ func (c *Cache) Start() {
 		defer c.bg.Done()
 		c.evictor.evictLoop(ctx)
 	}()
+	if c.opts.ScrubRate > 0 {
+		c.bg.Go(func() { c.scrubLoop(ctx) })
+	}
 	if c.uncleanStop {
 		c.bg.Add(1)
 		go func() {

@@ -7,9 +7,9 @@ import (
 	"sync/atomic"
 )
 
-// download is a fetch in flight. While it runs, readers of the file read
-// the bytes that have arrived in its scratch file, so the first bytes of
-// a cache miss do not wait for the whole object.
+// download is a fetch in flight. Once its bytes have arrived and passed
+// their check, readers read them in its scratch file before the file is
+// installed; no reader sees a byte that has not passed.
 type download struct {
 	finished chan struct{} // closed when the fetch has ended
 	err      error         // why it failed; read after finished
@@ -43,8 +43,11 @@ func (d *download) begin(name string, size int64) error {
 	return nil
 }
 
-// expect records the object's size as the store reported it.
-func (d *download) expect(size int64) { d.size.Store(size) }
+// arrive makes the first n bytes, checked, readable.
+func (d *download) arrive(n int64) {
+	d.arrived.Store(n)
+	d.progress.Broadcast()
+}
 
 // finish ends the download: readers go to the installed file from now on.
 func (d *download) finish(err error) {
@@ -91,19 +94,4 @@ func (d *download) readAt(b []byte, off int64) (n int, err error, ready bool) {
 		err = nil
 	}
 	return n, err, true
-}
-
-// arrivals is the scratch file as the download writes it, telling readers
-// of each write. Downloads that write it in order (whole-object GETs and
-// their resumptions) use it.
-type arrivals struct {
-	f *os.File
-	d *download
-}
-
-func (a arrivals) Write(b []byte) (int, error) {
-	n, err := a.f.Write(b)
-	a.d.arrived.Add(int64(n))
-	a.d.progress.Broadcast()
-	return n, err
 }

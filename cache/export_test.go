@@ -6,3 +6,4 @@ import "testing"
 
 // FillIndex is fillIndex for the external tests of this package.
 func FillIndex(b *testing.B, c *Cache, n int) { fillIndex(b, c, n) }
+

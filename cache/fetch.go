@@ -77,18 +77,15 @@ func (c *fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 	}()
 	streaming := r.Size < rangedFetchMin
 	if streaming {
-		// Readers may read what has arrived; theirs is a descriptor of
-		// its own, as tmp is closed before the file is installed.
+		// Readers may read the scratch file once it is checked, before
+		// it is installed; theirs is a descriptor of its own, as tmp is
+		// closed before the file is installed.
 		if err := d.begin(tmp.Name(), r.Size); err != nil {
 			return fmt.Errorf("fetch %q: %w", p, err)
 		}
 	}
 	start := time.Now()
-	var w io.Writer = tmp
-	if streaming {
-		w = arrivals{tmp, d}
-	}
-	size, err := c.downloadRecord(ctx, p, r, w)
+	size, crc, err := c.downloadRecord(ctx, p, r, tmp)
 	if err != nil {
 		c.remote.noteStoreError(err)
 		if isNotFound(err) {
@@ -97,6 +94,9 @@ func (c *fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 		}
 		return fmt.Errorf("fetch %q: %w: %w", p, ErrStore, err)
 	}
+	if streaming {
+		d.arrive(size)
+	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
@@ -104,26 +104,27 @@ func (c *fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 	c.remote.noteStoreOK()
 	c.stats.misses.Add(1)
 	c.stats.bytesDown.Add(uint64(size))
-	return c.installFetched(p, r, tmp.Name(), size)
+	return c.installFetched(p, r, tmp.Name(), size, crc)
 }
 
-// downloadRecord writes r's object to w. A 404 while r's server-side move
-// was owed is asked again at the new key: the move finished meanwhile (it
-// clears MoveFrom before deleting the old key) and nothing was written.
-func (c *fetcher) downloadRecord(ctx context.Context, p string, r index.Record, w io.Writer) (int64, error) {
-	size, err := c.getInto(ctx, r.ObjectKey(p), w, r.Size)
+// downloadRecord writes r's object, checked, to the empty file f, and
+// returns its size and CRC-32C. A 404 while r's server-side move was owed
+// is asked again at the new key: the move finished meanwhile (it clears
+// MoveFrom before deleting the old key) and nothing was written.
+func (c *fetcher) downloadRecord(ctx context.Context, p string, r index.Record, f *os.File) (int64, uint32, error) {
+	crc, err := c.getInto(ctx, r.ObjectKey(p), f, r.Size)
 	if isNotFound(err) && r.MoveFrom != "" {
 		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
-			size, err = c.getInto(ctx, p, w, r.Size)
+			crc, err = c.getInto(ctx, p, f, r.Size)
 		}
 	}
-	return size, err
+	return r.Size, crc, err
 }
 
 // installFetched moves a fetched file into the data directory and makes
 // the record Clean with it, unless the record was deleted, replaced or
 // fetched by someone else meanwhile.
-func (c *fetcher) installFetched(p string, r index.Record, tmp string, size int64) error {
+func (c *fetcher) installFetched(p string, r index.Record, tmp string, size int64, crc uint32) error {
 	id := c.data.NewID()
 	dst := c.data.Path(id)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
@@ -142,6 +143,7 @@ func (c *fetcher) installFetched(p string, r index.Record, tmp string, size int6
 			return err
 		}
 		cur.State, cur.Data, cur.Size = Clean, id, size
+		cur.CRC32C, cur.HasCRC = crc, true
 		installed = true
 		return t.Put(p, cur)
 	})
@@ -227,39 +229,81 @@ const (
 	rangeConcurrency = 4
 )
 
-// getInto copies the object (expected to hold size bytes) into w, which
-// is the scratch file (an io.WriterAt) for a ranged download.
-func (c *fetcher) getInto(ctx context.Context, p string, w io.Writer, size int64) (int64, error) {
-	if size < rangedFetchMin {
-		return c.downloadWhole(ctx, p, w)
+// getInto copies the object at key, which the index says holds size
+// bytes, into the empty file f, and checks it (verify.go): a download
+// that fails its check is made again from the start, and the last
+// failure is returned. It returns the bytes' CRC-32C.
+func (c *fetcher) getInto(ctx context.Context, key string, f *os.File, size int64) (uint32, error) {
+	var lastErr error
+	for try := 0; try < verifyTries; try++ {
+		if try > 0 {
+			if err := f.Truncate(0); err != nil {
+				return 0, err
+			}
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return 0, err
+			}
+		}
+		var v *verifier
+		var err error
+		if size < rangedFetchMin {
+			v, err = c.downloadWhole(ctx, key, f, size)
+		} else {
+			v, err = c.downloadRanges(ctx, key, f, size)
+		}
+		if err == nil {
+			err = v.check()
+		}
+		if err == nil {
+			return v.crc.Sum32(), nil
+		}
+		if !errors.Is(err, errCorrupt) {
+			return 0, err
+		}
+		c.stats.corrupt.Add(1)
+		lastErr = err
+		c.log.Warn("the store sent bytes that fail their check; fetching them again", "key", key, "try", try+1, "err", err)
 	}
-	f := w.(io.WriterAt)
+	c.log.Error("the store keeps sending bytes that fail their check: nothing is cached and readers get EIO",
+		"key", key, "tries", verifyTries, "err", lastErr)
+	return 0, lastErr
+}
+
+// downloadRanges fetches a large object as parallel ranged GETs into f,
+// then checks it whole against what a HEAD says of it.
+func (c *fetcher) downloadRanges(ctx context.Context, key string, f *os.File, size int64) (*verifier, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(rangeConcurrency)
 	for off := int64(0); off < size; off += rangeChunk {
 		n := min(rangeChunk, size-off)
-		g.Go(func() error { return c.downloadRange(gctx, p, io.NewOffsetWriter(f, off), off, n) })
+		g.Go(func() error { return c.downloadRange(gctx, key, io.NewOffsetWriter(f, off), off, n, size) })
 	}
 	if err := g.Wait(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	// The ranges say nothing of the whole: make sure the object did not
-	// grow meanwhile, or we would serve a prefix of it.
-	now, err := c.store.Head(ctx, p)
+	// grow meanwhile, or we would serve a prefix of it, and check it.
+	now, err := c.store.Head(ctx, key)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if now.Size != size {
-		return 0, fmt.Errorf("object changed while downloading (size %d, now %d)", size, now.Size)
+		return nil, fmt.Errorf("object changed while downloading (size %d, now %d)", size, now.Size)
 	}
-	return size, nil
+	v := newVerifier(now)
+	if _, err := io.Copy(v, io.NewSectionReader(f, 0, size)); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // downloadRange fetches n bytes from off into w, retrying a short body.
-func (c *fetcher) downloadRange(ctx context.Context, p string, w io.Writer, off, n int64) error {
+// A range that the store announces with another length, or as part of
+// an object of another size than the index's, fails the check.
+func (c *fetcher) downloadRange(ctx context.Context, key string, w io.Writer, off, n, size int64) error {
 	var lastErr error
 	for t := newTries(); t.next(ctx); {
-		body, got, err := c.store.Get(ctx, p, off, n)
+		body, err := c.store.Get(ctx, key, off, n)
 		if err != nil {
 			if isNotFound(err) {
 				return err
@@ -267,16 +311,16 @@ func (c *fetcher) downloadRange(ctx context.Context, p string, w io.Writer, off,
 			lastErr = err
 			continue
 		}
-		if got != n {
+		if body.Len != n || (body.Size >= 0 && body.Size != size) {
 			body.Close()
-			return fmt.Errorf("range %d+%d of %q came back with %d bytes: the object changed", off, n, p, got)
+			return fmt.Errorf("%w: range %d+%d of %q came back as %d bytes of an object of %d, not %d", errCorrupt, off, n, key, body.Len, body.Size, size)
 		}
-		copied, err := io.Copy(w, body)
+		copied, err := io.CopyN(w, body, n)
 		body.Close()
 		if copied == n {
 			return nil
 		}
-		if err == nil {
+		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		lastErr = fmt.Errorf("range %d+%d ended after %d bytes: %w", off, n, copied, err)
@@ -286,42 +330,47 @@ func (c *fetcher) downloadRange(ctx context.Context, p string, w io.Writer, off,
 	return errorOr(ctx.Err(), lastErr)
 }
 
-// downloadWhole copies the object into w, resuming with a ranged GET when
-// a body ends before its Content-Length says (a truncated body is never
-// taken as the whole object).
-func (c *fetcher) downloadWhole(ctx context.Context, p string, w io.Writer) (int64, error) {
-	var got, total int64 = 0, -1
+// downloadWhole copies the object, which the index says holds size
+// bytes, into f, resuming with a ranged GET when a body ends before its
+// Content-Length says (a truncated body is never taken as the whole
+// object). An object the store announces with another size, or a body
+// longer than announced, fails the check at once.
+func (c *fetcher) downloadWhole(ctx context.Context, key string, f *os.File, size int64) (*verifier, error) {
+	var got int64
+	var v *verifier
 	var lastErr error
 	for t := newTries(); t.next(ctx); {
-		body, n, err := c.store.Get(ctx, p, got, -1)
+		body, err := c.store.Get(ctx, key, got, -1)
 		if err != nil {
 			if isNotFound(err) || ctx.Err() != nil {
-				return 0, err
+				return nil, err
 			}
 			lastErr = err
 			continue
 		}
-		if total < 0 {
-			total = n
-			if a, ok := w.(arrivals); ok {
-				a.d.expect(total)
-			}
-		} else if got+n != total {
+		if got+body.Len != size || (body.Size >= 0 && body.Size != size) {
 			body.Close()
-			return 0, fmt.Errorf("object changed while downloading (size %d, then %d)", total, got+n)
+			return nil, fmt.Errorf("%w: the store announced %d bytes (of an object of %d) from offset %d of an object of %d", errCorrupt, body.Len, body.Size, got, size)
 		}
-		copied, err := io.Copy(w, body)
+		if v == nil {
+			v = newVerifier(body.Object)
+		}
+		// One byte past the announced end, to see a body that runs on.
+		copied, err := io.CopyN(io.MultiWriter(f, v), body, size-got+1)
 		body.Close()
 		got += copied
-		if got == total {
-			return got, nil
+		switch {
+		case got == size:
+			return v, nil
+		case got > size:
+			return nil, fmt.Errorf("%w: the body runs past the %d bytes announced", errCorrupt, size)
 		}
-		if err == nil {
+		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		lastErr = fmt.Errorf("body ended at %d of %d bytes: %w", got, total, err)
+		lastErr = fmt.Errorf("body ended at %d of %d bytes: %w", got, size, err)
 	}
-	return 0, errorOr(ctx.Err(), lastErr)
+	return nil, errorOr(ctx.Err(), lastErr)
 }
 
 // forgetRemote drops a record whose object has disappeared from the store

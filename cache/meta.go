@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,11 +24,17 @@ import (
 // Only what was set is sent: an object without a uid shows the mount's
 // uid on every host, as one from the old provider does. Directories have
 // no object, so their owner and mode stay in this host's index.
+//
+// Every upload also carries the CRC-32C of its bytes, which any host that
+// fetches the object checks before it keeps a byte (verify.go):
+//
+//	x-amz-meta-s3mediafs-crc32c  8 lowercase hex digits
 const (
-	metaUID   = "uid"
-	metaGID   = "gid"
-	metaMode  = "mode"
-	metaMTime = "mtime"
+	metaUID    = "uid"
+	metaGID    = "gid"
+	metaMode   = "mode"
+	metaMTime  = "mtime"
+	metaCRC32C = "s3mediafs-crc32c"
 )
 
 // metaOf is the user metadata an upload of r carries.
@@ -44,7 +51,20 @@ func metaOf(r index.Record) map[string]string {
 		}
 		m[metaMode] = strconv.FormatUint(uint64(kind|r.Mode), 10)
 	}
+	if r.HasCRC {
+		m[metaCRC32C] = fmt.Sprintf("%08x", r.CRC32C)
+	}
 	return m
+}
+
+// crcOfMeta reads the CRC-32C an upload from a mount put in meta.
+func crcOfMeta(meta map[string]string) (uint32, bool) {
+	v := meta[metaCRC32C]
+	if len(v) != 8 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v, 16, 32)
+	return uint32(n), err == nil
 }
 
 // ObjectMeta is the user metadata of an object for a regular file with
@@ -113,6 +133,9 @@ func applyMeta(r *index.Record, meta map[string]string) {
 	}
 	if ns, ok := parseMetaTime(meta[metaMTime]); ok {
 		r.MTime = ns
+	}
+	if crc, ok := crcOfMeta(meta); ok && !r.HasCRC {
+		r.CRC32C, r.HasCRC = crc, true
 	}
 }
 

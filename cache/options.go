@@ -65,6 +65,9 @@ type Options struct {
 	MinFreePercent float64
 	// MaxAge evicts clean files not opened for this long; 0 disables.
 	MaxAge time.Duration
+	// ScrubRate bounds the bytes per second the scrub reads to check the
+	// cached files against their CRC (scrub.go); 0 turns the scrub off.
+	ScrubRate int64
 	// DirtyMax bounds bytes not yet in the store: past it, new writes wait
 	// (up to SpaceWait) for uploads. Default MaxSize/2; 0 with no MaxSize
 	// means no bound.

@@ -127,7 +127,7 @@ func (c *Cache) Readlink(ctx context.Context, p string) (string, error) {
 func (c *Cache) readLinkObject(ctx context.Context, p string) (string, error) {
 	gctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
-	body, _, err := c.store.Get(gctx, p, 0, maxLinkSize+1)
+	body, err := c.store.Get(gctx, p, 0, maxLinkSize+1)
 	if err != nil {
 		c.remote.noteStoreError(err)
 		return "", fmt.Errorf("%w: %w", ErrStore, err)

@@ -14,6 +14,8 @@ import (
 // metrics. Atomic: they are bumped on hot paths without a lock.
 type counters struct {
 	hits, misses, evictions    atomic.Uint64
+	corrupt                    atomic.Uint64 // downloads that failed their check (verify.go)
+	scrubbed, scrubCorrupt     atomic.Uint64 // cached files checked by the scrub, and dropped by it
 	uploads, deletes           atomic.Uint64
 	bytesUp, bytesDown         atomic.Uint64
 	errTransient, errPermanent atomic.Uint64
@@ -63,6 +65,14 @@ type Status struct {
 	// Fetches is the number of downloads into the cache in flight.
 	Fetches int `json:"fetches_in_flight"`
 
+	// CorruptDownloads counts downloads whose bytes failed their length
+	// or checksum check (each is tried again); ScrubChecked, the cached
+	// files the scrub read; ScrubCorrupt, those it found damaged and
+	// dropped.
+	CorruptDownloads uint64 `json:"corrupt_downloads"`
+	ScrubChecked     uint64 `json:"scrub_checked"`
+	ScrubCorrupt     uint64 `json:"scrub_corrupt"`
+
 	// RmdirChecks counts directories removed on the index's word and then
 	// checked in the store; RmdirReappeared, those that still held objects
 	// this mount did not write and show again; RmdirChecksWaiting, those
@@ -93,6 +103,7 @@ func (c *Cache) Status() Status {
 	s.Hits, s.Misses, s.FetchedBytes, s.Evictions = st.hits.Load(), st.misses.Load(), st.bytesDown.Load(), st.evictions.Load()
 	s.ErrorsTransient, s.ErrorsPermanent = st.errTransient.Load(), st.errPermanent.Load()
 	s.IndexUpdates, s.IndexReads = st.indexUpdates.Load(), st.indexReads.Load()
+	s.CorruptDownloads, s.ScrubChecked, s.ScrubCorrupt = st.corrupt.Load(), st.scrubbed.Load(), st.scrubCorrupt.Load()
 	s.RmdirChecks, s.RmdirReappeared, s.RmdirChecksWaiting = c.remover.rmdirChecks.done.Load(), c.remover.rmdirChecks.back.Load(), c.remover.rmdirChecks.waiting()
 	st.mu.Lock()
 	s.LastError, s.LastErrorAt = st.lastErr, st.lastErrAt

@@ -52,7 +52,8 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 			// The GET outlives this read (the next one continues it), so
 			// it runs on a context of its own.
 			gctx, cancel := context.WithCancel(context.Background())
-			body, n, err := c.store.Get(gctx, p, off, -1)
+			body, err := c.store.Get(gctx, p, off, -1)
+			n := body.Len
 			if err != nil {
 				cancel()
 				c.remote.noteStoreError(err)

@@ -111,6 +111,14 @@ func (c *uploader) uploadFile(ctx context.Context, p string, r index.Record, dat
 	}
 	size := fi.Size()
 	start := time.Now()
+	// The object carries the CRC of the bytes it is sent with, so every
+	// host that fetches it can check them. A write meanwhile makes the
+	// two differ; it also makes a newer generation, whose upload follows.
+	crc, err := crcOfFile(data, size)
+	if err != nil {
+		return false, fmt.Errorf("read data file of %q: %w", p, err)
+	}
+	r.CRC32C, r.HasCRC = crc, true
 	if err := c.store.Put(ctx, p, data, size, metaOf(r)); err != nil {
 		return false, err
 	}
@@ -139,6 +147,7 @@ func (c *uploader) uploadFile(ctx context.Context, p string, r index.Record, dat
 		}
 		cur.State = Clean
 		cur.Size = size
+		cur.CRC32C, cur.HasCRC = crc, true
 		cur.StoreMTime = 0 // unknown until a HEAD tells us
 		if cur.MoveFrom != "" {
 			// Its bytes went up whole: the old key's object can go.

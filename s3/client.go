@@ -69,6 +69,10 @@ type Config struct {
 	// ResponseChecksumWhenRequired stops validating response checksums
 	// unless the operation requires it.
 	ResponseChecksumWhenRequired bool
+	// ETagNotMD5 says the store's ETags are not the MD5 of single-part
+	// objects (MinIO with automatic encryption does so), so that no
+	// answer vouches for an object by its ETag.
+	ETagNotMD5 bool
 
 	// MultipartThreshold: objects at least this large are uploaded in
 	// parts of MultipartPartSize, MultipartConcurrency at a time.

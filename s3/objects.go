@@ -10,6 +10,7 @@ import (
 	iofs "io/fs"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
@@ -63,7 +64,7 @@ func (c *Client) Put(ctx context.Context, key string, body io.ReaderAt, size int
 }
 
 // Get implements Store.
-func (c *Client) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error) {
+func (c *Client) Get(ctx context.Context, key string, off, n int64) (objstore.Body, error) {
 	in := &s3.GetObjectInput{
 		Bucket:               &c.bucket,
 		Key:                  aws.String(c.key(key)),
@@ -71,9 +72,10 @@ func (c *Client) Get(ctx context.Context, key string, off, n int64) (io.ReadClos
 		SSECustomerKey:       c.sseKey,
 		SSECustomerKeyMD5:    c.sseKeyMD5,
 	}
+	empty := objstore.Body{ReadCloser: io.NopCloser(strings.NewReader("")), Object: objstore.Object{Size: -1}}
 	switch {
 	case n == 0:
-		return io.NopCloser(strings.NewReader("")), 0, nil
+		return empty, nil
 	case n > 0:
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1))
 	case off > 0:
@@ -92,26 +94,85 @@ func (c *Client) Get(ctx context.Context, key string, off, n int64) (io.ReadClos
 	if err != nil {
 		var re *awshttp.ResponseError
 		if off > 0 && errors.As(err, &re) && re.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable {
-			return io.NopCloser(strings.NewReader("")), 0, nil
+			return empty, nil
 		}
-		return nil, 0, classify("get", key, err)
+		return objstore.Body{}, classify("get", key, err)
 	}
-	return out.Body, aws.ToInt64(out.ContentLength), nil
+	n = aws.ToInt64(out.ContentLength)
+	size := n
+	if in.Range != nil {
+		size = rangeTotal(aws.ToString(out.ContentRange))
+	}
+	sums := checksums{out.ChecksumCRC32C, out.ChecksumCRC32, out.ChecksumSHA256, out.ChecksumSHA1}
+	return objstore.Body{ReadCloser: out.Body, Len: n, Object: objstore.Object{
+		Size: size, MTime: aws.ToTime(out.LastModified), Meta: out.Metadata,
+		Sum: sums.sum(c.etag(out.ETag), out.SSECustomerAlgorithm != nil || strings.HasPrefix(string(out.ServerSideEncryption), "aws:kms")),
+	}}, nil
+}
+
+// rangeTotal reads the whole object's size from a Content-Range
+// ("bytes 0-99/1234"); -1 when it does not say.
+func rangeTotal(cr string) int64 {
+	_, total, ok := strings.Cut(cr, "/")
+	if !ok {
+		return -1
+	}
+	v, err := strconv.ParseInt(total, 10, 64)
+	if err != nil || v < 0 {
+		return -1
+	}
+	return v
+}
+
+// checksums are the full-object checksum headers of a response, in the
+// order the cache prefers them.
+type checksums struct{ crc32c, crc32, sha256, sha1 *string }
+
+// sum is the checksum of the whole object that a response vouches for:
+// a full-object checksum header, else an ETag that is the object's MD5
+// (not so for an encrypted object, whose ETag is not its plaintext's).
+func (h checksums) sum(etag *string, encrypted bool) objstore.Sum {
+	for _, c := range []struct {
+		algo objstore.SumAlgo
+		v    *string
+	}{{objstore.CRC32C, h.crc32c}, {objstore.CRC32, h.crc32}, {objstore.SHA256, h.sha256}, {objstore.SHA1, h.sha1}} {
+		if s := objstore.SumFromHeader(c.algo, aws.ToString(c.v)); !s.IsZero() {
+			return s
+		}
+	}
+	if encrypted {
+		return objstore.Sum{}
+	}
+	return objstore.SumFromETag(aws.ToString(etag))
 }
 
 // Head implements Store.
 func (c *Client) Head(ctx context.Context, key string) (objstore.Object, error) {
-	out, err := c.api.HeadObject(ctx, &s3.HeadObjectInput{
+	in := &s3.HeadObjectInput{
 		Bucket:               &c.bucket,
 		Key:                  aws.String(c.key(key)),
 		SSECustomerAlgorithm: c.sseAlgorithm(),
 		SSECustomerKey:       c.sseKey,
 		SSECustomerKeyMD5:    c.sseKeyMD5,
-	})
+	}
+	if !c.cfg.ResponseChecksumWhenRequired {
+		in.ChecksumMode = types.ChecksumModeEnabled
+	}
+	out, err := c.api.HeadObject(ctx, in)
 	if err != nil {
 		return objstore.Object{}, classify("head", key, err)
 	}
-	return objstore.Object{Size: aws.ToInt64(out.ContentLength), MTime: aws.ToTime(out.LastModified), Meta: out.Metadata}, nil
+	sums := checksums{out.ChecksumCRC32C, out.ChecksumCRC32, out.ChecksumSHA256, out.ChecksumSHA1}
+	return objstore.Object{Size: aws.ToInt64(out.ContentLength), MTime: aws.ToTime(out.LastModified), Meta: out.Metadata,
+		Sum: sums.sum(c.etag(out.ETag), out.SSECustomerAlgorithm != nil || strings.HasPrefix(string(out.ServerSideEncryption), "aws:kms"))}, nil
+}
+
+// etag is an answer's ETag, or nil when the store's ETags are not MD5s.
+func (c *Client) etag(e *string) *string {
+	if c.cfg.ETagNotMD5 {
+		return nil
+	}
+	return e
 }
 
 // Copy implements Store with one CopyObject that replaces the metadata;

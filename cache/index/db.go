@@ -62,7 +62,10 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 //	2  adds hidden trees (t<dir>), owed folder deletes (p<dir>/) and the
 //	   root's attributes (s:root). All are new keys only: a format 1
 //	   index is a format 2 index as it is.
-const SchemaVersion = 2
+//	3  records of version 3 (a CRC-32C of the bytes). Older records are
+//	   read as they are; the format is raised so that a release before it
+//	   refuses the index whole instead of meeting records it cannot read.
+const SchemaVersion = 3
 
 // migrate brings an index of an older format to SchemaVersion, or refuses
 // one written by a newer release.
@@ -95,7 +98,8 @@ func migrate(db *badger.DB, dir string, log *slog.Logger) error {
 		if fresh, err := isEmptyIndex(txn); err != nil {
 			return err
 		} else if !fresh {
-			// 1 → 2 adds key kinds only: nothing to rewrite.
+			// 1 → 2 adds key kinds only and 2 → 3 a record version that
+			// is read beside the older ones: nothing to rewrite.
 			log.Info("index upgraded", "dir", dir, "from_format", version, "to_format", SchemaVersion)
 		}
 		return txn.Set(SchemaKey, binary.AppendUvarint(nil, SchemaVersion))

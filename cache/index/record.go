@@ -96,6 +96,11 @@ type Record struct {
 	// still sits at: the store owes a server-side copy to this key and a
 	// delete of that one (see moveObject). Reads use that key until then.
 	MoveFrom string
+	// CRC32C is the CRC-32C (Castagnoli) of the file's bytes as they were
+	// uploaded or verified on arrival, when HasCRC; the object carries it
+	// as metadata, and the scrub checks the local copy against it.
+	CRC32C uint32
+	HasCRC bool
 }
 
 // Stored says the store holds this version's bytes (Clean or Remote).
@@ -117,8 +122,9 @@ func (r Record) ObjectKey(p string) string {
 
 // RecordVersion is the format of records written now. Version 2 adds the
 // owner, times, kind, device, link target and the metadata flags after the
-// data name; version 1 records still decode.
-const RecordVersion = 2
+// data name; version 3 adds the CRC-32C of the bytes (flagCRC) at the end.
+// Older records still decode.
+const RecordVersion = 3
 
 const (
 	flagDir = 1 << iota
@@ -128,6 +134,7 @@ const (
 	flagOwnerSet
 	flagMetaOwed
 	flagMetaUnknown
+	flagCRC
 )
 
 func (r *Record) Encode() []byte {
@@ -142,7 +149,7 @@ func (r *Record) Encode() []byte {
 	for _, f := range []struct {
 		on  bool
 		bit byte
-	}{{r.MadeHere, flagMadeHere}, {r.ModeSet, flagModeSet}, {r.OwnerSet, flagOwnerSet}, {r.MetaOwed, flagMetaOwed}, {r.MetaUnknown, flagMetaUnknown}} {
+	}{{r.MadeHere, flagMadeHere}, {r.ModeSet, flagModeSet}, {r.OwnerSet, flagOwnerSet}, {r.MetaOwed, flagMetaOwed}, {r.MetaUnknown, flagMetaUnknown}, {r.HasCRC, flagCRC}} {
 		if f.on {
 			flags |= f.bit
 		}
@@ -165,7 +172,11 @@ func (r *Record) Encode() []byte {
 	b = binary.AppendUvarint(b, uint64(len(r.Link)))
 	b = append(b, r.Link...)
 	b = binary.AppendUvarint(b, uint64(len(r.MoveFrom)))
-	return append(b, r.MoveFrom...)
+	b = append(b, r.MoveFrom...)
+	if r.HasCRC {
+		b = binary.BigEndian.AppendUint32(b, r.CRC32C)
+	}
+	return b
 }
 
 var ErrCorrupt = errors.New("corrupt index record")
@@ -177,7 +188,7 @@ func Decode(b []byte) (Record, error) {
 		return r, ErrCorrupt
 	}
 	version := b[0]
-	if version != 1 && version != RecordVersion {
+	if version < 1 || version > RecordVersion {
 		return r, fmt.Errorf("%w: version %d", ErrCorrupt, b[0])
 	}
 	flags := b[1]
@@ -209,6 +220,12 @@ func Decode(b []byte) (Record, error) {
 		kind, rdev := uv(), uv()
 		r.Link = str(uv, &b, &ok)
 		r.MoveFrom = str(uv, &b, &ok)
+		if version >= 3 && flags&flagCRC != 0 {
+			if len(b) < 4 {
+				return Record{}, fmt.Errorf("%w: checksum", ErrCorrupt)
+			}
+			r.CRC32C, r.HasCRC, b = binary.BigEndian.Uint32(b), true, b[4:]
+		}
 		if uid > math.MaxUint32 || gid > math.MaxUint32 || rdev > math.MaxUint32 || !validKind(r, uint32(kind)) {
 			return Record{}, fmt.Errorf("%w: owner, kind or device", ErrCorrupt)
 		}

@@ -15,11 +15,28 @@ func TestRecordRoundTrip(t *testing.T) {
 		{State: Dirty, Ino: 9, Size: 123, MTime: 2, Gen: 3, Data: "00ff", InStore: true},
 		{State: Remote, Ino: 10, Size: 1 << 40, StoreMTime: 5},
 		{State: Local, Ino: 11, Size: 1, Data: "ab"},
+		{State: Clean, Ino: 12, Size: 9, Data: "cd", CRC32C: 0xe3069283, HasCRC: true},
+		{State: Remote, Ino: 13, Size: 9, CRC32C: 0, HasCRC: true},
 	} {
 		got, err := Decode(r.Encode())
 		if err != nil || got != r {
 			t.Fatalf("%+v -> %+v, %v", r, got, err)
 		}
+	}
+}
+
+// A version 2 record (before checksums) still decodes, with no checksum.
+func TestVersion2RecordDecodes(t *testing.T) {
+	r := Record{State: Clean, Ino: 12, Size: 9, Data: "cd"}
+	b := r.Encode()
+	b[0] = 2
+	got, err := Decode(b)
+	if err != nil || got != r {
+		t.Fatalf("%+v, %v", got, err)
+	}
+	b[1] |= flagCRC // a version 2 record has no checksum to read
+	if _, err := Decode(append(b, 1, 2, 3, 4)); err == nil {
+		t.Fatal("a version 2 record with trailing bytes decoded")
 	}
 }
 

@@ -227,3 +227,37 @@ func JoinPath(dir, name string) string {
 	}
 	return dir + "/" + name
 }
+
+// ForFilesFrom calls fn for up to n records of files, in key order, from
+// the key after (nil: the first), and returns the key to continue after;
+// nil once the walk has passed the last record.
+func ForFilesFrom(txn *badger.Txn, after []byte, n int, fn func(p string, r Record)) ([]byte, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{EntryPrefix}, PrefetchValues: true, PrefetchSize: 64})
+	defer it.Close()
+	if after == nil {
+		it.Rewind()
+	} else {
+		it.Seek(append(slices.Clip(after), 0))
+	}
+	var last []byte
+	for seen := 0; it.Valid() && seen < n; it.Next() {
+		item := it.Item()
+		last = item.KeyCopy(last[:0])
+		parent, name, ok := strings.Cut(string(last[1:]), "\x00")
+		if !ok {
+			continue
+		}
+		var r Record
+		if err := item.Value(func(v []byte) (err error) { r, err = Decode(v); return err }); err != nil {
+			return nil, fmt.Errorf("index entry %q: %w", JoinPath(parent, name), err)
+		}
+		seen++
+		if !r.Dir {
+			fn(JoinPath(parent, name), r)
+		}
+	}
+	if !it.Valid() {
+		return nil, nil
+	}
+	return last, nil
+}

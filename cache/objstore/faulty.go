@@ -19,6 +19,9 @@ type Faulty struct {
 	// Body, when set, replaces each GET's body: one that ends early, or
 	// arrives slowly. size is the length the response declares.
 	Body func(key string, body io.ReadCloser, size int64) io.ReadCloser
+	// Announce, when set, may change what a GET's response says of the
+	// object and its body (a store or proxy that announces wrongly).
+	Announce func(key string, b *Body)
 }
 
 func run(hook func(context.Context, string) error, ctx context.Context, key string) error {
@@ -45,15 +48,18 @@ func (f *Faulty) Copy(ctx context.Context, from, to string, meta map[string]stri
 }
 
 // Get implements Store.
-func (f *Faulty) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error) {
+func (f *Faulty) Get(ctx context.Context, key string, off, n int64) (Body, error) {
 	if err := run(f.BeforeGet, ctx, key); err != nil {
-		return nil, 0, err
+		return Body{}, err
 	}
-	body, size, err := f.Store.Get(ctx, key, off, n)
+	body, err := f.Store.Get(ctx, key, off, n)
 	if err == nil && f.Body != nil {
-		body = f.Body(key, body, size)
+		body.ReadCloser = f.Body(key, body.ReadCloser, body.Len)
 	}
-	return body, size, err
+	if err == nil && f.Announce != nil {
+		f.Announce(key, &body)
+	}
+	return body, err
 }
 
 // HoldBack is body giving its first n bytes at once and the rest only

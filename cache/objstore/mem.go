@@ -3,6 +3,7 @@ package objstore
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"fmt"
 	"io"
 	"maps"
@@ -121,19 +122,23 @@ func (m *Mem) Copy(ctx context.Context, from, to string, meta map[string]string)
 	return nil
 }
 
-// Get implements Store.
-func (m *Mem) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error) {
+// Get implements Store. Like most stores, it vouches for the object with
+// its MD5 (a single-part upload's ETag).
+func (m *Mem) Get(ctx context.Context, key string, off, n int64) (Body, error) {
 	m.count("get")
-	data, ok := m.Object(key)
+	m.mu.Lock()
+	o, ok := m.objects[key]
+	m.mu.Unlock()
 	if !ok {
-		return nil, 0, NotFound("get", key)
+		return Body{}, NotFound("get", key)
 	}
+	data := o.data
 	off = min(off, int64(len(data)))
 	end := int64(len(data))
 	if n >= 0 {
 		end = min(off+n, end)
 	}
-	return io.NopCloser(bytes.NewReader(data[off:end])), end - off, nil
+	return Body{ReadCloser: io.NopCloser(bytes.NewReader(data[off:end])), Len: end - off, Object: o.describe()}, nil
 }
 
 // Head implements Store.
@@ -145,7 +150,13 @@ func (m *Mem) Head(ctx context.Context, key string) (Object, error) {
 	if !ok {
 		return Object{}, NotFound("head", key)
 	}
-	return Object{Size: int64(len(o.data)), MTime: o.mtime, Meta: maps.Clone(o.meta)}, nil
+	return o.describe(), nil
+}
+
+// describe is what a HEAD says of o.
+func (o memObject) describe() Object {
+	sum := md5.Sum(o.data)
+	return Object{Size: int64(len(o.data)), MTime: o.mtime, Meta: maps.Clone(o.meta), Sum: Sum{Algo: MD5, Value: sum[:]}}
 }
 
 // Lookup implements Store: one LIST request, which sees everything.

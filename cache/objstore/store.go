@@ -25,8 +25,9 @@ type Store interface {
 	// or cancelled Put leaves the previous object as it was.
 	Put(ctx context.Context, key string, body io.ReaderAt, size int64, meta map[string]string) error
 	// Get returns n bytes of the object from offset off (n < 0: to its
-	// end), and how many bytes the body holds.
-	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, int64, error)
+	// end), with how many bytes the body holds and what the response said
+	// of the whole object.
+	Get(ctx context.Context, key string, off, n int64) (Body, error)
 	// Head returns the object's size, time and user metadata.
 	Head(ctx context.Context, key string) (Object, error)
 	// Copy copies the object at from to the key to in the store, without
@@ -47,11 +48,25 @@ type Store interface {
 	List(ctx context.Context, prefix string, recursive bool, fn func(Entry) bool) error
 }
 
-// Object is what a HEAD says of an object.
+// Object is what a HEAD (or a GET's headers) says of an object.
 type Object struct {
 	Size  int64
 	MTime time.Time
 	Meta  map[string]string // user metadata, without the x-amz-meta- prefix
+	// Sum is a checksum of the whole object that the store vouches for:
+	// a full-object checksum it keeps (x-amz-checksum-*), or the ETag of
+	// an unencrypted single-part object, which is its MD5. Zero when it
+	// gave neither.
+	Sum Sum
+}
+
+// Body is a GET's answer: its bytes, how many the store announced
+// (Content-Length), and what the response said of the whole object
+// (Size is the whole object's, also for a range).
+type Body struct {
+	io.ReadCloser
+	Len int64
+	Object
 }
 
 // Entry is one name in a listing.

@@ -35,6 +35,14 @@ type Config struct {
 	SSECustomerAlgo            string            `yaml:"sse_customer_algo"`
 	RequestChecksumCalculation string            `yaml:"request_checksum_calculation"`
 	ResponseChecksumValidation string            `yaml:"response_checksum_validation"`
+	// VerifyETag: an ETag of 32 hex digits on an unencrypted object is
+	// its MD5, and checks what a GET brings; false for a store whose
+	// ETags are not (objects without a checksum are then checked by
+	// length alone).
+	VerifyETag bool `yaml:"verify_etag"`
+	// ScrubRate bounds the bytes per second the background scrub reads to
+	// check cached files against their checksum; 0 turns it off.
+	ScrubRate ByteSize `yaml:"scrub_rate"`
 	// ThreadpoolSize is the provider's name for upload_concurrency.
 	ThreadpoolSize int `yaml:"threadpool_size"`
 	// StoreLocal and StoreRemote: whether local_* and remote_* go to S3.
@@ -192,6 +200,8 @@ func defaultConfig() Config {
 		LocalOnlyDirs:      []string{"url_cache", "url_cache_thumbnails"},
 		MultipartThreshold: 64 << 20,
 		MultipartChunksize: 16 << 20,
+		VerifyETag:         true,
+		ScrubRate:          4 << 20,
 		CacheMinFree:       FreeSpace{Percent: 5},
 		SpaceWait:          Duration(60 * time.Second),
 		DrainTimeout:       Duration(60 * time.Second),
@@ -222,6 +232,7 @@ func s3ConfigOf(cfg Config) s3.Config {
 		ServerSideEncryption: cfg.ServerSideEncryption, SSEKMSKeyID: cfg.SSEKMSKeyID,
 		ChecksumWhenRequired:         cfg.RequestChecksumCalculation == "when_required",
 		ResponseChecksumWhenRequired: cfg.ResponseChecksumValidation == "when_required",
+		ETagNotMD5:                   !cfg.VerifyETag,
 		MultipartThreshold:           int64(cfg.MultipartThreshold),
 		MultipartPartSize:            int64(cfg.MultipartChunksize),
 	}
@@ -330,6 +341,9 @@ func (c *Config) cacheErrors() (errs []error) {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))
 		}
+	}
+	if c.ScrubRate < 0 {
+		errs = append(errs, errors.New("scrub_rate must not be negative"))
 	}
 	if c.FetchAheadMax < 0 {
 		errs = append(errs, errors.New("fetch_ahead_max must not be negative"))

@@ -306,12 +306,12 @@ func sameBytes(ctx context.Context, bucket objstore.Store, root *os.Root, f loca
 		return nil, false, err
 	}
 	defer fh.Close()
-	body, n, err := bucket.Get(ctx, f.rel, 0, -1)
+	body, err := bucket.Get(ctx, f.rel, 0, -1)
 	if err != nil {
 		return nil, false, err
 	}
 	defer body.Close()
-	if n != f.size {
+	if body.Len != f.size {
 		return info, false, nil
 	}
 	local, remote := make([]byte, 256<<10), make([]byte, 256<<10)

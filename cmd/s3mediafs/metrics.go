@@ -110,13 +110,16 @@ var (
 	descDeletes     = prometheus.NewDesc("s3mediafs_deletes_total", "Objects deleted from S3.", nil, nil)
 	descRmdirChecks = prometheus.NewDesc("s3mediafs_rmdir_checks_total", "Directories removed on the index's word and checked in S3 afterwards.", nil, nil)
 	descRmdirBack   = prometheus.NewDesc("s3mediafs_rmdir_reappeared_total", "Removed directories that still held objects this mount did not write (another host's), shown again.", nil, nil)
+	descCorrupt     = prometheus.NewDesc("s3mediafs_corrupt_downloads_total", "Downloads whose bytes failed their length or checksum check; each is fetched again, and none is cached.", nil, nil)
+	descScrubbed    = prometheus.NewDesc("s3mediafs_scrub_checked_total", "Cached files the scrub read and checked against their checksum.", nil, nil)
+	descScrubBad    = prometheus.NewDesc("s3mediafs_scrub_corrupt_total", "Cached files the scrub found damaged and dropped (fetched again on the next read).", nil, nil)
 	descErrors      = prometheus.NewDesc("s3mediafs_upload_errors_total", "Failed uploads and deletes, by class.", []string{"class"}, nil)
 )
 
 func (cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDirtyBytes, descDirtyLimit, descDirtyFiles, descCacheBytes, descCacheLimit, descCacheFree, descFreeFloor,
 		descQueueDepth, descQueueOldest, descHits, descMisses, descEvictions, descBytesUp, descBytesDown,
-		descUploads, descDeletes, descErrors, descRmdirChecks, descRmdirBack} {
+		descUploads, descDeletes, descErrors, descRmdirChecks, descRmdirBack, descCorrupt, descScrubbed, descScrubBad} {
 		ch <- d
 	}
 }
@@ -147,6 +150,9 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.ErrorsPermanent), "permanent")
 	n(descRmdirChecks, s.RmdirChecks)
 	n(descRmdirBack, s.RmdirReappeared)
+	n(descCorrupt, s.CorruptDownloads)
+	n(descScrubbed, s.ScrubChecked)
+	n(descScrubBad, s.ScrubCorrupt)
 }
 
 // instrumentedStore times every S3 request by operation and outcome.
@@ -181,7 +187,7 @@ func (s instrumentedStore) Copy(ctx context.Context, from, to string, meta map[s
 	return s.Store.Copy(ctx, from, to, meta)
 }
 
-func (s instrumentedStore) Get(ctx context.Context, key string, off, n int64) (_ io.ReadCloser, _ int64, err error) {
+func (s instrumentedStore) Get(ctx context.Context, key string, off, n int64) (_ objstore.Body, err error) {
 	defer func(start time.Time) { s.observe("get", start, err) }(time.Now())
 	return s.Store.Get(ctx, key, off, n)
 }

@@ -205,6 +205,7 @@ func openCache(cfg Config, ix *index.DB, client *s3.Client, met *metrics, log *s
 		MinFree:            cfg.CacheMinFree.Bytes,
 		MinFreePercent:     cfg.CacheMinFree.Percent,
 		MaxAge:             cfg.CacheMaxAge.D(),
+		ScrubRate:          int64(cfg.ScrubRate),
 		DirtyMax:           int64(cfg.DirtyMaxSize),
 		SpaceWait:          cfg.SpaceWait.D(),
 		LocalOnly:          cfg.localOnly(),

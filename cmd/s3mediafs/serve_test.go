@@ -128,7 +128,7 @@ func TestServeStepByStep(t *testing.T) {
 	if b, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(b), " "+mnt+" ") {
 		t.Fatalf("still mounted after runUntilSignal (%v)", err)
 	}
-	body, _, err := client.Get(ctx, "local_content/ab/cd/ef", 0, -1)
+	body, err := client.Get(ctx, "local_content/ab/cd/ef", 0, -1)
 	if err != nil {
 		t.Fatalf("the file is not in the store after the drain: %v", err)
 	}

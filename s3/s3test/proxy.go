@@ -38,6 +38,9 @@ type Faults struct {
 	Delay        time.Duration // wait this long before forwarding
 	Blackhole    bool          // never answer: hold the request until the client gives up
 	Down         bool          // close every connection at once, as a dead store does
+	// Lies a gateway or a buggy store tells on every GET of an object:
+	HalfBody bool // send half the body, under a Content-Length that says half
+	FlipByte bool // flip the middle byte, every header (ETag included) intact
 }
 
 // NewProxy starts a proxy to target on 127.0.0.1, closed at test end.
@@ -113,6 +116,8 @@ func (p *Proxy) decide(r *http.Request) (fault string, f Faults) {
 		fault = "reset"
 	case r.Method == http.MethodGet && p.rnd.Float64() < f.TruncateRate:
 		fault = "truncate"
+	case (f.HalfBody || f.FlipByte) && (Request{Method: r.Method, Query: r.URL.RawQuery, Header: r.Header}).Op() == "GetObject":
+		fault = "lie"
 	}
 	if fault != "" {
 		p.injected[fault]++
@@ -177,6 +182,9 @@ func (p *Proxy) serve(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.
 	case "truncate":
 		rp.ServeHTTP(&cutWriter{statusWriter: sw, frac: 2}, r)
 		return
+	case "lie":
+		rp.ServeHTTP(&lyingWriter{statusWriter: sw, half: f.HalfBody, flip: f.FlipByte}, r)
+		return
 	}
 	rp.ServeHTTP(sw, r)
 }
@@ -215,6 +223,40 @@ func (c *cutWriter) Write(b []byte) (int, error) {
 	n, err := c.statusWriter.Write(b)
 	c.written += int64(n)
 	return n, err
+}
+
+// lyingWriter forwards a GET's answer with its body changed: cut to half
+// under a Content-Length that says half, or with its middle byte flipped.
+type lyingWriter struct {
+	*statusWriter
+	half, flip bool
+	size, at   int64
+}
+
+func (l *lyingWriter) WriteHeader(code int) {
+	l.size, _ = strconv.ParseInt(l.Header().Get("Content-Length"), 10, 64)
+	if l.half && code == http.StatusOK && l.size > 1 {
+		l.Header().Set("Content-Length", strconv.FormatInt(l.size/2, 10))
+	}
+	l.statusWriter.WriteHeader(code)
+}
+
+func (l *lyingWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	out := b
+	switch {
+	case l.half && l.size > 1:
+		keep := max(min(int64(len(b)), l.size/2-l.at), 0)
+		out = b[:keep]
+	case l.flip && l.size > 0 && l.size/2 >= l.at && l.size/2 < l.at+int64(len(b)):
+		out = append([]byte(nil), b...)
+		out[l.size/2-l.at] ^= 0x20
+	}
+	l.at += int64(n)
+	if _, err := l.statusWriter.Write(out); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // Requests returns the requests seen so far.

@@ -83,7 +83,7 @@ func Bucket(t testing.TB, prefix string) (*s3.Client, Server, string) {
 // the test on any other error.
 func Object(t testing.TB, st objstore.Store, key string) ([]byte, bool) {
 	t.Helper()
-	body, _, err := st.Get(context.Background(), key, 0, -1)
+	body, err := st.Get(context.Background(), key, 0, -1)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false
 	}

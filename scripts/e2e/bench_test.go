@@ -143,7 +143,7 @@ func benchMix(b *testing.B, mix []mixFile, delay time.Duration) {
 	f.ttfbMount = firstBytes(b, small, func(m mixFile) (io.ReadCloser, error) { return os.Open(filepath.Join(mnt, m.rel)) })
 	f.coldOps = opsOf(proxy)
 	f.ttfbDirect = firstBytes(b, small, func(m mixFile) (io.ReadCloser, error) {
-		body, _, err := client.Get(context.Background(), m.rel, 0, -1)
+		body, err := client.Get(context.Background(), m.rel, 0, -1)
 		return body, err
 	})
 	d2.terminate(b)
@@ -160,7 +160,7 @@ func benchMix(b *testing.B, mix []mixFile, delay time.Duration) {
 	})
 	d3.terminate(b)
 	f.coldDirect = concurrently(b, mix, conc, func(_ int, m mixFile) error {
-		body, _, err := client.Get(context.Background(), m.rel, 0, -1)
+		body, err := client.Get(context.Background(), m.rel, 0, -1)
 		if err != nil {
 			return err
 		}

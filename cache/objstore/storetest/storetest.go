@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"ListStopsEarly", testListStopsEarly},
 		{"Lookup", testLookup},
 		{"AwkwardKeys", testAwkwardKeys},
+		{"SumsItVouchesForMatch", testSums},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -60,7 +61,8 @@ func put(t *testing.T, st objstore.Store, key string, data []byte, meta map[stri
 
 func get(t *testing.T, st objstore.Store, key string, off, n int64) []byte {
 	t.Helper()
-	body, size, err := st.Get(ctx(t), key, off, n)
+	body, err := st.Get(ctx(t), key, off, n)
+	size := body.Len
 	if err != nil {
 		t.Fatalf("get %q [%d,+%d): %v", key, off, n, err)
 	}
@@ -210,7 +212,7 @@ func testMissing(t *testing.T, st objstore.Store) {
 	}
 	_, err := st.Head(c, "nope")
 	check("head", err)
-	body, _, err := st.Get(c, "nope", 0, -1)
+	body, err := st.Get(c, "nope", 0, -1)
 	if err == nil {
 		body.Close()
 	}
@@ -381,5 +383,48 @@ func testAwkwardKeys(t *testing.T, st objstore.Store) {
 		if _, err := st.Head(ctx(t), k+".copy"); err != nil {
 			t.Errorf("head of the copy of %q: %v", k, err)
 		}
+	}
+}
+
+// testSums: a checksum the store vouches for (a full-object checksum, an
+// ETag taken as an MD5) is the bytes', on GET and on HEAD; a range says
+// the whole object's size. The cache refuses bytes that fail such a sum,
+// so a store that gave a wrong one would make every read fail.
+func testSums(t *testing.T, st objstore.Store) {
+	data := bytes.Repeat([]byte("checked bytes "), 3000)
+	put(t, st, "sum/a", data, nil)
+	check := func(how string, s objstore.Sum) {
+		t.Helper()
+		if s.IsZero() {
+			t.Logf("%s vouches for nothing: the cache checks length alone", how)
+			return
+		}
+		h := s.New()
+		h.Write(data)
+		if !s.Matches(h) {
+			t.Errorf("%s vouches for %s, which the bytes do not give", how, s)
+		}
+	}
+	body, err := st.Get(ctx(t), "sum/a", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body.Close()
+	if body.Size != int64(len(data)) {
+		t.Errorf("GET says the object has %d bytes, not %d", body.Size, len(data))
+	}
+	check("GET", body.Sum)
+	o, err := st.Head(ctx(t), "sum/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("HEAD", o.Sum)
+	body, err = st.Get(ctx(t), "sum/a", 100, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body.Close()
+	if body.Len != 50 || (body.Size != -1 && body.Size != int64(len(data))) {
+		t.Errorf("a range of 50 bytes: %d bytes of an object of %d", body.Len, body.Size)
 	}
 }
