@@ -6,4 +6,3 @@ import "testing"
 
 // FillIndex is fillIndex for the external tests of this package.
 func FillIndex(b *testing.B, c *Cache, n int) { fillIndex(b, c, n) }
-

@@ -55,8 +55,8 @@ func TestTheStoresBytesAreCheckedBeforeTheCacheKeepsThem(t *testing.T) {
 			b.Size = 20_000
 		},
 		"a longer body, announced as the object": func(b *objstore.Body) { bodyOf(b, append(bytes.Clone(data), 'x'), 10_000) },
-		"60 MiB for a 10,000-byte object":         func(b *objstore.Body) { bodyOf(b, make([]byte, 60<<20), 60<<20); b.Size = 60 << 20 },
-		"one byte flipped, headers intact":        func(b *objstore.Body) { bodyOf(b, flipped, 10_000) },
+		"60 MiB for a 10,000-byte object":        func(b *objstore.Body) { bodyOf(b, make([]byte, 60<<20), 60<<20); b.Size = 60 << 20 },
+		"one byte flipped, headers intact":       func(b *objstore.Body) { bodyOf(b, flipped, 10_000) },
 		"one byte flipped, our CRC in the metadata, no ETag": func(b *objstore.Body) {
 			bodyOf(b, flipped, 10_000)
 			b.Sum = objstore.Sum{}
@@ -159,7 +159,10 @@ func TestScrubDropsADamagedCopy(t *testing.T) {
 	if got := readFile(t, c, "remote_content/example.org/ab/cd/m"); !bytes.Equal(got, data) {
 		t.Fatal("first read")
 	}
-	eventually(t, func() bool { a, _ := c.Stat(context.Background(), "remote_content/example.org/ab/cd/m"); return a.State == Clean })
+	eventually(t, func() bool {
+		a, _ := c.Stat(context.Background(), "remote_content/example.org/ab/cd/m")
+		return a.State == Clean
+	})
 	r, ok, err := c.readRecord("remote_content/example.org/ab/cd/m")
 	if err != nil || !ok || r.State != Clean || !r.HasCRC {
 		t.Fatalf("after the fetch: %+v %v", r, err)
