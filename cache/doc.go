@@ -103,6 +103,9 @@
 //	health.go      the store's circuit breaker (remote)
 //	readdir.go     listings merged with the store's, a page at a time (lister)
 //	fetch.go       a cache miss: one shared GET or ranged GETs (fetcher)
+//	verify.go      the check of every download: length, then CRC-32C,
+//	               the store's checksum or the ETag's MD5
+//	scrub.go       the background re-check of cached files
 //	download.go    a fetch in flight, readable as its bytes arrive
 //	stream.go      reads served from the store for files the cache cannot hold
 //	upload.go      one path's owed upload, delete or copy (uploader)
@@ -117,8 +120,10 @@
 //	txn.go         the cache's index transactions, which keep its counters
 //	index/         the Badger index: records and their format, marks of owed
 //	               work, transactions that keep the accounting and the LRU
-//	               in step (tx.go), every key's builder (keys.go), and the
-//	               journal of multipart uploads the S3 client is given
+//	               in step (tx.go), every key's builder (keys.go), the
+//	               journal of multipart uploads the S3 client is given, and
+//	               the space it keeps so that a full disk never kills it
+//	               (space.go)
 //	objstore/      the store contract (Store, its results and errors), the
 //	               in-memory and fault-injecting stores; objstore/storetest
 //	               checks any store against the contract
@@ -133,8 +138,9 @@
 //
 // A cache miss: Stat finds the name in the index or with one LIST, as
 // Remote; the first read starts one fetch (fetch.go) shared by every
-// reader, who read the bytes as they arrive (download.go); the fetch
-// installs the data file whole and marks the record Clean.
+// reader, who read its bytes once they have all arrived and passed their
+// check (verify.go, download.go); the fetch installs the data file whole
+// and marks the record Clean with the bytes' CRC-32C.
 //
 // Eviction (evict.go): past 95 % of cache_max_size, clean files not open
 // are evicted least recently opened first: the data file goes, the

@@ -35,7 +35,7 @@ func (c *evictor) flushAccess() {
 	if len(c.accessed) == 0 {
 		return
 	}
-	const batch = 1000 // keeps each transaction well under Badger's limit
+	batch := c.ix.BatchLimit(4) // well under Badger's limit: each writes up to four keys
 	pending := c.accessed
 	c.accessed = map[string]int64{}
 	for len(pending) > 0 {

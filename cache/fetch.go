@@ -165,6 +165,10 @@ const fetchRoomWait = 2 * time.Second
 // could not fit even with every clean file evicted is refused at once,
 // so that it evicts nothing: its readers read the store directly.
 func (c *fetcher) admitFetch(ctx context.Context, size int64) error {
+	if c.ix.Full() {
+		// It could not be recorded: served from the store instead.
+		return fmt.Errorf("%w: %w", errNoRoom, index.ErrFull)
+	}
 	c.mu.Lock()
 	err := c.spaceKeeper.couldHoldLocked(size)
 	c.mu.Unlock()

@@ -23,6 +23,14 @@ const tripAfter = 3
 
 func (c *remote) storeIsDown() bool { return c.health.down.Load() }
 
+// StoreUnreachable tells the cache that the store did not answer (as the
+// daemon started): it counts as down at once, as in an outage, until the
+// probe finds it back.
+func (c *Cache) StoreUnreachable(err error) {
+	c.remote.health.failures.Store(tripAfter)
+	c.remote.noteStoreError(err)
+}
+
 // noteStoreOK records a request the store answered.
 func (c *remote) noteStoreOK() {
 	c.health.failures.Store(0)

@@ -26,7 +26,7 @@ func (c *mover) learnTree(ctx context.Context, p string) error {
 			return true // folder markers: their directories come with the objects
 		}
 		page = append(page, listedObject{e.Name, e.Size, e.MTime})
-		return len(page) < renameBatch || flush()
+		return len(page) < c.moveBatchSize() || flush()
 	})
 	if err == nil && len(page) > 0 {
 		flush()

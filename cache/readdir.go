@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"slices"
 	"sort"
@@ -127,6 +128,12 @@ func (c *lister) listDir(dir string) ([]DirEntry, error) {
 	if listErr == nil && recordErr == nil {
 		recordErr = c.recordListed(lctx, l, page)
 	}
+	if errors.Is(recordErr, index.ErrFull) {
+		// Names the index cannot record cannot be shown (each needs an
+		// inode of its own): those it knows are, as in an outage.
+		c.log.Warn("the cache filesystem is full: the listing shows the names the index knows", "dir", dir)
+		return c.indexEntries(dir)
+	}
 	if recordErr != nil {
 		return nil, wrapPath("readdir", dir, recordErr)
 	}
@@ -136,7 +143,7 @@ func (c *lister) listDir(dir string) ([]DirEntry, error) {
 		return c.indexEntries(dir)
 	}
 	slices.Sort(l.seen)
-	if err := c.forgetUnlisted(l); err != nil {
+	if err := c.forgetUnlisted(l); err != nil && !errors.Is(err, index.ErrFull) {
 		return nil, wrapPath("readdir", dir, err)
 	}
 	c.mu.Lock()

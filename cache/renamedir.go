@@ -91,7 +91,17 @@ func (c *Cache) Resolve(p string) string {
 
 // renameBatch bounds the records moved in one index transaction (a var
 // for the tests of batched moves).
-var renameBatch = 1000
+var renameBatch = 0 // 0: the index's own limit (moveBatchSize)
+
+// moveBatchSize is how many records one transaction of a directory
+// rename moves: each writes about eight keys (the records, marks of owed
+// work, the LRU's).
+func (c *Cache) moveBatchSize() int {
+	if renameBatch > 0 {
+		return renameBatch
+	}
+	return c.ix.BatchLimit(8)
+}
 
 // renameDir moves the directory oldp, and everything below it, to newp.
 func (c *mover) renameDir(ctx context.Context, oldp, newp string) error {
@@ -165,9 +175,10 @@ func (c *mover) moveTree(oldp, newp string, resuming bool) error {
 	if len(paths) == 0 && !resuming {
 		return ErrNotExist
 	}
-	for start := 0; start == 0 || start < len(paths); start += renameBatch {
-		batch := paths[start:min(start+renameBatch, len(paths))]
-		first, last := start == 0, start+renameBatch >= len(paths)
+	n := c.moveBatchSize()
+	for start := 0; start == 0 || start < len(paths); start += n {
+		batch := paths[start:min(start+n, len(paths))]
+		first, last := start == 0, start+n >= len(paths)
 		// The lock is let go between batches, for the rest of the mount.
 		if err := c.moveBatch(m, batch, first, last); err != nil {
 			if !first {

@@ -81,6 +81,10 @@ type Status struct {
 	RmdirReappeared    uint64 `json:"rmdir_reappeared"`
 	RmdirChecksWaiting int    `json:"rmdir_checks_waiting"`
 
+	// StoreDown: the store does not answer; lookups of unknown names
+	// answer "absent" and owed uploads wait (the circuit breaker).
+	StoreDown bool `json:"store_down"`
+
 	ErrorsTransient uint64    `json:"store_errors_transient"`
 	ErrorsPermanent uint64    `json:"store_errors_permanent"`
 	LastError       string    `json:"last_store_error,omitempty"`
@@ -103,6 +107,7 @@ func (c *Cache) Status() Status {
 	s.Hits, s.Misses, s.FetchedBytes, s.Evictions = st.hits.Load(), st.misses.Load(), st.bytesDown.Load(), st.evictions.Load()
 	s.ErrorsTransient, s.ErrorsPermanent = st.errTransient.Load(), st.errPermanent.Load()
 	s.IndexUpdates, s.IndexReads = st.indexUpdates.Load(), st.indexReads.Load()
+	s.StoreDown = c.remote.storeIsDown()
 	s.CorruptDownloads, s.ScrubChecked, s.ScrubCorrupt = st.corrupt.Load(), st.scrubbed.Load(), st.scrubCorrupt.Load()
 	s.RmdirChecks, s.RmdirReappeared, s.RmdirChecksWaiting = c.remover.rmdirChecks.done.Load(), c.remover.rmdirChecks.back.Load(), c.remover.rmdirChecks.waiting()
 	st.mu.Lock()

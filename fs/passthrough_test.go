@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -159,9 +158,10 @@ func TestPassthroughReaderAndWriterTogether(t *testing.T) {
 	}
 }
 
-// A cold read's first bytes come as soon as the store sends them, in both
-// I/O modes, not once the whole object is in the cache.
-func TestColdReadFirstBytesBeforeTheWholeObject(t *testing.T) {
+// A cold read's first bytes wait until the whole object has arrived and
+// passed its check, in both I/O modes: no reader sees a byte that could
+// still prove wrong (and be fetched again).
+func TestColdReadServesOnlyCheckedBytes(t *testing.T) {
 	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
 			mem := objstore.NewMem()
@@ -174,26 +174,27 @@ func TestColdReadFirstBytesBeforeTheWholeObject(t *testing.T) {
 			var once sync.Once
 			release := func() { once.Do(func() { close(gate) }) }
 			defer release()
-			// Should the first read wait for the whole object, the rest
-			// is let through after a while, so that the test fails rather
-			// than hangs in the kernel.
-			var tooLate atomic.Bool
-			timer := time.AfterFunc(3*time.Second, func() { tooLate.Store(true); release() })
-			defer timer.Stop()
 			mnt, _, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: mode.passthrough})
 			f, err := os.Open(filepath.Join(mnt, "remote_content/x/ab/cd/media"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer f.Close()
+			first := make(chan error, 1)
 			buf := make([]byte, 4096)
-			if _, err := io.ReadFull(f, buf); err != nil || !bytes.Equal(buf, data[:4096]) {
-				t.Fatalf("first read: %v", err)
-			}
-			if tooLate.Load() {
-				t.Fatal("the first bytes waited for the whole object")
+			go func() {
+				_, err := io.ReadFull(f, buf)
+				first <- err
+			}()
+			select {
+			case <-first:
+				t.Fatal("the first bytes were served before the object passed its check")
+			case <-time.After(300 * time.Millisecond):
 			}
 			release()
+			if err := <-first; err != nil || !bytes.Equal(buf, data[:4096]) {
+				t.Fatalf("first read: %v", err)
+			}
 			rest, err := io.ReadAll(f)
 			if err != nil || !bytes.Equal(rest, data[4096:]) {
 				t.Fatalf("the rest: %d bytes, %v", len(rest), err)

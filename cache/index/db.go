@@ -14,8 +14,9 @@ import (
 // upload or delete. Its users run all read-modify-write transactions under
 // one lock of their own, so they never conflict with each other.
 type DB struct {
-	db  *badger.DB
-	ino *badger.Sequence
+	db    *badger.DB
+	ino   *badger.Sequence
+	guard *spaceGuard // nil when read-only
 }
 
 // RootIno is the inode number of the mount's root directory.
@@ -27,32 +28,62 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	guard, memTable, err := prepareSpace(dir, log)
+	if err != nil {
+		return nil, err
+	}
 	opts := badger.DefaultOptions(filepath.Join(dir, "index")).
 		WithLogger(badgerLogger{log}).
 		// Writes reach the OS at commit (they survive a daemon crash); fsync
 		// is paid only when a caller asks for it, through Sync.
 		WithSyncWrites(false).
 		WithNumVersionsToKeep(1).
-		WithMemTableSize(16 << 20).
+		WithMemTableSize(memTable).
 		WithNumMemtables(2).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).
-		WithValueThreshold(1 << 10).
+		// Records stay in the tree; the value log (mapped, and allocated
+		// whole: see space.go) is kept small.
+		WithValueThreshold(64 << 10).
+		WithValueLogFileSize(1 << 20).
 		WithCompactL0OnClose(true)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open index in %s: %w (is another s3mediafs using this cache_dir?)", dir, err)
 	}
-	if err := migrate(db, dir, log); err != nil {
+	if err := guard.start(); err != nil {
 		db.Close()
+		return nil, err
+	}
+	ix := &DB{db: db, guard: guard}
+	if err := migrate(ix, dir, log); err != nil {
+		ix.Close()
 		return nil, err
 	}
 	seq, err := db.GetSequence(inoKey, 1024)
 	if err != nil {
-		db.Close()
+		ix.Close()
 		return nil, fmt.Errorf("open inode sequence: %w", err)
 	}
-	return &DB{db: db, ino: seq}, nil
+	ix.ino = seq
+	return ix, nil
+}
+
+// update is Badger's Update, refused with ErrFull while the filesystem
+// lacks the room the index may need (space.go). Every write of the index
+// goes through it.
+func (ix *DB) update(fn func(txn *badger.Txn) error) error {
+	if err := ix.guard.admit(); err != nil {
+		return err
+	}
+	return ix.db.Update(fn)
+}
+
+// BatchLimit is how many items, each writing up to perItem keys, one
+// transaction may take: well under Badger's limit for this index's
+// memtable size, and at most 1000.
+func (ix *DB) BatchLimit(perItem int) int {
+	return int(min(max(ix.db.MaxBatchCount()/int64(2*perItem), 16), 1000))
 }
 
 // Index formats:
@@ -69,8 +100,27 @@ const SchemaVersion = 3
 
 // migrate brings an index of an older format to SchemaVersion, or refuses
 // one written by a newer release.
-func migrate(db *badger.DB, dir string, log *slog.Logger) error {
-	return db.Update(func(txn *badger.Txn) error {
+func migrate(ix *DB, dir string, log *slog.Logger) error {
+	// Read first: a current index needs no write, so it opens on a full
+	// filesystem too.
+	current := false
+	if err := ix.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(SchemaKey)
+		if err != nil {
+			return nil
+		}
+		return item.Value(func(v []byte) error {
+			version, n := binary.Uvarint(v)
+			current = n > 0 && n == len(v) && version == SchemaVersion
+			return nil
+		})
+	}); err != nil {
+		return fmt.Errorf("index in %s: %w", dir, err)
+	}
+	if current {
+		return nil
+	}
+	return ix.update(func(txn *badger.Txn) error {
 		version := uint64(1)
 		item, err := txn.Get(SchemaKey)
 		switch {
@@ -108,6 +158,16 @@ func migrate(db *badger.DB, dir string, log *slog.Logger) error {
 
 // Close releases the inode sequence and closes the database.
 func (ix *DB) Close() error {
+	defer ix.guard.close()
+	if !ix.guard.roomToClose() {
+		// Closing flushes the memtable to a table, through a map, into
+		// space the filesystem does not have. Everything committed is in
+		// the log on disk already (written through a shared map, in the
+		// page cache, allocated), and the next start replays it.
+		ix.guard.log.Error("the cache filesystem is full: the index is left for the next start to replay rather than closed",
+			"dir", ix.guard.dir)
+		return nil
+	}
 	if ix.ino == nil {
 		return ix.db.Close()
 	}
@@ -117,6 +177,10 @@ func (ix *DB) Close() error {
 
 // NextIno allocates a fresh inode number.
 func (ix *DB) NextIno() (uint64, error) {
+	// The sequence writes a new lease now and then.
+	if err := ix.guard.admit(); err != nil {
+		return 0, err
+	}
 	for {
 		n, err := ix.ino.Next()
 		if err != nil {
@@ -137,9 +201,11 @@ func isEmptyIndex(txn *badger.Txn) (bool, error) {
 }
 
 // MarkRunning records that the index is in use and reports whether the
-// previous run stopped without closing it.
+// previous run stopped without closing it. On a filesystem too full for
+// the mark, this run counts as unclean (its start sweeps orphaned data
+// files, which gives space back) and goes on without it.
 func (ix *DB) MarkRunning() (unclean bool, err error) {
-	err = ix.db.Update(func(txn *badger.Txn) error {
+	err = ix.update(func(txn *badger.Txn) error {
 		_, gerr := txn.Get(runningKey)
 		switch {
 		case gerr == nil:
@@ -149,15 +215,23 @@ func (ix *DB) MarkRunning() (unclean bool, err error) {
 		}
 		return txn.Set(runningKey, nil)
 	})
+	if errors.Is(err, ErrFull) {
+		return true, nil
+	}
 	if err == nil {
 		err = ix.db.Sync()
 	}
 	return unclean, err
 }
 
-// MarkStopped records a clean stop.
+// MarkStopped records a clean stop. Without room for it, the next start
+// takes the stop for an unclean one, which costs it an orphan sweep.
 func (ix *DB) MarkStopped() error {
-	return ix.db.Update(func(txn *badger.Txn) error { return txn.Delete(runningKey) })
+	err := ix.update(func(txn *badger.Txn) error { return txn.Delete(runningKey) })
+	if errors.Is(err, ErrFull) {
+		return nil
+	}
+	return err
 }
 
 // ForPending calls fn for every path with an owed upload or delete.

@@ -13,7 +13,7 @@ import (
 // BeginMultipart records an open multipart upload. The write is synced:
 // the upload exists in the bucket from now on, whatever happens to us.
 func (ix *DB) BeginMultipart(key, uploadID string) error {
-	if err := ix.db.Update(func(txn *badger.Txn) error {
+	if err := ix.update(func(txn *badger.Txn) error {
 		return txn.Set(multipartKey(key, uploadID), nil)
 	}); err != nil {
 		return err
@@ -23,7 +23,7 @@ func (ix *DB) BeginMultipart(key, uploadID string) error {
 
 // EndMultipart forgets a completed or aborted multipart upload.
 func (ix *DB) EndMultipart(key, uploadID string) error {
-	return ix.db.Update(func(txn *badger.Txn) error {
+	return ix.update(func(txn *badger.Txn) error {
 		return txn.Delete(multipartKey(key, uploadID))
 	})
 }

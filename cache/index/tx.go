@@ -162,7 +162,7 @@ func (ix *DB) Update(base Acct, touch func(p string), fn func(t *Tx) error) (Acc
 		touch = func(string) {}
 	}
 	var t *Tx
-	err := ix.db.Update(func(txn *badger.Txn) error {
+	err := ix.update(func(txn *badger.Txn) error {
 		t = &Tx{Txn: txn, now: time.Now().UnixNano(), touch: touch}
 		if err := fn(t); err != nil {
 			return err

@@ -110,6 +110,7 @@ var (
 	descDeletes     = prometheus.NewDesc("s3mediafs_deletes_total", "Objects deleted from S3.", nil, nil)
 	descRmdirChecks = prometheus.NewDesc("s3mediafs_rmdir_checks_total", "Directories removed on the index's word and checked in S3 afterwards.", nil, nil)
 	descRmdirBack   = prometheus.NewDesc("s3mediafs_rmdir_reappeared_total", "Removed directories that still held objects this mount did not write (another host's), shown again.", nil, nil)
+	descStoreUp     = prometheus.NewDesc("s3mediafs_store_up", "1 while the object store answers; 0 while it counts as down (lookups of unknown names answer absent, uploads wait).", nil, nil)
 	descCorrupt     = prometheus.NewDesc("s3mediafs_corrupt_downloads_total", "Downloads whose bytes failed their length or checksum check; each is fetched again, and none is cached.", nil, nil)
 	descScrubbed    = prometheus.NewDesc("s3mediafs_scrub_checked_total", "Cached files the scrub read and checked against their checksum.", nil, nil)
 	descScrubBad    = prometheus.NewDesc("s3mediafs_scrub_corrupt_total", "Cached files the scrub found damaged and dropped (fetched again on the next read).", nil, nil)
@@ -119,7 +120,7 @@ var (
 func (cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDirtyBytes, descDirtyLimit, descDirtyFiles, descCacheBytes, descCacheLimit, descCacheFree, descFreeFloor,
 		descQueueDepth, descQueueOldest, descHits, descMisses, descEvictions, descBytesUp, descBytesDown,
-		descUploads, descDeletes, descErrors, descRmdirChecks, descRmdirBack, descCorrupt, descScrubbed, descScrubBad} {
+		descUploads, descDeletes, descErrors, descRmdirChecks, descRmdirBack, descCorrupt, descScrubbed, descScrubBad, descStoreUp} {
 		ch <- d
 	}
 }
@@ -150,6 +151,11 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.ErrorsPermanent), "permanent")
 	n(descRmdirChecks, s.RmdirChecks)
 	n(descRmdirBack, s.RmdirReappeared)
+	up := 1.0
+	if s.StoreDown {
+		up = 0
+	}
+	g(descStoreUp, up)
 	n(descCorrupt, s.CorruptDownloads)
 	n(descScrubbed, s.ScrubChecked)
 	n(descScrubBad, s.ScrubCorrupt)

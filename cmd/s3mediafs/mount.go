@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/s3mediafs/s3mediafs/cache"
 	"github.com/s3mediafs/s3mediafs/cache/index"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
 	mediafs "github.com/s3mediafs/s3mediafs/fs"
 	"github.com/s3mediafs/s3mediafs/s3"
 )
@@ -85,7 +88,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	if err != nil {
 		return err
 	}
-	client, closeStore, err := openStore(ctx, cfg, m.embedded, ix, log)
+	client, unreachable, closeStore, err := openStore(ctx, cfg, m.embedded, ix, log)
 	if err != nil {
 		closeStore()
 		ix.Close()
@@ -96,6 +99,9 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	c, err := openCache(cfg, ix, client, met, log)
 	if err != nil {
 		return err
+	}
+	if unreachable != nil {
+		c.StoreUnreachable(unreachable)
 	}
 	defer func() {
 		if err := c.Close(); err != nil {
@@ -152,14 +158,18 @@ func openIndex(dir string, log *slog.Logger) (*index.DB, error) {
 
 // openStore connects to the bucket (or starts the embedded quickstart
 // store) and checks it can be used; journal keeps its open multipart
-// uploads. close stops what it started.
-func openStore(ctx context.Context, cfg Config, embeddedDir string, journal s3.MultipartJournal, log *slog.Logger) (_ *s3.Client, close func(), err error) {
+// uploads. close stops what it started. A store that answers that the
+// configuration is wrong (no such bucket, access denied, a bad key, a
+// host name that does not exist, a certificate for another name) is an
+// error. One that does not answer (refused, timed out, 5xx) is not: the
+// daemon mounts without it, as in an outage, and unreachable says why.
+func openStore(ctx context.Context, cfg Config, embeddedDir string, journal s3.MultipartJournal, log *slog.Logger) (_ *s3.Client, unreachable error, close func(), err error) {
 	close = func() {}
 	s3cfg := s3ConfigOf(cfg)
 	if embeddedDir != "" {
 		emb, err := startEmbeddedStore(embeddedDir, cfg.Bucket, log)
 		if err != nil {
-			return nil, close, err
+			return nil, nil, close, err
 		}
 		close = func() { emb.Close() }
 		defer func() {
@@ -173,17 +183,37 @@ func openStore(ctx context.Context, cfg Config, embeddedDir string, journal s3.M
 	}
 	client, err := s3.New(ctx, s3cfg, journal, log)
 	if err != nil {
-		return nil, close, err
+		return nil, nil, close, err
 	}
 	stopEmbedded := close
 	close = func() { client.Close(); stopEmbedded() }
 	checkCtx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout.D())
 	err = client.CheckBucket(checkCtx)
 	cancel()
-	if err != nil {
-		return nil, close, fmt.Errorf("cannot use bucket %q: %w", cfg.Bucket, err)
+	switch {
+	case err == nil:
+	case misconfigured(err) || embeddedDir != "":
+		return nil, nil, close, fmt.Errorf("cannot use bucket %q: %w", cfg.Bucket, err)
+	default:
+		log.Warn("the object store does not answer; mounting without it, as in an outage: cached files are served, "+
+			"writes are kept and uploaded once it answers, names not in the cache answer \"absent\"; it is asked again every few seconds",
+			"bucket", cfg.Bucket, "endpoint", cfg.EndpointURL, "err", err)
+		return client, err, close, nil
 	}
-	return client, close, nil
+	return client, nil, close, nil
+}
+
+// misconfigured reports a store answer that only a change of
+// configuration or policy cures, as opposed to a store that did not
+// answer (yet).
+func misconfigured(err error) bool {
+	var dns *net.DNSError
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	var badCert x509.CertificateInvalidError
+	return objstore.IsPermanent(err) ||
+		(errors.As(err, &dns) && dns.IsNotFound) ||
+		errors.As(err, &unknownCA) || errors.As(err, &badHost) || errors.As(err, &badCert)
 }
 
 // openCache opens the cache over its index and the store, its requests

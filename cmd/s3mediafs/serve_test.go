@@ -53,14 +53,14 @@ func TestOpenStore(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
 	objects := filepath.Join(t.TempDir(), "objects")
-	client, closeStore, err := openStore(ctx, cfg, objects, nil, log)
+	client, _, closeStore, err := openStore(ctx, cfg, objects, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := client.Put(ctx, "k", strings.NewReader("v"), 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, closeSecond, err := openStore(ctx, cfg, objects, nil, log); err == nil || !strings.Contains(err.Error(), "another s3mediafs") {
+	if _, _, closeSecond, err := openStore(ctx, cfg, objects, nil, log); err == nil || !strings.Contains(err.Error(), "another s3mediafs") {
 		closeSecond()
 		t.Fatalf("a second embedded store on one directory: %v", err)
 	}
@@ -69,11 +69,20 @@ func TestOpenStore(t *testing.T) {
 		t.Fatal("the embedded store still answers after close")
 	}
 
+	// A store that does not answer is an outage, not a refusal: the
+	// daemon mounts without it and says why.
 	cfg.EndpointURL = "http://127.0.0.1:1" // nothing listens there
-	_, closeStore, err = openStore(ctx, cfg, "", nil, log)
+	client, unreachable, closeStore, err := openStore(ctx, cfg, "", nil, log)
+	closeStore()
+	if err != nil || client == nil || unreachable == nil || !strings.Contains(unreachable.Error(), "connection refused") {
+		t.Fatalf("openStore of a store that does not answer: %v, %v", err, unreachable)
+	}
+	// A host name that does not exist is a wrong configuration.
+	cfg.EndpointURL = "http://no-such-host.invalid"
+	_, _, closeStore, err = openStore(ctx, cfg, "", nil, log)
 	closeStore()
 	if err == nil || !strings.Contains(err.Error(), `bucket "`+cfg.Bucket+`"`) {
-		t.Fatalf("openStore of a store that does not answer: %v", err)
+		t.Fatalf("openStore of an endpoint that does not exist: %v", err)
 	}
 }
 
@@ -95,7 +104,7 @@ func TestServeStepByStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, closeStore, err := openStore(ctx, cfg, filepath.Join(root, "objects"), ix, log)
+	client, _, closeStore, err := openStore(ctx, cfg, filepath.Join(root, "objects"), ix, log)
 	if err != nil {
 		ix.Close()
 		t.Fatal(err)

@@ -180,7 +180,7 @@ func TestStartRefusals(t *testing.T) {
 	badKey := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(badKey, []byte("bucket: x\nbuckett: y\n"), 0o600)
 	noBucket := config(t, srv, "", "no-such-bucket-here", t.TempDir(), "")
-	down := config(t, srv, "http://127.0.0.1:1", bucket, t.TempDir(), "")
+	noHost := config(t, srv, "http://no-such-host.invalid", bucket, t.TempDir(), "")
 
 	mounted := t.TempDir()
 	start(t, good, mounted)
@@ -196,7 +196,7 @@ func TestStartRefusals(t *testing.T) {
 		{"already mounted", config(t, srv, "", bucket, t.TempDir(), ""), mounted, "already has a filesystem mounted"},
 		{"unknown key", badKey, t.TempDir(), "buckett"},
 		{"missing bucket", noBucket, t.TempDir(), "no-such-bucket-here"},
-		{"store unreachable", down, t.TempDir(), "cannot use bucket"},
+		{"endpoint host does not exist", noHost, t.TempDir(), "cannot use bucket"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -215,6 +215,61 @@ func TestStartRefusals(t *testing.T) {
 				t.Fatal("left a mount behind")
 			}
 		})
+	}
+}
+
+// A store that does not answer at start (refused; 5xx) is an outage, not
+// a wrong configuration: the daemon mounts, serves what it has cached,
+// keeps writes, answers unknown names "absent" at once, and uploads what
+// it owes once the store is back. status and the metrics say it is down.
+func TestStartWithoutTheStore(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	cfg := config(t, srv, proxy.URL, bucket, t.TempDir(), "")
+	mnt := t.TempDir()
+	d := start(t, cfg, mnt)
+	cached := payload(40_000, 1)
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/aa/bb/cached"), cached)
+	flushed(t, cfg, 30*time.Second)
+	d.stop()
+
+	for _, outage := range []func(*http.Request) int{
+		func(*http.Request) int { return http.StatusServiceUnavailable },
+		nil, // connections dropped: Faults.Down
+	} {
+		if outage != nil {
+			proxy.SetFail(outage)
+		} else {
+			proxy.SetFail(nil)
+			proxy.SetFaults(s3test.Faults{Down: true}, 1)
+		}
+		d = start(t, cfg, mnt)
+		if !strings.Contains(d.logs(), "does not answer; mounting without it") {
+			t.Fatalf("no log line says the store is away:\n%s", d.logs())
+		}
+		if got, err := os.ReadFile(filepath.Join(mnt, "local_content/aa/bb/cached")); err != nil || !bytes.Equal(got, cached) {
+			t.Fatalf("a cached file with the store away: %d bytes, %v", len(got), err)
+		}
+		startLookup := time.Now()
+		if _, err := os.Stat(filepath.Join(mnt, "local_content/zz/yy/unknown")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("an unknown name with the store away: %v", err)
+		}
+		if took := time.Since(startLookup); took > 5*time.Second {
+			t.Errorf("an unknown name took %v to answer", took)
+		}
+		written := payload(30_000, 2)
+		mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/cc/dd/written"), written)
+		if out, _ := cli(t, "status", "--json", "--socket", socketOf(t, cfg)); !strings.Contains(out, `"store_down": true`) {
+			t.Errorf("status does not say the store is down:\n%s", out)
+		}
+		proxy.SetFail(nil)
+		proxy.SetFaults(s3test.Faults{}, 1)
+		eventually(t, 30*time.Second, "the owed upload once the store is back", func() bool {
+			got, ok := object(t, client, "local_content/cc/dd/written")
+			return ok && bytes.Equal(got, written)
+		})
+		d.stop()
+		client.Delete(context.Background(), "local_content/cc/dd/written")
 	}
 }
 
