@@ -75,7 +75,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	mnt, err := checkMountpoint(m.mountpoint, m.cfg.AllowNonEmptyMountpoint)
+	mnt, err := checkMountpoint(m.mountpoint, m.cfg.AllowNonEmptyMountpoint, log)
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,10 +19,14 @@ import (
 
 // checkMountpoint refuses a mount point that does not exist, is not a
 // directory, already has something mounted on it, or (unless allowed)
-// holds files the mount would hide.
-func checkMountpoint(p string, allowNonEmpty bool) (string, error) {
+// holds files the mount would hide. A dead s3mediafs mount on it (its
+// daemon killed) is detached first, so that a restart heals a crash.
+func checkMountpoint(p string, allowNonEmpty bool, log *slog.Logger) (string, error) {
 	abs, err := filepath.Abs(p)
 	if err != nil {
+		return "", err
+	}
+	if err := detachDeadMount(abs, log); err != nil {
 		return "", err
 	}
 	fi, err := os.Stat(abs)
@@ -46,6 +52,52 @@ func checkMountpoint(p string, allowNonEmpty bool) (string, error) {
 		}
 	}
 	return abs, nil
+}
+
+// ourFSType is the type a mount of ours has in the mount table.
+const ourFSType = "fuse.s3mediafs"
+
+// livenessWait bounds the probe of a mount of ours: a live daemon answers
+// a lookup at once; a dead connection answers ENOTCONN at once.
+const livenessWait = 5 * time.Second
+
+// detachDeadMount detaches the s3mediafs mounts at p whose daemon is gone
+// (the kernel answers ENOTCONN on them), one log line each. It never
+// touches a mount that answers, one that does not answer in time (a
+// daemon that is slow, or whose connection another process keeps), or a
+// filesystem of another kind: those are checkMountpoint's to refuse.
+func detachDeadMount(p string, log *slog.Logger) error {
+	for range 8 { // mounts stacked by repeated crashes, if any
+		fsType, err := topMountType(p)
+		if err != nil || fsType != ourFSType {
+			return err
+		}
+		if !connectionGone(p) {
+			return nil
+		}
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("mount point %s holds a dead s3mediafs mount (its daemon is gone) that could not be detached: %w", p, err)
+		}
+		log.Warn("a dead s3mediafs mount was left on the mount point (its daemon stopped without unmounting); detached it, mounting afresh", "mountpoint", p)
+	}
+	return nil
+}
+
+// connectionGone reports whether the FUSE mount at p has no daemon: a
+// lookup of a name in it (not a stat of the root, which the kernel may
+// answer from its cache) fails with ENOTCONN or ECONNABORTED.
+func connectionGone(p string) bool {
+	answer := make(chan error, 1)
+	go func() {
+		_, err := os.Lstat(filepath.Join(p, fmt.Sprintf(".s3mediafs-liveness-%d", time.Now().UnixNano())))
+		answer <- err
+	}()
+	select {
+	case err := <-answer:
+		return errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED)
+	case <-time.After(livenessWait):
+		return false
+	}
 }
 
 // refuseHiddenFiles fails when the mount point holds files: mounted over,

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,7 @@ func TestNonEmptyMountpointRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := checkMountpoint(dir, false); err != nil {
+	if _, err := checkMountpoint(dir, false, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("empty directories only: %v", err)
 	}
 	for _, f := range []string{"local_content/ab/cd/efgh", "local_content/ab/cd/ijkl"} {
@@ -28,7 +29,7 @@ func TestNonEmptyMountpointRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err := checkMountpoint(dir, false)
+	_, err := checkMountpoint(dir, false, slog.New(slog.DiscardHandler))
 	if err == nil {
 		t.Fatal("a media store holding files was accepted")
 	}
@@ -37,7 +38,7 @@ func TestNonEmptyMountpointRefused(t *testing.T) {
 			t.Errorf("the refusal %q does not say %q", err, want)
 		}
 	}
-	if _, err := checkMountpoint(dir, true); err != nil {
+	if _, err := checkMountpoint(dir, true, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("allowed explicitly: %v", err)
 	}
 	var cfg Config
@@ -78,7 +79,7 @@ func TestBindMountedMountpointAccepted(t *testing.T) {
 		t.Skipf("bind mount: %v", err)
 	}
 	defer syscall.Unmount(dir, syscall.MNT_DETACH)
-	if _, err := checkMountpoint(dir, false); err != nil {
+	if _, err := checkMountpoint(dir, false, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("a bind-mounted media store: %v", err)
 	}
 	if err := refuseImportFromMount(dir); err != nil {

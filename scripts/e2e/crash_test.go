@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -311,4 +312,50 @@ func TestPythonSynapsePattern(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
+}
+
+// A killed daemon leaves a dead mount (ENOTCONN to every caller); the
+// same mount command, started again as systemd's Restart= does, detaches
+// it, says so in one log line, and serves the files again, with no person
+// in the loop. A live mount is never taken for a dead one.
+func TestRestartAfterACrashHealsTheMount(t *testing.T) {
+	_, srv, bucket := s3test.Bucket(t, "synapse/")
+	cfg := config(t, srv, "", bucket, t.TempDir(), "")
+	mnt := t.TempDir()
+	d := start(t, cfg, mnt)
+	data := payload(25_000, 5)
+	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/ab/cd/before"), data)
+	for round := range 3 {
+		d.killOnly()
+		if _, err := os.Stat(filepath.Join(mnt, "local_content/ab/cd/before")); !errors.Is(err, syscall.ENOTCONN) {
+			t.Fatalf("round %d: after SIGKILL: %v, want ENOTCONN (a dead mount)", round, err)
+		}
+		d = start(t, cfg, mnt)
+		if !strings.Contains(d.logs(), "a dead s3mediafs mount was left on the mount point") {
+			t.Errorf("round %d: no log line says the dead mount was detached", round)
+		}
+		if got, err := os.ReadFile(filepath.Join(mnt, "local_content/ab/cd/before")); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("round %d: after the restart: %d bytes, %v", round, len(got), err)
+		}
+		if n := strings.Count(mountTable(t), " "+mnt+" "); n != 1 {
+			t.Fatalf("round %d: %d mounts at the mount point, want 1", round, n)
+		}
+	}
+	// The live mount stays: a second daemon is refused, the first serves on.
+	out, err := exec.Command(binary, "mount", "--config", config(t, srv, "", bucket, t.TempDir(), ""), mnt).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already has a filesystem mounted") {
+		t.Fatalf("a second daemon on a live mount: %v\n%s", err, out)
+	}
+	if got, err := os.ReadFile(filepath.Join(mnt, "local_content/ab/cd/before")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the live mount after a refused second daemon: %v", err)
+	}
+	d.terminate(t)
+}
+
+func mountTable(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
