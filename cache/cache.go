@@ -107,7 +107,11 @@ type Cache struct {
 	// of their names that follow fetch nothing ahead (see learnMeta).
 	readdirs recentNames
 	// made holds directories this mount made, when (see MadeDirTrust).
-	made       recentNames
+	made recentNames
+	// settled holds keys whose owed delete (an unlink's, a rename's
+	// move away) landed, when: a store answer asked for before that
+	// time may still show the object, and must not bring it back.
+	settled    recentNames
 	verified   map[string]time.Time // when the store last confirmed a clean/remote file
 	used       int64                // bytes of local data files, as the index records them
 	dirty      int64                // bytes not yet in the store
@@ -213,6 +217,7 @@ func newCache(opts Options) *Cache {
 		listed:      newRecentNames(),
 		readdirs:    newRecentNames(),
 		made:        newRecentNames(),
+		settled:     newRecentNames(),
 		verified:    map[string]time.Time{},
 		space:       newNotifier(),
 		uploadsDone: newNotifier(),

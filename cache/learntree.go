@@ -16,8 +16,9 @@ import (
 func (c *mover) learnTree(ctx context.Context, p string) error {
 	var page []listedObject
 	var pageErr error
+	asked := time.Now()
 	flush := func() bool {
-		pageErr = c.learnObjects(p, page)
+		pageErr = c.learnObjects(p, page, asked)
 		page = page[:0]
 		return pageErr == nil
 	}
@@ -41,8 +42,9 @@ type listedObject struct {
 	mtime time.Time
 }
 
-// learnObjects records the objects at p/<name> the index lacks.
-func (c *mover) learnObjects(p string, objs []listedObject) error {
+// learnObjects records the objects at p/<name> the index lacks, from a
+// listing asked for at asked.
+func (c *mover) learnObjects(p string, objs []listedObject, asked time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.update(func(t *index.Tx) error {
@@ -51,12 +53,23 @@ func (c *mover) learnObjects(p string, objs []listedObject) error {
 			if c.checkPath(full) != nil {
 				continue // a name no local tool could use stays behind
 			}
+			if c.settledSinceLocked(full, asked) {
+				continue // deleted here after the listing was asked for
+			}
 			if err := c.learnPathTxn(t, full, o.size, o.mtime); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// settledSinceLocked reports whether an owed delete of p landed at or
+// after asked: a store answer asked for then may predate it. Callers hold
+// c.mu.
+func (c *Cache) settledSinceLocked(p string, asked time.Time) bool {
+	at, ok := c.settled.get(p)
+	return ok && !at.Before(asked)
 }
 
 // learnPathTxn records the object at p and its directories, where the

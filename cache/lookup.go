@@ -261,6 +261,22 @@ func (c *remote) learnAnswer(p string, f objstore.Found, meta map[string]string,
 			applyMeta(&r, meta)
 		}
 	case f.Dir:
+		c.mu.Lock()
+		stale := c.settledSinceLocked(p, at)
+		c.mu.Unlock()
+		if stale {
+			// Deletes below p landed since the store was asked: ask
+			// again whether anything is left there.
+			ctx, cancel := context.WithTimeout(context.Background(), c.opts.LookupTimeout)
+			exists, err := c.remoteDirExists(ctx, p)
+			cancel()
+			if err != nil {
+				return Attr{}, false, err
+			}
+			if !exists {
+				return Attr{}, false, nil
+			}
+		}
 		r = index.Record{Dir: true, MTime: time.Now().UnixNano()}
 	default:
 		// Nothing below p either: if p becomes a directory here, its
@@ -270,7 +286,7 @@ func (c *remote) learnAnswer(p string, f objstore.Found, meta map[string]string,
 		c.mu.Unlock()
 		return Attr{}, false, nil
 	}
-	a, err := c.learn(p, r)
+	a, err := c.learn(p, r, at)
 	return a, err == nil, errorOr(ignoreNotExist(err), nil)
 }
 
@@ -350,11 +366,16 @@ func (c *remote) readOwedBelow(p string) (gone map[string]bool, err error) {
 	return gone, err
 }
 
-// learn records an entry found in the store, unless the index gained one
-// meanwhile, and returns its attributes.
-func (c *remote) learn(p string, r index.Record) (Attr, error) {
+// learn records an entry found in the store by a question asked at asked
+// (zero: no time to check), unless the index gained one meanwhile or an
+// owed delete of the key landed since (settledSinceLocked), and returns
+// its attributes.
+func (c *remote) learn(p string, r index.Record, asked time.Time) (Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !r.Dir && !asked.IsZero() && c.settledSinceLocked(p, asked) {
+		return Attr{}, ErrNotExist
+	}
 	var out Attr
 	err := c.update(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)

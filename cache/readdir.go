@@ -184,7 +184,7 @@ func (c *lister) recordListed(ctx context.Context, l *listing, page []listedName
 	// whose deletes are still queued) is not shown again; finding out
 	// asks the store, so it is done before the index is locked.
 	page = slices.DeleteFunc(page, func(e listedName) bool {
-		return e.dir && c.deletedHere(ctx, index.JoinPath(l.dir, e.name))
+		return e.dir && c.deletedHere(ctx, index.JoinPath(l.dir, e.name), l.start)
 	})
 	// Names no local tool could use (over 255 bytes, not UTF-8, "." or
 	// "..") are left out, with one warning per listing.
@@ -251,14 +251,20 @@ func (c *lister) recordListed(ctx context.Context, l *listing, page []listedName
 }
 
 // deletedHere reports whether every object the store holds below the
-// directory p is being deleted here, so the directory is gone.
-func (c *lister) deletedHere(ctx context.Context, p string) bool {
+// directory p is being deleted here, or was deleted here since a listing
+// asked for at asked showed it, so the directory is gone.
+func (c *lister) deletedHere(ctx context.Context, p string, asked time.Time) bool {
 	var pending bool
-	_ = c.view(func(txn *badger.Txn) error {
+	if err := c.view(func(txn *badger.Txn) error {
 		pending = index.HasGoneBelow(txn, p)
 		return nil
-	})
-	if !pending {
+	}); err != nil {
+		return false // shown, as the store lists it
+	}
+	c.mu.Lock()
+	stale := c.settledSinceLocked(p, asked)
+	c.mu.Unlock()
+	if !pending && !stale {
 		return false
 	}
 	exists, err := c.remote.remoteDirExists(ctx, p)

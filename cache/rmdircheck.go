@@ -285,7 +285,7 @@ func (c *remover) reappear(d string) {
 		return // made again here meanwhile: it shows already
 	}
 	for i := len(chain) - 1; i >= 0; i-- {
-		if _, err := c.remote.learn(chain[i], index.Record{Dir: true, MTime: time.Now().UnixNano()}); err != nil {
+		if _, err := c.remote.learn(chain[i], index.Record{Dir: true, MTime: time.Now().UnixNano()}, time.Time{}); err != nil {
 			c.log.Warn("recording a removed directory that still holds objects failed; its next lookup finds it", "dir", chain[i], "err", err)
 			return
 		}

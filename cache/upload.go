@@ -310,6 +310,11 @@ func (c *uploader) deleteRemote(ctx context.Context, p string) (bool, error) {
 		return nil
 	})
 	if err == nil {
+		// The key, and the directories that held it in the store's view.
+		now := time.Now()
+		for k := p; k != ""; k = index.ParentOf(k) {
+			c.settled.set(k, now)
+		}
 		c.queueAll(wake)
 	}
 	return again, err
