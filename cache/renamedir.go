@@ -297,9 +297,11 @@ func (c *mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []
 	moved.CTime = now
 	switch {
 	case r.Dir:
-		if !r.MadeHere && !c.localOnly(from) {
-			// A folder object may mark it in the store (another tool's
-			// mkdir): it goes once the moves below it are done.
+		if !c.localOnly(from) {
+			// A folder may mark it in the store (another tool's mkdir's
+			// object, or one a store keeps after the objects below it
+			// left, as SeaweedFS does): it goes once the moves below it
+			// are done, as an rmdir's does.
 			if err := index.SetPending(t.Txn, folderKey(from)); err != nil {
 				return nil, err
 			}

@@ -28,6 +28,9 @@ import (
 var regressionSeeds = []uint64{
 	1001, // a cancelled PUT of an old version landed after the new one (0-byte files)
 	1012, // readdir showed a renamed file whose delete completed during the LIST
+	1004, // a directory whose objects' moves landed during a LIST came back (directory renames)
+	1005, // SeaweedFS kept a renamed directory's folder, made here, which then listed again
+	1017, // the same, seen after a restart with a wiped cache
 	1042, // mkdir over a removed file dropped the owed DELETE
 }
 
