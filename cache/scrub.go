@@ -22,6 +22,9 @@ import (
 // scrubBatch is how many records one index read of the scrub takes.
 const scrubBatch = 256
 
+// scrubBatchPause is the rest between two batches of the walk.
+const scrubBatchPause = 10 * time.Millisecond
+
 // scrubPause is how long the scrub rests after a full pass, or when the
 // cache holds nothing to check.
 const scrubPause = time.Minute
@@ -54,6 +57,11 @@ func (c *Cache) scrubLoop(ctx context.Context) {
 			}
 			c.scrubOne(ctx, it.p, it.r)
 			checkedThisPass++
+		}
+		// A walk through a large index of store-only records reads
+		// nothing, but its transactions are not free either.
+		if !sleepCtx(ctx, scrubBatchPause) {
+			return
 		}
 		if after == nil {
 			if checkedThisPass > 0 {
