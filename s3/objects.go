@@ -106,7 +106,7 @@ func (c *Client) Get(ctx context.Context, key string, off, n int64) (objstore.Bo
 	sums := checksums{out.ChecksumCRC32C, out.ChecksumCRC32, out.ChecksumSHA256, out.ChecksumSHA1}
 	return objstore.Body{ReadCloser: out.Body, Len: n, Object: objstore.Object{
 		Size: size, MTime: aws.ToTime(out.LastModified), Meta: out.Metadata,
-		Sum: sums.sum(c.etag(out.ETag), out.SSECustomerAlgorithm != nil || strings.HasPrefix(string(out.ServerSideEncryption), "aws:kms")),
+		Sum: c.vouched(sums, out.ETag, out.SSECustomerAlgorithm, out.ServerSideEncryption),
 	}}, nil
 }
 
@@ -164,15 +164,17 @@ func (c *Client) Head(ctx context.Context, key string) (objstore.Object, error) 
 	}
 	sums := checksums{out.ChecksumCRC32C, out.ChecksumCRC32, out.ChecksumSHA256, out.ChecksumSHA1}
 	return objstore.Object{Size: aws.ToInt64(out.ContentLength), MTime: aws.ToTime(out.LastModified), Meta: out.Metadata,
-		Sum: sums.sum(c.etag(out.ETag), out.SSECustomerAlgorithm != nil || strings.HasPrefix(string(out.ServerSideEncryption), "aws:kms"))}, nil
+		Sum: c.vouched(sums, out.ETag, out.SSECustomerAlgorithm, out.ServerSideEncryption)}, nil
 }
 
-// etag is an answer's ETag, or nil when the store's ETags are not MD5s.
-func (c *Client) etag(e *string) *string {
+// vouched is the Sum an answer with these headers vouches for. An
+// encrypted object's ETag (SSE-C, SSE-KMS) is not its plaintext's MD5, and
+// no ETag counts where the configuration says the store's are not MD5s.
+func (c *Client) vouched(sums checksums, etag, sseC *string, sse types.ServerSideEncryption) objstore.Sum {
 	if c.cfg.ETagNotMD5 {
-		return nil
+		etag = nil
 	}
-	return e
+	return sums.sum(etag, sseC != nil || strings.HasPrefix(string(sse), "aws:kms"))
 }
 
 // Copy implements Store with one CopyObject that replaces the metadata;
