@@ -86,13 +86,13 @@ type spaceGuard struct {
 	memTable int64  // Badger's memtable size
 	need     int64  // the floor: spaceNeed(memTable)
 	log      *slog.Logger
+	stop     chan struct{}  // closed by close: the watcher ends
+	stopped  sync.WaitGroup // the watcher
 
-	mu      sync.Mutex // guards at, free, full
-	at      time.Time
-	free    int64
-	full    bool // the last check found less than need: said once in the log
-	stop    chan struct{}
-	stopped sync.WaitGroup
+	mu   sync.Mutex // guards at, free and full
+	at   time.Time  // when free was sampled
+	free int64
+	full bool // the last check found less than need: said once in the log
 }
 
 // freeBytes is the space an unprivileged writer could still take: the
