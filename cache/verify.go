@@ -70,9 +70,6 @@ func (v *verifier) check() error {
 	return fmt.Errorf("%w: %s is %s, the bytes give %s:%x", errCorrupt, v.want.Algo, v.want, v.want.Algo, v.h.Sum(nil))
 }
 
-// checked reports whether a checksum was checked, not the length alone.
-func (v *verifier) checked() bool { return v.h != nil }
-
 // crcOfFile computes the CRC-32C of the first size bytes of f.
 func crcOfFile(f io.ReaderAt, size int64) (uint32, error) {
 	h := objstore.NewCRC32C()
