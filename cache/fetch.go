@@ -85,7 +85,7 @@ func (c *fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 		}
 	}
 	start := time.Now()
-	size, crc, err := c.downloadRecord(ctx, p, r, tmp)
+	crc, err := c.downloadRecord(ctx, p, r, tmp)
 	if err != nil {
 		c.remote.noteStoreError(err)
 		if isNotFound(err) {
@@ -94,6 +94,7 @@ func (c *fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 		}
 		return fmt.Errorf("fetch %q: %w: %w", p, ErrStore, err)
 	}
+	size := r.Size // the check made sure of it
 	if streaming {
 		d.arrive(size)
 	}
@@ -107,18 +108,18 @@ func (c *fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 	return c.installFetched(p, r, tmp.Name(), size, crc)
 }
 
-// downloadRecord writes r's object, checked, to the empty file f, and
-// returns its size and CRC-32C. A 404 while r's server-side move was owed
+// downloadRecord writes r's object, checked (r.Size bytes), to the empty
+// file f, and returns its CRC-32C. A 404 while r's server-side move was owed
 // is asked again at the new key: the move finished meanwhile (it clears
 // MoveFrom before deleting the old key) and nothing was written.
-func (c *fetcher) downloadRecord(ctx context.Context, p string, r index.Record, f *os.File) (int64, uint32, error) {
+func (c *fetcher) downloadRecord(ctx context.Context, p string, r index.Record, f *os.File) (uint32, error) {
 	crc, err := c.getInto(ctx, r.ObjectKey(p), f, r.Size)
 	if isNotFound(err) && r.MoveFrom != "" {
 		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
 			crc, err = c.getInto(ctx, p, f, r.Size)
 		}
 	}
-	return r.Size, crc, err
+	return crc, err
 }
 
 // installFetched moves a fetched file into the data directory and makes
