@@ -38,6 +38,8 @@
 //	M<key>                     a rename still has to move this key's object away; value: the
 //	                           record moving it (moveobject.go); the key also has a p mark
 //	R<old>\x00<new>            a directory rename's index move under way (renamedir.go)
+//	i<be64 ino>                the path of the record with this inode number, for a
+//	                           daemon that takes over a live mount (fs.Adopt)
 //	s:schema                   the index format (index/db.go); older ones are upgraded
 //	s:acct                     local bytes and dirty bytes, kept in step with records
 //	s:running                  set while a daemon has the cache open: an unclean stop

@@ -50,20 +50,10 @@ func notInStore(txn *badger.Txn, fn func(string, int64) error) error {
 		if !r.OwesUpload() && (r.Dir || r.State != Local) {
 			continue
 		}
-		if err := fn(pathOfEntryKey(item.Key()), r.Size); err != nil {
+		if err := fn(index.PathOfEntryKey(item.Key()), r.Size); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// pathOfEntryKey is the inverse of index.EntryKey.
-func pathOfEntryKey(k []byte) string {
-	k = k[1:]
-	for i, b := range k {
-		if b == 0 {
-			return index.JoinPath(string(k[:i]), string(k[i+1:]))
-		}
-	}
-	return string(k)
-}

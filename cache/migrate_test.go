@@ -63,6 +63,12 @@ func TestIndexOfTheFirstReleaseOpens(t *testing.T) {
 	}); err != nil || version != index.SchemaVersion {
 		t.Fatalf("index format after open: %d, %v; want %d", version, err, index.SchemaVersion)
 	}
+	// The upgrade gave every record its inode key.
+	if ino, ok := c.InodeOf("local_content/ab/cd/clean"); !ok {
+		t.Error("no record for the clean file")
+	} else if p, ok, err := c.PathOfInode(ino); !ok || err != nil || p != "local_content/ab/cd/clean" {
+		t.Errorf("PathOfInode of an upgraded record: %q %v %v", p, ok, err)
+	}
 
 	read := func(p string) []byte {
 		t.Helper()

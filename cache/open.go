@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -82,6 +84,18 @@ func (c *Cache) OpenFile(ctx context.Context, p string, flags int) (*Handle, err
 func (c *Cache) InodeOf(p string) (ino uint64, ok bool) {
 	r, ok, err := c.readRecord(p)
 	return r.Ino, ok && err == nil
+}
+
+// PathOfInode returns the path of the file or directory with inode number
+// ino, from the index alone; ok is false when none has it any more. It
+// lets a daemon that took over a live mount answer for the inodes the
+// kernel learnt from the one before it.
+func (c *Cache) PathOfInode(ino uint64) (p string, ok bool, err error) {
+	err = c.view(func(txn *badger.Txn) error {
+		p, ok, err = index.PathOfInode(txn, ino)
+		return err
+	})
+	return p, ok, err
 }
 
 // OpenInode is OpenFile of the file p only while p is still the inode

@@ -96,7 +96,7 @@ func (ix *DB) BatchLimit(perItem int) int {
 //	3  records of version 3 (a CRC-32C of the bytes). Older records are
 //	   read as they are; the format is raised so that a release before it
 //	   refuses the index whole instead of meeting records it cannot read.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // migrate brings an index of an older format to SchemaVersion, or refuses
 // one written by a newer release.
@@ -119,6 +119,11 @@ func migrate(ix *DB, dir string, log *slog.Logger) error {
 	}
 	if current {
 		return nil
+	}
+	// 3 → 4 adds the inode keys (InodeKey) of every record; rewriting them
+	// all is idempotent, so a start cut off here does it again.
+	if err := backfillInodes(ix); err != nil {
+		return fmt.Errorf("index in %s: adding inode keys: %w", dir, err)
 	}
 	return ix.update(func(txn *badger.Txn) error {
 		version := uint64(1)
@@ -148,12 +153,37 @@ func migrate(ix *DB, dir string, log *slog.Logger) error {
 		if fresh, err := isEmptyIndex(txn); err != nil {
 			return err
 		} else if !fresh {
-			// 1 → 2 adds key kinds only and 2 → 3 a record version that
-			// is read beside the older ones: nothing to rewrite.
+			// 1 → 2 adds key kinds only, 2 → 3 a record version that is
+			// read beside the older ones, 3 → 4 keys backfilled above.
 			log.Info("index upgraded", "dir", dir, "from_format", version, "to_format", SchemaVersion)
 		}
 		return txn.Set(SchemaKey, binary.AppendUvarint(nil, SchemaVersion))
 	})
+}
+
+// backfillInodes writes the inode key of every record, in batches that
+// fit Badger's transaction limits.
+func backfillInodes(ix *DB) error {
+	wb := ix.db.NewWriteBatch()
+	defer wb.Cancel()
+	err := ix.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{EntryPrefix}, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var r Record
+			if err := it.Item().Value(func(v []byte) (err error) { r, err = Decode(v); return err }); err != nil {
+				return err
+			}
+			if err := wb.Set(InodeKey(r.Ino), []byte(PathOfEntryKey(it.Item().Key()))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return wb.Flush()
 }
 
 // Close releases the inode sequence and closes the database.

@@ -94,6 +94,15 @@ func RenameIntentKey(oldp, newp string) []byte {
 	return append(k, newp...)
 }
 
+// InodePrefix finds a record from its inode number: i<be64 ino> -> path.
+// A daemon that takes over a live mount (fs.Adopt) is asked about the
+// inode numbers the kernel learnt from the one before it.
+const InodePrefix = 'i'
+
+func InodeKey(ino uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{InodePrefix}, ino)
+}
+
 // SchemaKey holds the index's format version. The first release wrote
 // none; every release since opens the indexes of the ones before it and
 // upgrades them in place, and refuses an index newer than itself rather

@@ -41,6 +41,57 @@ func deleteRecord(txn *badger.Txn, p string) error {
 	return txn.Delete(EntryKey(p))
 }
 
+// forgetInode removes the inode key of ino if it still names p: a rename
+// in the same transaction may have pointed it at the new name already.
+func forgetInode(txn *badger.Txn, ino uint64, p string) error {
+	item, err := txn.Get(InodeKey(ino))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	same := false
+	if err := item.Value(func(v []byte) error { same = string(v) == p; return nil }); err != nil || !same {
+		return err
+	}
+	return txn.Delete(InodeKey(ino))
+}
+
+// PathOfInode returns the path of the record with inode number ino; ok is
+// false when no record has it (the file was removed, or never was).
+func PathOfInode(txn *badger.Txn, ino uint64) (p string, ok bool, err error) {
+	if ino == RootIno {
+		return "", true, nil
+	}
+	item, err := txn.Get(InodeKey(ino))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if err := item.Value(func(v []byte) error { p = string(v); return nil }); err != nil {
+		return "", false, err
+	}
+	r, ok, err := Get(txn, p)
+	if err != nil || !ok || r.Ino != ino {
+		return "", false, err
+	}
+	return p, true, nil
+}
+
+// PathOfEntryKey is the path an n key (EntryKey) is the record of.
+func PathOfEntryKey(k []byte) string {
+	k = k[1:]
+	for i, b := range k {
+		if b == 0 {
+			return JoinPath(string(k[:i]), string(k[i+1:]))
+		}
+	}
+	return string(k)
+}
+
 func HasPending(txn *badger.Txn, p string) (bool, error) {
 	_, err := txn.Get(PendingKey(p))
 	if errors.Is(err, badger.ErrKeyNotFound) {

@@ -33,6 +33,14 @@ func (t *Tx) Put(p string, r Record) error {
 		return err
 	}
 	t.touch(p)
+	if had && old.Ino != r.Ino {
+		if err := forgetInode(t.Txn, old.Ino, p); err != nil {
+			return err
+		}
+	}
+	if err := t.Txn.Set(InodeKey(r.Ino), []byte(p)); err != nil {
+		return err
+	}
 	return putRecord(t.Txn, p, r)
 }
 
@@ -51,6 +59,9 @@ func (t *Tx) DelRead(p string, old Record) error {
 		return err
 	}
 	t.touch(p)
+	if err := forgetInode(t.Txn, old.Ino, p); err != nil {
+		return err
+	}
 	return deleteRecord(t.Txn, p)
 }
 
