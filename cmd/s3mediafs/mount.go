@@ -59,46 +59,70 @@ func runMount(args []string, stderr io.Writer) int {
 	for _, f := range exposedSecretFiles(m.files, m.cfg) {
 		log.Warn("a configuration file holding a secret is readable by other users; chmod 600 it (or 640 with a trusted group)", "file", f)
 	}
-	if err := serve(m, log, ready); err != nil {
+	next, err := serve(m, log, ready)
+	if err != nil {
 		ready.failed(err)
 		log.Error("s3mediafs stopped", "err", err)
 		return exitError
 	}
+	if next != nil {
+		if err := next.complete(log); err != nil {
+			log.Error("handing the mount over failed", "err", err)
+			return exitError
+		}
+	}
 	return exitOK
 }
 
-// serve runs the daemon: store, cache, control socket, mount, then until
-// a signal or an unmount from outside, then the drain.
-func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
+// serve runs the daemon: store, cache, control socket, mount (or the live
+// mount another daemon hands over), then until a signal or an unmount from
+// outside, then the drain; or until it hands the mount on, which the
+// caller then completes once everything here is closed.
+func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) (next *handingOver, err error) {
 	// Signals are ours from the start: one that arrives just after
 	// READY=1 must stop the daemon gracefully, not kill it.
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	mnt, err := checkMountpoint(m.mountpoint, m.cfg.AllowNonEmptyMountpoint, log)
-	if err != nil {
-		return err
-	}
 	cfg := m.cfg
+	socket := cfg.ControlSocket
+	abs, err := filepath.Abs(m.mountpoint)
+	if err != nil {
+		return nil, err
+	}
+	if socket == "" {
+		socket = socketFor(abs)
+	}
+	live, err := liveMount(abs, takeoverSocket(socket), log)
+	if err != nil {
+		return nil, err
+	}
+	defer live.close()
+	mnt := abs
+	if live.h == nil {
+		if mnt, err = checkMountpoint(m.mountpoint, cfg.AllowNonEmptyMountpoint, log); err != nil {
+			return nil, err
+		}
+	}
 	ctx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
 	// The index comes first: it holds the store's multipart journal, and
 	// its lock keeps a second daemon off this cache_dir.
 	ix, err := openIndex(cfg.CacheDir, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	client, unreachable, closeStore, err := openStore(ctx, cfg, m.embedded, ix, log)
 	if err != nil {
 		closeStore()
 		ix.Close()
-		return err
+		return nil, err
 	}
 	defer closeStore()
 	met := newMetrics()
 	c, err := openCache(cfg, ix, client, met, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if unreachable != nil {
 		c.StoreUnreachable(unreachable)
@@ -116,20 +140,23 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		client.AbortLeftoverMultiparts(ctx)
 	}()
 	defer func() { stopBackground(); <-aborted }()
-	socket := cfg.ControlSocket
-	if socket == "" {
-		socket = socketFor(mnt)
-	}
 	control, closeControl, err := startControl(ctx, c, cfg, mnt, socket, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer closeControl()
-	server, ioMode, err := mountFS(mnt, c, cfg, met, m.debugFUSE, log)
+	server, ioMode, err := mountFS(mnt, c, cfg, met, m.debugFUSE, live, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	control.setIOMode(ioMode)
+	takeovers := make(chan takeoverRequest)
+	closeTakeover, err := listenTakeover(takeoverSocket(socket), takeovers, log)
+	if err != nil {
+		log.Warn("serving without a takeover socket: a restart of this mount will not be seamless", "err", err)
+	} else {
+		defer closeTakeover()
+	}
 	// Owed work is found from the index only now, with the mount serving.
 	c.Start()
 	if cfg.MetricsAddress != "" {
@@ -144,8 +171,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) error {
 		"mode", control.info.Mode, "io_mode", ioMode, "control_socket", socket)
 	ready.ready()
 	notifyReady(ctx, c, log)
-	runUntilSignal(ctx, mnt, server, c, sigs, cfg.DrainTimeout.D(), log)
-	return nil
+	return runUntilSignal(ctx, mnt, server, c, sigs, takeovers, cfg.DrainTimeout.D(), log), nil
 }
 
 // openIndex opens the cache's index in dir.
@@ -271,7 +297,7 @@ func startControl(ctx context.Context, c *cache.Cache, cfg Config, mnt, socket s
 
 // mountFS mounts the cache at mnt and says whether the kernel took
 // passthrough ("passthrough") or the daemon serves every byte ("daemon").
-func mountFS(mnt string, c *cache.Cache, cfg Config, met *metrics, debug bool, log *slog.Logger) (*mediafs.Server, string, error) {
+func mountFS(mnt string, c *cache.Cache, cfg Config, met *metrics, debug bool, live *liveMountHandover, log *slog.Logger) (*mediafs.Server, string, error) {
 	uid, gid, err := ownerOf(mnt)
 	if err != nil {
 		return nil, "", err
@@ -287,7 +313,7 @@ func mountFS(mnt string, c *cache.Cache, cfg Config, met *metrics, debug bool, l
 		allowOther = *cfg.AllowOther
 	}
 	fileMode, dirMode := cfg.modes()
-	server, err := mediafs.Mount(mnt, c, mediafs.MountOptions{
+	mo := mediafs.MountOptions{
 		Options: mediafs.Options{
 			UID: uid, GID: gid, FileMode: fileMode, DirMode: dirMode, Log: log, Observe: met.observeFUSE,
 			EntryTimeout: cfg.EntryTimeout.D(), AttrTimeout: cfg.AttrTimeout.D(), NegativeTimeout: min(cfg.EntryTimeout.D(), cfg.NegativeCacheTTL.D()),
@@ -296,7 +322,8 @@ func mountFS(mnt string, c *cache.Cache, cfg Config, met *metrics, debug bool, l
 		AllowOther: allowOther,
 		FsName:     "s3mediafs:" + cfg.Bucket,
 		Debug:      debug,
-	})
+	}
+	server, err := live.mount(mnt, c, mo, log)
 	if err != nil {
 		return nil, "", err
 	}
@@ -311,18 +338,39 @@ func mountFS(mnt string, c *cache.Cache, cfg Config, met *metrics, debug bool, l
 
 // runUntilSignal serves until SIGTERM/SIGINT (then unmounts as soon as no
 // file is open) or an unmount from outside, then drains owed uploads for
-// up to drainTimeout.
-func runUntilSignal(ctx context.Context, mnt string, server *mediafs.Server, c *cache.Cache, sigs <-chan os.Signal, drainTimeout time.Duration, log *slog.Logger) {
+// up to drainTimeout. On SIGHUP, or a new daemon's takeover request, it
+// stops serving and returns the mount to hand on; the uploads still owed
+// are the next daemon's.
+func runUntilSignal(ctx context.Context, mnt string, server *mediafs.Server, c *cache.Cache, sigs <-chan os.Signal, takeovers <-chan takeoverRequest, drainTimeout time.Duration, log *slog.Logger) *handingOver {
 	done := make(chan struct{})
 	go func() { server.Wait(); close(done) }()
-	select {
-	case <-done:
-		log.Info("unmounted from outside")
-	case sig := <-sigs:
-		log.Info("stopping", "signal", sig.String())
-		notifyStopping(c)
-		unmountWhenIdle(mnt, server, done, sigs, log)
+	for stopping := false; !stopping; {
+		select {
+		case <-done:
+			log.Info("unmounted from outside")
+			stopping = true
+		case req := <-takeovers:
+			log.Info("a new daemon asks for the mount; handing it over")
+			if next := suspend(server, log); next != nil {
+				next.conn = req.conn
+				return next
+			}
+			req.conn.Close()
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				log.Info("SIGHUP: restarting in place, the mount kept")
+				if next := suspend(server, log); next != nil {
+					return next
+				}
+				continue
+			}
+			log.Info("stopping", "signal", sig.String())
+			notifyStopping(c)
+			unmountWhenIdle(mnt, server, done, sigs, log)
+			stopping = true
+		}
 	}
+	removeFromSystemd()
 	drainCtx, cancelDrain := context.WithTimeout(ctx, drainTimeout)
 	defer cancelDrain()
 	if left, err := c.Drain(drainCtx); err != nil {
@@ -330,6 +378,20 @@ func runUntilSignal(ctx context.Context, mnt string, server *mediafs.Server, c *
 	} else {
 		log.Info("all uploads done")
 	}
+	return nil
+}
+
+// suspend stops serving the mount and returns it to hand on.
+func suspend(server *mediafs.Server, log *slog.Logger) *handingOver {
+	h, err := server.Handover()
+	if err != nil {
+		log.Error("cannot hand the mount over; serving on", "err", err)
+		return nil
+	}
+	if !server.Suspend(handoverWait) {
+		log.Warn("requests still being answered are left to the next daemon: the kernel sends them again")
+	}
+	return &handingOver{h: h}
 }
 
 func unmountWhenIdle(mnt string, server interface{ Unmount() error }, done <-chan struct{}, sigs <-chan os.Signal, log *slog.Logger) {

@@ -1,20 +1,19 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	iofs "io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
+
+	mediafs "github.com/s3mediafs/s3mediafs/fs"
 )
 
 // checkMountpoint refuses a mount point that does not exist, is not a
@@ -143,51 +142,8 @@ func refuseHiddenFiles(dir string) error {
 // topMountType returns the type of the filesystem on top at p ("" when
 // nothing is mounted there).
 func topMountType(p string) (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", fmt.Errorf("read mount table: %w", err)
-	}
-	defer f.Close()
-	return mountTypeAt(f, p)
-}
-
-// mountTypeAt reads a mountinfo table and returns the type of the last
-// mount at p: later lines are mounted over earlier ones.
-func mountTypeAt(mountinfo io.Reader, p string) (string, error) {
-	sc := bufio.NewScanner(mountinfo)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	fsType := ""
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 || unescapeMountinfo(fields[4]) != p {
-			continue
-		}
-		// Optional fields end at "-"; the type follows it.
-		if sep := slices.Index(fields[5:], "-"); sep >= 0 && 5+sep+1 < len(fields) {
-			fsType = fields[5+sep+1]
-		}
-	}
-	return fsType, sc.Err()
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for space…) of mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	m, err := mediafs.MountAt(p)
+	return m.Type, err
 }
 
 // ownerOf returns the owner of the mount point, which files of the mount

@@ -119,7 +119,7 @@ func TestServeStepByStep(t *testing.T) {
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	server, _, err := mountFS(mnt, c, cfg, newMetrics(), false, log)
+	server, _, err := mountFS(mnt, c, cfg, newMetrics(), false, &liveMountHandover{}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestServeStepByStep(t *testing.T) {
 	}
 	sigs := make(chan os.Signal, 1)
 	sigs <- syscall.SIGTERM
-	runUntilSignal(ctx, mnt, server, c, sigs, 30*time.Second, log)
+	runUntilSignal(ctx, mnt, server, c, sigs, nil, 30*time.Second, log)
 
 	if b, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(b), " "+mnt+" ") {
 		t.Fatalf("still mounted after runUntilSignal (%v)", err)
