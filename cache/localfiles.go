@@ -56,4 +56,3 @@ func notInStore(txn *badger.Txn, fn func(string, int64) error) error {
 	}
 	return nil
 }
-
