@@ -46,12 +46,13 @@ const (
 	StateFDName = "s3mediafs-state"
 )
 
-const stateMagic = "s3mfsHO1"
+const stateMagic = "s3mfsHO2"
 
 type handoverState struct {
-	gen    uint64
-	device string // major:minor of the mount, as /proc/self/mountinfo shows it
-	init   []byte
+	gen      uint64
+	device   string // major:minor of the mount, as /proc/self/mountinfo shows it
+	uid, gid uint32 // the mount's default owner (MountOptions.UID, GID)
+	init     []byte
 }
 
 func newStateFile(s handoverState) (*os.File, error) {
@@ -71,6 +72,8 @@ func writeState(f *os.File, s handoverState) error {
 	var b bytes.Buffer
 	b.WriteString(stateMagic)
 	binary.Write(&b, binary.LittleEndian, uint32(s.gen))
+	binary.Write(&b, binary.LittleEndian, s.uid)
+	binary.Write(&b, binary.LittleEndian, s.gid)
 	binary.Write(&b, binary.LittleEndian, uint16(len(s.device)))
 	b.WriteString(s.device)
 	binary.Write(&b, binary.LittleEndian, uint16(len(s.init)))
@@ -90,13 +93,15 @@ func readState(f *os.File) (handoverState, error) {
 	}
 	r := bytes.NewReader(b)
 	magic := make([]byte, len(stateMagic))
-	var gen uint32
+	var gen, uid, gid uint32
 	var n uint16
 	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != stateMagic {
 		return handoverState{}, errBadState
 	}
-	if binary.Read(r, binary.LittleEndian, &gen) != nil || binary.Read(r, binary.LittleEndian, &n) != nil {
-		return handoverState{}, errBadState
+	for _, v := range []any{&gen, &uid, &gid, &n} {
+		if binary.Read(r, binary.LittleEndian, v) != nil {
+			return handoverState{}, errBadState
+		}
 	}
 	dev := make([]byte, n)
 	if _, err := io.ReadFull(r, dev); err != nil || binary.Read(r, binary.LittleEndian, &n) != nil {
@@ -106,7 +111,15 @@ func readState(f *os.File) (handoverState, error) {
 	if _, err := io.ReadFull(r, init); err != nil {
 		return handoverState{}, errBadState
 	}
-	return handoverState{gen: uint64(gen), device: string(dev), init: init}, nil
+	return handoverState{gen: uint64(gen), device: string(dev), uid: uid, gid: gid, init: init}, nil
+}
+
+// Owner returns the mount's default owner, which a process taking it over
+// cannot read from the mount point: a stat of it would wait for the
+// daemon that process is about to become.
+func (h Handover) Owner() (uid, gid uint32, err error) {
+	s, err := readState(h.State)
+	return s.uid, s.gid, err
 }
 
 // Device returns the major:minor of the mount a handover is for, as

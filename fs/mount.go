@@ -135,7 +135,7 @@ func Mount(dir string, c *cache.Cache, o MountOptions) (*Server, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if s.state, err = newStateFile(handoverState{gen: firstGen, device: device, init: cn.init}); err != nil {
+	if s.state, err = newStateFile(handoverState{gen: firstGen, device: device, uid: o.UID, gid: o.GID, init: cn.init}); err != nil {
 		return fail(err)
 	}
 	cn.state = s.state

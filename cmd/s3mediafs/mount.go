@@ -93,7 +93,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) (next *handingO
 	if socket == "" {
 		socket = socketFor(abs)
 	}
-	live, err := liveMount(abs, takeoverSocket(socket), log)
+	live, err := liveMount(abs, takeoverSocket(socket), takeoverIdentity(cfg), log)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) (next *handingO
 	}
 	control.setIOMode(ioMode)
 	takeovers := make(chan takeoverRequest)
-	closeTakeover, err := listenTakeover(takeoverSocket(socket), takeovers, log)
+	closeTakeover, err := listenTakeover(takeoverSocket(socket), takeoverIdentity(cfg), takeovers, log)
 	if err != nil {
 		log.Warn("serving without a takeover socket: a restart of this mount will not be seamless", "err", err)
 	} else {
@@ -171,7 +171,11 @@ func serve(m *mountArgs, log *slog.Logger, ready *readyReporter) (next *handingO
 		"mode", control.info.Mode, "io_mode", ioMode, "control_socket", socket)
 	ready.ready()
 	notifyReady(ctx, c, log)
-	return runUntilSignal(ctx, mnt, server, c, sigs, takeovers, cfg.DrainTimeout.D(), log), nil
+	next = runUntilSignal(ctx, mnt, server, c, sigs, takeovers, cfg.DrainTimeout.D(), log)
+	if next != nil {
+		next.m = m
+	}
+	return next, nil
 }
 
 // openIndex opens the cache's index in dir.
@@ -298,7 +302,13 @@ func startControl(ctx context.Context, c *cache.Cache, cfg Config, mnt, socket s
 // mountFS mounts the cache at mnt and says whether the kernel took
 // passthrough ("passthrough") or the daemon serves every byte ("daemon").
 func mountFS(mnt string, c *cache.Cache, cfg Config, met *metrics, debug bool, live *liveMountHandover, log *slog.Logger) (*mediafs.Server, string, error) {
-	uid, gid, err := ownerOf(mnt)
+	var uid, gid uint32
+	var err error
+	if live.h != nil {
+		uid, gid, err = live.h.Owner()
+	} else {
+		uid, gid, err = ownerOf(mnt)
+	}
 	if err != nil {
 		return nil, "", err
 	}

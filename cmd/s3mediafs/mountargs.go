@@ -18,6 +18,7 @@ type mountArgs struct {
 	debugFUSE  bool
 	daemon     bool // detach once the mount serves
 	readyFD    int  // report readiness to a waiting parent on this descriptor
+	handedOff  bool // the configuration came from a daemonizing parent
 	// files are the configuration files read (--config, --synapse-config),
 	// checked for secrets others can read.
 	files []string
@@ -163,6 +164,7 @@ func (m *mountArgs) readHandoff(fd int) error {
 		return fmt.Errorf("read the configuration handed over: %w", err)
 	}
 	m.cfg, m.mountpoint, m.embedded, m.debugFUSE, m.files = h.Config, h.Mountpoint, h.Embedded, h.DebugFUSE, h.Files
+	m.handedOff = true
 	return m.cfg.validate()
 }
 

@@ -20,6 +20,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -137,9 +138,20 @@ func takeoverSocket(controlSocket string) string { return controlSocket + ".take
 // takeoverRequest is a new daemon asking for the mount.
 type takeoverRequest struct{ conn *net.UnixConn }
 
+// takeoverIdentity is what a daemon taking a mount over must share with
+// the one serving it: the index the kernel's inode numbers come from, and
+// the objects its records describe.
+func takeoverIdentity(cfg Config) string {
+	dir, err := filepath.Abs(cfg.CacheDir)
+	if err != nil {
+		dir = cfg.CacheDir
+	}
+	return strings.Join([]string{"cache_dir=" + dir, "bucket=" + cfg.Bucket, "prefix=" + cfg.Prefix}, " ")
+}
+
 // listenTakeover accepts takeover requests from processes of this user
-// (or root) and sends them on requests.
-func listenTakeover(path string, requests chan<- takeoverRequest, log *slog.Logger) (func(), error) {
+// (or root) for the same identity, and sends them on requests.
+func listenTakeover(path, identity string, requests chan<- takeoverRequest, log *slog.Logger) (func(), error) {
 	os.Remove(path) // a crashed daemon's; the index lock says it is ours
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
@@ -162,7 +174,14 @@ func listenTakeover(path string, requests chan<- takeoverRequest, log *slog.Logg
 			}
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			line, err := bufio.NewReader(c).ReadString('\n')
-			if err != nil || !strings.HasPrefix(line, "take over") {
+			asked, ok := strings.CutPrefix(strings.TrimSpace(line), "take over\t")
+			if err != nil || !ok {
+				c.Close()
+				continue
+			}
+			if asked != identity {
+				log.Warn("takeover refused: the new daemon's configuration differs", "serving", identity, "asked", asked)
+				fmt.Fprintf(c, "refused: this mount is served with %s\n", identity)
 				c.Close()
 				continue
 			}
@@ -198,13 +217,13 @@ var errNoDaemon = errors.New("no daemon answers on the takeover socket")
 // requestTakeover asks the daemon serving the mount for it, and returns
 // its connection once that daemon has let go of the index. The caller
 // says "adopted" (or not) on conn, then closes it.
-func requestTakeover(path string) (*mediafs.Handover, *net.UnixConn, error) {
+func requestTakeover(path, identity string) (*mediafs.Handover, *net.UnixConn, error) {
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", errNoDaemon, err)
 	}
 	c.SetDeadline(time.Now().Add(takeoverWait))
-	if _, err := fmt.Fprintf(c, "take over %s\n", buildVersion()); err != nil {
+	if _, err := fmt.Fprintf(c, "take over\t%s\n", identity); err != nil {
 		c.Close()
 		return nil, nil, err
 	}
@@ -221,6 +240,10 @@ func requestTakeover(path string) (*mediafs.Handover, *net.UnixConn, error) {
 			f.Close()
 		}
 		c.Close()
+		if answer := strings.TrimSpace(string(buf[:n])); strings.HasPrefix(answer, "refused: ") {
+			return nil, nil, fmt.Errorf("the mount point is served by another s3mediafs that will not hand it over (%s; this configuration has %s): stop that one first",
+				strings.TrimPrefix(answer, "refused: "), identity)
+		}
 		return nil, nil, fmt.Errorf("the serving daemon did not hand over: %q %v", buf[:n], err)
 	}
 	c.SetDeadline(time.Time{})
@@ -252,6 +275,7 @@ func receivedFiles(oob []byte) ([]*os.File, error) {
 type handingOver struct {
 	h    mediafs.Handover
 	conn *net.UnixConn // nil: exec
+	m    *mountArgs    // for an exec: how this daemon was started
 }
 
 // complete gives the mount away; for an exec it returns only on failure.
@@ -301,6 +325,25 @@ func (p *handingOver) exec(log *slog.Logger) error {
 	if err := unix.Dup3(state, 4, 0); err != nil {
 		return err
 	}
+	args, handoffJSON, err := restartArgs(p.m)
+	if err != nil {
+		return err
+	}
+	if handoffJSON != nil {
+		fd, err := unix.MemfdCreate("s3mediafs-handoff", 0)
+		if err != nil {
+			return err
+		}
+		if _, err := unix.Write(fd, handoffJSON); err != nil {
+			return err
+		}
+		if _, err := unix.Seek(fd, 0, 0); err != nil {
+			return err
+		}
+		if err := unix.Dup3(fd, 5, 0); err != nil {
+			return err
+		}
+	}
 	env := []string{}
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(e, "LISTEN_") {
@@ -310,8 +353,29 @@ func (p *handingOver) exec(log *slog.Logger) error {
 	env = append(env, "LISTEN_FDS=2", "LISTEN_PID="+strconv.Itoa(os.Getpid()),
 		"LISTEN_FDNAMES="+mediafs.DevFDName+":"+mediafs.StateFDName)
 	log.Info("restarting in place with the mount", "binary", self)
-	err = syscall.Exec(self, os.Args, env)
+	err = syscall.Exec(self, args, env)
 	return fmt.Errorf("restart %s: %w", self, err)
+}
+
+// restartArgs are the arguments of this daemon's restart in place: its
+// own, but for the readiness pipe (its reader is gone); a daemon that
+// was handed its configuration is handed it again, on descriptor 5.
+func restartArgs(m *mountArgs) (args []string, handoffJSON []byte, err error) {
+	if m.handedOff {
+		handoffJSON, err = json.Marshal(handoff{Config: m.cfg, Mountpoint: m.mountpoint, Embedded: m.embedded, DebugFUSE: m.debugFUSE, Files: m.files})
+		return []string{os.Args[0], "mount", "--handoff-fd", "5"}, handoffJSON, err
+	}
+	for i := 0; i < len(os.Args); i++ {
+		a := os.Args[i]
+		switch {
+		case a == "--ready-fd" || a == "-ready-fd":
+			i++
+		case strings.HasPrefix(a, "--ready-fd=") || strings.HasPrefix(a, "-ready-fd="):
+		default:
+			args = append(args, a)
+		}
+	}
+	return args, nil, nil
 }
 
 // liveMountHandover is a live mount of ours to go on with, if there is one.
@@ -324,7 +388,7 @@ type liveMountHandover struct {
 // liveMount finds a live mount of ours at mnt to go on with: one passed in
 // LISTEN_FDS, or the one a daemon serves at mnt, asked for on its takeover
 // socket. With none, the mount point is checkMountpoint's to judge.
-func liveMount(mnt, takeoverPath string, log *slog.Logger) (*liveMountHandover, error) {
+func liveMount(mnt, takeoverPath, identity string, log *slog.Logger) (*liveMountHandover, error) {
 	l := &liveMountHandover{}
 	if h := inheritedHandover(); h != nil {
 		if err := usableHandover(h, mnt); err != nil {
@@ -339,7 +403,7 @@ func liveMount(mnt, takeoverPath string, log *slog.Logger) (*liveMountHandover, 
 	if m, err := mediafs.MountAt(mnt); err != nil || m.Type != ourFSType {
 		return l, err
 	}
-	h, peer, err := requestTakeover(takeoverPath)
+	h, peer, err := requestTakeover(takeoverPath, identity)
 	switch {
 	case errors.Is(err, errNoDaemon):
 		// A dead mount, or one whose daemon has no takeover socket.
