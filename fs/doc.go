@@ -5,7 +5,13 @@
 //
 // # Where things live
 //
-//	mount.go    Mount: options, the passthrough probe, the server
+//	mount.go    Mount and Adopt: options, the passthrough probe, the server
+//	conn.go     the /dev/fuse connection: mount(2), INIT, the read loop, suspend
+//	kernelfs.go between the kernel and go-fuse's bridge: handles and nodes
+//	            a later process can resolve
+//	handover.go the descriptors and state another process goes on with
+//	backing.go  passthrough registrations, shared with later processes
+//	mountinfo.go the mount table, read without asking the mount
 //	node.go     lookup, getattr, setattr, create, mkdir, unlink, rmdir, rename, readdir
 //	handle.go   open files: passthrough hand-over, read, write, flush, release
 //	errno.go    cache errors to errnos
@@ -22,6 +28,14 @@
 // it. go-fuse counts one backing reference per inode and drops one at
 // every release, passthrough or not, so an inode with a daemon-served open
 // not yet settled gets no passthrough open (handle.Release).
+//
+// # Handing the mount over
+//
+// The kernel keeps a connection while any process holds its descriptor,
+// so a daemon can stop reading it (Server.Suspend) and another go on
+// with it (Adopt): go-fuse's ProtocolServer is given the INIT the kernel
+// sent the first, node IDs are the index's inode numbers, and kernelFS
+// brings back what the kernel holds from the process before.
 //
 // Directory listings are READDIRPLUS: each entry comes with its
 // attributes, answered from the index.
