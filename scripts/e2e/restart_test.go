@@ -129,6 +129,13 @@ func (l *restartLoad) checkAllRead(t *testing.T) {
 	}
 }
 
+// ioModes are the two ways cached files are served: by the kernel
+// (passthrough) and by the daemon; each carries its configuration line.
+var ioModes = []struct {
+	name  string
+	extra string
+}{{"passthrough", ""}, {"daemon", "passthrough: false\n"}}
+
 // otherBuild builds the binary again as another release would be, for an
 // upgrade.
 func otherBuild(t *testing.T) string {
@@ -147,10 +154,7 @@ func otherBuild(t *testing.T) string {
 // load goes on without a failure; every file is there, and in the store.
 func TestUpgradeUnderLoad(t *testing.T) {
 	next := otherBuild(t)
-	for _, mode := range []struct {
-		name  string
-		extra string
-	}{{"passthrough", ""}, {"daemon", "passthrough: false\n"}} {
+	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
 			client, srv, bucket := s3test.Bucket(t, "synapse/")
 			cfg := config(t, srv, "", bucket, t.TempDir(), mode.extra)
@@ -502,10 +506,7 @@ func (l *restartLoad) report(t *testing.T, what string) string {
 // mount is never dead: the load stalls and nothing fails; a file open
 // across the crashes stays readable; everything acknowledged is there.
 func TestCrashUnderSystemdLoad(t *testing.T) {
-	for _, mode := range []struct {
-		name  string
-		extra string
-	}{{"passthrough", ""}, {"daemon", "passthrough: false\n"}} {
+	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
 			client, srv, bucket := s3test.Bucket(t, "synapse/")
 			cfg := config(t, srv, "", bucket, t.TempDir(), mode.extra)
