@@ -7,8 +7,9 @@ package main
 //     while the daemon is down (a crash, `systemctl restart`); the next
 //     start gets it back in LISTEN_FDS;
 //   - SIGHUP (`systemctl reload`): the daemon hands the mount to a new
-//     run of the binary on disk, in the same process (an exec), which is
-//     how an upgrade takes effect under systemd;
+//     run of the binary on disk, in the same process (an exec, the
+//     descriptors named in S3MEDIAFS_HANDOVER_FDS), which is how an
+//     upgrade takes effect under systemd;
 //   - the same `s3mediafs mount` command, started while a daemon serves
 //     the mount point, asks that daemon on its takeover socket and is
 //     handed the mount.
@@ -49,10 +50,23 @@ const handoverWait = 10 * time.Second
 // hand over: its wait for requests, and its index's close.
 const takeoverWait = 2 * time.Minute
 
-// inheritedHandover returns the mount connection passed in LISTEN_FDS (by
-// systemd's file-descriptor store, or by this process before an exec), or
-// nil. Descriptors of other names are closed.
+// handoverEnv names the descriptors of the mount a daemon restarting in
+// place passes to the binary it runs: "dev,state".
+const handoverEnv = "S3MEDIAFS_HANDOVER_FDS"
+
+// inheritedHandover returns the mount connection passed by this process
+// before an exec (handoverEnv) or by systemd's file-descriptor store
+// (LISTEN_FDS), or nil. Descriptors of other names are closed.
 func inheritedHandover() *mediafs.Handover {
+	if v := os.Getenv(handoverEnv); v != "" {
+		os.Unsetenv(handoverEnv)
+		var dev, state int
+		if _, err := fmt.Sscanf(v, "%d,%d", &dev, &state); err == nil && dev > 2 && state > 2 {
+			unix.CloseOnExec(dev)
+			unix.CloseOnExec(state)
+			return &mediafs.Handover{Dev: os.NewFile(uintptr(dev), mediafs.DevFDName), State: os.NewFile(uintptr(state), mediafs.StateFDName)}
+		}
+	}
 	var h mediafs.Handover
 	for _, f := range activation.Files(true) {
 		switch f.Name() {
@@ -310,19 +324,15 @@ func (p *handingOver) exec(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("find the binary to restart: %w", err)
 	}
-	// Descriptors 3 and 4, inherited across the exec.
-	dev, err := unix.FcntlInt(p.h.Dev.Fd(), unix.F_DUPFD_CLOEXEC, 10)
+	// Fresh copies, not close-on-exec, above the descriptors in use: none
+	// of this process's own is replaced while it still logs.
+	inherit := func(f *os.File) (int, error) { return unix.FcntlInt(f.Fd(), unix.F_DUPFD, 10) }
+	dev, err := inherit(p.h.Dev)
 	if err != nil {
 		return err
 	}
-	state, err := unix.FcntlInt(p.h.State.Fd(), unix.F_DUPFD_CLOEXEC, 10)
+	state, err := inherit(p.h.State)
 	if err != nil {
-		return err
-	}
-	if err := unix.Dup3(dev, 3, 0); err != nil {
-		return err
-	}
-	if err := unix.Dup3(state, 4, 0); err != nil {
 		return err
 	}
 	args, handoffJSON, err := restartArgs(p.m)
@@ -340,18 +350,15 @@ func (p *handingOver) exec(log *slog.Logger) error {
 		if _, err := unix.Seek(fd, 0, 0); err != nil {
 			return err
 		}
-		if err := unix.Dup3(fd, 5, 0); err != nil {
-			return err
-		}
+		args = append(args, "--handoff-fd", strconv.Itoa(fd))
 	}
 	env := []string{}
 	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "LISTEN_") {
+		if !strings.HasPrefix(e, "LISTEN_") && !strings.HasPrefix(e, handoverEnv+"=") {
 			env = append(env, e)
 		}
 	}
-	env = append(env, "LISTEN_FDS=2", "LISTEN_PID="+strconv.Itoa(os.Getpid()),
-		"LISTEN_FDNAMES="+mediafs.DevFDName+":"+mediafs.StateFDName)
+	env = append(env, fmt.Sprintf("%s=%d,%d", handoverEnv, dev, state))
 	log.Info("restarting in place with the mount", "binary", self)
 	err = syscall.Exec(self, args, env)
 	return fmt.Errorf("restart %s: %w", self, err)
@@ -359,11 +366,11 @@ func (p *handingOver) exec(log *slog.Logger) error {
 
 // restartArgs are the arguments of this daemon's restart in place: its
 // own, but for the readiness pipe (its reader is gone); a daemon that
-// was handed its configuration is handed it again, on descriptor 5.
+// was handed its configuration is handed it again (--handoff-fd).
 func restartArgs(m *mountArgs) (args []string, handoffJSON []byte, err error) {
 	if m.handedOff {
 		handoffJSON, err = json.Marshal(handoff{Config: m.cfg, Mountpoint: m.mountpoint, Embedded: m.embedded, DebugFUSE: m.debugFUSE, Files: m.files})
-		return []string{os.Args[0], "mount", "--handoff-fd", "5"}, handoffJSON, err
+		return []string{os.Args[0], "mount"}, handoffJSON, err
 	}
 	for i := 0; i < len(os.Args); i++ {
 		a := os.Args[i]

@@ -567,3 +567,57 @@ func TestCrashUnderSystemdLoad(t *testing.T) {
 		})
 	}
 }
+
+// `systemctl reload` after a package upgrade: the binary on disk is
+// replaced, SIGHUP makes the daemon run it in its own process (the same
+// PID, as systemd's main process must stay), with the mount; the load
+// sees no failure.
+func TestReloadUnderLoad(t *testing.T) {
+	next := otherBuild(t)
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	cfg := config(t, srv, "", bucket, t.TempDir(), "")
+	mnt := t.TempDir()
+	installed := filepath.Join(t.TempDir(), "s3mediafs")
+	copyFile(t, binary, installed)
+	d := startBinary(t, installed, cfg, mnt, nil)
+	l := startLoad(t, mnt)
+	time.Sleep(time.Second)
+	copyFile(t, next, installed+".new")
+	if err := os.Rename(installed+".new", installed); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 60*time.Second, "the daemon serving again after SIGHUP", func() bool {
+		return strings.Contains(d.logs(), `"serving the live mount handed over; it was never unmounted" from=inherited`)
+	})
+	time.Sleep(time.Second)
+	t.Log(l.finish(t, "reload with a new binary"))
+	select {
+	case <-d.exited:
+		t.Fatalf("the daemon's process ended: %v\n%s", d.err, d.logs())
+	default:
+	}
+	out, _ := cli(t, "status", "--socket", socketOf(t, cfg))
+	if !strings.Contains(out, "9.9.9-upgrade") {
+		t.Errorf("status after the reload does not name the new build:\n%s", out)
+	}
+	l.checkAllRead(t)
+	flushed(t, cfg, time.Minute)
+	for name, data := range l.written {
+		if got, ok := object(t, client, name); !ok || !bytes.Equal(got, data) {
+			t.Fatalf("%s not in the store intact", name)
+		}
+	}
+	d.terminate(t)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err == nil {
+		err = os.WriteFile(to, b, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
