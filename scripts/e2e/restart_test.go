@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -620,4 +621,102 @@ func copyFile(t *testing.T, from, to string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The real Synapse, uploading and downloading through its HTTP API while
+// the daemon under it is killed (the unit's restart goes on with the
+// mount) and then upgraded (the same mount command from another build):
+// no HTTP request fails, and Synapse logs no error.
+func TestRealSynapseThroughRestarts(t *testing.T) {
+	next := otherBuild(t)
+	_, srv, bucket := s3test.Bucket(t, "synapse/")
+	cfg := config(t, srv, "", bucket, t.TempDir(), "log_level: info\n")
+	mnt := t.TempDir()
+	sd := newFakeSystemd(t, cfg, mnt)
+	sd.start()
+	syn := startSynapse(t, mnt, "max_upload_size: 50M\n")
+
+	var mu sync.Mutex
+	var failures []string
+	requests := 0
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		client := &http.Client{Timeout: 60 * time.Second}
+		call := func(method, path string, body []byte) ([]byte, int, error) {
+			req, err := http.NewRequest(method, syn.url+path, bytes.NewReader(body))
+			if err != nil {
+				return nil, 0, err
+			}
+			req.Header.Set("Authorization", "Bearer "+syn.token)
+			req.Header.Set("Content-Type", "application/octet-stream")
+			resp, err := client.Do(req)
+			if err != nil {
+				return nil, 0, err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			return b, resp.StatusCode, err
+		}
+		fail := func(f string, a ...any) {
+			mu.Lock()
+			failures = append(failures, fmt.Sprintf(f, a...))
+			mu.Unlock()
+		}
+		uploaded := map[string][]byte{}
+		var ids []string
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			data := payload(30_000+i, i)
+			b, status, err := call("POST", fmt.Sprintf("/_matrix/media/v3/upload?filename=f%d.bin", i), data)
+			var out struct {
+				ContentURI string `json:"content_uri"`
+			}
+			if err != nil || status != 200 || json.Unmarshal(b, &out) != nil {
+				fail("upload %d: HTTP %d %v: %.200s", i, status, err, b)
+				continue
+			}
+			id := strings.TrimPrefix(out.ContentURI, "mxc://"+syn.server+"/")
+			uploaded[id] = data
+			ids = append(ids, id)
+			old := ids[(i*7919)%len(ids)]
+			got, status, err := call("GET", "/_matrix/media/v3/download/"+syn.server+"/"+old, nil)
+			if err != nil || status != 200 || !bytes.Equal(got, uploaded[old]) {
+				fail("download %s: HTTP %d %v, %d bytes", old, status, err, len(got))
+			}
+			mu.Lock()
+			requests += 2
+			mu.Unlock()
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	sd.crash()
+	time.Sleep(2 * time.Second)
+	d := startBinary(t, next, cfg, mnt, nil)
+	eventually(t, 60*time.Second, "the old daemon gone after the takeover", func() bool {
+		select {
+		case <-sd.exited:
+			return true
+		default:
+			return false
+		}
+	})
+	time.Sleep(2 * time.Second)
+	close(stop)
+	<-done
+	mu.Lock()
+	t.Logf("real Synapse through a crash and an upgrade: %d HTTP requests, %d failed", requests, len(failures))
+	if len(failures) > 0 {
+		t.Errorf("HTTP requests failed: %s", strings.Join(failures[:min(5, len(failures))], "; "))
+	}
+	mu.Unlock()
+	if errs := syn.logErrors(); len(errs) > 0 {
+		t.Errorf("Synapse logged errors:\n%s", strings.Join(errs, "\n"))
+	}
+	syn.stop()
+	d.terminate(t)
 }
