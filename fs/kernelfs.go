@@ -38,6 +38,11 @@ type kernelFS struct {
 	reopened map[uint64]uint64 // adopted: inherited handle -> bridge handle
 }
 
+// reopenFlag marks, in the flags of an open, the reopen of a handle the
+// kernel had from the process before (no O_ flag has this bit): that
+// process wrote to the file through it, unseen by this one.
+const reopenFlag = 1 << 31
+
 // Kernel file handles: generation | bridge handle | directory | access mode.
 const (
 	fhAccMode   = 0b11
@@ -96,7 +101,7 @@ func (k *kernelFS) bridgeHandle(cancel <-chan struct{}, node uint64, fh *uint64,
 	if st := k.ensure(cancel, node); !st.Ok() {
 		return false, st
 	}
-	in := fuse.OpenIn{InHeader: fuse.InHeader{NodeId: node}, Flags: uint32(kfh & fhAccMode)}
+	in := fuse.OpenIn{InHeader: fuse.InHeader{NodeId: node}, Flags: uint32(kfh&fhAccMode) | reopenFlag}
 	var out fuse.OpenOut
 	if kfh&fhDir != 0 {
 		st = k.RawFileSystem.OpenDir(cancel, &in, &out)

@@ -161,6 +161,9 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			cfg := config(t, srv, "", bucket, t.TempDir(), mode.extra)
 			mnt := t.TempDir()
 			old := start(t, cfg, mnt)
+			// A second host on the same bucket, serving all along.
+			otherMnt := t.TempDir()
+			other := start(t, config(t, srv, "", bucket, t.TempDir(), mode.extra), otherMnt)
 			l := startLoad(t, mnt)
 			time.Sleep(time.Second)
 			// A file held open across the upgrade, as a download would.
@@ -200,8 +203,12 @@ func TestUpgradeUnderLoad(t *testing.T) {
 				if got, ok := object(t, client, name); !ok || !bytes.Equal(got, data) {
 					t.Fatalf("%s not in the store intact", name)
 				}
+				if got, err := os.ReadFile(filepath.Join(otherMnt, name)); err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("%s through the second host: %d bytes, %v", name, len(got), err)
+				}
 			}
 			d.terminate(t)
+			other.terminate(t)
 		})
 	}
 }
