@@ -45,14 +45,13 @@ const reopenFlag = 1 << 31
 
 // Kernel file handles: generation | bridge handle | directory | access mode.
 const (
-	fhAccMode   = 0b11
-	fhDir       = 1 << 2
-	fhIDShift   = 3
-	fhIDMask    = 1<<37 - 1
-	fhGenShift  = 40
-	maxGen      = 1<<24 - 1
-	rootNodeID  = 1
-	anyUserRoot = 0
+	fhAccMode  = 0b11
+	fhDir      = 1 << 2
+	fhIDShift  = 3
+	fhIDMask   = 1<<37 - 1
+	fhGenShift = 40
+	maxGen     = 1<<24 - 1
+	rootNodeID = 1
 )
 
 func newKernelFS(bridge fuse.RawFileSystem, c *cache.Cache, gen uint64, adopted bool) *kernelFS {
