@@ -138,11 +138,23 @@ func TestDebianPackage(t *testing.T) {
 	}
 	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/aa/bb/packaged"), payload(5000, 3))
 
-	if out := dpkg(t, "-i", buildPackage(t, "0.0.2~e2e")); !strings.Contains(out, "upgraded from 0.0.1~e2e") || !strings.Contains(out, "systemctl restart s3mediafs") {
-		t.Errorf("an upgrade does not say a restart is needed:\n%s", out)
+	if out := dpkg(t, "-i", buildPackage(t, "0.0.2~e2e")); !strings.Contains(out, "upgraded from 0.0.1~e2e") || !strings.Contains(out, "kill -HUP") {
+		t.Errorf("an upgrade does not say how a mount made from fstab takes the new binary:\n%s", out)
 	}
 	if !isMounted(mnt) {
 		t.Fatal("the upgrade touched the mounted media store")
+	}
+	// As it says: SIGHUP restarts the helper's daemon in place, on the new
+	// binary, the mount kept.
+	if out, err := exec.Command("pkill", "-HUP", "-f", "^/usr/bin/s3mediafs mount").CombinedOutput(); err != nil {
+		t.Fatalf("pkill -HUP the packaged daemon: %v %s", err, out)
+	}
+	eventually(t, 60*time.Second, "the packaged daemon on the new binary", func() bool {
+		out, err := exec.Command("/usr/bin/s3mediafs", "status", "--socket", socketOf(t, cfg)).CombinedOutput()
+		return err == nil && strings.Contains(string(out), "0.0.2~e2e")
+	})
+	if !isMounted(mnt) {
+		t.Fatal("the restart in place unmounted the media store")
 	}
 	mounttest.MustWriteLikeSynapse(t, filepath.Join(mnt, "local_content/aa/bb/after-upgrade"), payload(6000, 4))
 	if out, err := exec.Command("/usr/bin/s3mediafs", "flush", "--timeout", "30s", "--socket", socketOf(t, cfg)).CombinedOutput(); err != nil {
