@@ -187,8 +187,9 @@ func TestSIGTERMDrainsPendingUploads(t *testing.T) {
 	}
 }
 
-// TestSystemdNotify: READY=1 once the mount serves, STATUS= lines, and
-// STOPPING=1, over a NOTIFY_SOCKET as systemd provides it.
+// TestSystemdNotify: the mount's descriptors for the store, READY=1 once
+// the mount serves, STATUS= lines, and STOPPING=1, over a NOTIFY_SOCKET
+// as systemd provides it.
 func TestSystemdNotify(t *testing.T) {
 	_, srv, bucket := s3test.Bucket(t, "")
 	sockPath := filepath.Join(t.TempDir(), "notify.sock")
@@ -211,13 +212,26 @@ func TestSystemdNotify(t *testing.T) {
 	}()
 	mnt := t.TempDir()
 	d := startEnv(t, config(t, srv, "", bucket, t.TempDir(), ""), mnt, []string{"NOTIFY_SOCKET=" + sockPath})
-	select {
-	case m := <-msgs:
-		if !strings.Contains(m, "READY=1") || !strings.Contains(m, "STATUS=") {
-			t.Fatalf("first notification: %q", m)
+	// The mount's connection goes to the file-descriptor store first (a
+	// crash from then on leaves it to the next start), then READY=1.
+	stored := map[string]bool{}
+	for ready := false; !ready; {
+		select {
+		case m := <-msgs:
+			if name, ok := strings.CutPrefix(m, "FDSTORE=1\nFDPOLL=0\nFDNAME="); ok {
+				stored[name] = true
+				continue
+			}
+			if !strings.Contains(m, "READY=1") || !strings.Contains(m, "STATUS=") {
+				t.Fatalf("first notification after the descriptors: %q", m)
+			}
+			ready = true
+		case <-time.After(10 * time.Second):
+			t.Fatal("no READY=1")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no READY=1")
+	}
+	if !stored["s3mediafs-fuse"] || !stored["s3mediafs-state"] {
+		t.Errorf("descriptors stored before READY=1: %v", stored)
 	}
 	if !isMounted(mnt) {
 		t.Fatal("READY=1 before the mount serves")
