@@ -40,9 +40,10 @@ func (c *remote) noteStoreOK() {
 }
 
 // noteStoreError records a failed request; "not found" is an answer, not
-// a failure.
+// a failure, and so are bytes that fail their check: a store that lies
+// about an object is up, and the names it holds must not answer "absent".
 func (c *remote) noteStoreError(err error) {
-	if err == nil || isNotFound(err) || errors.Is(err, context.Canceled) {
+	if err == nil || isNotFound(err) || errors.Is(err, context.Canceled) || errors.Is(err, errCorrupt) {
 		return
 	}
 	n := c.health.failures.Add(1)
