@@ -37,9 +37,6 @@ func (h Handover) Close() {
 	}
 }
 
-// Files returns the descriptors in the order FromFiles takes them.
-func (h Handover) Files() []*os.File { return []*os.File{h.Dev, h.State} }
-
 // Names of the descriptors in systemd's store (FDNAME) and in LISTEN_FDNAMES.
 const (
 	DevFDName   = "s3mediafs-fuse"
