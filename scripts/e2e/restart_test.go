@@ -230,7 +230,6 @@ func anyFile(t *testing.T, mnt string) string {
 	return found
 }
 
-
 // startBinary is start with another build of the binary.
 func startBinary(t *testing.T, bin, cfg, mnt string, env []string) *daemon {
 	t.Helper()
