@@ -25,11 +25,10 @@ type backings struct {
 	c *conn
 
 	mu        sync.Mutex
+	slots     stateTable
 	table     map[fileID]backingSlot // data file -> registration
 	byID      map[int32]fileID
 	inherited map[int32]bool
-	free      []int // unused slots
-	next      int   // first slot never used
 }
 
 type fileID struct{ dev, ino uint64 }
@@ -39,55 +38,32 @@ type backingSlot struct {
 	slot int
 }
 
-// The table lives after the state's header, one slot per registration.
-const (
-	backingTableOff = 4096
-	backingSlotSize = 24 // dev, ino (8 bytes each), id (4), in use (4)
-	backingSlots    = 4096
-)
-
 func newBackings(c *conn) *backings {
-	return &backings{c: c, table: map[fileID]backingSlot{}, byID: map[int32]fileID{}, inherited: map[int32]bool{}}
+	return &backings{c: c, table: map[fileID]backingSlot{}, byID: map[int32]fileID{}, inherited: map[int32]bool{},
+		// dev, ino (8 bytes each), id (4), in use (4)
+		slots: stateTable{off: 4096, slotSize: 24, slots: 4096}}
 }
 
 // load reads the registrations of the processes before this one.
 func (b *backings) load() {
-	buf := make([]byte, backingSlots*backingSlotSize)
-	n, _ := b.c.state.ReadAt(buf, backingTableOff)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for slot := 0; (slot+1)*backingSlotSize <= n; slot++ {
-		s := buf[slot*backingSlotSize:]
-		if binary.LittleEndian.Uint32(s[20:]) == 0 {
-			b.free = append(b.free, slot)
-			continue
-		}
+	for slot, s := range b.slots.load(b.c.state) {
 		f := fileID{binary.LittleEndian.Uint64(s), binary.LittleEndian.Uint64(s[8:])}
 		id := int32(binary.LittleEndian.Uint32(s[16:]))
 		b.table[f] = backingSlot{id: id, slot: slot}
 		b.byID[id] = f
 		b.inherited[id] = true
-		b.next = slot + 1
 	}
-	// Slots below next that were free are reusable; the rest follow next.
-	kept := b.free[:0]
-	for _, s := range b.free {
-		if s < b.next {
-			kept = append(kept, s)
-		}
-	}
-	b.free = kept
 }
 
-func (b *backings) write(slot int, f fileID, id int32, inUse bool) {
-	var s [backingSlotSize]byte
-	binary.LittleEndian.PutUint64(s[:], f.dev)
+func (b *backings) write(slot int, f fileID, id int32) {
+	s := make([]byte, b.slots.slotSize)
+	binary.LittleEndian.PutUint64(s, f.dev)
 	binary.LittleEndian.PutUint64(s[8:], f.ino)
 	binary.LittleEndian.PutUint32(s[16:], uint32(id))
-	if inUse {
-		binary.LittleEndian.PutUint32(s[20:], 1)
-	}
-	b.c.state.WriteAt(s[:], int64(backingTableOff+slot*backingSlotSize))
+	binary.LittleEndian.PutUint32(s[20:], 1)
+	b.slots.put(b.c.state, slot, s)
 }
 
 func (b *backings) register(m *fuse.BackingMap) (int32, syscall.Errno) {
@@ -105,20 +81,12 @@ func (b *backings) register(m *fuse.BackingMap) (int32, syscall.Errno) {
 	if errno != 0 {
 		return 0, errno
 	}
-	slot := -1
-	switch {
-	case len(b.free) > 0:
-		slot, b.free = b.free[len(b.free)-1], b.free[:len(b.free)-1]
-	case b.next < backingSlots:
-		slot = b.next
-		b.next++
-	}
-	r := backingSlot{id: int32(id), slot: slot}
+	r := backingSlot{id: int32(id), slot: b.slots.take()}
 	b.table[f] = r
 	b.byID[r.id] = f
-	if slot >= 0 {
+	if r.slot >= 0 {
 		// A full table only costs a later process the sharing.
-		b.write(slot, f, r.id, true)
+		b.write(r.slot, f, r.id)
 	}
 	return r.id, 0
 }
@@ -134,8 +102,7 @@ func (b *backings) unregister(id int32) syscall.Errno {
 		delete(b.table, f)
 		delete(b.byID, id)
 		if r.slot >= 0 {
-			b.write(r.slot, fileID{}, 0, false)
-			b.free = append(b.free, r.slot)
+			b.slots.release(b.c.state, r.slot)
 		}
 	}
 	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(b.c.fd), iocBackingClose, uintptr(unsafe.Pointer(&id)))

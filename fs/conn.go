@@ -30,6 +30,7 @@ type conn struct {
 
 	state    *os.File // the handover state (Handover.State)
 	backings *backings
+	writers  *writers
 
 	maxWrite int
 	bigBufs  sync.Pool // requests and replies that carry file data
@@ -59,6 +60,7 @@ const smallBufSize = 16 << 10
 func newConn(fd int, dir string, maxWrite int, log *slog.Logger) *conn {
 	c := &conn{fd: fd, dir: dir, log: log, maxWrite: maxWrite, done: make(chan struct{})}
 	c.backings = newBackings(c)
+	c.writers = newWriters(c)
 	big := maxWrite + 64<<10 // room for the header and a write's own
 	c.bigBufs.New = func() any { b := make([]byte, big); return &b }
 	c.smallBuf.New = func() any { b := make([]byte, smallBufSize); return &b }

@@ -30,6 +30,7 @@ type kernelFS struct {
 	c                  *cache.Cache
 	gen                uint64 // this process's handle generation
 	adopted            bool
+	writers            *writers
 
 	reopenMu sync.Mutex // one reopen at a time: it may wait for the store
 
@@ -54,8 +55,8 @@ const (
 	rootNodeID = 1
 )
 
-func newKernelFS(bridge fuse.RawFileSystem, c *cache.Cache, gen uint64, adopted bool) *kernelFS {
-	return &kernelFS{RawFileSystem: bridge, c: c, gen: gen, adopted: adopted,
+func newKernelFS(bridge fuse.RawFileSystem, c *cache.Cache, gen uint64, adopted bool, w *writers) *kernelFS {
+	return &kernelFS{RawFileSystem: bridge, c: c, gen: gen, adopted: adopted, writers: w,
 		counts: map[uint64]uint64{}, reopened: map[uint64]uint64{}}
 }
 
@@ -309,12 +310,14 @@ func (k *kernelFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.Sta
 }
 
 func (k *kernelFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	k.dropStaleWriter(in.Unique)
 	if st := k.ensure(cancel, in.NodeId); !st.Ok() {
 		return st
 	}
 	st := k.learnt(k.RawFileSystem.Create(cancel, in, name, out), &out.EntryOut)
 	if st.Ok() {
 		out.Fh = k.kernelHandle(out.Fh, in.Flags, false)
+		k.opened(out.Fh, out.NodeId, in.Unique)
 	}
 	return st
 }
@@ -330,8 +333,49 @@ func (k *kernelFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenO
 	st := k.RawFileSystem.Open(cancel, in, out)
 	if st.Ok() {
 		out.Fh = k.kernelHandle(out.Fh, in.Flags, false)
+		k.opened(out.Fh, in.NodeId, in.Unique)
 	}
 	return st
+}
+
+// opened records a writable handle before the kernel is given it.
+func (k *kernelFS) opened(fh, node, unique uint64) {
+	if fh&fhAccMode != syscall.O_RDONLY {
+		k.writers.opened(writer{fh: fh, node: node, unique: unique})
+	}
+}
+
+// dropStaleWriter releases the inherited writer that the open sent again
+// as unique would have made: the kernel never had it (see writers).
+func (k *kernelFS) dropStaleWriter(unique uint64) {
+	if !k.adopted {
+		return
+	}
+	if e, ok := k.writers.stale(unique); ok {
+		k.Release(nil, &fuse.ReleaseIn{InHeader: fuse.InHeader{NodeId: e.node}, Fh: e.fh})
+	}
+}
+
+// resumeWriters reopens, before this process answers anything, every
+// handle the kernel holds open for writing from the processes before it
+// (see writers).
+func (k *kernelFS) resumeWriters() {
+	inherited := k.writers.load()
+	if len(inherited) > 0 {
+		k.writers.c.log.Info("reopening the files the kernel holds open for writing", "count", len(inherited))
+	}
+	for _, e := range inherited {
+		fh := e.fh
+		ok, st := k.bridgeHandle(nil, e.node, &fh, false)
+		switch {
+		case ok:
+		case st == fuse.Status(syscall.ESTALE) || st == fuse.ENOENT:
+			// Removed while open: nothing of it is kept.
+			k.writers.released(e.fh)
+		default:
+			k.writers.c.log.Warn("a file open for writing across the takeover could not be reopened; it is reopened at its next request", "inode", e.node, "status", st)
+		}
+	}
 }
 
 func (k *kernelFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
@@ -464,6 +508,11 @@ func (k *kernelFS) ReleaseDir(in *fuse.ReleaseIn) {
 // its release finishes what was written (and owes it to the store).
 func (k *kernelFS) release(cancel <-chan struct{}, in *fuse.ReleaseIn, rel func(<-chan struct{}, *fuse.ReleaseIn)) {
 	kfh := in.Fh
+	if kfh&fhAccMode != syscall.O_RDONLY && kfh&fhDir == 0 {
+		// After the release, or after the process dies in it: a
+		// RELEASE never answered is sent again.
+		defer k.writers.released(kfh)
+	}
 	if st := k.ensure(cancel, in.NodeId); !st.Ok() {
 		return
 	}

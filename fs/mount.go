@@ -39,6 +39,7 @@ type Server struct {
 
 	dir       string
 	conn      *conn
+	kernel    *kernelFS
 	state     *os.File // the memfd of Handover
 	closeOnce sync.Once
 }
@@ -102,8 +103,9 @@ func newServer(dir string, c *cache.Cache, o MountOptions, cn *conn, gen uint64,
 		ServerCallbacks: callbacks{cn},
 		Logger:          log.New(slogWriter{o.Log}, "", 0),
 	})
-	cn.ps = fuse.NewProtocolServer(newKernelFS(bridge, c, gen, adopted), fuseOptions(o))
-	return &Server{dir: dir, conn: cn}, &opts
+	kernel := newKernelFS(bridge, c, gen, adopted, cn.writers)
+	cn.ps = fuse.NewProtocolServer(kernel, fuseOptions(o))
+	return &Server{dir: dir, conn: cn, kernel: kernel}, &opts
 }
 
 // Mount serves c at dir and returns once the kernel has the mount.
@@ -221,6 +223,11 @@ func (s *Server) start(c *cache.Cache, o MountOptions, opts *Options) {
 	}
 	opts.mode.passthrough.Store(s.Passthrough)
 	close(opts.mode.ready)
+	if s.kernel.adopted {
+		// Before any request: the cache must know them before it is
+		// started, and before a resent open may show one stale.
+		s.kernel.resumeWriters()
+	}
 	s.conn.serve()
 }
 

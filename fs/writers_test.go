@@ -1,0 +1,75 @@
+package fs
+
+import (
+	"log/slog"
+	"os"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// stateForTest is a handover state file, as Mount makes one.
+func stateForTest(t *testing.T) *os.File {
+	t.Helper()
+	fd, err := unix.MemfdCreate("test-state", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Skipf("memfd: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "test-state")
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// The writers one process records are what the next one loads, less the
+// released; an open the kernel sends again shows its entry stale.
+func TestWritersOutliveTheProcess(t *testing.T) {
+	state := stateForTest(t)
+	first := &conn{state: state, log: slog.New(slog.DiscardHandler)}
+	first.writers = newWriters(first)
+	first.backings = newBackings(first)
+	w := first.writers
+	w.opened(writer{fh: 1<<fhGenShift | 1<<fhIDShift | syscall.O_WRONLY, node: 10, unique: 100})
+	w.opened(writer{fh: 1<<fhGenShift | 2<<fhIDShift | syscall.O_RDWR, node: 11, unique: 102})
+	w.opened(writer{fh: 1<<fhGenShift | 3<<fhIDShift | syscall.O_WRONLY, node: 12, unique: 104 | resendBit})
+	w.released(1<<fhGenShift | 2<<fhIDShift | syscall.O_RDWR)
+	// The backing table beside it is its own.
+	first.backings.write(first.backings.slots.take(), fileID{1, 2}, 7)
+
+	next := &conn{state: state, log: slog.New(slog.DiscardHandler)}
+	next.writers = newWriters(next)
+	got := map[uint64]writer{}
+	for _, e := range next.writers.load() {
+		got[e.node] = e
+	}
+	if len(got) != 2 || got[10].unique != 100 || got[12].unique != 104 || got[11] != (writer{}) {
+		t.Fatalf("loaded %+v, want the writers of nodes 10 and 12", got)
+	}
+	if _, ok := next.writers.stale(100); ok {
+		t.Error("an open sent the first time called an inherited writer stale")
+	}
+	e, ok := next.writers.stale(104 | resendBit)
+	if !ok || e.node != 12 {
+		t.Fatalf("the open sent again: %+v %v, want node 12's writer", e, ok)
+	}
+	next.writers.released(e.fh)
+	// The freed slots are used again, and the table holds what is open.
+	next.writers.opened(writer{fh: 2 << fhGenShift, node: 13, unique: 200})
+	last := &conn{state: state, log: slog.New(slog.DiscardHandler)}
+	last.writers = newWriters(last)
+	nodes := map[uint64]bool{}
+	for _, e := range last.writers.load() {
+		nodes[e.node] = true
+	}
+	if len(nodes) != 2 || !nodes[10] || !nodes[13] {
+		t.Fatalf("after a release and an open: %v, want nodes 10 and 13", nodes)
+	}
+	if next.writers.slots.next != 3 {
+		t.Errorf("%d slots used, want the 3 of the first process", next.writers.slots.next)
+	}
+	last.backings = newBackings(last)
+	last.backings.load()
+	if last.backings.table[fileID{1, 2}].id != 7 {
+		t.Errorf("the backing table beside it: %+v", last.backings.table)
+	}
+}
