@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
@@ -66,6 +67,8 @@ type synapse struct {
 	cmd    *exec.Cmd
 	token  string
 	cfg    string
+	// prelude is Python run before Synapse's main (synapseSetup).
+	prelude string
 }
 
 // startSynapse runs the real Synapse on a loopback port with its media
@@ -73,6 +76,21 @@ type synapse struct {
 // waits for /health and registers an admin. It is stopped, by its PID, in
 // t.Cleanup.
 func startSynapse(t *testing.T, media, extra string) *synapse {
+	return startSynapseWith(t, media, extra, synapseSetup{})
+}
+
+// synapseSetup is what a test changes in how Synapse runs.
+type synapseSetup struct {
+	// prelude is Python run in Synapse's process before its main.
+	prelude string
+	// sameDatabaseAs makes a second homeserver process: the first one's
+	// server name, signing key, SQLite database and admin, and no
+	// background tasks (run_background_tasks_on names another process),
+	// as a worker of the same homeserver has.
+	sameDatabaseAs *synapse
+}
+
+func startSynapseWith(t *testing.T, media, extra string, setup synapseSetup) *synapse {
 	t.Helper()
 	tarball := synapseTarball(t)
 	if _, err := exec.LookPath("python3"); err != nil {
@@ -88,7 +106,7 @@ func startSynapse(t *testing.T, media, extra string) *synapse {
 	if out, err := exec.Command("tar", "xzf", tarball, "-C", dir).CombinedOutput(); err != nil {
 		t.Fatalf("unpack Synapse: %v %s", err, out)
 	}
-	s := &synapse{t: t, server: "test.local", dir: dir, src: filepath.Join(dir, "synapse-1.67.0")}
+	s := &synapse{t: t, server: "test.local", dir: dir, src: filepath.Join(dir, "synapse-1.67.0"), prelude: setup.prelude}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +115,12 @@ func startSynapse(t *testing.T, media, extra string) *synapse {
 	ln.Close()
 	s.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	s.cfg = filepath.Join(dir, "homeserver.yaml")
+	db, key := filepath.Join(dir, "homeserver.db"), filepath.Join(dir, "signing.key")
+	if first := setup.sameDatabaseAs; first != nil {
+		first.backgroundUpdatesDone()
+		db, key = filepath.Join(first.dir, "homeserver.db"), filepath.Join(first.dir, "signing.key")
+		extra += "run_background_tasks_on: the_first_process\n"
+	}
 	logCfg := filepath.Join(dir, "log.yaml")
 	os.WriteFile(logCfg, []byte(fmt.Sprintf(`version: 1
 formatters:
@@ -137,7 +161,12 @@ url_preview_enabled: false
 rc_media_create: {per_second: 1000, burst_count: 1000}
 rc_login: {address: {per_second: 1000, burst_count: 1000}, account: {per_second: 1000, burst_count: 1000}}
 rc_admin_redaction: {per_second: 1000, burst_count: 1000}
-%s`, s.server, port, filepath.Join(dir, "homeserver.db"), logCfg, media, filepath.Join(dir, "signing.key"), extra)), 0o600)
+%s`, s.server, port, db, logCfg, media, key, extra)), 0o600)
+	if setup.sameDatabaseAs != nil {
+		s.start()
+		s.token = setup.sameDatabaseAs.token
+		return s
+	}
 	gen := exec.Command("/usr/bin/python3", "-m", "synapse.app.homeserver", "-c", s.cfg, "--generate-keys")
 	gen.Dir, gen.Env = s.src, append(os.Environ(), "PYTHONPATH="+s.src)
 	if out, err := gen.CombinedOutput(); err != nil {
@@ -152,6 +181,9 @@ rc_admin_redaction: {per_second: 1000, burst_count: 1000}
 func (s *synapse) start() {
 	t := s.t
 	s.cmd = exec.Command("/usr/bin/python3", "-m", "synapse.app.homeserver", "-c", s.cfg)
+	if s.prelude != "" {
+		s.cmd = exec.Command("/usr/bin/python3", "-c", s.prelude+"\nfrom synapse.app.homeserver import main\nmain()\n", "-c", s.cfg)
+	}
 	s.cmd.Dir, s.cmd.Env = s.src, append(os.Environ(), "PYTHONPATH="+s.src)
 	out, _ := os.Create(filepath.Join(s.dir, "stdout.log"))
 	s.cmd.Stdout, s.cmd.Stderr = out, out
@@ -177,6 +209,20 @@ func (s *synapse) start() {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// backgroundUpdatesDone waits until the homeserver has run all of its
+// database's background updates: every homeserver process runs those it
+// finds, and two on one database would run them both.
+func (s *synapse) backgroundUpdatesDone() {
+	s.t.Helper()
+	db := filepath.Join(s.dir, "homeserver.db")
+	start := time.Now()
+	eventually(s.t, 3*time.Minute, "Synapse's background updates done", func() bool {
+		out, err := exec.Command("/usr/bin/python3", "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM background_updates').fetchone()[0])", db).Output()
+		return err == nil && strings.TrimSpace(string(out)) == "0"
+	})
+	s.t.Logf("Synapse's background updates took %v", time.Since(start).Round(time.Second))
 }
 
 // stop ends the homeserver by its PID and waits for it.
@@ -272,13 +318,20 @@ func (s *synapse) download(id string) ([]byte, int) {
 	return s.do("GET", "/_matrix/media/v3/download/"+s.server+"/"+id, nil, "")
 }
 
-// logErrors returns the ERROR lines of Synapse's log, and any 500 answer.
+// logErrors returns the ERROR lines of Synapse's log, each with the
+// traceback under it, and any 500 answer.
 func (s *synapse) logErrors() []string {
 	b, _ := os.ReadFile(filepath.Join(s.dir, "homeserver.log"))
 	var bad []string
+	inError := false
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, " - ERROR - ") || (strings.Contains(line, "synapse.http.server") && strings.Contains(line, " 500 ")) {
-			bad = append(bad, line)
+		switch {
+		case strings.Contains(line, " - ERROR - ") || (strings.Contains(line, "synapse.http.server") && strings.Contains(line, " 500 ")):
+			bad, inError = append(bad, line), true
+		case inError && line != "" && !strings.HasPrefix(line, "20"):
+			bad[len(bad)-1] += "\n" + line // the traceback
+		default:
+			inError = false
 		}
 	}
 	return bad
@@ -316,7 +369,26 @@ func mediaDir(id string) string { return filepath.Join("local_content", id[:2], 
 
 func TestRealSynapseOnTheMount(t *testing.T) {
 	client, srv, bucket := s3test.Bucket(t, "synapse/")
-	cfg := config(t, srv, "", bucket, t.TempDir(), "log_level: info\n")
+	synapseWorkload(t, client, srv, bucket, "")
+}
+
+// The same with the store 20 ms away: every request to it waits 20 ms in
+// the test proxy, so that the remount on an empty cache serves every
+// survivor, and its thumbnail, across that distance.
+func TestRealSynapseStoreFarAway(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	proxy.SetFaults(s3test.Faults{Delay: 20 * time.Millisecond}, 1)
+	synapseWorkload(t, client, srv, bucket, proxy.URL)
+	if n := len(proxy.Requests()); n == 0 {
+		t.Fatal("no request went through the proxy")
+	}
+}
+
+// synapseWorkload is the real Synapse's media workload on a mount over
+// bucket, through endpoint (the store's own when empty).
+func synapseWorkload(t *testing.T, client *s3.Client, srv s3test.Server, bucket, endpoint string) {
+	cfg := config(t, srv, endpoint, bucket, t.TempDir(), "log_level: info\n")
 	mnt := t.TempDir()
 	d := start(t, cfg, mnt)
 	syn := startSynapse(t, mnt, "dynamic_thumbnails: true\nmax_upload_size: 50M\n")
@@ -390,7 +462,7 @@ func TestRealSynapseOnTheMount(t *testing.T) {
 	// is served again.
 	syn.stop()
 	d.stop()
-	cfg2 := config(t, srv, "", bucket, t.TempDir(), "log_level: info\n")
+	cfg2 := config(t, srv, endpoint, bucket, t.TempDir(), "log_level: info\n")
 	d = start(t, cfg2, mnt)
 	syn.start()
 	for id, want := range media {
@@ -430,4 +502,237 @@ func TestRealSynapseOnTheMount(t *testing.T) {
 	}
 	syn.stop()
 	d.terminate(t)
+}
+
+// statusOf is the daemon's status, as `s3mediafs status --json` gives it.
+func statusOf(t *testing.T, cfg string) map[string]any {
+	t.Helper()
+	out, code := cli(t, "status", "--json", "--socket", socketOf(t, cfg))
+	var st map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("status: %s", out)
+	}
+	return st
+}
+
+// gone checks that a media Synapse removed is gone from the bucket and,
+// with its thumbnails, from the mount.
+func gone(t *testing.T, client *s3.Client, mnt, id string) {
+	t.Helper()
+	if _, ok := object(t, client, filepath.ToSlash(mediaDir(id))); ok {
+		t.Errorf("removed %s is still in the bucket", id)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, mediaDir(id))); !os.IsNotExist(err) {
+		t.Errorf("removed %s is still on the mount: %v", id, err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "local_thumbnails", id[:2], id[2:4], id[4:])); !os.IsNotExist(err) {
+		t.Errorf("removed %s's thumbnails are still on the mount: %v", id, err)
+	}
+}
+
+// Synapse's own purge job (media_retention, local_media_lifetime) removes
+// what it should through the mount: the media past its lifetime leaves
+// the bucket and the mount, and a protected media stays. The job runs
+// hourly in Synapse; the prelude makes it run every second, nothing else.
+func TestRealSynapseMediaRetention(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	cfg := config(t, srv, "", bucket, t.TempDir(), "log_level: info\n")
+	mnt := t.TempDir()
+	d := start(t, cfg, mnt)
+	syn := startSynapseWith(t, mnt, "media_retention:\n  local_media_lifetime: 10s\n", synapseSetup{
+		prelude: "import synapse.rest.media.v1.media_repository as m\nm.MEDIA_RETENTION_CHECK_PERIOD_MS = 1000",
+	})
+	kept := pngOf(300, 200, 9)
+	keep := syn.upload("keep.png", "image/png", kept)
+	syn.call("POST", "/_synapse/admin/v1/media/protect/"+keep, []byte("{}"), "application/json", nil, 200)
+	var doomed []string
+	for i := range 4 {
+		doomed = append(doomed, syn.upload(fmt.Sprintf("d%d.png", i), "image/png", pngOf(200+i*50, 150, byte(i))))
+	}
+	doomed = append(doomed, syn.upload("d.bin", "application/octet-stream", payload(2<<20, 5)))
+	flushed(t, cfg, time.Minute)
+	for _, id := range doomed {
+		if _, ok := object(t, client, filepath.ToSlash(mediaDir(id))); !ok {
+			t.Fatalf("%s never reached the bucket", id)
+		}
+	}
+	eventually(t, 2*time.Minute, "Synapse's retention job purged the old media", func() bool {
+		for _, id := range doomed {
+			if _, status := syn.download(id); status != 404 {
+				return false
+			}
+		}
+		return true
+	})
+	flushed(t, cfg, time.Minute)
+	for _, id := range doomed {
+		gone(t, client, mnt, id)
+	}
+	if got, status := syn.download(keep); status != 200 || !bytes.Equal(got, kept) {
+		t.Errorf("the protected media: HTTP %d, %d bytes of %d", status, len(got), len(kept))
+	}
+	if got, ok := object(t, client, filepath.ToSlash(mediaDir(keep))); !ok || !bytes.Equal(got, kept) {
+		t.Error("the protected media left the bucket")
+	}
+	b, _ := os.ReadFile(filepath.Join(syn.dir, "homeserver.log"))
+	if !strings.Contains(string(b), "Purging local media last accessed before") {
+		t.Error("Synapse's log does not show its retention job")
+	}
+	if bad := syn.logErrors(); len(bad) > 0 {
+		t.Fatalf("Synapse logged errors:\n%s", strings.Join(bad, "\n"))
+	}
+	syn.stop()
+	d.terminate(t)
+}
+
+// A cache smaller than the working set: Synapse uploads and serves three
+// times more than the cache holds, so files are evicted and fetched again
+// while it serves, downloads and thumbnails alike.
+func TestRealSynapseCacheSmallerThanWorkingSet(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	cfg := config(t, srv, "", bucket, t.TempDir(), "log_level: info\ncache_max_size: 8MiB\n")
+	mnt := t.TempDir()
+	d := start(t, cfg, mnt)
+	syn := startSynapse(t, mnt, "dynamic_thumbnails: true\n")
+	media := map[string][]byte{}
+	var ids, images []string
+	for i := range 40 {
+		data, name, ct := payload(500_000+i*1000, 100+i), fmt.Sprintf("b%d.bin", i), "application/octet-stream"
+		if i%4 == 0 {
+			data, name, ct = jpegOf(800, 600, byte(i)), fmt.Sprintf("j%d.jpg", i), "image/jpeg"
+		}
+		id := syn.upload(name, ct, data)
+		media[id] = data
+		ids = append(ids, id)
+		if ct == "image/jpeg" {
+			images = append(images, id)
+		}
+	}
+	flushed(t, cfg, 2*time.Minute)
+	for round := range 2 {
+		for i := range ids {
+			id := ids[(i*7+round*3)%len(ids)]
+			got, status := syn.download(id)
+			if status != 200 || !bytes.Equal(got, media[id]) {
+				t.Fatalf("round %d, %s: HTTP %d, %d bytes of %d", round, id, status, len(got), len(media[id]))
+			}
+		}
+		for _, id := range images {
+			b, status := syn.do("GET", fmt.Sprintf("/_matrix/media/v3/thumbnail/%s/%s?width=%d&height=%d&method=scale", syn.server, id, 50+round*13, 40+round*7), nil, "")
+			if status != 200 {
+				t.Fatalf("round %d, thumbnail of %s: HTTP %d", round, id, status)
+			}
+			if _, _, err := image.Decode(bytes.NewReader(b)); err != nil {
+				t.Fatalf("round %d, thumbnail of %s: %v", round, id, err)
+			}
+		}
+	}
+	st := statusOf(t, cfg)
+	if ev, miss := st["evictions"].(float64), st["misses"].(float64); ev == 0 || miss == 0 {
+		t.Fatalf("%v evictions and %v misses: the working set fitted the cache", ev, miss)
+	}
+	t.Logf("status after two rounds: %v evictions, %v misses, %v hits", st["evictions"], st["misses"], st["hits"])
+	flushed(t, cfg, time.Minute)
+	for _, id := range ids {
+		if got, ok := object(t, client, filepath.ToSlash(mediaDir(id))); !ok || !bytes.Equal(got, media[id]) {
+			t.Fatalf("%s is not in the bucket intact", id)
+		}
+	}
+	if bad := syn.logErrors(); len(bad) > 0 {
+		t.Fatalf("Synapse logged errors:\n%s", strings.Join(bad, "\n"))
+	}
+	syn.stop()
+	d.terminate(t)
+}
+
+// Two homeserver processes, each on a mount of its own (its own cache) of
+// one bucket, as two Synapse workers on two hosts: media uploaded through
+// one is downloaded, and thumbnailed, through the other, both ways, and a
+// delete through one empties the bucket and the other's answers.
+//
+// Synapse's workers need Redis and txredisapi, which Debian 12 does not
+// package, so the second process is a second homeserver on the first
+// one's database (SQLite), with its background tasks off, as a worker's
+// are: what the mounts see is the same.
+func TestRealSynapseTwoMounts(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	// As the README has hosts that share media directories set it: a
+	// name missing from a directory this host made is looked for in the
+	// store after negative_cache_ttl, not after a minute.
+	const shared = "log_level: info\nmade_dir_trust: 0s\n"
+	cfgA := config(t, srv, "", bucket, t.TempDir(), shared)
+	cfgB := config(t, srv, "", bucket, t.TempDir(), shared)
+	mntA, mntB := t.TempDir(), t.TempDir()
+	dA, dB := start(t, cfgA, mntA), start(t, cfgB, mntB)
+	// The second process waits for the first's background updates;
+	// without their pauses they take seconds, not half a minute.
+	synA := startSynapse(t, mntA, "dynamic_thumbnails: true\nbackground_updates:\n  sleep_enabled: false\n")
+	synB := startSynapseWith(t, mntB, "dynamic_thumbnails: true\n", synapseSetup{sameDatabaseAs: synA})
+
+	type sent struct {
+		id   string
+		data []byte
+	}
+	uploadAll := func(through *synapse, seed int) []sent {
+		var out []sent
+		for i := range 6 {
+			data, name, ct := payload(30_000+i*5000, seed+i), fmt.Sprintf("f%d.bin", i), "application/octet-stream"
+			if i%2 == 0 {
+				data, name, ct = pngOf(320+i*10, 240, byte(seed+i)), fmt.Sprintf("p%d.png", i), "image/png"
+			}
+			out = append(out, sent{through.upload(name, ct, data), data})
+		}
+		return out
+	}
+	check := func(what string, through *synapse, media []sent) {
+		for _, m := range media {
+			// Another host's file is found within negative_cache_ttl
+			// (2 s) of this host's last look.
+			var got []byte
+			var status int
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				got, status = through.download(m.id)
+				if status != 404 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+			if status != 200 || !bytes.Equal(got, m.data) {
+				t.Fatalf("%s, %s: HTTP %d, %d bytes of %d", what, m.id, status, len(got), len(m.data))
+			}
+			b, status := through.do("GET", "/_matrix/media/v3/thumbnail/"+through.server+"/"+m.id+"?width=32&height=32&method=crop", nil, "")
+			if bytes.HasPrefix(m.data, []byte("\x89PNG")) && (status != 200 || len(b) == 0) {
+				t.Fatalf("%s, thumbnail of %s: HTTP %d", what, m.id, status)
+			}
+		}
+	}
+	fromA := uploadAll(synA, 10)
+	// A write reaches another host once it is in the store: the
+	// upload is asynchronous (store_synchronous: true waits for it).
+	flushed(t, cfgA, time.Minute)
+	check("uploaded through A, downloaded through B", synB, fromA)
+	fromB := uploadAll(synB, 50)
+	flushed(t, cfgB, time.Minute)
+	check("uploaded through B, downloaded through A", synA, fromB)
+
+	for _, m := range []sent{fromA[0], fromB[1]} {
+		synA.call("DELETE", "/_synapse/admin/v1/media/"+synA.server+"/"+m.id, nil, "", nil, 200)
+	}
+	flushed(t, cfgA, time.Minute)
+	for _, m := range []sent{fromA[0], fromB[1]} {
+		gone(t, client, mntA, m.id)
+		if _, status := synB.download(m.id); status != 404 {
+			t.Errorf("deleted through A, %s through B: HTTP %d, want 404", m.id, status)
+		}
+	}
+	for _, syn := range []*synapse{synA, synB} {
+		if bad := syn.logErrors(); len(bad) > 0 {
+			t.Fatalf("Synapse logged errors:\n%s", strings.Join(bad, "\n"))
+		}
+	}
+	synB.stop()
+	synA.stop()
+	dB.terminate(t)
+	dA.terminate(t)
 }
