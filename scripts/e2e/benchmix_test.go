@@ -51,8 +51,10 @@ func mediaMix() []mixFile {
 // 150 MB in all, 77 % under 64 KiB (thumbnails), 22 % of 64 KiB–1 MiB
 // (images), 1 % of 1–10 MiB and one of 20 MiB, each in a media directory
 // of its own as Synapse lays them out. S3MEDIAFS_BENCH_FILES scales it.
-func thumbnailMix() []mixFile {
-	n := envInt("S3MEDIAFS_BENCH_FILES", 1500)
+func thumbnailMix() []mixFile { return thumbnailMixOf(envInt("S3MEDIAFS_BENCH_FILES", 1500)) }
+
+// thumbnailMixOf is thumbnailMix with n files.
+func thumbnailMixOf(n int) []mixFile {
 	rnd := rand.New(rand.NewPCG(11, 11))
 	// logUniform skews sizes toward the small end of [lo, hi), as media
 	// sizes are.

@@ -36,7 +36,7 @@ import (
 )
 
 // synapseTarball finds the Synapse source the tools folder ships.
-func synapseTarball(t *testing.T) string {
+func synapseTarball(t testing.TB) string {
 	t.Helper()
 	candidates := []string{os.Getenv("S3MEDIAFS_SYNAPSE_TARBALL")}
 	if wd, err := os.Getwd(); err == nil {
@@ -59,7 +59,7 @@ func synapseTarball(t *testing.T) string {
 
 // synapse is a running homeserver and an admin's access token.
 type synapse struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	server string // server_name
 	dir    string
@@ -75,7 +75,7 @@ type synapse struct {
 // store at media (on the mount), SQLite in a temp dir, and extra YAML; it
 // waits for /health and registers an admin. It is stopped, by its PID, in
 // t.Cleanup.
-func startSynapse(t *testing.T, media, extra string) *synapse {
+func startSynapse(t testing.TB, media, extra string) *synapse {
 	return startSynapseWith(t, media, extra, synapseSetup{})
 }
 
@@ -90,7 +90,7 @@ type synapseSetup struct {
 	sameDatabaseAs *synapse
 }
 
-func startSynapseWith(t *testing.T, media, extra string, setup synapseSetup) *synapse {
+func startSynapseWith(t testing.TB, media, extra string, setup synapseSetup) *synapse {
 	t.Helper()
 	tarball := synapseTarball(t)
 	if _, err := exec.LookPath("python3"); err != nil {

@@ -1,0 +1,148 @@
+// The Synapse-level benchmark: the real Synapse's uploads and downloads
+// per second, and their latency, through its HTTP API, on the mount
+// against Synapse on a plain directory of the same disk, in the same run.
+
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/s3mediafs/s3mediafs/s3/s3test"
+)
+
+// httpRun is one phase of the benchmark: every request's latency and the
+// wall time of them all.
+type httpRun struct {
+	took time.Duration
+	lat  []time.Duration
+}
+
+func (r httpRun) perSecond() float64 { return float64(len(r.lat)) / r.took.Seconds() }
+
+func (r httpRun) String() string {
+	return fmt.Sprintf("%.0f/s p50 %v p99 %v", r.perSecond(), percentile(r.lat, 50).Round(100*time.Microsecond), percentile(r.lat, 99).Round(100*time.Microsecond))
+}
+
+// synapseClients runs op for each of n items, clients at a time.
+func synapseClients(n, clients int, op func(i int)) httpRun {
+	lat := make([]time.Duration, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range clients {
+		wg.Go(func() {
+			for i := range next {
+				t0 := time.Now()
+				op(i)
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return httpRun{took: time.Since(start), lat: lat}
+}
+
+// benchUploads uploads the mix through syn and returns the media IDs.
+func benchUploads(b *testing.B, syn *synapse, mix []mixFile, clients int) (httpRun, []string) {
+	ids := make([]string, len(mix))
+	run := synapseClients(len(mix), clients, func(i int) {
+		ids[i] = syn.upload(fmt.Sprintf("m%d.bin", i), "application/octet-stream", payload(mix[i].size, i))
+	})
+	return run, ids
+}
+
+// benchDownloads downloads every media and checks its length.
+func benchDownloads(b *testing.B, syn *synapse, mix []mixFile, ids []string, clients int) httpRun {
+	var bad sync.Once
+	run := synapseClients(len(ids), clients, func(i int) {
+		got, status := syn.download(ids[i])
+		if status != 200 || len(got) != mix[i].size {
+			bad.Do(func() { b.Errorf("download %s: HTTP %d, %d bytes of %d", ids[i], status, len(got), mix[i].size) })
+		}
+	})
+	return run
+}
+
+// BenchmarkSynapseHTTP is the figure an operator feels: the real Synapse,
+// 300 media of the small-file mix (S3MEDIAFS_BENCH_FILES), 4 clients at
+// once, uploads then warm downloads, on a plain directory and on the
+// mount, then downloads through an empty cache (cold) against the plain
+// directory's plus one direct GET of each object; with the store near
+// and 20 ms away (the test proxy); and uploads with the store cut off,
+// which shows what the S3 server's share of the two cores costs.
+func BenchmarkSynapseHTTP(b *testing.B) {
+	files := envInt("S3MEDIAFS_BENCH_FILES", 300)
+	mix := thumbnailMixOf(files)
+	const clients = 4
+	for range b.N {
+		client, srv, bucket := s3test.Bucket(b, "synapse/")
+		proxy := s3test.NewProxy(b, srv.Endpoint)
+		plainDir := b.TempDir()
+		plain := startSynapse(b, plainDir, "max_upload_size: 50M\n")
+		mnt := b.TempDir()
+		cfg := config(b, srv, proxy.URL, bucket, b.TempDir(), "log_level: info\n")
+		d := start(b, cfg, mnt)
+		onMount := startSynapse(b, mnt, "max_upload_size: 50M\n")
+
+		// The plain directory, then the mount, then the mount with the
+		// store cut off: uploads, then warm downloads.
+		plainUp, plainIDs := benchUploads(b, plain, mix, clients)
+		plainWarm := benchDownloads(b, plain, mix, plainIDs, clients)
+		up, ids := benchUploads(b, onMount, mix, clients)
+		flushed(b, cfg, 5*time.Minute)
+		warm := benchDownloads(b, onMount, mix, ids, clients)
+		proxy.SetFaults(s3test.Faults{Blackhole: true}, 1)
+		cutUp, _ := benchUploads(b, onMount, mix, clients)
+		proxy.SetFaults(s3test.Faults{}, 1)
+		flushed(b, cfg, 5*time.Minute)
+
+		// Direct GETs of the objects, 4 at once: the cold read's floor.
+		gets := synapseClients(len(ids), clients, func(i int) {
+			if _, ok := object(b, client, filepath.ToSlash(mediaDir(ids[i]))); !ok {
+				b.Errorf("%s is not in the bucket", ids[i])
+			}
+		})
+
+		// Cold: the daemon again on an empty cache, near and 20 ms away.
+		cold := func(delay time.Duration) httpRun {
+			d.terminate(b)
+			proxy.SetFaults(s3test.Faults{Delay: delay}, 1)
+			cfg = config(b, srv, proxy.URL, bucket, b.TempDir(), "log_level: info\n")
+			d = start(b, cfg, mnt)
+			return benchDownloads(b, onMount, mix, ids, clients)
+		}
+		cold0 := cold(0)
+		cold20 := cold(20 * time.Millisecond)
+		// And uploads with the store 20 ms away.
+		up20, _ := benchUploads(b, onMount, mix[:len(mix)/2], clients)
+		proxy.SetFaults(s3test.Faults{}, 1)
+		flushed(b, cfg, 5*time.Minute)
+
+		for _, syn := range []*synapse{plain, onMount} {
+			if bad := syn.logErrors(); len(bad) > 0 {
+				b.Fatalf("Synapse logged errors:\n%s", strings.Join(bad, "\n"))
+			}
+		}
+		onMount.stop()
+		plain.stop()
+		d.terminate(b)
+
+		budget := percentile(plainWarm.lat, 50) + percentile(gets.lat, 50)
+		b.ReportMetric(up.perSecond()/plainUp.perSecond(), "upload_ratio")
+		b.ReportMetric(cutUp.perSecond()/plainUp.perSecond(), "upload_cut_off_ratio")
+		b.ReportMetric(warm.perSecond()/plainWarm.perSecond(), "warm_download_ratio")
+		b.ReportMetric(percentile(cold0.lat, 50).Seconds()/budget.Seconds(), "cold_p50_vs_plain+GET")
+		b.Logf("%d media, %d clients", len(mix), clients)
+		b.Logf("uploads:   plain %v | mount %v | store cut off %v | store 20 ms away (half the mix) %v", plainUp, up, cutUp, up20)
+		b.Logf("downloads: plain %v | mount warm %v | cold %v | cold, store 20 ms away %v | direct GETs %v", plainWarm, warm, cold0, cold20, gets)
+	}
+}
