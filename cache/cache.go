@@ -129,9 +129,12 @@ type Cache struct {
 	// longer reach the store (see deleteRemote); zero after a clean one.
 	settledAt time.Time
 
-	stop    context.CancelFunc
-	bg      sync.WaitGroup
-	closing atomic.Bool // Close has begun
+	// life is the context of all background work: Close ends it first.
+	life    context.Context
+	endLife context.CancelFunc
+	lifeMu  sync.Mutex     // orders background's check of closing with Close
+	bg      sync.WaitGroup // every goroutine the cache starts
+	closing atomic.Bool    // Close has begun: no background work starts
 	closed  atomic.Bool // the index is closed: no more updates
 	started atomic.Bool
 }
@@ -222,6 +225,7 @@ func newCache(opts Options) *Cache {
 		space:       newNotifier(),
 		uploadsDone: newNotifier(),
 	}
+	c.life, c.endLife = context.WithCancel(context.Background())
 	c.fetcher = &fetcher{Cache: c, downloads: map[string]*download{}, fetchBudget: newFetchBudget(opts.MaxSize)}
 	c.evictor = &evictor{Cache: c, accessed: map[string]int64{}, evictKick: make(chan struct{}, 1)}
 	c.spaceKeeper, c.uploader = &spaceKeeper{c}, &uploader{c}
@@ -256,27 +260,16 @@ func (c *Cache) Start() {
 	if !c.started.CompareAndSwap(false, true) {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c.stop = cancel
-	c.q.Start(ctx, c.opts.UploadConcurrency)
-	c.bg.Add(3)
-	go func() {
-		defer c.bg.Done()
-		c.evictor.evictLoop(ctx)
-	}()
+	c.q.Start(c.life, c.opts.UploadConcurrency)
+	c.background(c.evictor.evictLoop)
 	if c.opts.ScrubRate > 0 {
-		c.bg.Go(func() { c.scrubLoop(ctx) })
+		c.background(c.scrubLoop)
 	}
 	if c.uncleanStop {
-		c.bg.Add(1)
-		go func() {
-			defer c.bg.Done()
-			c.evictor.sweepOrphans(ctx)
-		}()
+		c.background(c.evictor.sweepOrphans)
 	}
 	c.q.SetScanning(true)
-	go func() {
-		defer c.bg.Done()
+	c.background(func(context.Context) {
 		defer c.q.SetScanning(false)
 		n := 0
 		err := c.ix.ForPending(func(p string) {
@@ -289,37 +282,38 @@ func (c *Cache) Start() {
 		if n > 0 {
 			c.log.Info("resuming owed uploads and deletes from the index", "count", n)
 		}
-	}()
-	go func() {
-		defer c.bg.Done()
-		c.janitor(ctx)
-	}()
-	c.bg.Add(2)
-	go func() {
-		defer c.bg.Done()
-		c.data.FillSpares(ctx)
-	}()
-	go func() {
-		defer c.bg.Done()
-		c.remover.checkRemovedDirsLoop(ctx)
-	}()
+	})
+	c.background(c.janitor)
+	c.background(c.data.FillSpares)
+	c.background(c.remover.checkRemovedDirsLoop)
+}
+
+// background runs fn in a goroutine of the cache's lifetime: its context
+// ends when Close begins, and Close waits for it. Once Close has begun it
+// starts nothing and reports false.
+func (c *Cache) background(fn func(ctx context.Context)) bool {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.closing.Load() {
+		return false
+	}
+	c.bg.Go(func() { fn(c.life) })
+	return true
 }
 
 // Close stops the workers and closes the index. Owed work stays recorded in
 // the index and resumes at the next Start. Call Drain first to wait for it.
 func (c *Cache) Close() error {
-	if !c.closing.CompareAndSwap(false, true) {
+	c.lifeMu.Lock()
+	first := c.closing.CompareAndSwap(false, true)
+	c.lifeMu.Unlock()
+	if !first {
 		return nil
 	}
-	if c.stop != nil {
-		c.stop()
-	}
+	// No background work starts from here on (background); what runs
+	// sees its context end, and is waited for.
+	c.endLife()
 	c.q.Wait()
-	// Background work started under c.mu checks closing first: once this
-	// lock is taken, no more of it can start.
-	c.mu.Lock()
-	//lint:ignore SA2001 a barrier, see above
-	c.mu.Unlock()
 	c.bg.Wait()
 	c.evictor.flushAccess()
 	c.mu.Lock()
@@ -336,10 +330,11 @@ func (c *Cache) Close() error {
 	for of := range c.detached {
 		closeData(of)
 	}
-	c.mu.Unlock()
-	err := c.ix.MarkStopped()
+	// Under c.mu, where every index update runs: none is under way, and
+	// none runs after (update checks closed).
 	c.closed.Store(true)
-	return errors.Join(err, c.ix.Close())
+	c.mu.Unlock()
+	return errors.Join(c.ix.MarkStopped(), c.ix.Close())
 }
 
 // Drain waits until no upload or delete is owed, or ctx ends. It returns

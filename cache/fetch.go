@@ -36,15 +36,19 @@ func (c *fetcher) startFetch(p string) *download {
 	}
 	d := newDownload()
 	c.downloads[p] = d
-	go func() {
-		fctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
+	started := c.background(func(life context.Context) {
+		fctx, cancel := context.WithTimeout(life, c.opts.StoreTimeout)
 		err := c.fetchOnce(fctx, p, d)
 		cancel()
 		c.mu.Lock()
 		delete(c.downloads, p)
 		c.mu.Unlock()
 		d.finish(err)
-	}()
+	})
+	if !started {
+		delete(c.downloads, p)
+		d.finish(fmt.Errorf("fetch %q: %w", p, ErrClosed))
+	}
 	return d
 }
 

@@ -53,19 +53,23 @@ func (c *remote) noteStoreError(err error) {
 	if c.health.down.CompareAndSwap(false, true) {
 		c.log.Warn("object store unreachable; lookups of unknown names answer \"absent\" until it is back", "err", err)
 	}
-	if c.health.probing.CompareAndSwap(false, true) {
-		go c.probeStore()
+	if c.health.probing.CompareAndSwap(false, true) && !c.background(c.probeStore) {
+		c.health.probing.Store(false)
 	}
 }
 
 // probeStore asks the store about a key that does not exist every
 // probeEvery until it answers, then closes the breaker.
-func (c *remote) probeStore() {
+func (c *remote) probeStore(life context.Context) {
 	defer c.health.probing.Store(false)
 	const probeEvery = 2 * time.Second
-	for c.health.down.Load() && !c.closing.Load() {
-		time.Sleep(probeEvery)
-		ctx, cancel := context.WithTimeout(context.Background(), c.opts.LookupTimeout)
+	for c.health.down.Load() {
+		select {
+		case <-life.Done():
+			return
+		case <-time.After(probeEvery):
+		}
+		ctx, cancel := context.WithTimeout(life, c.opts.LookupTimeout)
 		_, err := c.store.Head(ctx, ".s3mediafs-probe")
 		cancel()
 		if err == nil || isNotFound(err) {

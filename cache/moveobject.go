@@ -76,13 +76,13 @@ func (c *uploader) reuploadMoved(ctx context.Context, p string, r index.Record) 
 }
 
 // objectKeyOf is the key the object of the file at p sits at now.
-func (c *uploader) objectKeyOf(p string) string {
+func (c *uploader) objectKeyOf(p string) (string, error) {
 	var r index.Record
-	_ = c.view(func(txn *badger.Txn) (err error) {
+	err := c.view(func(txn *badger.Txn) (err error) {
 		r, _, err = index.Get(txn, p)
 		return err
 	})
-	return r.ObjectKey(p)
+	return r.ObjectKey(p), err
 }
 
 // moveObject carries out the owed move of p's object from r.MoveFrom (see

@@ -207,8 +207,9 @@ func (c *lister) recordListed(ctx context.Context, l *listing, page []listedName
 			}
 			if ok {
 				if !e.dir && sameAsListed(r, e) {
-					// As good as a HEAD: READDIRPLUS's lookup of each entry
-					// then asks the store nothing (see dueForRevalidation).
+					// As good as a HEAD: the lookup of each entry that
+					// follows a listing (ls -l) then asks the store
+					// nothing (see dueForRevalidation).
 					c.verified[p] = l.start
 					if r.StoreMTime == 0 {
 						// Our own upload, seen in the store at last.
@@ -240,7 +241,7 @@ func (c *lister) recordListed(ctx context.Context, l *listing, page []listedName
 			if !e.dir {
 				r.State, r.Size, r.InStore, r.MetaUnknown = Remote, e.size, true, true
 				r.MTime, r.StoreMTime = e.mtime.UnixNano(), e.mtime.UnixNano()
-				c.verified[p] = l.start // just seen: READDIRPLUS asks nothing more
+				c.verified[p] = l.start // just seen: a lookup after the listing asks nothing more
 			}
 			if err := t.Put(p, r); err != nil {
 				return err

@@ -270,14 +270,22 @@ func (c *remover) learnAround(ctx context.Context, d string) {
 	}
 	// Complete, and perhaps empty: the deletes just sent may all have
 	// landed. "Nothing below d" is knowledge too.
-	_ = c.view(func(txn *badger.Txn) error {
+	err = c.view(func(txn *badger.Txn) error {
 		for name := range below.files {
-			if gone, err := index.GoneHere(txn, index.JoinPath(d, name)); err != nil || gone {
+			gone, err := index.GoneHere(txn, index.JoinPath(d, name))
+			if err != nil {
+				return err
+			}
+			if gone {
 				below.remove(name)
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		c.log.Warn("index read failed; the directory is listed again at its next lookup", "path", d, "err", err)
+		return
+	}
 	c.mu.Lock()
 	c.remote.keepSubtreeLocked(d, below)
 	c.mu.Unlock()

@@ -76,14 +76,14 @@ func (c *Cache) Resolve(p string) string {
 		return p
 	}
 	var here, there bool
-	_ = c.view(func(txn *badger.Txn) error {
-		_, here, _ = index.Get(txn, p)
-		if !here {
-			_, there, _ = index.Get(txn, q)
+	err := c.view(func(txn *badger.Txn) (err error) {
+		if _, here, err = index.Get(txn, p); err != nil || here {
+			return err
 		}
-		return nil
+		_, there, err = index.Get(txn, q)
+		return err
 	})
-	if !here && there {
+	if err == nil && !here && there {
 		return q
 	}
 	return p

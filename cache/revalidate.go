@@ -27,20 +27,17 @@ func (c *remote) dueForRevalidation(p string) bool {
 func (c *remote) revalidateLater(p string, r index.Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing.Load() {
-		return // checked under c.mu: Close waits for c.bg only after taking it once
-	}
-	c.verified[p] = time.Now() // the lookups meanwhile do not ask again
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
+	if !c.background(func(life context.Context) {
+		ctx, cancel := context.WithTimeout(life, c.opts.StoreTimeout)
 		defer cancel()
 		c.revalidations.Do(p, func() (any, error) {
 			_, err := c.revalidate(ctx, p, r)
 			return nil, err
 		})
-	}()
+	}) {
+		return
+	}
+	c.verified[p] = time.Now() // the lookups meanwhile do not ask again
 }
 
 // revalidate asks the store whether a clean or remote file is still there

@@ -119,12 +119,17 @@ func (c *remover) checkRemovedDirsLoop(ctx context.Context) {
 // owed any more: until then, a LIST would see this mount's own objects.
 func (c *remover) checkRemovedDirs(ctx context.Context) {
 	var due []string
-	_ = c.view(func(txn *badger.Txn) error {
+	// The view cannot fail: hasOwedAtOrBelow counts a failed read as
+	// owed, which leaves that directory for the next round.
+	if err := c.view(func(txn *badger.Txn) error {
 		due = c.rmdirChecks.take(func(p string) bool {
 			return !hasOwedAtOrBelow(txn, p)
 		})
 		return nil
-	})
+	}); err != nil {
+		c.log.Warn("index read failed; removed directories are checked at the next round", "err", err)
+		return
+	}
 	for parent, dirs := range groupByParent(outermost(due)) {
 		if ctx.Err() != nil {
 			return // stopping: an unchecked directory still asks the store at its next lookup

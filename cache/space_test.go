@@ -224,7 +224,8 @@ func TestOrphanedDataFilesSweptAfterUncleanStop(t *testing.T) {
 	old := time.Now().Add(-time.Hour)
 	os.Chtimes(orphan, old, old)
 	// An unclean stop: the running marker stays.
-	c.stop()
+	c.closing.Store(true)
+	c.endLife()
 	c.q.Wait()
 	c.bg.Wait()
 	c.closed.Store(true)

@@ -40,7 +40,10 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 	c.mu.Lock()
 	path, size := h.of.path, h.of.attr.Size
 	c.mu.Unlock()
-	p := c.uploader.objectKeyOf(path)
+	p, err := c.uploader.objectKeyOf(path)
+	if err != nil {
+		return 0, err
+	}
 	if off >= size {
 		return 0, nil
 	}
@@ -58,7 +61,7 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 				cancel()
 				c.remote.noteStoreError(err)
 				if isNotFound(err) {
-					if now := c.uploader.objectKeyOf(path); now != p {
+					if now, err := c.uploader.objectKeyOf(path); err == nil && now != p {
 						p = now // a rename's move finished meanwhile
 						continue
 					}

@@ -12,7 +12,8 @@
 //	handover.go the descriptors and state another process goes on with
 //	backing.go  passthrough registrations, shared with later processes
 //	mountinfo.go the mount table, read without asking the mount
-//	node.go     lookup, getattr, setattr, create, mkdir, unlink, rmdir, rename, readdir
+//	node.go     lookup, getattr, setattr, open, readdir
+//	namespace.go create, mkdir, mknod, symlink, unlink, rmdir, rename
 //	handle.go   open files: passthrough hand-over, read, write, flush, release
 //	errno.go    cache errors to errnos
 //
@@ -37,6 +38,7 @@
 // sent the first, node IDs are the index's inode numbers, and kernelFS
 // brings back what the kernel holds from the process before.
 //
-// Directory listings are READDIRPLUS: each entry comes with its
-// attributes, answered from the index.
+// Directory listings are plain READDIR (READDIRPLUS is off, see
+// fuseOptions): a listing asks nothing per name, and the lookups that
+// follow one (ls -l) are answered from the index the listing filled.
 package fs

@@ -166,7 +166,9 @@ func (f *handle) Release(ctx context.Context) (errno syscall.Errno) {
 		// done.
 		defer time.AfterFunc(backingSettle, func() { f.n.daemonServed.Add(-1) })
 	}
-	time.Sleep(f.n.opts.releaseDelay)
+	if f.daemonServed {
+		time.Sleep(f.n.opts.releaseDelay)
+	}
 	if err := f.h.Release(ctx); err != nil {
 		return f.n.fail("release", f.n.path(), err)
 	}

@@ -122,6 +122,7 @@ export S3MEDIAFS_TEST_ENDPOINT=http://127.0.0.1:$s3port
 export S3MEDIAFS_TEST_ACCESS_KEY=$access
 export S3MEDIAFS_TEST_SECRET_KEY=$secret
 export S3MEDIAFS_TEST_STORE=$store
+export S3MEDIAFS_TEST_STORE_PID=$pid
 ENV
         echo "$store serving S3 on 127.0.0.1:$s3port (pid $pid)" >&2
         return 0

@@ -4,7 +4,7 @@ import "encoding/binary"
 
 // Every Badger key the cache writes is built here, from one byte of
 // prefix that names its kind; the table of them all, with their values, is
-// in the package documentation (doc.go).
+// in the cache package's documentation (cache/doc.go, "Badger keys").
 
 // Index keys. Entries are keyed by parent and name so that one prefix scan
 // lists a directory's direct children and nothing below them.

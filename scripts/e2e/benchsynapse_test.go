@@ -5,8 +5,11 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +54,48 @@ func synapseClients(n, clients int, op func(i int)) httpRun {
 	return httpRun{took: time.Since(start), lat: lat}
 }
 
+// cpuOf is the CPU time the process pid has used (user and system), 0
+// if it cannot be read.
+func cpuOf(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command's closing parenthesis; utime and
+	// stime are the 12th and 13th of them, in clock ticks (100 Hz).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// cpuMeter measures what processes spend on a phase, per request.
+type cpuMeter struct {
+	names []string
+	pids  []int
+	start []time.Duration
+}
+
+func newCPUMeter(names []string, pids ...int) *cpuMeter {
+	m := &cpuMeter{names: names, pids: pids}
+	for _, p := range pids {
+		m.start = append(m.start, cpuOf(p))
+	}
+	return m
+}
+
+// per returns each process's CPU time per request over n requests.
+func (m *cpuMeter) per(n int) string {
+	var parts []string
+	for i, p := range m.pids {
+		parts = append(parts, fmt.Sprintf("%s %.2f ms", m.names[i], float64(cpuOf(p)-m.start[i])/float64(time.Millisecond)/float64(n)))
+	}
+	return "CPU per request: " + strings.Join(parts, ", ")
+}
+
 // benchUploads uploads the mix through syn and returns the media IDs.
 func benchUploads(b *testing.B, syn *synapse, mix []mixFile, clients int) (httpRun, []string) {
 	ids := make([]string, len(mix))
@@ -90,18 +135,40 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 		plain := startSynapse(b, plainDir, "max_upload_size: 50M\n")
 		mnt := b.TempDir()
 		cfg := config(b, srv, proxy.URL, bucket, b.TempDir(), "log_level: info\n")
-		d := start(b, cfg, mnt)
+		// S3MEDIAFS_BENCH_CPUPROFILE: the CPU profile of the daemon that
+		// serves the uploads and warm downloads, for `go tool pprof`.
+		var env []string
+		if p := os.Getenv("S3MEDIAFS_BENCH_CPUPROFILE"); p != "" {
+			env = append(env, "S3MEDIAFS_CPUPROFILE="+p)
+		}
+		d := startEnv(b, cfg, mnt, env)
 		onMount := startSynapse(b, mnt, "max_upload_size: 50M\n")
 
 		// The plain directory, then the mount, then the mount with the
-		// store cut off: uploads, then warm downloads.
+		// store cut off: uploads, then warm downloads; and the CPU time
+		// Synapse, the daemon and the S3 server spend on each.
+		storePid, _ := strconv.Atoi(os.Getenv("S3MEDIAFS_TEST_STORE_PID"))
+		names := []string{"synapse", "s3mediafs", "S3 server"}
+		meter := func(syn *synapse) *cpuMeter {
+			return newCPUMeter(names, syn.cmd.Process.Pid, d.cmd.Process.Pid, storePid)
+		}
+		m := meter(plain)
 		plainUp, plainIDs := benchUploads(b, plain, mix, clients)
+		plainUpCPU := m.per(len(mix))
+		m = meter(plain)
 		plainWarm := benchDownloads(b, plain, mix, plainIDs, clients)
+		plainWarmCPU := m.per(len(mix))
+		m = meter(onMount)
 		up, ids := benchUploads(b, onMount, mix, clients)
 		flushed(b, cfg, 5*time.Minute)
+		upCPU := m.per(len(mix))
+		m = meter(onMount)
 		warm := benchDownloads(b, onMount, mix, ids, clients)
+		warmCPU := m.per(len(mix))
 		proxy.SetFaults(s3test.Faults{Blackhole: true}, 1)
+		m = meter(onMount)
 		cutUp, _ := benchUploads(b, onMount, mix, clients)
+		cutUpCPU := m.per(len(mix))
 		proxy.SetFaults(s3test.Faults{}, 1)
 		flushed(b, cfg, 5*time.Minute)
 
@@ -144,5 +211,10 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 		b.Logf("%d media, %d clients", len(mix), clients)
 		b.Logf("uploads:   plain %v | mount %v | store cut off %v | store 20 ms away (half the mix) %v", plainUp, up, cutUp, up20)
 		b.Logf("downloads: plain %v | mount warm %v | cold %v | cold, store 20 ms away %v | direct GETs %v", plainWarm, warm, cold0, cold20, gets)
+		b.Logf("uploads, plain: %s", plainUpCPU)
+		b.Logf("uploads, mount (until flushed): %s", upCPU)
+		b.Logf("uploads, mount, store cut off: %s", cutUpCPU)
+		b.Logf("warm downloads, plain: %s", plainWarmCPU)
+		b.Logf("warm downloads, mount: %s", warmCPU)
 	}
 }
