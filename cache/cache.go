@@ -135,7 +135,7 @@ type Cache struct {
 	lifeMu  sync.Mutex     // orders background's check of closing with Close
 	bg      sync.WaitGroup // every goroutine the cache starts
 	closing atomic.Bool    // Close has begun: no background work starts
-	closed  atomic.Bool // the index is closed: no more updates
+	closed  atomic.Bool    // the index is closed: no more updates
 	started atomic.Bool
 }
 
