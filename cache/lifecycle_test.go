@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -49,5 +50,44 @@ func TestCloseEndsFetchesInFlight(t *testing.T) {
 	// And a fetch asked for after Close starts nothing.
 	if err := c.fetcher.fetch(context.Background(), "local_content/ab/cd/media"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("a fetch after Close: %v, want ErrClosed", err)
+	}
+}
+
+// RENAME_NOREPLACE is decided with the rename, under one lock: of two
+// renames racing to one new name, exactly one wins, for files and
+// directories alike.
+func TestRenameNoReplaceRace(t *testing.T) {
+	c := openTest(t, t.TempDir(), objstore.NewMem(), nil)
+	ctx := context.Background()
+	for i := range 30 {
+		a, b, target := fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i), fmt.Sprintf("t%d", i)
+		if i%2 == 0 {
+			writeFile(t, c, a, []byte("a"))
+			writeFile(t, c, b, []byte("b"))
+		} else {
+			for _, d := range []string{a, b} {
+				if _, err := c.Mkdir(ctx, d, NewFile{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		errs := make(chan error, 2)
+		for _, from := range []string{a, b} {
+			go func() { errs <- c.RenameNoReplace(ctx, from, target) }()
+		}
+		won, refused := 0, 0
+		for range 2 {
+			switch err := <-errs; {
+			case err == nil:
+				won++
+			case errors.Is(err, ErrExist):
+				refused++
+			default:
+				t.Fatalf("rename %d: %v", i, err)
+			}
+		}
+		if won != 1 || refused != 1 {
+			t.Fatalf("rename %d: %d won and %d refused, want one each", i, won, refused)
+		}
 	}
 }

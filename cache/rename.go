@@ -16,6 +16,17 @@ var errDirRename = errors.New("directory rename")
 // one when the store has this version, or else an upload at the new key.
 // A directory moves with everything below it (see renamedir.go).
 func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
+	return c.rename(ctx, oldp, newp, false)
+}
+
+// RenameNoReplace is Rename that fails with ErrExist when newp exists
+// (rename(2)'s RENAME_NOREPLACE), decided in the transaction that moves
+// the record, under the lock every index change takes.
+func (c *Cache) RenameNoReplace(ctx context.Context, oldp, newp string) error {
+	return c.rename(ctx, oldp, newp, true)
+}
+
+func (c *Cache) rename(ctx context.Context, oldp, newp string, noReplace bool) error {
 	if err := c.checkPath(oldp); err != nil {
 		return err
 	}
@@ -26,9 +37,9 @@ func (c *Cache) Rename(ctx context.Context, oldp, newp string) error {
 		return nil
 	}
 	for {
-		fetchNeeded, err := c.mover.renameLocal(oldp, newp)
+		fetchNeeded, err := c.mover.renameLocal(oldp, newp, noReplace)
 		if errors.Is(err, errDirRename) {
-			if err := c.mover.renameDir(ctx, oldp, newp); err != nil {
+			if err := c.mover.renameDir(ctx, oldp, newp, noReplace); err != nil {
 				return wrapPath("rename", oldp, err)
 			}
 			return nil
@@ -68,12 +79,12 @@ func (c *mover) putRenamedTxn(t *index.Tx, newp string, moved index.Record) erro
 	return index.SetPending(t.Txn, newp)
 }
 
-func (c *mover) renameLocal(oldp, newp string) (fetchNeeded bool, err error) {
+func (c *mover) renameLocal(oldp, newp string, noReplace bool) (fetchNeeded bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.remote.removeFromSubtreesLocked(oldp)
 	var fr fileRename
-	err = c.update(func(t *index.Tx) error { return c.renameFileTxn(t, oldp, newp, &fr) })
+	err = c.update(func(t *index.Tx) error { return c.renameFileTxn(t, oldp, newp, noReplace, &fr) })
 	if err != nil || fr.fetchNeeded {
 		return fr.fetchNeeded, err
 	}
@@ -93,7 +104,7 @@ type fileRename struct {
 }
 
 // renameFileTxn moves the record of the file at oldp to newp in t.
-func (c *mover) renameFileTxn(t *index.Tx, oldp, newp string, fr *fileRename) error {
+func (c *mover) renameFileTxn(t *index.Tx, oldp, newp string, noReplace bool, fr *fileRename) error {
 	*fr = fileRename{} // a transaction may be run again
 	src, ok, err := t.Get(oldp)
 	if err != nil || !ok {
@@ -108,6 +119,9 @@ func (c *mover) renameFileTxn(t *index.Tx, oldp, newp string, fr *fileRename) er
 	}
 	if fr.dst, fr.dstOK, err = t.Get(newp); err != nil {
 		return err
+	}
+	if fr.dstOK && noReplace {
+		return ErrExist
 	}
 	if fr.dstOK && fr.dst.Dir {
 		return ErrIsDir

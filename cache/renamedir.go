@@ -104,7 +104,7 @@ func (c *Cache) moveBatchSize() int {
 }
 
 // renameDir moves the directory oldp, and everything below it, to newp.
-func (c *mover) renameDir(ctx context.Context, oldp, newp string) error {
+func (c *mover) renameDir(ctx context.Context, oldp, newp string, noReplace bool) error {
 	if strings.HasPrefix(newp, oldp+"/") {
 		return ErrInvalid // into itself
 	}
@@ -121,6 +121,9 @@ func (c *mover) renameDir(ctx context.Context, oldp, newp string) error {
 		return err
 	}
 	if dstOK {
+		if noReplace {
+			return ErrExist
+		}
 		if !dst.Dir {
 			return ErrNotDir
 		}

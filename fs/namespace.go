@@ -64,16 +64,17 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		return syscall.EXDEV
 	}
 	oldp, newp := n.child(name), np.child(newName)
+	rename := n.c.Rename
 	switch flags {
 	case 0:
 	case unixRenameNoReplace:
-		if _, err := n.c.Stat(ctx, newp); err == nil {
-			return syscall.EEXIST
-		}
+		// The kernel refuses a target it knows of; one it has not
+		// looked up (another process's, just made) is refused here.
+		rename = n.c.RenameNoReplace
 	default:
 		return syscall.EINVAL
 	}
-	if err := n.c.Rename(ctx, oldp, newp); err != nil {
+	if err := rename(ctx, oldp, newp); err != nil {
 		return n.fail("rename", oldp, err)
 	}
 	return 0

@@ -8,6 +8,7 @@
 # cache). Results and their reading: scripts/bench/RESULTS.md.
 #   scripts/bench.sh                         # everything
 #   scripts/bench.sh mix                     # the Synapse mixes only
+#   scripts/bench.sh synapse                 # the real Synapse's HTTP API, 3 runs
 #   S3MEDIAFS_BENCH_FILES=300 scripts/bench.sh mix   # a smaller thumbnail mix
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,12 @@ if ! command -v rclone >/dev/null || ! command -v fusermount3 >/dev/null; then
 		echo "bench: cannot install rclone and fuse3; no rclone figures" >&2
 fi
 exec scripts/s3-server.sh run bash -c '
+  if [ "'"$what"'" = synapse ]; then
+    go test -run XXX -bench SynapseHTTP -benchtime 1x -count 3 -timeout 60m -v ./scripts/e2e | grep -Ev "level=(DEBUG|INFO)"
+    exit 0
+  fi
   go test -run XXX -bench SynapseMix -benchtime 1x -timeout 60m -v ./scripts/e2e | grep -Ev "level=(DEBUG|INFO)"
+  go test -run XXX -bench SynapseHTTP -benchtime 1x -timeout 30m -v ./scripts/e2e | grep -Ev "level=(DEBUG|INFO)"
   [ "'"$what"'" = mix ] && exit 0
   go test -run XXX -bench Sequential1GiB -benchtime 1x -timeout 30m -v ./scripts/e2e | grep -Ev "level=(DEBUG|INFO)"
   go test -run XXX -bench Import -benchtime 3x ./cmd/s3mediafs
