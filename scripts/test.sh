@@ -14,10 +14,33 @@ cd "$(dirname "$0")/.."
 if [ -z "${S3MEDIAFS_TEST_POSTGRES:-}" ] && scripts/postgres.sh available; then
   exec scripts/postgres.sh run "$0" "$@"
 fi
+# The end-to-end tests that mostly wait (the real Synapse, daemon crashes
+# and restarts, the package, full disks) run in a second go test process
+# beside the others: each process has its own binary, temporary root and
+# leak checks, so the two do not see each other. Arguments given (a -run of
+# your own) run everything in one process instead.
+waiting='^Test(RealSynapse|Crash|Upgrade|Reload|WriterOpenAcrossCrash|DebianPackage|FullCacheFilesystem|HugeDirectoryThroughTheMount|KillDuring|StoreOutageWithRealDaemon|ReconcileKilled)'
+split_run() { # packages… -- go test arguments…
+  local pkgs=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do pkgs+=("$1"); shift; done
+  shift
+  if [ $# -gt 0 ]; then
+    go test -race -count=1 -timeout 20m "${pkgs[@]}" "$@"
+    return
+  fi
+  go test -race -count=1 -timeout 20m -skip "$waiting" "${pkgs[@]}" & local rest=$!
+  go test -race -count=1 -timeout 20m -run "$waiting" ./scripts/e2e & local slow=$!
+  local rc=0
+  wait $rest || rc=1
+  wait $slow || rc=1
+  return $rc
+}
+export -f split_run
+export waiting
 S3MEDIAFS_TEST_STORE=versitygw scripts/s3-server.sh run \
-  bash -c 'go vet ./... && go test -race -count=1 -timeout 20m ./... "$@"' test "$@"
+  bash -c 'go vet ./... && split_run ./... -- "$@"' test "$@"
 S3MEDIAFS_TEST_STORE=seaweedfs scripts/s3-server.sh run \
-  bash -c 'go test -race -count=1 -timeout 20m ./s3/... ./fs/... ./cmd/... ./scripts/e2e/... "$@"' test "$@"
+  bash -c 'split_run ./s3/... ./fs/... ./cmd/... ./scripts/e2e/... -- "$@"' test "$@"
 # The public POSIX conformance suite (pjd/pjdfstest) on a live mount:
 # each suite's pass count, and a failure on anything not expected.
 scripts/pjdfstest.sh check
