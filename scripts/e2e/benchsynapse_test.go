@@ -7,13 +7,20 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
@@ -96,6 +103,54 @@ func (m *cpuMeter) per(n int) string {
 	return "CPU per request: " + strings.Join(parts, ", ")
 }
 
+// fuseOps reads the daemon's FUSE operation counts and total seconds, by
+// operation, from its metrics page.
+func fuseOps(b *testing.B, d *daemon) map[string][2]float64 {
+	m := regexp.MustCompile(`msg=metrics url=(\S+)`).FindStringSubmatch(d.logs())
+	if m == nil {
+		b.Fatal("no metrics URL in the log")
+	}
+	resp, err := http.Get(m[1])
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string][2]float64{}
+	if f := families["s3mediafs_fuse_operation_duration_seconds"]; f != nil {
+		for _, m := range f.GetMetric() {
+			op := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" {
+					op = l.GetValue()
+				}
+			}
+			v := out[op]
+			v[0] += float64(m.GetHistogram().GetSampleCount())
+			v[1] += m.GetHistogram().GetSampleSum()
+			out[op] = v
+		}
+	}
+	return out
+}
+
+// opsPer says, for each FUSE operation, how many of it and how long they
+// took the daemon per request, between two readings of fuseOps.
+func opsPer(before, after map[string][2]float64, n int) string {
+	var parts []string
+	for _, op := range slices.Sorted(maps.Keys(after)) {
+		count, secs := after[op][0]-before[op][0], after[op][1]-before[op][1]
+		if count > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.2f × %.0f µs", op, count/float64(n), secs/count*1e6))
+		}
+	}
+	return "FUSE operations per request: " + strings.Join(parts, ", ")
+}
+
 // benchUploads uploads the mix through syn and returns the media IDs.
 func benchUploads(b *testing.B, syn *synapse, mix []mixFile, clients int) (httpRun, []string) {
 	ids := make([]string, len(mix))
@@ -159,11 +214,15 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 		plainWarm := benchDownloads(b, plain, mix, plainIDs, clients)
 		plainWarmCPU := m.per(len(mix))
 		m = meter(onMount)
+		ops := fuseOps(b, d)
 		up, ids := benchUploads(b, onMount, mix, clients)
+		upOps := opsPer(ops, fuseOps(b, d), len(mix))
 		flushed(b, cfg, 5*time.Minute)
 		upCPU := m.per(len(mix))
 		m = meter(onMount)
+		ops = fuseOps(b, d)
 		warm := benchDownloads(b, onMount, mix, ids, clients)
+		warmOps := opsPer(ops, fuseOps(b, d), len(mix))
 		warmCPU := m.per(len(mix))
 		proxy.SetFaults(s3test.Faults{Blackhole: true}, 1)
 		m = meter(onMount)
@@ -213,6 +272,8 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 		b.Logf("downloads: plain %v | mount warm %v | cold %v | cold, store 20 ms away %v | direct GETs %v", plainWarm, warm, cold0, cold20, gets)
 		b.Logf("uploads, plain: %s", plainUpCPU)
 		b.Logf("uploads, mount (until flushed): %s", upCPU)
+		b.Logf("uploads, mount: %s", upOps)
+		b.Logf("warm downloads, mount: %s", warmOps)
 		b.Logf("uploads, mount, store cut off: %s", cutUpCPU)
 		b.Logf("warm downloads, plain: %s", plainWarmCPU)
 		b.Logf("warm downloads, mount: %s", warmCPU)
