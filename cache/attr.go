@@ -53,7 +53,7 @@ func (c *Cache) SetAttr(ctx context.Context, p string, ch AttrChange) (Attr, err
 	defer c.mu.Unlock()
 	var out Attr
 	owed := false
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		r, ok, err := t.Get(p)
 		if err != nil || !ok {
 			return errorOr(err, ErrNotExist)

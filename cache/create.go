@@ -56,7 +56,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 	c.mu.Lock()
 	var r index.Record
 	exists := false
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil {
 			return err
@@ -158,7 +158,7 @@ func (c *Cache) Mkdir(ctx context.Context, p string, nf NewFile) (Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var r index.Record
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		if _, ok, err := t.Get(p); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}

@@ -141,7 +141,7 @@ func (c *fetcher) installFetched(p string, r index.Record, tmp string, size int6
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	installed := false
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Dir || cur.Ino != r.Ino || cur.State != Remote {
 			// Deleted, replaced or fetched by someone else meanwhile.
@@ -395,7 +395,7 @@ func (c *fetcher) forgetRemote(p string, r index.Record) (kept bool) {
 	if of := c.open[p]; of != nil && of.dirty.Load() {
 		return true
 	}
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Remote && cur.State != Clean) {
 			kept = ok
@@ -405,7 +405,7 @@ func (c *fetcher) forgetRemote(p string, r index.Record) (kept bool) {
 			kept = true
 			return err
 		}
-		c.dropLocalCopy(p, cur)
+		c.dropLocalCopyLocked(p, cur)
 		return t.Del(p)
 	})
 	if err != nil {
@@ -440,7 +440,7 @@ func (c *fetcher) ownUploadStillThere(p string, r index.Record) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.Gen != r.Gen || !isOwnUnconfirmed(cur) || cur.Size != size {
 			return err
@@ -451,13 +451,13 @@ func (c *fetcher) ownUploadStillThere(p string, r index.Record) bool {
 	return err == nil
 }
 
-// dropLocalCopy removes the data file of a record that goes because the
+// dropLocalCopyLocked removes the data file of a record that goes because the
 // store no longer has the object. If this host wrote that version and the
 // store never showed it back, the file is the last copy of bytes another
 // host's delete removed, perhaps a late delete of an older version: it is
 // kept in cache_dir/lost+found under its path, and the log says so.
 // Callers hold c.mu.
-func (c *fetcher) dropLocalCopy(p string, r index.Record) {
+func (c *fetcher) dropLocalCopyLocked(p string, r index.Record) {
 	if !isOwnUnconfirmed(r) {
 		c.data.Remove(r.Data)
 		return

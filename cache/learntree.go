@@ -47,7 +47,7 @@ type listedObject struct {
 func (c *mover) learnObjects(p string, objs []listedObject, asked time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.update(func(t *index.Tx) error {
+	return c.updateLocked(func(t *index.Tx) error {
 		for _, o := range objs {
 			full := index.JoinPath(p, o.name)
 			if c.checkPath(full) != nil {

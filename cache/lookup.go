@@ -377,7 +377,7 @@ func (c *remote) learn(p string, r index.Record, asked time.Time) (Attr, error) 
 		return Attr{}, ErrNotExist
 	}
 	var out Attr
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil {
 			return err
@@ -412,7 +412,7 @@ func (c *remote) learn(p string, r index.Record, asked time.Time) (Attr, error) 
 func (c *remote) promoteLocal(p string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		r, ok, err := t.Get(p)
 		if err != nil || !ok || r.Dir || r.State != Local {
 			return err

@@ -166,7 +166,7 @@ func (c *remote) learnMeta(ctx context.Context, p string, r index.Record) Attr {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		out := attrOf(r)
-		err = c.update(func(t *index.Tx) error {
+		err = c.updateLocked(func(t *index.Tx) error {
 			cur, ok, err := t.Get(p)
 			if err != nil || !ok || !cur.MetaUnknown || cur.Ino != r.Ino {
 				if ok {

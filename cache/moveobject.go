@@ -64,7 +64,7 @@ func (c *uploader) reuploadMoved(ctx context.Context, p string, r index.Record) 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.MoveFrom != r.MoveFrom || cur.State != Clean {
 			return err // changed meanwhile: looked at again below
@@ -119,7 +119,7 @@ func (c *uploader) moveObject(ctx context.Context, p string, r index.Record) (ag
 	}
 	c.remote.noteStoreOK()
 	c.mu.Lock()
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.MoveFrom != src {
 			again = err == nil

@@ -177,7 +177,7 @@ func (c *Cache) openDataLocked(p string, r index.Record) *os.File {
 	}
 	c.log.Warn("dropping bad local copy; it will be fetched again", "path", p, "err", err)
 	r.State, r.Data = Remote, ""
-	if uerr := c.update(func(t *index.Tx) error { return t.Put(p, r) }); uerr != nil {
+	if uerr := c.updateLocked(func(t *index.Tx) error { return t.Put(p, r) }); uerr != nil {
 		c.log.Error("index update failed", "path", p, "err", uerr)
 	}
 	return nil
@@ -247,13 +247,11 @@ func (h *Handle) WriteDirectly(ctx context.Context) error {
 	if !h.writable || h.direct {
 		return nil
 	}
-	if err := h.beginWrite(ctx); err != nil {
-		return err
-	}
-	h.direct = true
-	h.of.directWriters.Add(1)
-	h.of.mu.RUnlock()
-	return nil
+	return h.whileWriting(ctx, func() error {
+		h.direct = true
+		h.of.directWriters.Add(1)
+		return nil
+	})
 }
 
 // path is where the file is now; a rename may move it.

@@ -198,7 +198,7 @@ func (c *lister) recordListed(ctx context.Context, l *listing, page []listedName
 	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.update(func(t *index.Tx) error {
+	return c.updateLocked(func(t *index.Tx) error {
 		for _, e := range page {
 			p := index.JoinPath(l.dir, e.name)
 			r, ok, err := t.Get(p)
@@ -318,7 +318,7 @@ func (c *lister) forgetNames(l *listing, names []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	touched := c.watches[l.dir]
-	return c.update(func(t *index.Tx) error {
+	return c.updateLocked(func(t *index.Tx) error {
 		for _, name := range names {
 			p := index.JoinPath(l.dir, name)
 			if _, ok := touched[name]; ok || c.open[p] != nil {
@@ -337,7 +337,7 @@ func (c *lister) forgetNames(l *listing, names []string) error {
 				}
 				continue
 			}
-			c.fetcher.dropLocalCopy(p, r) // a LIST shows it gone
+			c.fetcher.dropLocalCopyLocked(p, r) // a LIST shows it gone
 			delete(c.verified, p)
 			if err := t.Del(p); err != nil {
 				return err

@@ -21,7 +21,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	c.remote.removeFromSubtreesLocked(p)
 	var r index.Record
 	tomb := false
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		var ok bool
 		var err error
 		if r, ok, err = t.Get(p); err != nil || !ok {
@@ -127,7 +127,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	defer c.mu.Unlock()
 	c.remote.removeFromSubtreesLocked(p)
 	inStore := !c.localOnly(p)
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		if _, err := c.remover.checkEmptyDirTxn(t.Txn, p); err != nil {
 			return err
 		}
@@ -169,7 +169,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 func (c *remover) removeHiddenBelowLocked(p string) {
 	for {
 		n := 0
-		err := c.update(func(t *index.Tx) error {
+		err := c.updateLocked(func(t *index.Tx) error {
 			it := t.Txn.NewIterator(badger.IteratorOptions{Prefix: index.BelowPrefix(index.HiddenPrefix, p)})
 			var keys [][]byte
 			for it.Rewind(); it.Valid() && len(keys) < listPage; it.Next() {

@@ -84,7 +84,7 @@ func (c *mover) renameLocal(oldp, newp string, noReplace bool) (fetchNeeded bool
 	defer c.mu.Unlock()
 	c.remote.removeFromSubtreesLocked(oldp)
 	var fr fileRename
-	err = c.update(func(t *index.Tx) error { return c.renameFileTxn(t, oldp, newp, noReplace, &fr) })
+	err = c.updateLocked(func(t *index.Tx) error { return c.renameFileTxn(t, oldp, newp, noReplace, &fr) })
 	if err != nil || fr.fetchNeeded {
 		return fr.fetchNeeded, err
 	}

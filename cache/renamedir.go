@@ -202,7 +202,7 @@ func (c *mover) moveBatch(m treeMove, paths []string, first, last bool) error {
 	defer c.mu.Unlock()
 	intent := index.RenameIntentKey(m.oldp, m.newp)
 	var queue []string
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		if first {
 			if err := c.startMoveTxn(t, m, !last); err != nil {
 				return err

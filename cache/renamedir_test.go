@@ -248,7 +248,7 @@ func TestDirectoryRenameInBatchesFinishesAfterAStop(t *testing.T) {
 	var paths []string
 	err := c.view(func(txn *badger.Txn) error { return collectBelow(txn, "b", &paths) })
 	if err == nil {
-		err = c.update(func(t *index.Tx) error {
+		err = c.updateLocked(func(t *index.Tx) error {
 			if err := t.Txn.Set(index.RenameIntentKey("b", "c"), nil); err != nil {
 				return err
 			}
@@ -337,7 +337,7 @@ func TestResolveDuringAMove(t *testing.T) {
 	c.mover.moving.add("a", "b")
 	defer c.mover.moving.remove("a")
 	c.mu.Lock()
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		for _, p := range []string{"a", "a/x"} {
 			if _, err := c.mover.moveRecordTxn(t, p, "b"+strings.TrimPrefix(p, "a"), 1); err != nil {
 				return err

@@ -71,7 +71,7 @@ func (c *remote) revalidate(ctx context.Context, p string, r index.Record) (Attr
 		return attrOf(r), nil
 	}
 	var out Attr
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Clean && cur.State != Remote) || c.open[p] != nil {
 			if ok {

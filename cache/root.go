@@ -135,7 +135,7 @@ func (c *Cache) RootAttr() Attr {
 func (c *Cache) setRoot(ch AttrChange) (Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		m, err := getRootMeta(t.Txn)
 		if err != nil {
 			return err

@@ -15,7 +15,7 @@ import (
 // no longer matches (a bad disk, a hand that edited cache_dir) is dropped:
 // the record becomes Remote and the next read fetches the object again.
 // A copy the store has not shown back since this host uploaded it may be
-// the last one: it goes to lost+found rather than away (dropLocalCopy).
+// the last one: it goes to lost+found rather than away (dropLocalCopyLocked).
 // The walk goes through the index in key order, one batch a transaction,
 // and starts again from the top when it has passed the end.
 
@@ -101,12 +101,12 @@ func (c *Cache) scrubOne(ctx context.Context, p string, r index.Record) {
 		return
 	}
 	dropped := false
-	uerr := c.update(func(t *index.Tx) error {
+	uerr := c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.Gen != r.Gen || cur.Data != r.Data || cur.State != Clean {
 			return err // changed while it was read: not this copy's fault
 		}
-		c.fetcher.dropLocalCopy(p, cur)
+		c.fetcher.dropLocalCopyLocked(p, cur)
 		cur.State, cur.Data = Remote, ""
 		dropped = true
 		return t.Put(p, cur)

@@ -31,7 +31,7 @@ func (c *Cache) Mknod(ctx context.Context, p string, kind, rdev uint32, nf NewFi
 	defer c.mu.Unlock()
 	var r index.Record
 	queue := false
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		if _, ok, err := t.Get(p); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}
@@ -112,7 +112,7 @@ func (c *Cache) Readlink(ctx context.Context, p string) (string, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.Kind != syscall.S_IFLNK {
 			return err

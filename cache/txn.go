@@ -19,10 +19,10 @@ const (
 	Special   = index.Special
 )
 
-// update runs fn in a read-write index transaction and, once it commits,
+// updateLocked runs fn in a read-write index transaction and, once it commits,
 // applies its accounting. Callers hold c.mu, which also makes the
 // read-modify-write of the counters safe.
-func (c *Cache) update(fn func(t *index.Tx) error) error {
+func (c *Cache) updateLocked(fn func(t *index.Tx) error) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}

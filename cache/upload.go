@@ -28,7 +28,7 @@ func (c *uploader) syncPath(ctx context.Context, p string) (again bool, err erro
 		metaOnly bool
 		move     bool
 	)
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		pending, err := index.HasPending(t.Txn, p)
 		if err != nil || !pending {
 			return err
@@ -131,7 +131,7 @@ func (c *uploader) uploadFile(ctx context.Context, p string, r index.Record, dat
 	defer c.mu.Unlock()
 	again := false
 	moveSrc := ""
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok {
 			// Unlinked meanwhile: the tombstone's delete runs next.
@@ -190,7 +190,7 @@ func (c *uploader) sendMeta(ctx context.Context, p string, r index.Record) (agai
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || !cur.MetaOwed {
 			return err
@@ -238,7 +238,7 @@ func (c *uploader) deleteFolder(ctx context.Context, k string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var wake []string
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		if err := index.ClearPending(t.Txn, k); err != nil {
 			return err
 		}
@@ -285,7 +285,7 @@ func (c *uploader) deleteRemote(ctx context.Context, p string) (bool, error) {
 	defer c.mu.Unlock()
 	again := false
 	var wake []string
-	err := c.update(func(t *index.Tx) error {
+	err := c.updateLocked(func(t *index.Tx) error {
 		r, ok, err := t.Get(p)
 		switch {
 		case err != nil:

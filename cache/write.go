@@ -11,9 +11,10 @@ import (
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
-// beginWrite holds of.mu shared with the file marked dirty, so that the
-// write it guards is covered by the next flush. The caller must RUnlock.
-func (h *Handle) beginWrite(ctx context.Context) error {
+// whileWriting runs fn holding of.mu shared, with the file marked dirty
+// and its data file set, so that the write fn makes is covered by the
+// next flush (which takes of.mu exclusively).
+func (h *Handle) whileWriting(ctx context.Context, fn func() error) error {
 	if !h.writable {
 		return fmt.Errorf("write: %w", ErrInvalid)
 	}
@@ -29,14 +30,16 @@ func (h *Handle) beginWrite(ctx context.Context) error {
 		}
 	}
 	of.mu.RLock()
+	defer of.mu.RUnlock()
 	for !of.dirty.Load() {
 		of.mu.RUnlock()
-		if err := h.c.markDirty(of); err != nil {
+		err := h.c.markDirty(of)
+		of.mu.RLock()
+		if err != nil {
 			return err
 		}
-		of.mu.RLock()
 	}
-	return nil
+	return fn()
 }
 
 // WriteAt writes to the local data file only; the upload happens after close.
@@ -44,15 +47,16 @@ func (h *Handle) WriteAt(ctx context.Context, b []byte, off int64) (int, error) 
 	if err := h.c.spaceKeeper.checkFloor(ctx, int64(len(b))); err != nil {
 		return 0, err
 	}
-	if err := h.beginWrite(ctx); err != nil {
-		return 0, err
-	}
-	defer h.of.mu.RUnlock()
-	if err := h.checkHoleTo(off); err != nil {
-		return 0, err
-	}
-	n, err := h.of.data.WriteAt(b, off)
-	h.c.data.Consumed(int64(n))
+	var n int
+	err := h.whileWriting(ctx, func() error {
+		if err := h.checkHoleTo(off); err != nil {
+			return err
+		}
+		var err error
+		n, err = h.of.data.WriteAt(b, off)
+		h.c.data.Consumed(int64(n))
+		return err
+	})
 	return n, err
 }
 
@@ -67,14 +71,12 @@ func (h *Handle) Truncate(ctx context.Context, size int64) error {
 			return err
 		}
 	}
-	if err := h.beginWrite(ctx); err != nil {
-		return err
-	}
-	defer h.of.mu.RUnlock()
-	if err := h.checkHoleTo(size); err != nil {
-		return err
-	}
-	return h.of.data.Truncate(size)
+	return h.whileWriting(ctx, func() error {
+		if err := h.checkHoleTo(size); err != nil {
+			return err
+		}
+		return h.of.data.Truncate(size)
+	})
 }
 
 // checkHoleTo admits a change of the file's size to end that leaves the
@@ -103,7 +105,7 @@ func (h *Handle) emptyData() error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.update(func(t *index.Tx) error {
+	err = c.updateLocked(func(t *index.Tx) error {
 		r, ok, err := t.Get(of.path)
 		if err != nil || !ok {
 			return errorOr(err, ErrNotExist)
@@ -133,7 +135,7 @@ func (c *Cache) markDirty(of *openFile) error {
 		return nil
 	}
 	if !of.unlinked {
-		err := c.update(func(t *index.Tx) error {
+		err := c.updateLocked(func(t *index.Tx) error {
 			r, ok, err := t.Get(of.path)
 			if err != nil || !ok {
 				return errorOr(err, ErrNotExist)
@@ -264,12 +266,12 @@ func (h *Handle) commit(syncData bool) error {
 	defer c.mu.Unlock()
 	p := of.path
 	if !of.unlinked {
-		err = c.update(func(t *index.Tx) error {
+		err = c.updateLocked(func(t *index.Tx) error {
 			r, ok, err := t.Get(p)
 			if err != nil || !ok {
 				return errorOr(err, ErrNotExist)
 			}
-			if err := c.refuseDirectHole(of, fi, r.Size); err != nil {
+			if err := c.refuseDirectHoleLocked(of, fi, r.Size); err != nil {
 				return err
 			}
 			r.Size = fi.Size()
@@ -288,11 +290,11 @@ func (h *Handle) commit(syncData bool) error {
 	return nil
 }
 
-// refuseDirectHole is checkHoleTo for writes the daemon never saw (FUSE
+// refuseDirectHoleLocked is checkHoleTo for writes the daemon never saw (FUSE
 // passthrough): a version that grew past the last one's size by a hole
 // that could not fit is not recorded. The data file goes back to that
 // size, and the writer's close(2) reports the refusal. Callers hold c.mu.
-func (c *Cache) refuseDirectHole(of *openFile, fi os.FileInfo, lastSize int64) error {
+func (c *Cache) refuseDirectHoleLocked(of *openFile, fi os.FileInfo, lastSize int64) error {
 	if of.directWriters.Load() == 0 || fi.Size() <= lastSize {
 		return nil
 	}
@@ -313,12 +315,10 @@ func (c *Cache) refuseDirectHole(of *openFile, fi os.FileInfo, lastSize int64) e
 
 // Allocate is fallocate(2) on the file.
 func (h *Handle) Allocate(ctx context.Context, off, size int64, mode uint32) error {
-	if err := h.beginWrite(ctx); err != nil {
-		return err
-	}
-	defer h.of.mu.RUnlock()
-	if err := h.checkHoleTo(off + size); err != nil {
-		return err
-	}
-	return syscall.Fallocate(int(h.of.data.Fd()), mode, off, size)
+	return h.whileWriting(ctx, func() error {
+		if err := h.checkHoleTo(off + size); err != nil {
+			return err
+		}
+		return syscall.Fallocate(int(h.of.data.Fd()), mode, off, size)
+	})
 }
