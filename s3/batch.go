@@ -13,11 +13,8 @@ import (
 // MaxDeleteBatch is the most keys one DeleteObjects request takes.
 const MaxDeleteBatch = objstore.MaxDeleteBatch
 
-// DeleteMany removes up to MaxDeleteBatch objects in one DeleteObjects
-// request. It returns the keys the store did not delete, each with its
-// reason; a key that did not exist counts as deleted, as S3 reports it.
-// err is for a request that failed as a whole, in which case nothing is
-// known to be deleted.
+// DeleteMany implements objstore.BatchDeleter with one DeleteObjects
+// request; S3 reports a key that did not exist as deleted.
 func (c *Client) DeleteMany(ctx context.Context, keys []string) (failed map[string]error, err error) {
 	if len(keys) == 0 {
 		return nil, nil

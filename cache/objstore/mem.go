@@ -230,11 +230,7 @@ func sortKey(e Entry) string {
 	return e.Name
 }
 
-// MaxDeleteBatch is the most keys one DeleteObjects request may name.
-const MaxDeleteBatch = 1000
-
-// DeleteMany deletes keys in one request, as the S3 client's DeleteMany
-// (DeleteObjects) does; it returns the keys that failed, with why.
+// DeleteMany implements BatchDeleter.
 func (m *Mem) DeleteMany(ctx context.Context, keys []string) (map[string]error, error) {
 	m.count("delete_objects")
 	if len(keys) > MaxDeleteBatch {

@@ -48,6 +48,21 @@ type Store interface {
 	List(ctx context.Context, prefix string, recursive bool, fn func(Entry) bool) error
 }
 
+// BatchDeleter is a Store that can also delete many keys in one request
+// (S3's DeleteObjects). It is optional: a store without it is sent one
+// DELETE a key.
+type BatchDeleter interface {
+	Store
+	// DeleteMany deletes up to MaxDeleteBatch keys in one request. It
+	// returns the keys the store did not delete, each with its reason (a
+	// key that did not exist counts as deleted); err is for a request
+	// that failed as a whole, after which nothing is known deleted.
+	DeleteMany(ctx context.Context, keys []string) (failed map[string]error, err error)
+}
+
+// MaxDeleteBatch is the most keys one DeleteObjects request may name.
+const MaxDeleteBatch = 1000
+
 // Object is what a HEAD (or a GET's headers) says of an object.
 type Object struct {
 	Size  int64

@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"Copy", testCopy},
 		{"CopyOntoItselfReplacesMetadata", testCopyOntoItself},
 		{"Delete", testDelete},
+		{"DeleteMany", testDeleteMany},
 		{"List", testList},
 		{"ListRecursive", testListRecursive},
 		{"ListStopsEarly", testListStopsEarly},
@@ -272,6 +273,39 @@ func testDelete(t *testing.T, st objstore.Store) {
 	}
 	if es := list(t, st, "d/", true); len(es) != 0 {
 		t.Errorf("listed after delete: %v", names(es))
+	}
+}
+
+// testDeleteMany checks a store that deletes in batches (BatchDeleter):
+// every key named goes, a missing one is no failure, and a batch over
+// MaxDeleteBatch is refused whole.
+func testDeleteMany(t *testing.T, st objstore.Store) {
+	bd, ok := st.(objstore.BatchDeleter)
+	if !ok {
+		t.Skip("the store deletes one key a request")
+	}
+	for _, k := range []string{"dm/a", "dm/b", "dm/c/d", "dm/keep"} {
+		put(t, st, k, []byte(k), nil)
+	}
+	failed, err := bd.DeleteMany(ctx(t), []string{"dm/a", "dm/b", "dm/c/d", "dm/never-was"})
+	if err != nil || len(failed) != 0 {
+		t.Fatalf("delete many: %v, failed %v", err, failed)
+	}
+	if got := names(list(t, st, "dm/", true)); got != "keep" {
+		t.Errorf("after deleting many: %q left, want keep", got)
+	}
+	if failed, err := bd.DeleteMany(ctx(t), nil); err != nil || len(failed) != 0 {
+		t.Errorf("deleting none: %v, failed %v", err, failed)
+	}
+	tooMany := make([]string, objstore.MaxDeleteBatch+1)
+	for i := range tooMany {
+		tooMany[i] = fmt.Sprintf("dm/many/%d", i)
+	}
+	if _, err := bd.DeleteMany(ctx(t), append(tooMany, "dm/keep")); err == nil {
+		t.Error("a batch over MaxDeleteBatch was taken")
+	}
+	if _, err := st.Head(ctx(t), "dm/keep"); err != nil {
+		t.Errorf("a refused batch deleted: %v", err)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 type Bucket interface {
 	List(ctx context.Context, prefix string, recursive bool, fn func(objstore.Entry) bool) error
 	Head(ctx context.Context, key string) (objstore.Object, error)
-	DeleteMany(ctx context.Context, keys []string) (map[string]error, error)
+	DeleteMany(ctx context.Context, keys []string) (map[string]error, error) // objstore.BatchDeleter's
 }
 
 // LocalFiles calls fn for every file whose bytes are in the local cache
