@@ -69,7 +69,7 @@ func (c *Cache) SetAttr(ctx context.Context, p string, ch AttrChange) (Attr, err
 			// A dirty file's next upload carries the change; one in
 			// flight or done needs a metadata update after it.
 			r.MetaOwed, owed = true, true
-			if err := index.SetPending(t.Txn, p); err != nil {
+			if err := t.SetPending(p); err != nil {
 				return err
 			}
 		}

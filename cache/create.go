@@ -83,7 +83,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 		if r.State == Local && !tomb {
 			return nil
 		}
-		return index.SetPending(t.Txn, p)
+		return t.SetPending(p)
 	})
 	if err != nil || exists {
 		c.mu.Unlock()
@@ -122,7 +122,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 // parent must be a directory, the key is claimed (see claimKey), and an
 // inode number is allocated.
 func (c *Cache) newFileTxn(t *index.Tx, p string) (ino uint64, tomb bool, err error) {
-	if parentDir, err := index.IsDir(t.Txn, index.ParentOf(p)); err != nil || !parentDir {
+	if parentDir, err := t.IsDir(index.ParentOf(p)); err != nil || !parentDir {
 		return 0, false, errorOr(err, ErrNotExist)
 	}
 	if tomb, err = claimKey(t, p); err != nil {
@@ -137,14 +137,14 @@ func (c *Cache) newFileTxn(t *index.Tx, p string) (ino uint64, tomb bool, err er
 // and the key stays owed), and a hidden object is replaced the same way.
 // tomb reports that an object may exist at the key.
 func claimKey(t *index.Tx, p string) (tomb bool, err error) {
-	if tomb, err = index.HasPending(t.Txn, p); err != nil {
+	if tomb, err = t.HasPending(p); err != nil {
 		return false, err
 	}
-	hidden, err := index.IsHidden(t.Txn, p)
+	hidden, err := t.IsHidden(p)
 	if err != nil || !hidden {
 		return tomb, err
 	}
-	return true, t.Txn.Delete(index.HiddenKey(p))
+	return true, t.Unhide(p)
 }
 
 // Mkdir creates the directory p.
@@ -162,7 +162,7 @@ func (c *Cache) Mkdir(ctx context.Context, p string, nf NewFile) (Attr, error) {
 		if _, ok, err := t.Get(p); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}
-		if parentDir, err := index.IsDir(t.Txn, index.ParentOf(p)); err != nil || !parentDir {
+		if parentDir, err := t.IsDir(index.ParentOf(p)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
 		ino, err := c.ix.NextIno()

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -47,7 +45,7 @@ func (c *evictor) flushAccess() {
 				}
 				n++
 				delete(pending, p)
-				old, ok, err := index.LRUGet(t.Txn, p)
+				old, ok, err := t.LRUGet(p)
 				if err != nil {
 					return err
 				}
@@ -115,43 +113,24 @@ func (c *evictor) evict(ctx context.Context) {
 		}
 		from = next
 		for _, cand := range cands {
-			if !over && cand.at >= cutoff {
+			if !over && cand.At >= cutoff {
 				return // the rest are younger than MaxAge
 			}
-			if c.evictOne(cand.path) && over {
+			if c.evictOne(cand.Path) && over {
 				over = c.needEviction()
 			}
 		}
 	}
 }
 
-type lruEntry struct {
-	at   int64
-	path string
-}
-
 // lruBatch reads up to n entries of the LRU order, oldest first, from key
 // from on, and the key to continue at.
-func (c *evictor) lruBatch(from []byte, n int) ([]lruEntry, []byte, error) {
-	var out []lruEntry
+func (c *evictor) lruBatch(from []byte, n int) ([]index.LRUEntry, []byte, error) {
+	var out []index.LRUEntry
 	var next []byte
-	err := c.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{index.LRUPrefix}})
-		defer it.Close()
-		if from == nil {
-			it.Rewind()
-		} else {
-			it.Seek(from)
-		}
-		for ; it.Valid() && len(out) < n; it.Next() {
-			k := it.Item().Key()
-			if len(k) < 9 {
-				continue
-			}
-			out = append(out, lruEntry{at: int64(binary.BigEndian.Uint64(k[1:9])), path: string(k[9:])})
-			next = append(append([]byte(nil), k...), 0)
-		}
-		return nil
+	err := c.view(func(txn index.View) (err error) {
+		out, next, err = txn.LRUFrom(from, n)
+		return err
 	})
 	return out, next, err
 }
@@ -247,24 +226,13 @@ func (c *evictor) sweepOrphans(ctx context.Context) {
 // referencedData returns the data files the index names now.
 func (c *evictor) referencedData(ctx context.Context) (map[string]struct{}, error) {
 	referenced := map[string]struct{}{}
-	err := c.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{index.EntryPrefix}, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			if ctx.Err() != nil {
-				return ctx.Err()
+	err := c.view(func(txn index.View) error {
+		return txn.ForRecords(ctx.Err, func(_ string, r index.Record) error {
+			if r.Data != "" {
+				referenced[r.Data] = struct{}{}
 			}
-			err := it.Item().Value(func(v []byte) error {
-				if r, err := index.Decode(v); err == nil && r.Data != "" {
-					referenced[r.Data] = struct{}{}
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+			return nil
+		})
 	})
 	return referenced, err
 }

@@ -90,8 +90,8 @@ func BenchmarkEvictMillionEntries(b *testing.B) {
 			if evicted == b.N {
 				break
 			}
-			if !c.evictor.evictOne(cand.path) {
-				b.Fatalf("could not evict %s", cand.path)
+			if !c.evictor.evictOne(cand.Path) {
+				b.Fatalf("could not evict %s", cand.Path)
 			}
 			evicted++
 		}

@@ -401,7 +401,7 @@ func (c *fetcher) forgetRemote(p string, r index.Record) (kept bool) {
 			kept = ok
 			return err
 		}
-		if pend, err := index.HasPending(t.Txn, p); err != nil || pend {
+		if pend, err := t.HasPending(p); err != nil || pend {
 			kept = true
 			return err
 		}

@@ -78,11 +78,11 @@ func (c *mover) learnPathTxn(t *index.Tx, p string, size int64, mtime time.Time)
 	if _, ok, err := t.Get(p); err != nil || ok {
 		return err
 	}
-	if gone, err := index.GoneHere(t.Txn, p); err != nil || gone {
+	if gone, err := t.GoneHere(p); err != nil || gone {
 		return err
 	}
 	parent := index.ParentOf(p)
-	if ok, err := index.IsDir(t.Txn, parent); err != nil {
+	if ok, err := t.IsDir(parent); err != nil {
 		return err
 	} else if !ok {
 		if _, exists, err := t.Get(parent); err != nil || exists {

@@ -2,12 +2,10 @@ package cache
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -16,7 +14,7 @@ import (
 // or in a tree kept local. It reads one snapshot of the index; reconcile
 // uses it so as not to call such a file missing, nor its object orphaned.
 func (c *Cache) NotInStore(fn func(path string, size int64) error) error {
-	return c.ix.View(func(txn *badger.Txn) error { return notInStore(txn, fn) })
+	return c.ix.View(func(txn index.View) error { return notInStore(txn, fn) })
 }
 
 // ReadNotInStore is NotInStore for the cache in dir while no daemon has it
@@ -31,28 +29,14 @@ func ReadNotInStore(dir string, log *slog.Logger, fn func(path string, size int6
 		return err
 	}
 	defer ix.Close()
-	return ix.View(func(txn *badger.Txn) error { return notInStore(txn, fn) })
+	return ix.View(func(txn index.View) error { return notInStore(txn, fn) })
 }
 
-func notInStore(txn *badger.Txn, fn func(string, int64) error) error {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{index.EntryPrefix}, PrefetchValues: true, PrefetchSize: 64})
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		item := it.Item()
-		var r index.Record
-		err := item.Value(func(v []byte) (err error) {
-			r, err = index.Decode(v)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("index entry %q: %w", item.Key(), err)
-		}
+func notInStore(txn index.View, fn func(string, int64) error) error {
+	return txn.ForRecords(func() error { return nil }, func(p string, r index.Record) error {
 		if !r.OwesUpload() && (r.Dir || r.State != Local) {
-			continue
+			return nil
 		}
-		if err := fn(index.PathOfEntryKey(item.Key()), r.Size); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fn(p, r.Size)
+	})
 }

@@ -7,8 +7,6 @@ import (
 
 	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // Attr describes a file or directory.
@@ -72,15 +70,15 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 	}
 	var r index.Record
 	var ok, tomb, parentOK bool
-	err := c.view(func(txn *badger.Txn) error {
+	err := c.view(func(txn index.View) error {
 		var err error
-		if r, ok, err = index.Get(txn, p); err != nil || ok {
+		if r, ok, err = txn.Get(p); err != nil || ok {
 			return err
 		}
-		if tomb, err = index.GoneHere(txn, p); err != nil || tomb {
+		if tomb, err = txn.GoneHere(p); err != nil || tomb {
 			return err
 		}
-		parentOK, err = index.IsDir(txn, index.ParentOf(p))
+		parentOK, err = txn.IsDir(index.ParentOf(p))
 		return err
 	})
 	if err != nil {
@@ -213,12 +211,12 @@ func (c *remote) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, er
 	defer cancel()
 	asked := time.Now()
 	var gone map[string]bool
-	err := c.view(func(txn *badger.Txn) error {
-		if !index.HasGoneBelow(txn, p) {
+	err := c.view(func(txn index.View) error {
+		if !txn.HasGoneBelow(p) {
 			return nil
 		}
 		var err error
-		gone, err = index.OwedBelow(txn, p)
+		gone, err = txn.OwedBelow(p)
 		return err
 	})
 	if err != nil {
@@ -347,8 +345,8 @@ func (c *remote) remoteDirExistsExcept(ctx context.Context, p string, before map
 		if before[key] {
 			return true
 		}
-		viewErr = c.view(func(txn *badger.Txn) error {
-			tomb, err := index.GoneHere(txn, key)
+		viewErr = c.view(func(txn index.View) error {
+			tomb, err := txn.GoneHere(key)
 			found = !tomb
 			return err
 		})
@@ -359,8 +357,8 @@ func (c *remote) remoteDirExistsExcept(ctx context.Context, p string, before map
 
 // readOwedBelow is index.OwedBelow in a read transaction of its own.
 func (c *remote) readOwedBelow(p string) (gone map[string]bool, err error) {
-	err = c.view(func(txn *badger.Txn) error {
-		gone, err = index.OwedBelow(txn, p)
+	err = c.view(func(txn index.View) error {
+		gone, err = txn.OwedBelow(p)
 		return err
 	})
 	return gone, err
@@ -386,10 +384,10 @@ func (c *remote) learn(p string, r index.Record, asked time.Time) (Attr, error) 
 			out = attrOf(cur)
 			return nil
 		}
-		if gone, err := index.GoneHere(t.Txn, p); err != nil || gone {
+		if gone, err := t.GoneHere(p); err != nil || gone {
 			return errorOr(err, ErrNotExist)
 		}
-		if parentDir, err := index.IsDir(t.Txn, index.ParentOf(p)); err != nil || !parentDir {
+		if parentDir, err := t.IsDir(index.ParentOf(p)); err != nil || !parentDir {
 			return errorOr(err, ErrNotExist)
 		}
 		if r.Ino, err = c.ix.NextIno(); err != nil {
@@ -422,7 +420,7 @@ func (c *remote) promoteLocal(p string) {
 		if err := t.Put(p, r); err != nil {
 			return err
 		}
-		return index.SetPending(t.Txn, p)
+		return t.SetPending(p)
 	})
 	if err != nil {
 		c.log.Error("queueing a formerly local-only file failed", "path", p, "err", err)

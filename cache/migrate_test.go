@@ -54,7 +54,7 @@ func TestIndexOfTheFirstReleaseOpens(t *testing.T) {
 		t.Error("the fixture's unclean stop was not seen")
 	}
 	var version uint64
-	if err := c.view(func(txn *badger.Txn) error {
+	if err := c.ix.Badger().View(func(txn *badger.Txn) error {
 		item, err := txn.Get(index.SchemaKey)
 		if err != nil {
 			return err

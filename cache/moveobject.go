@@ -2,38 +2,22 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
 // The store's side of a directory rename (see renamedir.go): each moved
 // object is copied to its new key, then its old key is deleted.
 
-// moveOwner returns the path of the record whose object still sits at p,
-// if a move from p is owed.
-func moveOwner(txn *badger.Txn, p string) (string, bool, error) {
-	item, err := txn.Get(index.MoveSourceKey(p))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	v, err := item.ValueCopy(nil)
-	return string(v), err == nil, err
-}
-
 // moveStillOwed reports whether a move out of src is still owed: its
 // mark names a record that still says its object sits at src.
-func moveStillOwed(txn *badger.Txn, src string) (bool, error) {
-	owner, ok, err := moveOwner(txn, src)
+func moveStillOwed(txn index.View, src string) (bool, error) {
+	owner, ok, err := txn.MoveOwner(src)
 	if err != nil || !ok {
 		return false, err
 	}
-	r, ok, err := index.Get(txn, owner)
+	r, ok, err := txn.Get(owner)
 	if err != nil || !ok {
 		return false, err
 	}
@@ -44,13 +28,13 @@ func moveStillOwed(txn *badger.Txn, src string) (bool, error) {
 // to move away, so that nothing may be written or deleted there until the
 // move, which queues p again, is done. A mark outliving its move goes.
 func waitForMove(t *index.Tx, p string) (bool, error) {
-	if _, marked, err := moveOwner(t.Txn, p); err != nil || !marked {
+	if _, marked, err := t.MoveOwner(p); err != nil || !marked {
 		return false, err
 	}
-	if owed, err := moveStillOwed(t.Txn, p); err != nil || owed {
+	if owed, err := moveStillOwed(t.View, p); err != nil || owed {
 		return owed, err
 	}
-	return false, t.Txn.Delete(index.MoveSourceKey(p))
+	return false, t.ClearMoveSource(p)
 }
 
 // reuploadMoved moves an object too large for one CopyObject by sending
@@ -78,8 +62,8 @@ func (c *uploader) reuploadMoved(ctx context.Context, p string, r index.Record) 
 // objectKeyOf is the key the object of the file at p sits at now.
 func (c *uploader) objectKeyOf(p string) (string, error) {
 	var r index.Record
-	err := c.view(func(txn *badger.Txn) (err error) {
-		r, _, err = index.Get(txn, p)
+	err := c.view(func(txn index.View) (err error) {
+		r, _, err = txn.Get(p)
 		return err
 	})
 	return r.ObjectKey(p), err
@@ -138,7 +122,7 @@ func (c *uploader) moveObject(ctx context.Context, p string, r index.Record) (ag
 			return err
 		}
 		if cur.Stored() && !cur.MetaOwed {
-			return index.ClearPending(t.Txn, p)
+			return t.ClearPending(p)
 		}
 		again = true
 		return nil

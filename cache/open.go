@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -91,8 +89,8 @@ func (c *Cache) InodeOf(p string) (ino uint64, ok bool) {
 // lets a daemon that took over a live mount answer for the inodes the
 // kernel learnt from the one before it.
 func (c *Cache) PathOfInode(ino uint64) (p string, ok bool, err error) {
-	err = c.view(func(txn *badger.Txn) error {
-		p, ok, err = index.PathOfInode(txn, ino)
+	err = c.view(func(txn index.View) error {
+		p, ok, err = txn.PathOfInode(ino)
 		return err
 	})
 	return p, ok, err

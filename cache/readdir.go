@@ -8,7 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
@@ -81,12 +80,12 @@ type listedName struct {
 // directory's entries.
 func (c *lister) listDir(dir string) ([]DirEntry, error) {
 	l := &listing{dir: dir, seed: maphash.MakeSeed()}
-	if err := c.view(func(txn *badger.Txn) error {
-		if ok, err := index.IsDir(txn, dir); err != nil || !ok {
+	if err := c.view(func(txn index.View) error {
+		if ok, err := txn.IsDir(dir); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 		var err error
-		l.owedBefore, err = owedChildren(txn, dir)
+		l.owedBefore, err = txn.OwedChildren(dir)
 		return err
 	}); err != nil {
 		return nil, wrapPath("readdir", dir, err)
@@ -153,27 +152,6 @@ func (c *lister) listDir(dir string) ([]DirEntry, error) {
 	return c.indexEntries(dir)
 }
 
-// owedChildren returns the names directly in dir whose delete is owed.
-// Owed work is bounded by the upload queue, not by the directory.
-func owedChildren(txn *badger.Txn, dir string) (map[string]bool, error) {
-	out := map[string]bool{}
-	prefix := index.BelowPrefix(index.PendingPrefix, dir)
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		p := string(it.Item().Key()[1:])
-		if index.ParentOf(p) != dir {
-			continue
-		}
-		if _, ok, err := index.Get(txn, p); err != nil {
-			return nil, err
-		} else if !ok {
-			out[p] = true
-		}
-	}
-	return out, nil
-}
-
 // recordListed records one page of the store's listing of l.dir: names
 // the index lacks are learned, names it has are marked verified.
 func (c *lister) recordListed(ctx context.Context, l *listing, page []listedName) error {
@@ -224,13 +202,13 @@ func (c *lister) recordListed(ctx context.Context, l *listing, page []listedName
 			if l.owedBefore[p] {
 				continue // deleted here
 			}
-			if gone, err := index.GoneHere(t.Txn, p); err != nil || gone {
+			if gone, err := t.GoneHere(p); err != nil || gone {
 				if err != nil {
 					return err
 				}
 				continue
 			}
-			if parentOK, err := index.IsDir(t.Txn, l.dir); err != nil || !parentOK {
+			if parentOK, err := t.IsDir(l.dir); err != nil || !parentOK {
 				return errorOr(err, ErrNotExist) // removed while listed
 			}
 			ino, err := c.ix.NextIno()
@@ -256,8 +234,8 @@ func (c *lister) recordListed(ctx context.Context, l *listing, page []listedName
 // asked for at asked showed it, so the directory is gone.
 func (c *lister) deletedHere(ctx context.Context, p string, asked time.Time) bool {
 	var pending bool
-	if err := c.view(func(txn *badger.Txn) error {
-		pending = index.HasGoneBelow(txn, p)
+	if err := c.view(func(txn index.View) error {
+		pending = txn.HasGoneBelow(p)
 		return nil
 	}); err != nil {
 		return false // shown, as the store lists it
@@ -282,8 +260,8 @@ func (c *lister) forgetUnlisted(l *listing) error {
 		var gone []string
 		var next string
 		more := false
-		err := c.view(func(txn *badger.Txn) error {
-			return index.ForChildrenFrom(txn, l.dir, from, func(name string, r index.Record) error {
+		err := c.view(func(txn index.View) error {
+			return txn.ForChildrenFrom(l.dir, from, func(name string, r index.Record) error {
 				if len(gone) == listPage {
 					more, next = true, name
 					return index.ErrStop
@@ -331,7 +309,7 @@ func (c *lister) forgetNames(l *listing, names []string) error {
 			if !ok || r.Dir || (r.State != Clean && r.State != Remote) {
 				continue
 			}
-			if pend, err := index.HasPending(t.Txn, p); err != nil || pend {
+			if pend, err := t.HasPending(p); err != nil || pend {
 				if err != nil {
 					return err
 				}
@@ -350,8 +328,8 @@ func (c *lister) forgetNames(l *listing, names []string) error {
 // indexEntries returns the entries the index holds for dir, in name order.
 func (c *lister) indexEntries(dir string) ([]DirEntry, error) {
 	var out []DirEntry
-	err := c.view(func(txn *badger.Txn) error {
-		return index.ForChildren(txn, dir, func(name string, r index.Record) error {
+	err := c.view(func(txn index.View) error {
+		return txn.ForChildren(dir, func(name string, r index.Record) error {
 			out = append(out, DirEntry{Name: name, Dir: r.Dir, Kind: r.Kind, Ino: r.Ino})
 			return nil
 		})

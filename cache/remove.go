@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -61,15 +60,15 @@ func (c *remover) forgetKey(t *index.Tx, p string, inStore bool, tomb *bool) err
 	switch {
 	case !inStore:
 		// Never sent: nothing to delete in the store.
-		return index.ClearPending(t.Txn, p)
+		return t.ClearPending(p)
 	case c.opts.KeepDeletedInStore:
-		if err := index.ClearPending(t.Txn, p); err != nil {
+		if err := t.ClearPending(p); err != nil {
 			return err
 		}
-		return t.Txn.Set(index.HiddenKey(p), nil)
+		return t.Hide(p)
 	}
 	*tomb = true
-	return index.SetPending(t.Txn, p)
+	return t.SetPending(p)
 }
 
 // Rmdir removes the empty directory p. A directory whose objects are still
@@ -85,7 +84,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 		return err
 	}
 	var r index.Record
-	if err := c.view(func(txn *badger.Txn) (err error) {
+	if err := c.view(func(txn index.View) (err error) {
 		r, err = c.remover.checkEmptyDirTxn(txn, p)
 		return err
 	}); err != nil {
@@ -128,18 +127,18 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	c.remote.removeFromSubtreesLocked(p)
 	inStore := !c.localOnly(p)
 	err = c.updateLocked(func(t *index.Tx) error {
-		if _, err := c.remover.checkEmptyDirTxn(t.Txn, p); err != nil {
+		if _, err := c.remover.checkEmptyDirTxn(t.View, p); err != nil {
 			return err
 		}
 		switch {
 		case !inStore:
 		case c.opts.KeepDeletedInStore:
 			// The objects below stay: one key hides them all.
-			if err := index.HideTree(t.Txn, p); err != nil {
+			if err := t.HideTree(p); err != nil {
 				return err
 			}
 		default:
-			if err := index.SetPending(t.Txn, folderKey(p)); err != nil {
+			if err := t.SetPending(folderKey(p)); err != nil {
 				return err
 			}
 		}
@@ -170,19 +169,9 @@ func (c *remover) removeHiddenBelowLocked(p string) {
 	for {
 		n := 0
 		err := c.updateLocked(func(t *index.Tx) error {
-			it := t.Txn.NewIterator(badger.IteratorOptions{Prefix: index.BelowPrefix(index.HiddenPrefix, p)})
-			var keys [][]byte
-			for it.Rewind(); it.Valid() && len(keys) < listPage; it.Next() {
-				keys = append(keys, it.Item().KeyCopy(nil))
-			}
-			it.Close()
-			n = len(keys)
-			for _, k := range keys {
-				if err := t.Txn.Delete(k); err != nil {
-					return err
-				}
-			}
-			return nil
+			var err error
+			n, err = t.UnhideBelow(p, listPage)
+			return err
 		})
 		if err != nil {
 			c.log.Warn("dropping hidden keys below a removed directory failed; they stay, harmless", "dir", p, "err", err)
@@ -207,15 +196,15 @@ func isFolderKey(k string) bool { return strings.HasSuffix(k, "/") }
 
 // checkEmptyDirTxn returns the record of p if p is a directory with no
 // entries in the index.
-func (c *remover) checkEmptyDirTxn(txn *badger.Txn, p string) (index.Record, error) {
-	r, ok, err := index.Get(txn, p)
+func (c *remover) checkEmptyDirTxn(txn index.View, p string) (index.Record, error) {
+	r, ok, err := txn.Get(p)
 	if err != nil || !ok {
 		return r, errorOr(err, ErrNotExist)
 	}
 	if !r.Dir {
 		return r, ErrNotDir
 	}
-	if has, err := index.HasChildren(txn, p); err != nil || has {
+	if has, err := txn.HasChildren(p); err != nil || has {
 		return r, errorOr(err, ErrNotEmpty)
 	}
 	return r, nil
@@ -270,9 +259,9 @@ func (c *remover) learnAround(ctx context.Context, d string) {
 	}
 	// Complete, and perhaps empty: the deletes just sent may all have
 	// landed. "Nothing below d" is knowledge too.
-	err = c.view(func(txn *badger.Txn) error {
+	err = c.view(func(txn index.View) error {
 		for name := range below.files {
-			gone, err := index.GoneHere(txn, index.JoinPath(d, name))
+			gone, err := txn.GoneHere(index.JoinPath(d, name))
 			if err != nil {
 				return err
 			}

@@ -74,9 +74,9 @@ func (c *mover) putRenamedTxn(t *index.Tx, newp string, moved index.Record) erro
 	// An object it replaced at newp is deleted (a special file), or
 	// replaced by the upload owed.
 	if (moved.State == Special || moved.State == Local) && !moved.InStore {
-		return index.ClearPending(t.Txn, newp)
+		return t.ClearPending(newp)
 	}
-	return index.SetPending(t.Txn, newp)
+	return t.SetPending(newp)
 }
 
 func (c *mover) renameLocal(oldp, newp string, noReplace bool) (fetchNeeded bool, err error) {
@@ -133,14 +133,14 @@ func (c *mover) renameFileTxn(t *index.Tx, oldp, newp string, noReplace bool, fr
 	if err := touchParent(t, newp, now); err != nil {
 		return err
 	}
-	if parentDir, err := index.IsDir(t.Txn, index.ParentOf(newp)); err != nil || !parentDir {
+	if parentDir, err := t.IsDir(index.ParentOf(newp)); err != nil || !parentDir {
 		return errorOr(err, ErrNotExist)
 	}
-	newTomb, err := index.GoneHere(t.Txn, newp)
+	newTomb, err := t.GoneHere(newp)
 	if err != nil {
 		return err
 	}
-	if err := t.Txn.Delete(index.HiddenKey(newp)); err != nil {
+	if err := t.Unhide(newp); err != nil {
 		return err
 	}
 	if src.Stored() && !c.localOnly(oldp) && !c.localOnly(newp) {

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -76,11 +75,11 @@ func (c *Cache) Resolve(p string) string {
 		return p
 	}
 	var here, there bool
-	err := c.view(func(txn *badger.Txn) (err error) {
-		if _, here, err = index.Get(txn, p); err != nil || here {
+	err := c.view(func(txn index.View) (err error) {
+		if _, here, err = txn.Get(p); err != nil || here {
 			return err
 		}
-		_, there, err = index.Get(txn, q)
+		_, there, err = txn.Get(q)
 		return err
 	})
 	if err == nil && !here && there {
@@ -114,8 +113,8 @@ func (c *mover) renameDir(ctx context.Context, oldp, newp string, noReplace bool
 	}
 	var dst index.Record
 	var dstOK bool
-	if err := c.view(func(txn *badger.Txn) (err error) {
-		dst, dstOK, err = index.Get(txn, newp)
+	if err := c.view(func(txn index.View) (err error) {
+		dst, dstOK, err = txn.Get(newp)
 		return err
 	}); err != nil {
 		return err
@@ -162,8 +161,8 @@ func (c *mover) moveTree(oldp, newp string, resuming bool) error {
 	// The tree is read from one snapshot, without the lock: the kernel
 	// adds nothing below a directory it is renaming.
 	var paths []string
-	if err := c.view(func(txn *badger.Txn) error {
-		_, ok, err := index.Get(txn, oldp)
+	if err := c.view(func(txn index.View) error {
+		_, ok, err := txn.Get(oldp)
 		if err != nil || (!ok && !resuming) {
 			return err
 		}
@@ -200,7 +199,6 @@ func (c *mover) moveTree(oldp, newp string, resuming bool) error {
 func (c *mover) moveBatch(m treeMove, paths []string, first, last bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	intent := index.RenameIntentKey(m.oldp, m.newp)
 	var queue []string
 	err := c.updateLocked(func(t *index.Tx) error {
 		if first {
@@ -216,7 +214,7 @@ func (c *mover) moveBatch(m treeMove, paths []string, first, last bool) error {
 			queue = append(queue, q...)
 		}
 		if last && (!first || m.resuming) {
-			return t.Txn.Delete(intent)
+			return t.EndRename(m.oldp, m.newp)
 		}
 		return nil
 	})
@@ -249,12 +247,12 @@ func (c *mover) startMoveTxn(t *index.Tx, m treeMove, batched bool) error {
 		if _, ok, err := t.Get(m.newp); err != nil || ok {
 			return errorOr(err, ErrExist)
 		}
-		if ok, err := index.IsDir(t.Txn, index.ParentOf(m.newp)); err != nil || !ok {
+		if ok, err := t.IsDir(index.ParentOf(m.newp)); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
 	}
 	if batched {
-		if err := t.Txn.Set(index.RenameIntentKey(m.oldp, m.newp), nil); err != nil {
+		if err := t.StartRename(m.oldp, m.newp); err != nil {
 			return err
 		}
 	}
@@ -265,9 +263,9 @@ func (c *mover) startMoveTxn(t *index.Tx, m treeMove, batched bool) error {
 }
 
 // collectBelow appends the paths of every record below the directory p.
-func collectBelow(txn *badger.Txn, p string, out *[]string) error {
+func collectBelow(txn index.View, p string, out *[]string) error {
 	var dirs []string
-	err := index.ForChildren(txn, p, func(name string, r index.Record) error {
+	err := txn.ForChildren(p, func(name string, r index.Record) error {
 		child := index.JoinPath(p, name)
 		*out = append(*out, child)
 		if r.Dir {
@@ -305,7 +303,7 @@ func (c *mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []
 			// object, or one a store keeps after the objects below it
 			// left, as SeaweedFS does): it goes once the moves below it
 			// are done, as an rmdir's does.
-			if err := index.SetPending(t.Txn, folderKey(from)); err != nil {
+			if err := t.SetPending(folderKey(from)); err != nil {
 				return nil, err
 			}
 			queue = append(queue, folderKey(from))
@@ -316,21 +314,21 @@ func (c *mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []
 		// The bytes of this version are in the store: move them there.
 		src := r.ObjectKey(from)
 		moved.MoveFrom = src
-		if err := t.Txn.Set(index.MoveSourceKey(src), []byte(to)); err != nil {
+		if err := t.MarkMoveSource(src, to); err != nil {
 			return nil, err
 		}
-		if err := index.SetPending(t.Txn, src); err != nil {
+		if err := t.SetPending(src); err != nil {
 			return nil, err
 		}
 		if src != from {
 			// Renamed again before its move was done: a copy to from
 			// may have landed, and is not wanted.
-			if err := index.SetPending(t.Txn, from); err != nil {
+			if err := t.SetPending(from); err != nil {
 				return nil, err
 			}
 			queue = append(queue, from)
 		}
-		if err := index.SetPending(t.Txn, to); err != nil {
+		if err := t.SetPending(to); err != nil {
 			return nil, err
 		}
 		queue = append(queue, to)
@@ -343,10 +341,10 @@ func (c *mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []
 				return nil, err
 			}
 		} else {
-			if err := t.Txn.Set(index.MoveSourceKey(r.MoveFrom), []byte(to)); err != nil {
+			if err := t.MarkMoveSource(r.MoveFrom, to); err != nil {
 				return nil, err
 			}
-			if err := index.SetPending(t.Txn, from); err != nil {
+			if err := t.SetPending(from); err != nil {
 				return nil, err
 			}
 			tomb = true
@@ -362,11 +360,11 @@ func (c *mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []
 		moved.State = c.versionState(to)
 		moved.InStore = newTomb
 		if moved.State == Local && !moved.InStore && moved.MoveFrom == "" {
-			if err := index.ClearPending(t.Txn, to); err != nil {
+			if err := t.ClearPending(to); err != nil {
 				return nil, err
 			}
 		} else {
-			if err := index.SetPending(t.Txn, to); err != nil {
+			if err := t.SetPending(to); err != nil {
 				return nil, err
 			}
 			queue = append(queue, to)
@@ -382,16 +380,12 @@ func (c *mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []
 func (c *mover) finishRenames() error {
 	type move struct{ from, to string }
 	var moves []move
-	err := c.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{index.RenameIntentPrefix}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			from, to, ok := strings.Cut(string(it.Item().Key()[1:]), "\x00")
-			if ok {
-				moves = append(moves, move{from, to})
-			}
+	err := c.view(func(txn index.View) error {
+		underway, err := txn.RenamesUnderway()
+		for _, m := range underway {
+			moves = append(moves, move{m[0], m[1]})
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return err

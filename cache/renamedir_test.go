@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
@@ -246,10 +245,10 @@ func TestDirectoryRenameInBatchesFinishesAfterAStop(t *testing.T) {
 	// Now stop half way through moving b to c, by hand.
 	c.mu.Lock()
 	var paths []string
-	err := c.view(func(txn *badger.Txn) error { return collectBelow(txn, "b", &paths) })
+	err := c.view(func(txn index.View) error { return collectBelow(txn, "b", &paths) })
 	if err == nil {
 		err = c.updateLocked(func(t *index.Tx) error {
-			if err := t.Txn.Set(index.RenameIntentKey("b", "c"), nil); err != nil {
+			if err := t.StartRename("b", "c"); err != nil {
 				return err
 			}
 			for _, from := range append([]string{"b"}, paths[:2]...) {

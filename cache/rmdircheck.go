@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/s3mediafs/s3mediafs/cache/index"
 	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
@@ -121,7 +119,7 @@ func (c *remover) checkRemovedDirs(ctx context.Context) {
 	var due []string
 	// The view cannot fail: hasOwedAtOrBelow counts a failed read as
 	// owed, which leaves that directory for the next round.
-	if err := c.view(func(txn *badger.Txn) error {
+	if err := c.view(func(txn index.View) error {
 		due = c.rmdirChecks.take(func(p string) bool {
 			return !hasOwedAtOrBelow(txn, p)
 		})
@@ -140,15 +138,7 @@ func (c *remover) checkRemovedDirs(ctx context.Context) {
 
 // hasOwedAtOrBelow reports an owed upload or delete at p, below p, or of
 // p's folder key.
-func hasOwedAtOrBelow(txn *badger.Txn, p string) bool {
-	if ok, err := index.HasKey(txn, index.PendingKey(p)); ok || err != nil {
-		return true
-	}
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: index.BelowPrefix(index.PendingPrefix, p), PrefetchValues: false})
-	defer it.Close()
-	it.Rewind()
-	return it.Valid()
-}
+func hasOwedAtOrBelow(txn index.View, p string) bool { return txn.HasOwedAtOrBelow(p) }
 
 // outermost drops each directory that has an ancestor in dirs: the
 // ancestor's check covers it.
@@ -255,8 +245,8 @@ func (c *remover) listedAmong(ctx context.Context, parent string, dirs []string,
 		}
 		key := index.JoinPath(parent, name)
 		var gone bool
-		viewErr = c.view(func(txn *badger.Txn) (err error) {
-			gone, err = index.GoneHere(txn, key)
+		viewErr = c.view(func(txn index.View) (err error) {
+			gone, err = txn.GoneHere(key)
 			return err
 		})
 		if !gone && viewErr == nil {

@@ -2,11 +2,9 @@ package cache
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -77,20 +75,12 @@ func decodeRootMeta(b []byte) (rootMeta, error) {
 	return m, nil
 }
 
-func getRootMeta(txn *badger.Txn) (rootMeta, error) {
-	item, err := txn.Get(index.RootKey)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return rootMeta{}, nil
-	}
-	if err != nil {
+func getRootMeta(txn index.View) (rootMeta, error) {
+	b, ok, err := txn.RootValue()
+	if err != nil || !ok {
 		return rootMeta{}, err
 	}
-	var m rootMeta
-	err = item.Value(func(v []byte) error {
-		m, err = decodeRootMeta(v)
-		return err
-	})
-	return m, err
+	return decodeRootMeta(b)
 }
 
 // touchParent moves the mtime and ctime of p's directory to now: a name
@@ -98,12 +88,12 @@ func getRootMeta(txn *badger.Txn) (rootMeta, error) {
 func touchParent(t *index.Tx, p string, now int64) error {
 	dir := index.ParentOf(p)
 	if dir == "" {
-		m, err := getRootMeta(t.Txn)
+		m, err := getRootMeta(t.View)
 		if err != nil {
 			return err
 		}
 		m.mtime, m.ctime = now, now
-		return t.Txn.Set(index.RootKey, m.encode())
+		return t.SetRootValue(m.encode())
 	}
 	r, ok, err := t.Get(dir)
 	if err != nil || !ok || !r.Dir {
@@ -117,7 +107,7 @@ func touchParent(t *index.Tx, p string, now int64) error {
 func (c *Cache) RootAttr() Attr {
 	a := Attr{Ino: index.RootIno, Dir: true}
 	var m rootMeta
-	if err := c.view(func(txn *badger.Txn) (err error) {
+	if err := c.view(func(txn index.View) (err error) {
 		m, err = getRootMeta(txn)
 		return err
 	}); err != nil {
@@ -136,7 +126,7 @@ func (c *Cache) setRoot(ch AttrChange) (Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err := c.updateLocked(func(t *index.Tx) error {
-		m, err := getRootMeta(t.Txn)
+		m, err := getRootMeta(t.View)
 		if err != nil {
 			return err
 		}
@@ -153,7 +143,7 @@ func (c *Cache) setRoot(ch AttrChange) (Attr, error) {
 		case m.mtime == 0:
 			m.mtime = m.ctime
 		}
-		return t.Txn.Set(index.RootKey, m.encode())
+		return t.SetRootValue(m.encode())
 	})
 	if err != nil {
 		return Attr{}, err

@@ -5,7 +5,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -39,8 +38,8 @@ func (c *Cache) scrubLoop(ctx context.Context) {
 			r index.Record
 		}
 		var batch []item
-		err := c.view(func(txn *badger.Txn) (err error) {
-			after, err = index.ForFilesFrom(txn, after, scrubBatch, func(p string, r index.Record) {
+		err := c.view(func(txn index.View) (err error) {
+			after, err = txn.ForFilesFrom(after, scrubBatch, func(p string, r index.Record) {
 				if r.State == Clean && r.HasCRC && r.Data != "" {
 					batch = append(batch, item{p, r})
 				}

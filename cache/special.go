@@ -51,7 +51,7 @@ func (c *Cache) Mknod(ctx context.Context, p string, kind, rdev uint32, nf NewFi
 		}
 		if tomb {
 			queue = true
-			return index.SetPending(t.Txn, p)
+			return t.SetPending(p)
 		}
 		return nil
 	})

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -129,9 +128,9 @@ func (c *Cache) Flush(ctx context.Context) (int, error) {
 		// Done ones are dropped from the front up to the first still
 		// owed: one upload's end then costs a look or two, not a look
 		// at every path still owed.
-		err := c.view(func(txn *badger.Txn) error {
+		err := c.view(func(txn index.View) error {
 			for len(owed) > 0 {
-				pending, err := index.HasPending(txn, owed[0])
+				pending, err := txn.HasPending(owed[0])
 				if err != nil || pending {
 					return err
 				}
@@ -157,9 +156,9 @@ func (c *Cache) Flush(ctx context.Context) (int, error) {
 // stillOwed counts the paths of owed that still owe the store.
 func (c *Cache) stillOwed(owed []string) int {
 	n := 0
-	if err := c.view(func(txn *badger.Txn) error {
+	if err := c.view(func(txn index.View) error {
 		for _, p := range owed {
-			if pending, err := index.HasPending(txn, p); err != nil || pending {
+			if pending, err := txn.HasPending(p); err != nil || pending {
 				n++ // a path not read counts as owed
 			}
 		}

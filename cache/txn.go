@@ -1,8 +1,6 @@
 package cache
 
 import (
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -56,15 +54,15 @@ func (c *lister) touchedLocked(p string) {
 }
 
 // view runs fn in a read-only index transaction.
-func (c *Cache) view(fn func(txn *badger.Txn) error) error {
+func (c *Cache) view(fn func(txn index.View) error) error {
 	c.stats.indexReads.Add(1)
 	return c.ix.View(fn)
 }
 
 // readRecord is index.Get in a read-only transaction of its own.
 func (c *Cache) readRecord(p string) (r index.Record, ok bool, err error) {
-	err = c.view(func(txn *badger.Txn) error {
-		r, ok, err = index.Get(txn, p)
+	err = c.view(func(txn index.View) error {
+		r, ok, err = txn.Get(p)
 		return err
 	})
 	return r, ok, err

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -29,7 +28,7 @@ func (c *uploader) syncPath(ctx context.Context, p string) (again bool, err erro
 		move     bool
 	)
 	err = c.updateLocked(func(t *index.Tx) error {
-		pending, err := index.HasPending(t.Txn, p)
+		pending, err := t.HasPending(p)
 		if err != nil || !pending {
 			return err
 		}
@@ -57,12 +56,12 @@ func (c *uploader) syncPath(ctx context.Context, p string) (again bool, err erro
 			metaOnly = true
 			return nil
 		case r.Stored():
-			return index.ClearPending(t.Txn, p)
+			return t.ClearPending(p)
 		case r.State == Local || r.State == Special:
 			// A local-only file replaced an object: delete the object.
 			tomb = r.InStore
 			if !tomb {
-				return index.ClearPending(t.Txn, p)
+				return t.ClearPending(p)
 			}
 			return nil
 		}
@@ -162,7 +161,7 @@ func (c *uploader) uploadFile(ctx context.Context, p string, r index.Record, dat
 		if err := t.Put(p, cur); err != nil {
 			return err
 		}
-		return index.ClearPending(t.Txn, p)
+		return t.ClearPending(p)
 	})
 	if err == nil && !again {
 		c.verified[p] = time.Now()
@@ -204,7 +203,7 @@ func (c *uploader) sendMeta(ctx context.Context, p string, r index.Record) (agai
 		if err := t.Put(p, cur); err != nil {
 			return err
 		}
-		return index.ClearPending(t.Txn, p)
+		return t.ClearPending(p)
 	})
 	return again, err
 }
@@ -215,15 +214,15 @@ func (c *uploader) sendMeta(ctx context.Context, p string, r index.Record) (agai
 func (c *uploader) deleteFolder(ctx context.Context, k string) error {
 	dir := strings.TrimSuffix(k, "/")
 	var owed, busy, exists bool
-	err := c.view(func(txn *badger.Txn) error {
+	err := c.view(func(txn index.View) error {
 		var err error
-		if owed, err = index.HasPending(txn, k); err != nil || !owed {
+		if owed, err = txn.HasPending(k); err != nil || !owed {
 			return err
 		}
-		if exists, err = index.IsDir(txn, dir); err != nil || exists {
+		if exists, err = txn.IsDir(dir); err != nil || exists {
 			return err
 		}
-		busy = index.HasPendingBelow(txn, k)
+		busy = txn.HasPendingBelow(k)
 		return nil
 	})
 	if err != nil || !owed || busy {
@@ -239,10 +238,10 @@ func (c *uploader) deleteFolder(ctx context.Context, k string) error {
 	defer c.mu.Unlock()
 	var wake []string
 	err = c.updateLocked(func(t *index.Tx) error {
-		if err := index.ClearPending(t.Txn, k); err != nil {
+		if err := t.ClearPending(k); err != nil {
 			return err
 		}
-		wake = foldersOwedAbove(t.Txn, dir)
+		wake = foldersOwedAbove(t.View, dir)
 		return nil
 	})
 	c.queueAll(wake)
@@ -252,10 +251,10 @@ func (c *uploader) deleteFolder(ctx context.Context, k string) error {
 // foldersOwedAbove returns the folder deletes owed above p, which the end
 // of the work owed at p may let go (see deleteFolder). They are queued
 // once the transaction that ended it has committed, so that they see it.
-func foldersOwedAbove(txn *badger.Txn, p string) []string {
+func foldersOwedAbove(txn index.View, p string) []string {
 	var out []string
 	for d := index.ParentOf(p); d != ""; d = index.ParentOf(d) {
-		if owed, err := index.HasPending(txn, folderKey(d)); err == nil && owed {
+		if owed, err := txn.HasPending(folderKey(d)); err == nil && owed {
 			out = append(out, folderKey(d))
 		}
 	}
@@ -303,10 +302,10 @@ func (c *uploader) deleteRemote(ctx context.Context, p string) (bool, error) {
 			again = true
 			return nil
 		}
-		if err := index.ClearPending(t.Txn, p); err != nil {
+		if err := t.ClearPending(p); err != nil {
 			return err
 		}
-		wake = foldersOwedAbove(t.Txn, p)
+		wake = foldersOwedAbove(t.View, p)
 		return nil
 	})
 	if err == nil {

@@ -7,7 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
@@ -162,7 +161,7 @@ func (c *Cache) putVersion(t *index.Tx, p string, r index.Record) error {
 	if r.State == Local {
 		return nil
 	}
-	return index.SetPending(t.Txn, p)
+	return t.SetPending(p)
 }
 
 // Flush records the size written and queues the upload. It is what makes
@@ -198,12 +197,12 @@ func (h *Handle) waitStored(ctx context.Context) error {
 		wake := c.uploadsDone.C()
 		var r index.Record
 		var ok, pending bool
-		if err := c.view(func(txn *badger.Txn) error {
+		if err := c.view(func(txn index.View) error {
 			var err error
-			if r, ok, err = index.Get(txn, p); err != nil {
+			if r, ok, err = txn.Get(p); err != nil {
 				return err
 			}
-			pending, err = index.HasPending(txn, p)
+			pending, err = txn.HasPending(p)
 			return err
 		}); err != nil {
 			return err

@@ -301,7 +301,9 @@ func OpenReadOnly(dir string, log *slog.Logger) (*DB, error) {
 }
 
 // View runs fn in a read-only transaction.
-func (ix *DB) View(fn func(txn *badger.Txn) error) error { return ix.db.View(fn) }
+func (ix *DB) View(fn func(v View) error) error {
+	return ix.db.View(func(txn *badger.Txn) error { return fn(View{txn}) })
+}
 
 // Sync makes every committed change durable (fsync).
 func (ix *DB) Sync() error { return ix.db.Sync() }

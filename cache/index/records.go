@@ -12,8 +12,8 @@ import (
 // Reads and writes of records and marks inside a transaction. Paths are
 // relative to the mount root, "" being the root, with "/" between names.
 
-// Get reads the record at path p; ok is false when there is none.
-func Get(txn *badger.Txn, p string) (Record, bool, error) {
+// get reads the record at path p; ok is false when there is none.
+func get(txn *badger.Txn, p string) (Record, bool, error) {
 	item, err := txn.Get(EntryKey(p))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return Record{}, false, nil
@@ -58,9 +58,9 @@ func forgetInode(txn *badger.Txn, ino uint64, p string) error {
 	return txn.Delete(InodeKey(ino))
 }
 
-// PathOfInode returns the path of the record with inode number ino; ok is
+// pathOfInode returns the path of the record with inode number ino; ok is
 // false when no record has it (the file was removed, or never was).
-func PathOfInode(txn *badger.Txn, ino uint64) (p string, ok bool, err error) {
+func pathOfInode(txn *badger.Txn, ino uint64) (p string, ok bool, err error) {
 	if ino == RootIno {
 		return "", true, nil
 	}
@@ -74,7 +74,7 @@ func PathOfInode(txn *badger.Txn, ino uint64) (p string, ok bool, err error) {
 	if err := item.Value(func(v []byte) error { p = string(v); return nil }); err != nil {
 		return "", false, err
 	}
-	r, ok, err := Get(txn, p)
+	r, ok, err := get(txn, p)
 	if err != nil || !ok || r.Ino != ino {
 		return "", false, err
 	}
@@ -92,7 +92,7 @@ func PathOfEntryKey(k []byte) string {
 	return string(k)
 }
 
-func HasPending(txn *badger.Txn, p string) (bool, error) {
+func hasPending(txn *badger.Txn, p string) (bool, error) {
 	_, err := txn.Get(PendingKey(p))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return false, nil
@@ -100,29 +100,29 @@ func HasPending(txn *badger.Txn, p string) (bool, error) {
 	return err == nil, err
 }
 
-func SetPending(txn *badger.Txn, p string) error   { return txn.Set(PendingKey(p), nil) }
-func ClearPending(txn *badger.Txn, p string) error { return txn.Delete(PendingKey(p)) }
+func setPending(txn *badger.Txn, p string) error   { return txn.Set(PendingKey(p), nil) }
+func clearPending(txn *badger.Txn, p string) error { return txn.Delete(PendingKey(p)) }
 
-// IsHidden reports whether the object at p is hidden: by a key of its own
+// isHidden reports whether the object at p is hidden: by a key of its own
 // or by a removed directory at or above it.
-func IsHidden(txn *badger.Txn, p string) (bool, error) {
-	if ok, err := HasKey(txn, HiddenKey(p)); ok || err != nil {
+func isHidden(txn *badger.Txn, p string) (bool, error) {
+	if ok, err := hasKey(txn, HiddenKey(p)); ok || err != nil {
 		return ok, err
 	}
 	for d := p; d != ""; d = ParentOf(d) {
-		if ok, err := HasKey(txn, HiddenTreeKey(d)); ok || err != nil {
+		if ok, err := hasKey(txn, HiddenTreeKey(d)); ok || err != nil {
 			return ok, err
 		}
 	}
 	return false, nil
 }
 
-// HideTree hides everything the store holds below the directory p, in
+// hideTree hides everything the store holds below the directory p, in
 // place of the hidden keys below it, which go in batches of their own
 // (removeHiddenBelow).
-func HideTree(txn *badger.Txn, p string) error { return txn.Set(HiddenTreeKey(p), nil) }
+func hideTree(txn *badger.Txn, p string) error { return txn.Set(HiddenTreeKey(p), nil) }
 
-func HasKey(txn *badger.Txn, k []byte) (bool, error) {
+func hasKey(txn *badger.Txn, k []byte) (bool, error) {
 	_, err := txn.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return false, nil
@@ -130,30 +130,30 @@ func HasKey(txn *badger.Txn, k []byte) (bool, error) {
 	return err == nil, err
 }
 
-// GoneHere reports a key removed through this mount whose object the store
+// goneHere reports a key removed through this mount whose object the store
 // may still hold: a tombstone (delete owed) or a hidden key (kept by
 // choice). Lookups and listings treat it as absent.
-func GoneHere(txn *badger.Txn, p string) (bool, error) {
-	if _, ok, err := Get(txn, p); ok || err != nil {
+func goneHere(txn *badger.Txn, p string) (bool, error) {
+	if _, ok, err := get(txn, p); ok || err != nil {
 		return false, err
 	}
-	if pend, err := HasPending(txn, p); pend || err != nil {
+	if pend, err := hasPending(txn, p); pend || err != nil {
 		return pend, err
 	}
-	return IsHidden(txn, p)
+	return isHidden(txn, p)
 }
 
-// ForChildren calls fn for each direct child of dir, in name order.
-func ForChildren(txn *badger.Txn, dir string, fn func(name string, r Record) error) error {
-	return ForChildrenFrom(txn, dir, "", fn)
+// forChildren calls fn for each direct child of dir, in name order.
+func forChildren(txn *badger.Txn, dir string, fn func(name string, r Record) error) error {
+	return forChildrenFrom(txn, dir, "", fn)
 }
 
 // ErrStop ends a ForChildren walk early without an error.
 var ErrStop = errors.New("stop iteration")
 
-// ForChildrenFrom is ForChildren starting at the name from; fn may end
+// forChildrenFrom is ForChildren starting at the name from; fn may end
 // the walk by returning ErrStop.
-func ForChildrenFrom(txn *badger.Txn, dir, from string, fn func(name string, r Record) error) error {
+func forChildrenFrom(txn *badger.Txn, dir, from string, fn func(name string, r Record) error) error {
 	prefix := ChildrenPrefix(dir)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
 	defer it.Close()
@@ -179,8 +179,8 @@ func ForChildrenFrom(txn *badger.Txn, dir, from string, fn func(name string, r R
 	return nil
 }
 
-// HasChildren reports whether dir has any child in the index.
-func HasChildren(txn *badger.Txn, dir string) (bool, error) {
+// hasChildren reports whether dir has any child in the index.
+func hasChildren(txn *badger.Txn, dir string) (bool, error) {
 	prefix := ChildrenPrefix(dir)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
@@ -188,8 +188,8 @@ func HasChildren(txn *badger.Txn, dir string) (bool, error) {
 	return it.Valid(), nil
 }
 
-// HasGoneBelow reports whether any owed work or hidden key lies below dir.
-func HasGoneBelow(txn *badger.Txn, dir string) bool {
+// hasGoneBelow reports whether any owed work or hidden key lies below dir.
+func hasGoneBelow(txn *badger.Txn, dir string) bool {
 	for _, pk := range []byte{PendingPrefix, HiddenPrefix, HiddenTreePrefix} {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: BelowPrefix(pk, dir)})
 		it.Rewind()
@@ -202,9 +202,9 @@ func HasGoneBelow(txn *badger.Txn, dir string) bool {
 	return false
 }
 
-// HasPendingBelow reports whether work is owed on any key below the folder
+// hasPendingBelow reports whether work is owed on any key below the folder
 // key k ("dir/"), other than k itself.
-func HasPendingBelow(txn *badger.Txn, k string) bool {
+func hasPendingBelow(txn *badger.Txn, k string) bool {
 	prefix := PendingKey(k)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
@@ -224,12 +224,12 @@ func BelowPrefix(pk byte, dir string) []byte {
 	return append(append([]byte{pk}, dir...), '/')
 }
 
-// OwedBelow returns the paths below dir whose delete is owed. It is read
+// owedBelow returns the paths below dir whose delete is owed. It is read
 // before a LIST starts: one of them may complete while the LIST is
 // answered, and its key must still count as gone. Hidden keys need no
 // such care (they stay), and are checked key by key (GoneHere), so that
 // this costs what the upload queue holds, not what was ever removed.
-func OwedBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
+func owedBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
 	var paths []string
 	prefix := BelowPrefix(PendingPrefix, dir)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
@@ -239,7 +239,7 @@ func OwedBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
 	it.Close()
 	out := make(map[string]bool, len(paths))
 	for _, p := range paths {
-		if _, ok, err := Get(txn, p); err != nil {
+		if _, ok, err := get(txn, p); err != nil {
 			return nil, err
 		} else if !ok {
 			out[p] = true
@@ -248,12 +248,12 @@ func OwedBelow(txn *badger.Txn, dir string) (map[string]bool, error) {
 	return out, nil
 }
 
-// IsDir reports whether p is the root or a directory in the index.
-func IsDir(txn *badger.Txn, p string) (bool, error) {
+// isDir reports whether p is the root or a directory in the index.
+func isDir(txn *badger.Txn, p string) (bool, error) {
 	if p == "" {
 		return true, nil
 	}
-	r, ok, err := Get(txn, p)
+	r, ok, err := get(txn, p)
 	return ok && r.Dir, err
 }
 
@@ -279,10 +279,10 @@ func JoinPath(dir, name string) string {
 	return dir + "/" + name
 }
 
-// ForFilesFrom calls fn for up to n records of files, in key order, from
+// forFilesFrom calls fn for up to n records of files, in key order, from
 // the key after (nil: the first), and returns the key to continue after;
 // nil once the walk has passed the last record.
-func ForFilesFrom(txn *badger.Txn, after []byte, n int, fn func(p string, r Record)) ([]byte, error) {
+func forFilesFrom(txn *badger.Txn, after []byte, n int, fn func(p string, r Record)) ([]byte, error) {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{EntryPrefix}, PrefetchValues: true, PrefetchSize: 64})
 	defer it.Close()
 	if after == nil {

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // smallFS mounts a tmpfs of size bytes for the test (root only).
@@ -103,8 +101,8 @@ func TestFullFilesystemRefusesIndexWritesAndNeverCrashes(t *testing.T) {
 		t.Fatalf("start on a full filesystem: %v", err)
 	}
 	n := 0
-	if err := ix.View(func(txn *badger.Txn) error {
-		return ForChildren(txn, "local_content/ab/cd", func(string, Record) error { n++; return nil })
+	if err := ix.View(func(v View) error {
+		return v.ForChildren("local_content/ab/cd", func(string, Record) error { n++; return nil })
 	}); err != nil || n < 2000 {
 		t.Fatalf("reads after a start on a full filesystem: %d records, %v", n, err)
 	}
@@ -167,8 +165,8 @@ func TestStartWithoutReserveOnAFullFilesystem(t *testing.T) {
 	}
 	defer ix.Close()
 	n := 0
-	if err := ix.View(func(txn *badger.Txn) error {
-		return ForChildren(txn, "local_content/ab/cd", func(string, Record) error { n++; return nil })
+	if err := ix.View(func(v View) error {
+		return v.ForChildren("local_content/ab/cd", func(string, Record) error { n++; return nil })
 	}); err != nil || n != 500 {
 		t.Fatalf("reads after the start: %d records, %v", n, err)
 	}

@@ -14,18 +14,16 @@ import (
 // and dirty bytes) and the least-recently-used order of clean files. All
 // record writes go through Put and Del, so no caller can forget either.
 type Tx struct {
-	Txn   *badger.Txn
+	View
+	txn   *badger.Txn
 	touch func(p string) // told of every record written or removed
 	now   int64          // unix nanoseconds, for new LRU entries
 	delta Acct
 }
 
-// Get reads the record at p.
-func (t *Tx) Get(p string) (Record, bool, error) { return Get(t.Txn, p) }
-
 // Put writes r at p.
 func (t *Tx) Put(p string, r Record) error {
-	old, had, err := Get(t.Txn, p)
+	old, had, err := get(t.txn, p)
 	if err != nil {
 		return err
 	}
@@ -34,19 +32,19 @@ func (t *Tx) Put(p string, r Record) error {
 	}
 	t.touch(p)
 	if had && old.Ino != r.Ino {
-		if err := forgetInode(t.Txn, old.Ino, p); err != nil {
+		if err := forgetInode(t.txn, old.Ino, p); err != nil {
 			return err
 		}
 	}
-	if err := t.Txn.Set(InodeKey(r.Ino), []byte(p)); err != nil {
+	if err := t.txn.Set(InodeKey(r.Ino), []byte(p)); err != nil {
 		return err
 	}
-	return putRecord(t.Txn, p, r)
+	return putRecord(t.txn, p, r)
 }
 
 // Del removes the record at p.
 func (t *Tx) Del(p string) error {
-	old, had, err := Get(t.Txn, p)
+	old, had, err := get(t.txn, p)
 	if err != nil || !had {
 		return err
 	}
@@ -59,10 +57,10 @@ func (t *Tx) DelRead(p string, old Record) error {
 		return err
 	}
 	t.touch(p)
-	if err := forgetInode(t.Txn, old.Ino, p); err != nil {
+	if err := forgetInode(t.txn, old.Ino, p); err != nil {
 		return err
 	}
-	return deleteRecord(t.Txn, p)
+	return deleteRecord(t.txn, p)
 }
 
 func localBytes(r Record) int64 {
@@ -114,8 +112,8 @@ func (t *Tx) derive(p string, old Record, hadOld bool, new Record, hasNew bool) 
 	return nil
 }
 
-// LRUGet returns p's last access time, if p is in the LRU order.
-func LRUGet(txn *badger.Txn, p string) (int64, bool, error) {
+// lruGet returns p's last access time, if p is in the LRU order.
+func lruGet(txn *badger.Txn, p string) (int64, bool, error) {
 	item, err := txn.Get(AccessKey(p))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return 0, false, nil
@@ -135,14 +133,14 @@ func LRUGet(txn *badger.Txn, p string) (int64, bool, error) {
 }
 
 func (t *Tx) lruRemove(p string) error {
-	at, ok, err := LRUGet(t.Txn, p)
+	at, ok, err := lruGet(t.txn, p)
 	if err != nil || !ok {
 		return err
 	}
-	if err := t.Txn.Delete(LRUKey(at, p)); err != nil {
+	if err := t.txn.Delete(LRUKey(at, p)); err != nil {
 		return err
 	}
-	return t.Txn.Delete(AccessKey(p))
+	return t.txn.Delete(AccessKey(p))
 }
 
 // LRUSet moves p, a clean file, to access time at in the eviction order.
@@ -150,10 +148,10 @@ func (t *Tx) LRUSet(p string, at int64) error {
 	if err := t.lruRemove(p); err != nil {
 		return err
 	}
-	if err := t.Txn.Set(LRUKey(at, p), nil); err != nil {
+	if err := t.txn.Set(LRUKey(at, p), nil); err != nil {
 		return err
 	}
-	return t.Txn.Set(AccessKey(p), binary.BigEndian.AppendUint64(nil, uint64(at)))
+	return t.txn.Set(AccessKey(p), binary.BigEndian.AppendUint64(nil, uint64(at)))
 }
 
 // Acct is the byte accounting the index keeps in step with its records.
@@ -174,7 +172,7 @@ func (ix *DB) Update(base Acct, touch func(p string), fn func(t *Tx) error) (Acc
 	}
 	var t *Tx
 	err := ix.update(func(txn *badger.Txn) error {
-		t = &Tx{Txn: txn, now: time.Now().UnixNano(), touch: touch}
+		t = &Tx{View: View{txn}, txn: txn, now: time.Now().UnixNano(), touch: touch}
 		if err := fn(t); err != nil {
 			return err
 		}

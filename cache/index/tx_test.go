@@ -6,8 +6,6 @@ package index
 
 import (
 	"testing"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 func openTest(t *testing.T, dir string) *DB {
@@ -37,7 +35,7 @@ func TestUpdateKeepsAccountingAndLRU(t *testing.T) {
 	inLRU := func() bool {
 		t.Helper()
 		var ok bool
-		if err := ix.View(func(txn *badger.Txn) (err error) { _, ok, err = LRUGet(txn, "a/f"); return err }); err != nil {
+		if err := ix.View(func(v View) (err error) { _, ok, err = v.LRUGet("a/f"); return err }); err != nil {
 			t.Fatal(err)
 		}
 		return ok
