@@ -15,11 +15,11 @@ if [ -z "${S3MEDIAFS_TEST_POSTGRES:-}" ] && scripts/postgres.sh available; then
   exec scripts/postgres.sh run "$0" "$@"
 fi
 # The end-to-end tests that mostly wait (the real Synapse, daemon crashes
-# and restarts, the package, full disks) run in a second go test process
+# and restarts) run in a second go test process
 # beside the others: each process has its own binary, temporary root and
 # leak checks, so the two do not see each other. Arguments given (a -run of
 # your own) run everything in one process instead.
-waiting='^Test(RealSynapse|Crash|Upgrade|Reload|WriterOpenAcrossCrash|DebianPackage|FullCacheFilesystem|HugeDirectoryThroughTheMount|KillDuring|StoreOutageWithRealDaemon|ReconcileKilled)'
+waiting='^Test(RealSynapse|Crash|Upgrade|Reload|WriterOpenAcrossCrash)'
 split_run() { # packages… -- go test arguments…
   local pkgs=()
   while [ $# -gt 0 ] && [ "$1" != -- ]; do pkgs+=("$1"); shift; done
