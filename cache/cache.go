@@ -20,9 +20,11 @@ import (
 )
 
 // The families of the cache's work (see "Where things live" in the package
-// documentation). Each holds the state only its work uses, and reaches
-// the shared state through the Cache it embeds. Their maps are guarded by
-// Cache.mu, as the Cache's are.
+// documentation). They are method groups of one type, not owners: each
+// embeds the Cache, takes Cache.mu, and may reach any of its state and
+// call the other families; what a family adds here is only the state its
+// own work keeps (fetches in flight, the LRU's pending accesses…), guarded
+// by Cache.mu as the Cache's is.
 type (
 	// fetcher: a cache miss (fetch.go, download.go).
 	fetcher struct {

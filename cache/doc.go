@@ -77,11 +77,13 @@
 // # Where things live
 //
 // The exported methods of Cache are the filesystem's operations. The work
-// behind them belongs to small types by family, each holding the state
-// only its work uses (fetches in flight, the LRU's pending accesses, the
-// store's circuit breaker, listings under way, …) and embedding the Cache
-// for the rest (cache.go): fetcher, evictor, spaceKeeper, uploader, mover,
-// remote, lister and remover, named below with their files.
+// behind them is grouped by family (cache.go): fetcher, evictor,
+// spaceKeeper, uploader, mover, remote, lister and remover, named below
+// with their files. A family is a group of methods of the one cache, not
+// an owner: it embeds the Cache, takes Cache.mu, reaches the Cache's
+// state, and calls other families; it adds only the state of its own work
+// (fetches in flight, the LRU's pending accesses, the store's circuit
+// breaker, listings under way, …).
 //
 //	cache.go       Open, Close, Start, Drain: the cache's life; options.go: its Options
 //	create.go      Create, Mkdir; special.go: Mknod, Symlink, Readlink
