@@ -239,14 +239,26 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 		})
 
 		// Cold: the daemon again on an empty cache, near and 20 ms away.
+		var coldRequests string
 		cold := func(delay time.Duration) httpRun {
 			d.terminate(b)
 			proxy.SetFaults(s3test.Faults{Delay: delay}, 1)
 			cfg = config(b, srv, proxy.URL, bucket, b.TempDir(), "log_level: info\n")
 			d = start(b, cfg, mnt)
-			return benchDownloads(b, onMount, mix, ids, clients)
+			before := opsOf(proxy)
+			run := benchDownloads(b, onMount, mix, ids, clients)
+			after := opsOf(proxy)
+			var parts []string
+			for _, op := range slices.Sorted(maps.Keys(after)) {
+				if n := after[op] - before[op]; n > 0 {
+					parts = append(parts, fmt.Sprintf("%s %.2f", op, float64(n)/float64(len(ids))))
+				}
+			}
+			coldRequests = "store requests per cold download: " + strings.Join(parts, ", ")
+			return run
 		}
 		cold0 := cold(0)
+		cold0Requests := coldRequests
 		cold20 := cold(20 * time.Millisecond)
 		// And uploads with the store 20 ms away.
 		up20, _ := benchUploads(b, onMount, mix[:len(mix)/2], clients)
@@ -274,6 +286,8 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 		b.Logf("uploads, mount (until flushed): %s", upCPU)
 		b.Logf("uploads, mount: %s", upOps)
 		b.Logf("warm downloads, mount: %s", warmOps)
+		b.Logf("cold downloads, store near: %s", cold0Requests)
+		b.Logf("cold downloads, store 20 ms away: %s", coldRequests)
 		b.Logf("uploads, mount, store cut off: %s", cutUpCPU)
 		b.Logf("warm downloads, plain: %s", plainWarmCPU)
 		b.Logf("warm downloads, mount: %s", warmCPU)

@@ -723,7 +723,7 @@ func TestRealSynapseThroughRestarts(t *testing.T) {
 // owed, uploaded it, called it clean, and then, finding the data file
 // longer than the record, dropped it as torn: the writer's close read back
 // 0 bytes. Here the writer waits, half done, while the daemon is killed
-// and restarted, then finishes.
+// and restarted, then finishes; and again across a reload.
 func TestWriterOpenAcrossCrash(t *testing.T) {
 	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
@@ -748,8 +748,20 @@ func TestWriterOpenAcrossCrash(t *testing.T) {
 					t.Errorf("%s: %v", w.name, err)
 				}
 			}
+			// The same across a reload (SIGHUP: the daemon hands the
+			// mount to the binary on disk, in its own process).
+			again := heldWriter(t, mnt, "local_content/aa/bb/reload", 10_000, 25_000)
+			const adopted = `"serving the live mount handed over; it was never unmounted" from=inherited`
+			sd.cmd.Process.Signal(syscall.SIGHUP)
+			eventually(t, time.Minute, "the daemon serving again after SIGHUP", func() bool {
+				return strings.Count(sd.logs(), adopted) >= 2
+			})
+			time.Sleep(2 * time.Second)
+			if err := again.finish(); err != nil {
+				t.Errorf("%s: %v", again.name, err)
+			}
 			flushed(t, cfg, time.Minute)
-			for _, w := range []*heldWrite{empty, half} {
+			for _, w := range []*heldWrite{empty, half, again} {
 				if got, ok := object(t, client, w.name); !ok || !bytes.Equal(got, w.data) {
 					t.Errorf("%s is not in the store whole: %d bytes of %d", w.name, len(got), len(w.data))
 				}
