@@ -208,25 +208,6 @@ func TestObjectMetaCostsOneHeadUnlessSkipped(t *testing.T) {
 	}
 }
 
-// The root's kept attributes decode from both layouts: the one before
-// times were kept, and the one with a mode that was set (0000 included).
-func TestRootMetaLayouts(t *testing.T) {
-	old := []byte{0o750&0x7f | 0x80, 0o750 >> 7, 34, 35} // mode 0750, uid 33, gid 34
-	m, err := decodeRootMeta(old)
-	if err != nil || !m.modeSet || m.mode != 0o750 || m.owner == nil || m.owner.UID != 33 || m.mtime != 0 {
-		t.Errorf("old layout: %+v %v", m, err)
-	}
-	for _, want := range []rootMeta{{mode: 0, modeSet: true, mtime: 5, ctime: 6}, {owner: &Owner{1, 2}, mtime: -1, ctime: 1 << 62}} {
-		got, err := decodeRootMeta(want.encode())
-		if err != nil || got.mode != want.mode || got.modeSet != want.modeSet || got.mtime != want.mtime || got.ctime != want.ctime || (got.owner == nil) != (want.owner == nil) {
-			t.Errorf("round trip of %+v: %+v %v", want, got, err)
-		}
-	}
-	if _, err := decodeRootMeta(append(rootMeta{}.encode(), 1)); err == nil {
-		t.Error("trailing bytes accepted")
-	}
-}
-
 // A symlink is an object holding its target, marked by its mode as s3fs
 // marks one: another host reads it back as the same link.
 func TestSymlinkReadsBackOnAnotherHost(t *testing.T) {

@@ -111,9 +111,9 @@ func (v View) HasOwedAtOrBelow(p string) bool {
 	return it.Valid()
 }
 
-// RootValue returns the stored attributes of the mount's root, as
-// SetRootValue stored them; ok is false when none were.
-func (v View) RootValue() (b []byte, ok bool, err error) {
+// rootValue returns the stored attributes of the mount's root; ok is
+// false when none were.
+func (v View) rootValue() (b []byte, ok bool, err error) {
 	item, err := v.txn.Get(RootKey)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, false, nil
@@ -124,9 +124,6 @@ func (v View) RootValue() (b []byte, ok bool, err error) {
 	b, err = item.ValueCopy(nil)
 	return b, err == nil, err
 }
-
-// SetRootValue stores the attributes of the mount's root.
-func (t *Tx) SetRootValue(b []byte) error { return t.txn.Set(RootKey, b) }
 
 // LRUEntry is one clean file in the eviction order.
 type LRUEntry struct {
