@@ -327,6 +327,7 @@ func (k *kernelFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.
 }
 
 func (k *kernelFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	k.dropStaleWriter(in.Unique)
 	if st := k.ensure(cancel, in.NodeId); !st.Ok() {
 		return st
 	}

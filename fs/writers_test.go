@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,5 +72,78 @@ func TestWritersOutliveTheProcess(t *testing.T) {
 	last.backings.load()
 	if last.backings.table[fileID{1, 2}].id != 7 {
 		t.Errorf("the backing table beside it: %+v", last.backings.table)
+	}
+}
+
+// fakeBridge is go-fuse's bridge as kernelFS sees it, recording the opens
+// and releases it is asked for.
+type fakeBridge struct {
+	fuse.RawFileSystem // nil: any other call panics
+	opened, released   []uint64
+}
+
+func (b *fakeBridge) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	out.Fh = uint64(100 + len(b.opened))
+	b.opened = append(b.opened, in.NodeId)
+	return fuse.OK
+}
+
+func (b *fakeBridge) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	out.Fh = uint64(100 + len(b.opened))
+	out.NodeId = 77
+	b.opened = append(b.opened, in.NodeId)
+	return fuse.OK
+}
+
+func (b *fakeBridge) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	b.released = append(b.released, in.Fh)
+}
+
+// An open the kernel sends again (its process died before answering it)
+// shows the writer that process recorded for it stale: the next process,
+// which reopened it with the others, releases it, for an OPEN as for a
+// CREATE, and records the handle it answers with instead.
+func TestResentOpenDropsItsStaleWriter(t *testing.T) {
+	for _, op := range []string{"open", "create"} {
+		t.Run(op, func(t *testing.T) {
+			state := stateForTest(t)
+			dead := &conn{state: state, log: slog.New(slog.DiscardHandler)}
+			dead.writers = newWriters(dead)
+			staleFh := uint64(1)<<fhGenShift | 3<<fhIDShift | syscall.O_WRONLY
+			liveFh := uint64(1)<<fhGenShift | 4<<fhIDShift | syscall.O_RDWR
+			dead.writers.opened(writer{fh: staleFh, node: 10, unique: 500})
+			dead.writers.opened(writer{fh: liveFh, node: 11, unique: 502})
+
+			next := &conn{state: state, log: slog.New(slog.DiscardHandler)}
+			next.writers = newWriters(next)
+			bridge := &fakeBridge{}
+			k := newKernelFS(bridge, nil, 2, true, next.writers)
+			next.writers.load()
+			// As resumeWriters leaves them: both reopened, nodes held.
+			k.counts[10], k.counts[11], k.counts[1] = 1, 1, 1
+			k.reopened[staleFh], k.reopened[liveFh] = 40, 41
+
+			resent := uint64(500) | resendBit
+			switch op {
+			case "open":
+				var out fuse.OpenOut
+				k.Open(nil, &fuse.OpenIn{InHeader: fuse.InHeader{NodeId: 10, Unique: resent}, Flags: syscall.O_WRONLY}, &out)
+			case "create":
+				var out fuse.CreateOut
+				k.Create(nil, &fuse.CreateIn{InHeader: fuse.InHeader{NodeId: 1, Unique: resent}, Flags: syscall.O_WRONLY}, "f", &out)
+			}
+			if len(bridge.released) != 1 || bridge.released[0] != 40 {
+				t.Fatalf("released %v, want the stale writer's reopen (40)", bridge.released)
+			}
+			last := &conn{state: state, log: slog.New(slog.DiscardHandler)}
+			last.writers = newWriters(last)
+			fhs := map[uint64]bool{}
+			for _, e := range last.writers.load() {
+				fhs[e.fh] = true
+			}
+			if len(fhs) != 2 || fhs[staleFh] || !fhs[liveFh] {
+				t.Fatalf("writers after the resent %s: %v, want the live one and the new one", op, fhs)
+			}
+		})
 	}
 }
