@@ -8,19 +8,14 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
-	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
@@ -106,20 +101,7 @@ func (m *cpuMeter) per(n int) string {
 // fuseOps reads the daemon's FUSE operation counts and total seconds, by
 // operation, from its metrics page.
 func fuseOps(b *testing.B, d *daemon) map[string][2]float64 {
-	m := regexp.MustCompile(`msg=metrics url=(\S+)`).FindStringSubmatch(d.logs())
-	if m == nil {
-		b.Fatal("no metrics URL in the log")
-	}
-	resp, err := http.Get(m[1])
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		b.Fatal(err)
-	}
+	families := metricsOf(b, d)
 	out := map[string][2]float64{}
 	if f := families["s3mediafs_fuse_operation_duration_seconds"]; f != nil {
 		for _, m := range f.GetMetric() {
@@ -265,11 +247,7 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 		proxy.SetFaults(s3test.Faults{}, 1)
 		flushed(b, cfg, 5*time.Minute)
 
-		for _, syn := range []*synapse{plain, onMount} {
-			if bad := syn.logErrors(); len(bad) > 0 {
-				b.Fatalf("Synapse logged errors:\n%s", strings.Join(bad, "\n"))
-			}
-		}
+		noErrorsLogged(b, plain, onMount)
 		onMount.stop()
 		plain.stop()
 		d.terminate(b)

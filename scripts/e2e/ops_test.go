@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/s3mediafs/s3mediafs/fs/mounttest"
 
 	"github.com/prometheus/common/expfmt"
@@ -118,20 +120,7 @@ func TestStatusFlushMetrics(t *testing.T) {
 	}
 
 	// The metrics page, parsed as Prometheus parses it.
-	m := regexp.MustCompile(`msg=metrics url=(\S+)`).FindStringSubmatch(d.logs())
-	if m == nil {
-		t.Fatal("no metrics URL in the log")
-	}
-	resp, err := http.Get(m[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("metrics page does not parse: %v", err)
-	}
+	families := metricsOf(t, d)
 	for _, name := range []string{
 		"s3mediafs_fuse_operation_duration_seconds", "s3mediafs_s3_request_duration_seconds",
 		"s3mediafs_cache_hits_total", "s3mediafs_cache_misses_total", "s3mediafs_cache_evictions_total",
@@ -415,4 +404,25 @@ func TestExternalUnmountWhileStoreFails(t *testing.T) {
 		_, err := os.Stat(socket)
 		return errors.Is(err, os.ErrNotExist)
 	})
+}
+
+// metricsOf reads the daemon's metrics page (its URL is in its log) and
+// parses it as Prometheus does.
+func metricsOf(t testing.TB, d *daemon) map[string]*dto.MetricFamily {
+	t.Helper()
+	m := regexp.MustCompile(`msg=metrics url=(\S+)`).FindStringSubmatch(d.logs())
+	if m == nil {
+		t.Fatal("no metrics URL in the log")
+	}
+	resp, err := http.Get(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics page does not parse: %v", err)
+	}
+	return families
 }

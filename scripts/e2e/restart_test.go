@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/s3mediafs/s3mediafs/fs/mounttest"
+	"github.com/s3mediafs/s3mediafs/s3"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
 )
 
@@ -338,6 +339,20 @@ func (s *fakeSystemd) listen() {
 	}
 }
 
+// mountUnderSystemd mounts a new bucket, configured with extra, as the
+// unit of a fake systemd would, and returns the bucket's client, the
+// configuration, the mount point and the unit.
+func mountUnderSystemd(t *testing.T, extra string) (*s3.Client, string, string, *fakeSystemd) {
+	t.Helper()
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	cfg := config(t, srv, "", bucket, t.TempDir(), extra)
+	mnt := t.TempDir()
+	checkLeaks(t)
+	sd := newFakeSystemd(t, cfg, mnt)
+	sd.start()
+	return client, cfg, mnt, sd
+}
+
 // start runs the unit's ExecStart= with the store, and waits for READY=1.
 func (s *fakeSystemd) start() {
 	s.t.Helper()
@@ -505,12 +520,7 @@ func (l *restartLoad) report(t *testing.T, what string) string {
 func TestCrashUnderSystemdLoad(t *testing.T) {
 	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
-			client, srv, bucket := s3test.Bucket(t, "synapse/")
-			cfg := config(t, srv, "", bucket, t.TempDir(), mode.extra)
-			mnt := t.TempDir()
-			checkLeaks(t)
-			sd := newFakeSystemd(t, cfg, mnt)
-			sd.start()
+			client, cfg, mnt, sd := mountUnderSystemd(t, mode.extra)
 			finish := startLoadProcess(t, mnt)
 			time.Sleep(time.Second)
 			held, err := os.Open(filepath.Join(mnt, anyFile(t, mnt)))
@@ -727,12 +737,7 @@ func TestRealSynapseThroughRestarts(t *testing.T) {
 func TestWriterOpenAcrossCrash(t *testing.T) {
 	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
-			client, srv, bucket := s3test.Bucket(t, "synapse/")
-			cfg := config(t, srv, "", bucket, t.TempDir(), mode.extra)
-			mnt := t.TempDir()
-			checkLeaks(t)
-			sd := newFakeSystemd(t, cfg, mnt)
-			sd.start()
+			client, cfg, mnt, sd := mountUnderSystemd(t, mode.extra)
 			if err := os.MkdirAll(filepath.Join(mnt, "local_content/aa/bb"), 0o755); err != nil {
 				t.Fatal(err)
 			}

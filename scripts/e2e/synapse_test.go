@@ -337,6 +337,16 @@ func (s *synapse) logErrors() []string {
 	return bad
 }
 
+// noErrorsLogged fails t if any homeserver's log shows an ERROR or a 500.
+func noErrorsLogged(t testing.TB, homeservers ...*synapse) {
+	t.Helper()
+	for _, s := range homeservers {
+		if bad := s.logErrors(); len(bad) > 0 {
+			t.Fatalf("Synapse logged errors:\n%s", strings.Join(bad, "\n"))
+		}
+	}
+}
+
 func pngOf(w, h int, seed byte) []byte {
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
@@ -497,9 +507,7 @@ func synapseWorkload(t *testing.T, client *s3.Client, srv s3test.Server, bucket,
 	if _, ok := object(t, client, filepath.ToSlash(mediaDir(byUser))); ok {
 		t.Error("after a delete by user, the media is still in the bucket")
 	}
-	if bad := syn.logErrors(); len(bad) > 0 {
-		t.Fatalf("Synapse logged errors:\n%s", strings.Join(bad, "\n"))
-	}
+	noErrorsLogged(t, syn)
 	syn.stop()
 	d.terminate(t)
 }
@@ -578,9 +586,7 @@ func TestRealSynapseMediaRetention(t *testing.T) {
 	if !strings.Contains(string(b), "Purging local media last accessed before") {
 		t.Error("Synapse's log does not show its retention job")
 	}
-	if bad := syn.logErrors(); len(bad) > 0 {
-		t.Fatalf("Synapse logged errors:\n%s", strings.Join(bad, "\n"))
-	}
+	noErrorsLogged(t, syn)
 	syn.stop()
 	d.terminate(t)
 }
@@ -638,9 +644,7 @@ func TestRealSynapseCacheSmallerThanWorkingSet(t *testing.T) {
 			t.Fatalf("%s is not in the bucket intact", id)
 		}
 	}
-	if bad := syn.logErrors(); len(bad) > 0 {
-		t.Fatalf("Synapse logged errors:\n%s", strings.Join(bad, "\n"))
-	}
+	noErrorsLogged(t, syn)
 	syn.stop()
 	d.terminate(t)
 }
@@ -726,11 +730,7 @@ func TestRealSynapseTwoMounts(t *testing.T) {
 			t.Errorf("deleted through A, %s through B: HTTP %d, want 404", m.id, status)
 		}
 	}
-	for _, syn := range []*synapse{synA, synB} {
-		if bad := syn.logErrors(); len(bad) > 0 {
-			t.Fatalf("Synapse logged errors:\n%s", strings.Join(bad, "\n"))
-		}
-	}
+	noErrorsLogged(t, synA, synB)
 	synB.stop()
 	synA.stop()
 	dB.terminate(t)
