@@ -62,9 +62,26 @@ func newConn(fd int, dir string, maxWrite int, log *slog.Logger) *conn {
 	c.backings = newBackings(c)
 	c.writers = newWriters(c)
 	big := maxWrite + 64<<10 // room for the header and a write's own
-	c.bigBufs.New = func() any { b := make([]byte, big); return &b }
+	c.bigBufs.New = func() any { return prefaulted(big) }
 	c.smallBuf.New = func() any { b := make([]byte, smallBufSize); return &b }
 	return c
+}
+
+// prefaulted returns a buffer of n bytes whose every page is mapped and
+// writable. The read loop reads requests into such buffers: the kernel
+// copies a request into the reader's buffer page by page, and a page that
+// must be faulted in while the daemon is being killed fails the copy, and
+// with it the request (EIO to the writer, found under 20 SIGKILLs in a
+// row in daemon I/O mode), where a request copied whole is sent again to
+// the next daemon (FUSE_NOTIFY_RESEND). Fresh memory from the OS is not
+// mapped until first written, hence the writes.
+func prefaulted(n int) *[]byte {
+	b := make([]byte, n)
+	for i := 0; i < n; i += os.Getpagesize() {
+		b[i] = 1
+	}
+	clear(b)
+	return &b
 }
 
 // openDevice opens /dev/fuse. Reads block: Go's poller must not wait on
