@@ -4,7 +4,8 @@
 # that talk to a store again against a local SeaweedFS (stores differ:
 # empty folders kept after deletes, in-progress uploads in listings, page
 # sizes). Each server is stopped and its state removed whatever happens.
-# Then pjdfstest on a live mount (scripts/pjdfstest.sh). Run as root (the
+# pjdfstest runs on a live mount beside the second pass
+# (scripts/pjdfstest.sh). Run as root (the
 # tests mount FUSE filesystems). Arguments go to go test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,8 +40,17 @@ export -f split_run
 export waiting
 S3MEDIAFS_TEST_STORE=versitygw scripts/s3-server.sh run \
   bash -c 'go vet ./... && split_run ./... -- "$@"' test "$@"
+# The public POSIX conformance suite (pjd/pjdfstest) on a live mount of
+# its own over the embedded store: each suite's pass count, and a failure
+# on anything not expected. It uses neither test server, so it runs beside
+# the SeaweedFS pass; its report follows that pass's.
+pjdfstest_log=$(mktemp)
+scripts/pjdfstest.sh check >"$pjdfstest_log" 2>&1 &
+pjdfstest=$!
+rc=0
 S3MEDIAFS_TEST_STORE=seaweedfs scripts/s3-server.sh run \
-  bash -c 'split_run ./s3/... ./fs/... ./cmd/... ./scripts/e2e/... -- "$@"' test "$@"
-# The public POSIX conformance suite (pjd/pjdfstest) on a live mount:
-# each suite's pass count, and a failure on anything not expected.
-scripts/pjdfstest.sh check
+  bash -c 'split_run ./s3/... ./fs/... ./cmd/... ./scripts/e2e/... -- "$@"' test "$@" || rc=1
+wait "$pjdfstest" || rc=1
+cat "$pjdfstest_log"
+rm -f "$pjdfstest_log"
+exit $rc
