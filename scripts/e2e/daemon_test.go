@@ -195,22 +195,28 @@ func startEnv(t testing.TB, cfg, mnt string, env []string) *daemon {
 	return d
 }
 
+// terminateProcess sends p SIGTERM unless it has exited already, and
+// SIGKILL if it has not exited 30 s later; it returns once it has.
+func terminateProcess(p *os.Process, exited <-chan struct{}) {
+	select {
+	case <-exited:
+	default:
+		p.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			p.Kill()
+			<-exited
+		}
+	}
+}
+
 // stop ends the daemon gracefully (SIGTERM) if it still runs and makes sure
 // nothing stays mounted.
 func (d *daemon) stop() { d.once.Do(d.stopOnce) }
 
 func (d *daemon) stopOnce() {
-	select {
-	case <-d.exited:
-	default:
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.exited:
-		case <-time.After(30 * time.Second):
-			d.cmd.Process.Kill()
-			<-d.exited
-		}
-	}
+	terminateProcess(d.cmd.Process, d.exited)
 	unmount(d.mnt)
 	checkNoSecrets(d.t, "daemon log", d.logs())
 	if d.t.Failed() {

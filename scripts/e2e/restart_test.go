@@ -408,17 +408,7 @@ func (s *fakeSystemd) stop() {
 	if s.cmd == nil {
 		return
 	}
-	select {
-	case <-s.exited:
-	default:
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(30 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.exited
-		}
-	}
+	terminateProcess(s.cmd.Process, s.exited)
 }
 
 type lockedWriter struct {
