@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/s3mediafs/s3mediafs/fs/mounttest"
 	"github.com/s3mediafs/s3mediafs/s3/s3test"
@@ -59,9 +60,18 @@ func TestLyingStoreIsNeverBelieved(t *testing.T) {
 				t.Errorf("%+v: %s read as %d bytes, %v; want EIO", lie, rel, len(b), err)
 			}
 		}
-		logs := d.logs()
+		// The daemon's log reaches the test through a pipe, a moment
+		// after the EIO it explains.
 		for rel := range files {
-			if !strings.Contains(logs, rel) || !strings.Contains(logs, "fail their check") {
+			named := func() bool {
+				logs := d.logs()
+				return strings.Contains(logs, rel) && strings.Contains(logs, "fail their check")
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for !named() && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if !named() {
 				t.Errorf("%+v: the log does not name %s as failing its check", lie, rel)
 			}
 		}
