@@ -19,74 +19,10 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// The families of the cache's work (see "Where things live" in the package
-// documentation). They are method groups of one type, not owners: each
-// embeds the Cache, takes Cache.mu, and may reach any of its state and
-// call the other families; what a family adds here is only the state its
-// own work keeps (fetches in flight, the LRU's pending accesses…), guarded
-// by Cache.mu as the Cache's is.
-type (
-	// fetcher: a cache miss (fetch.go, download.go).
-	fetcher struct {
-		*Cache
-		downloads   map[string]*download // fetches in flight, by path
-		fetchBudget fetchBudget          // bounds those fetches
-	}
-	// evictor: eviction, LRU order, and the orphan sweep (evict.go).
-	evictor struct {
-		*Cache
-		accessed  map[string]int64 // opens since the last access flush (unix nanoseconds)
-		births    births           // data files made while an orphan sweep may run
-		evictKick chan struct{}    // wakes the eviction loop
-	}
-	// spaceKeeper: the size limit and free-space floor (space.go).
-	spaceKeeper struct{ *Cache }
-	// uploader: a path's owed work (upload.go, moveobject.go).
-	uploader struct{ *Cache }
-	// mover: renames (rename.go, renamedir.go, learntree.go).
-	mover struct {
-		*Cache
-		moving movingTrees // directory renames under way (see Resolve)
-	}
-	// remote: what the store holds (lookup.go, revalidate.go, meta.go,
-	// subtree.go, health.go).
-	remote struct {
-		*Cache
-		lookups       singleflight.Group  // one store lookup per unknown name, shared by callers
-		metaLookups   singleflight.Group  // one HEAD per object whose metadata is unknown
-		revalidations singleflight.Group  // one background HEAD per file due for revalidation
-		subtrees      map[string]*subtree // what lookups learned below directories; see subtree
-		health        storeHealth         // the circuit breaker
-	}
-	// lister: directory listings (readdir.go).
-	lister struct {
-		*Cache
-		listings singleflight.Group // one LIST per directory listed, shared by callers
-		// watches holds, for each directory being listed, the names whose
-		// records changed since the listing began (see forgetUnlisted).
-		watches map[string]map[string]struct{}
-	}
-	// remover: unlink and rmdir (remove.go, rmdircheck.go).
-	remover struct {
-		*Cache
-		rmdirChecks *rmdirChecks // directories removed on the index's word, to check in the store
-	}
-)
-
 // Cache is the write-back cache. Its methods are safe for concurrent use.
 // No lock is held across a call to the store; the lock order is in the
 // package documentation.
 type Cache struct {
-	// The work, by family: each owns its family's methods and state.
-	fetcher     *fetcher
-	evictor     *evictor
-	spaceKeeper *spaceKeeper
-	uploader    *uploader
-	mover       *mover
-	remote      *remote
-	lister      *lister
-	remover     *remover
-
 	opts    Options
 	log     *slog.Logger
 	store   objstore.Store
@@ -120,6 +56,26 @@ type Cache struct {
 	dirtyFiles int64                // files not yet in the store
 	wanted     int64                // bytes that writers and readers wait for
 	space      *notifier            // signalled when used or dirty bytes change
+
+	// The state of single kinds of work, guarded by mu like the rest:
+	// each changes in the same critical sections as the index records
+	// and open files it is about.
+	downloads     map[string]*download           // fetches in flight, by path (fetch.go)
+	accessed      map[string]int64               // opens since the last LRU flush, unix ns (evict.go)
+	subtrees      map[string]*subtree            // what lookups learned below directories (subtree.go)
+	watches       map[string]map[string]struct{} // per directory being listed, names changed since (readdir.go)
+	lookups       singleflight.Group             // one store lookup per unknown name (lookup.go)
+	metaLookups   singleflight.Group             // one HEAD per object whose metadata is unknown (meta.go)
+	revalidations singleflight.Group             // one background HEAD per file due (revalidate.go)
+	listings      singleflight.Group             // one LIST per directory listed (readdir.go)
+
+	// Owners of their own state and lock, each a leaf in the lock order.
+	fetchBudget fetchBudget   // bounds the fetches in flight (fetch.go)
+	births      births        // data files made while an orphan sweep may run (evict.go)
+	moving      movingTrees   // directory renames under way (renamedir.go)
+	health      storeHealth   // the store's circuit breaker (health.go)
+	rmdirChecks *rmdirChecks  // directories removed on the index's word (rmdircheck.go)
+	evictKick   chan struct{} // wakes the eviction loop
 
 	q           *uploadqueue.Queue
 	uploadsDone *notifier // broadcast after every upload job, for synchronous writers
@@ -198,10 +154,10 @@ func openOver(ix *index.DB, opts Options) (*Cache, error) {
 		return nil, err
 	}
 	if c.uncleanStop {
-		c.evictor.births.start() // before any data file of this run is made
+		c.births.start() // before any data file of this run is made
 		c.settledAt = c.openedAt.Add(opts.settle)
 	}
-	if err := c.mover.finishRenames(); err != nil {
+	if err := c.finishRenames(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -226,18 +182,18 @@ func newCache(opts Options) *Cache {
 		verified:    map[string]time.Time{},
 		space:       newNotifier(),
 		uploadsDone: newNotifier(),
+		downloads:   map[string]*download{},
+		accessed:    map[string]int64{},
+		subtrees:    map[string]*subtree{},
+		watches:     map[string]map[string]struct{}{},
+		fetchBudget: newFetchBudget(opts.MaxSize),
+		rmdirChecks: newRmdirChecks(opts.rmdirCheckEvery),
+		evictKick:   make(chan struct{}, 1),
 	}
 	c.life, c.endLife = context.WithCancel(context.Background())
-	c.fetcher = &fetcher{Cache: c, downloads: map[string]*download{}, fetchBudget: newFetchBudget(opts.MaxSize)}
-	c.evictor = &evictor{Cache: c, accessed: map[string]int64{}, evictKick: make(chan struct{}, 1)}
-	c.spaceKeeper, c.uploader = &spaceKeeper{c}, &uploader{c}
-	c.mover = &mover{Cache: c}
-	c.remote = &remote{Cache: c, subtrees: map[string]*subtree{}}
-	c.lister = &lister{Cache: c, watches: map[string]map[string]struct{}{}}
-	c.remover = &remover{Cache: c, rmdirChecks: newRmdirChecks(opts.rmdirCheckEvery)}
-	c.data = datafiles.New(c.dataDir, c.evictor.births.add, c.log)
+	c.data = datafiles.New(c.dataDir, c.births.add, c.log)
 	c.q = uploadqueue.New(uploadqueue.Options{
-		Sync:        c.uploader.syncPath,
+		Sync:        c.syncPath,
 		RetryMin:    opts.RetryMin,
 		RetryMax:    opts.RetryMax,
 		IsPermanent: isPermanent,
@@ -263,12 +219,12 @@ func (c *Cache) Start() {
 		return
 	}
 	c.q.Start(c.life, c.opts.UploadConcurrency)
-	c.background(c.evictor.evictLoop)
+	c.background(c.evictLoop)
 	if c.opts.ScrubRate > 0 {
 		c.background(c.scrubLoop)
 	}
 	if c.uncleanStop {
-		c.background(c.evictor.sweepOrphans)
+		c.background(c.sweepOrphans)
 	}
 	c.q.SetScanning(true)
 	c.background(func(context.Context) {
@@ -287,7 +243,7 @@ func (c *Cache) Start() {
 	})
 	c.background(c.janitor)
 	c.background(c.data.FillSpares)
-	c.background(c.remover.checkRemovedDirsLoop)
+	c.background(c.checkRemovedDirsLoop)
 }
 
 // background runs fn in a goroutine of the cache's lifetime: its context
@@ -317,7 +273,7 @@ func (c *Cache) Close() error {
 	c.endLife()
 	c.q.Wait()
 	c.bg.Wait()
-	c.evictor.flushAccess()
+	c.flushAccess()
 	c.mu.Lock()
 	// Files whose release never came: the kernel drops pending releases
 	// when the mount goes first.
@@ -369,9 +325,9 @@ func (c *Cache) janitor(ctx context.Context) {
 		c.listed.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.NegativeTTL })
 		c.readdirs.dropIf(func(at time.Time) bool { return now.Sub(at) > readdirQuiet })
 		c.made.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.MadeDirTrust })
-		for d, s := range c.remote.subtrees {
-			if now.Sub(s.at) > c.remote.subtreeAge() {
-				delete(c.remote.subtrees, d)
+		for d, s := range c.subtrees {
+			if now.Sub(s.at) > c.subtreeAge() {
+				delete(c.subtrees, d)
 			}
 		}
 		for p, at := range c.verified {

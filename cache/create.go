@@ -40,7 +40,7 @@ func (c *Cache) Create(ctx context.Context, p string, flags int, nf NewFile) (*H
 	if err := c.checkPath(p); err != nil {
 		return nil, Attr{}, err
 	}
-	if err := c.spaceKeeper.admit(ctx, 0, true, c.opts.SpaceWait); err != nil {
+	if err := c.admit(ctx, 0, true, c.opts.SpaceWait); err != nil {
 		return nil, Attr{}, wrapPath("create", p, err)
 	}
 	id, f, err := c.data.New()

@@ -25,7 +25,7 @@
 //
 // # Badger keys
 //
-// Built in index/keys.go:
+// Built in index/keys.go, but for the record's own key (index/record.go):
 //
 //	n<parent>\x00<name>        record (index/record.go): a file or a directory
 //	p<path>                    an upload or a delete is owed; with no record, a tombstone
@@ -55,12 +55,11 @@
 //	                position; held for one read; taken before Cache.mu
 //	Cache.mu        (cache.go) every index read-modify-write, the open files,
 //	                the caches of what the store holds (verified, negative,
-//	                listed, readdirs, made; remote.subtrees), the fetches in
-//	                flight (fetcher.downloads), the listings' watches
-//	                (lister.watches), the LRU's pending accesses
-//	                (evictor.accessed); a name ending in Locked means the
-//	                caller holds it (and only Cache.mu: other locks' holders
-//	                are named in doc comments)
+//	                listed, readdirs, made, subtrees), the fetches in flight
+//	                (downloads), the listings' watches, the LRU's pending
+//	                accesses; a name ending in Locked means the caller holds
+//	                it, and only it (other locks' holders are named in doc
+//	                comments)
 //	Queue.mu        (uploadqueue) the upload queue: order and jobs; taken under
 //	                Cache.mu, never the other way round
 //	download.mu     (download.go) a fetch's scratch file; a leaf
@@ -76,47 +75,60 @@
 //
 // # Where things live
 //
-// The exported methods of Cache are the filesystem's operations. The work
-// behind them is grouped by family (cache.go): fetcher, evictor,
-// spaceKeeper, uploader, mover, remote, lister and remover, named below
-// with their files. A family is a group of methods of the one cache, not
-// an owner: it embeds the Cache, takes Cache.mu, reaches the Cache's
-// state, and calls other families; it adds only the state of its own work
-// (fetches in flight, the LRU's pending accesses, the store's circuit
-// breaker, listings under way, …).
+// Cache is one type whose methods are spread over files by the work they
+// do, as gocryptfs spreads its filesystem: no file's methods own state
+// the others cannot reach. That is deliberate. A fetch, an eviction, an
+// upload's end and a rename each change an index record, the open file
+// for it and the caches of what the store holds in one critical section
+// under Cache.mu, so splitting that state between owners would only add
+// locks to take in order. What does stand alone is a type with its own
+// lock and no path back to the Cache, a leaf of the lock order: the
+// fetch budget, a download, a stream, the renames under way, the orphan
+// sweep's births, the circuit breaker, the rmdir checks, the upload
+// queue, the data files.
+//
+//	          fs (the kernel's requests)
+//	             |
+//	    Cache: exported operations, Cache.mu, the index (index/)
+//	   /       |         |          |            \
+//	download  stream  uploadqueue  datafiles  storeHealth, fetchBudget,
+//	(a fetch) (reads)  (owed work) (data files) movingTrees, births,
+//	                                             rmdirChecks: leaves
+//	             |
+//	    objstore.Store (the S3 client, or a test store)
 //
 //	cache.go       Open, Close, Start, Drain: the cache's life; options.go: its Options
 //	create.go      Create, Mkdir; special.go: Mknod, Symlink, Readlink
-//	remove.go      Unlink, Rmdir, and what rmdir asks the store (remover)
+//	remove.go      Unlink, Rmdir, and what rmdir asks the store
 //	rmdircheck.go  the background check of directories rmdir removed on the
-//	               index's word (remover)
-//	rename.go      Rename of a file (mover)
-//	renamedir.go   Rename of a directory, in batches under an intent (mover)
-//	learntree.go   the listing of a tree a rename must know whole (mover)
-//	moveobject.go  an object's owed server-side move (uploader)
+//	               index's word
+//	rename.go      Rename of a file
+//	renamedir.go   Rename of a directory, in batches under an intent
+//	learntree.go   the listing of a tree a rename must know whole
+//	moveobject.go  an object's owed server-side move
 //	attr.go        SetAttr, Truncate by path; root.go: the mount root's attributes
 //	open.go        OpenFile, the open file and its Handle; passthrough; Release
 //	read.go        ReadAt: local, arriving, or from the store
 //	write.go       WriteAt, Truncate, Allocate, Flush, Fsync: a write's commit
-//	lookup.go      Stat: the index first, then the store, one LIST (remote)
+//	lookup.go      Stat: the index first, then the store, one LIST
 //	revalidate.go  rechecking clean files against the store, behind the
-//	               lookup (remote)
+//	               lookup
 //	meta.go        owner, mode and times as object metadata; the fetch a
-//	               lookup starts ahead (remote)
-//	subtree.go     trees learned by lookups, answering rmdir (remote)
-//	health.go      the store's circuit breaker (remote)
-//	readdir.go     listings merged with the store's, a page at a time (lister)
-//	fetch.go       a cache miss: one shared GET or ranged GETs (fetcher)
+//	               lookup starts ahead
+//	subtree.go     trees learned by lookups, answering rmdir
+//	health.go      the store's circuit breaker
+//	readdir.go     listings merged with the store's, a page at a time
+//	fetch.go       a cache miss: one shared GET or ranged GETs
 //	verify.go      the check of every download: length, then CRC-32C,
 //	               the store's checksum or the ETag's MD5
 //	scrub.go       the background re-check of cached files
 //	download.go    a fetch in flight, readable as its bytes arrive
 //	stream.go      reads served from the store for files the cache cannot hold
-//	upload.go      one path's owed upload, delete or copy (uploader)
+//	upload.go      one path's owed upload, delete or copy
 //	uploadqueue/   the upload queue: one job per path, with its backoff
 //	retry.go       the retry policy, for requests a caller waits on and owed work
-//	evict.go       eviction of clean files, LRU; the orphan sweep (evictor)
-//	space.go       the size limit, free-space floor, back-pressure (spaceKeeper)
+//	evict.go       eviction of clean files, LRU; the orphan sweep
+//	space.go       the size limit, free-space floor, back-pressure
 //	datafiles/     the data files: names, paths, spares made ahead, free space
 //	localfiles.go  the files only the cache holds, for reconcile
 //	paths.go       path validation; data file names and places
@@ -124,7 +136,8 @@
 //	txn.go         the cache's index transactions, which keep its counters
 //	index/         the Badger index: records and their format, marks of owed
 //	               work, transactions that keep the accounting and the LRU
-//	               in step (tx.go), every key's builder (keys.go), the
+//	               in step (tx.go), the reads (view.go), every key's
+//	               builder (keys.go; a record's key beside the record), the
 //	               journal of multipart uploads the S3 client is given, and
 //	               the space it keeps so that a full disk never kills it
 //	               (space.go)

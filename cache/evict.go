@@ -22,12 +22,12 @@ const lowWater = 0.95
 
 // touchLocked records an open of p for the LRU order. It costs no index write:
 // accesses are batched by flushAccess. Callers hold c.mu.
-func (c *evictor) touchLocked(p string) {
+func (c *Cache) touchLocked(p string) {
 	c.accessed[p] = time.Now().UnixNano()
 }
 
 // flushAccess writes the batched access times into the LRU order.
-func (c *evictor) flushAccess() {
+func (c *Cache) flushAccess() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.accessed) == 0 {
@@ -64,7 +64,7 @@ func (c *evictor) flushAccess() {
 	}
 }
 
-func (c *evictor) evictLoop(ctx context.Context) {
+func (c *Cache) evictLoop(ctx context.Context) {
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
@@ -80,19 +80,19 @@ func (c *evictor) evictLoop(ctx context.Context) {
 }
 
 // needEviction reports whether the cache is over a limit.
-func (c *evictor) needEviction() bool {
+func (c *Cache) needEviction() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.opts.MaxSize > 0 && c.used+c.wanted > int64(float64(c.opts.MaxSize)*lowWater) {
 		return true
 	}
 	free, total := c.data.Free(true)
-	return free-c.wanted < c.spaceKeeper.minFree(total)
+	return free-c.wanted < c.minFree(total)
 }
 
 // evict frees space while the cache is over a limit, and drops files not
 // opened within MaxAge. It stops when nothing evictable is left.
-func (c *evictor) evict(ctx context.Context) {
+func (c *Cache) evict(ctx context.Context) {
 	var cutoff int64 = -1
 	if c.opts.MaxAge > 0 {
 		cutoff = time.Now().Add(-c.opts.MaxAge).UnixNano()
@@ -125,10 +125,10 @@ func (c *evictor) evict(ctx context.Context) {
 
 // lruBatch reads up to n entries of the LRU order, oldest first, from key
 // from on, and the key to continue at.
-func (c *evictor) lruBatch(from []byte, n int) ([]index.LRUEntry, []byte, error) {
+func (c *Cache) lruBatch(from []byte, n int) ([]index.LRUEntry, []byte, error) {
 	var out []index.LRUEntry
 	var next []byte
-	err := c.view(func(txn index.View) (err error) {
+	err := c.ix.View(func(txn index.View) (err error) {
 		out, next, err = txn.LRUFrom(from, n)
 		return err
 	})
@@ -137,7 +137,7 @@ func (c *evictor) lruBatch(from []byte, n int) ([]index.LRUEntry, []byte, error)
 
 // evictOne turns p from clean to remote if it is still clean and unused,
 // and the store has shown that it holds this version.
-func (c *evictor) evictOne(p string) bool {
+func (c *Cache) evictOne(p string) bool {
 	r, ok, err := c.readRecord(p)
 	if err != nil || !index.Evictable(r, ok) {
 		return false
@@ -177,17 +177,17 @@ func (c *evictor) evictOne(p string) bool {
 // this host uploaded, which it has not shown since, before the local copy
 // goes: that copy may be the last one (see forgetRemote). It
 // records the store's time and reports whether the copy may go.
-func (c *evictor) confirmStored(p string, r index.Record) bool {
+func (c *Cache) confirmStored(p string, r index.Record) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
 	defer cancel()
 	o, err := c.store.Head(ctx, p)
 	size, mtime := o.Size, o.MTime
 	switch {
 	case isNotFound(err):
-		c.fetcher.forgetRemote(p, r)
+		c.forgetRemote(p, r)
 		return false
 	case err != nil:
-		c.remote.noteStoreError(err)
+		c.noteStoreError(err)
 		return false
 	case size != r.Size:
 		return false // another host's version: revalidation settles it
@@ -213,7 +213,7 @@ func (c *evictor) confirmStored(p string, r index.Record) bool {
 // its times, which users set (cp -p, touch -d) and clocks step: what the
 // index named when the sweep began is kept, and so is every data file
 // made since the cache opened (see births).
-func (c *evictor) sweepOrphans(ctx context.Context) {
+func (c *Cache) sweepOrphans(ctx context.Context) {
 	defer c.births.stop()
 	referenced, err := c.referencedData(ctx)
 	if err != nil {
@@ -224,9 +224,9 @@ func (c *evictor) sweepOrphans(ctx context.Context) {
 }
 
 // referencedData returns the data files the index names now.
-func (c *evictor) referencedData(ctx context.Context) (map[string]struct{}, error) {
+func (c *Cache) referencedData(ctx context.Context) (map[string]struct{}, error) {
 	referenced := map[string]struct{}{}
-	err := c.view(func(txn index.View) error {
+	err := c.ix.View(func(txn index.View) error {
 		return txn.ForRecords(ctx.Err, func(_ string, r index.Record) error {
 			if r.Data != "" {
 				referenced[r.Data] = struct{}{}
@@ -239,7 +239,7 @@ func (c *evictor) referencedData(ctx context.Context) (map[string]struct{}, erro
 
 // removeOrphans removes the data files that are neither in referenced nor
 // made since the cache opened.
-func (c *evictor) removeOrphans(ctx context.Context, referenced map[string]struct{}) {
+func (c *Cache) removeOrphans(ctx context.Context, referenced map[string]struct{}) {
 	removed := 0
 	err := filepath.WalkDir(c.dataDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || ctx.Err() != nil {

@@ -81,7 +81,7 @@ func BenchmarkEvictMillionEntries(b *testing.B) {
 	evicted := 0
 	var from []byte
 	for evicted < b.N {
-		cands, next, err := c.evictor.lruBatch(from, 64)
+		cands, next, err := c.lruBatch(from, 64)
 		if err != nil || len(cands) == 0 {
 			b.Fatalf("LRU exhausted after %d: %v", evicted, err)
 		}
@@ -90,7 +90,7 @@ func BenchmarkEvictMillionEntries(b *testing.B) {
 			if evicted == b.N {
 				break
 			}
-			if !c.evictor.evictOne(cand.Path) {
+			if !c.evictOne(cand.Path) {
 				b.Fatalf("could not evict %s", cand.Path)
 			}
 			evicted++
@@ -113,7 +113,7 @@ func BenchmarkEvictPassMillionEntries(b *testing.B) {
 		c.opts.MaxSize = int64(float64(c.used-1000*100_000) / lowWater)
 		c.mu.Unlock()
 		b.StartTimer()
-		c.evictor.evict(context.Background())
+		c.evict(context.Background())
 	}
 }
 

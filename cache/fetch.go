@@ -17,7 +17,7 @@ import (
 // fetch makes a store-only file local. Concurrent callers for one path
 // share a single download, which runs on its own deadline, so one reader
 // giving up does not abort the download the others wait for.
-func (c *fetcher) fetch(ctx context.Context, p string) error {
+func (c *Cache) fetch(ctx context.Context, p string) error {
 	d := c.startFetch(p)
 	select {
 	case <-d.finished:
@@ -28,7 +28,7 @@ func (c *fetcher) fetch(ctx context.Context, p string) error {
 }
 
 // startFetch returns the download of p in flight, starting one if none is.
-func (c *fetcher) startFetch(p string) *download {
+func (c *Cache) startFetch(p string) *download {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if d := c.downloads[p]; d != nil {
@@ -52,7 +52,7 @@ func (c *fetcher) startFetch(p string) *download {
 	return d
 }
 
-func (c *fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
+func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	r, ok, err := c.readRecord(p)
 	if err != nil {
 		return err
@@ -91,7 +91,7 @@ func (c *fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 	start := time.Now()
 	crc, err := c.downloadRecord(ctx, p, r, tmp)
 	if err != nil {
-		c.remote.noteStoreError(err)
+		c.noteStoreError(err)
 		if isNotFound(err) {
 			c.forgetRemote(p, r)
 			return fmt.Errorf("fetch %q: gone from the store: %w", p, ErrNotExist)
@@ -106,7 +106,7 @@ func (c *fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 		return fmt.Errorf("fetch %q: %w", p, err)
 	}
 	c.log.Debug("fetched", "path", p, "bytes", size, "took", time.Since(start))
-	c.remote.noteStoreOK()
+	c.noteStoreOK()
 	c.stats.misses.Add(1)
 	c.stats.bytesDown.Add(uint64(size))
 	return c.installFetched(p, r, tmp.Name(), size, crc)
@@ -116,7 +116,7 @@ func (c *fetcher) fetchOnce(ctx context.Context, p string, d *download) error {
 // file f, and returns its CRC-32C. A 404 while r's server-side move was owed
 // is asked again at the new key: the move finished meanwhile (it clears
 // MoveFrom before deleting the old key) and nothing was written.
-func (c *fetcher) downloadRecord(ctx context.Context, p string, r index.Record, f *os.File) (uint32, error) {
+func (c *Cache) downloadRecord(ctx context.Context, p string, r index.Record, f *os.File) (uint32, error) {
 	crc, err := c.getInto(ctx, r.ObjectKey(p), f, r.Size)
 	if isNotFound(err) && r.MoveFrom != "" {
 		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
@@ -129,7 +129,7 @@ func (c *fetcher) downloadRecord(ctx context.Context, p string, r index.Record, 
 // installFetched moves a fetched file into the data directory and makes
 // the record Clean with it, unless the record was deleted, replaced or
 // fetched by someone else meanwhile.
-func (c *fetcher) installFetched(p string, r index.Record, tmp string, size int64, crc uint32) error {
+func (c *Cache) installFetched(p string, r index.Record, tmp string, size int64, crc uint32) error {
 	id := c.data.NewID()
 	dst := c.data.Path(id)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
@@ -169,18 +169,18 @@ const fetchRoomWait = 2 * time.Second
 // admitFetch admits a download of size bytes into the cache. One that
 // could not fit even with every clean file evicted is refused at once,
 // so that it evicts nothing: its readers read the store directly.
-func (c *fetcher) admitFetch(ctx context.Context, size int64) error {
+func (c *Cache) admitFetch(ctx context.Context, size int64) error {
 	if c.ix.Full() {
 		// It could not be recorded: served from the store instead.
 		return fmt.Errorf("%w: %w", errNoRoom, index.ErrFull)
 	}
 	c.mu.Lock()
-	err := c.spaceKeeper.couldHoldLocked(size)
+	err := c.couldHoldLocked(size)
 	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("%w: %w", errNoRoom, err)
 	}
-	if err := c.spaceKeeper.admit(ctx, size, false, min(c.opts.SpaceWait, fetchRoomWait)); err != nil {
+	if err := c.admit(ctx, size, false, min(c.opts.SpaceWait, fetchRoomWait)); err != nil {
 		return fmt.Errorf("%w: %w", errNoRoom, err)
 	}
 	return nil
@@ -242,7 +242,7 @@ const (
 // bytes, into the empty file f, and checks it (verify.go): a download
 // that fails its check is made again from the start, and the last
 // failure is returned. It returns the bytes' CRC-32C.
-func (c *fetcher) getInto(ctx context.Context, key string, f *os.File, size int64) (uint32, error) {
+func (c *Cache) getInto(ctx context.Context, key string, f *os.File, size int64) (uint32, error) {
 	var lastErr error
 	for try := 0; try < verifyTries; try++ {
 		if try > 0 {
@@ -280,7 +280,7 @@ func (c *fetcher) getInto(ctx context.Context, key string, f *os.File, size int6
 
 // downloadRanges fetches a large object as parallel ranged GETs into f,
 // then checks it whole against what a HEAD says of it.
-func (c *fetcher) downloadRanges(ctx context.Context, key string, f *os.File, size int64) (*verifier, error) {
+func (c *Cache) downloadRanges(ctx context.Context, key string, f *os.File, size int64) (*verifier, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(rangeConcurrency)
 	for off := int64(0); off < size; off += rangeChunk {
@@ -309,7 +309,7 @@ func (c *fetcher) downloadRanges(ctx context.Context, key string, f *os.File, si
 // downloadRange fetches n bytes from off into w, retrying a short body.
 // A range that the store announces with another length, or as part of
 // an object of another size than the index's, fails the check.
-func (c *fetcher) downloadRange(ctx context.Context, key string, w io.Writer, off, n, size int64) error {
+func (c *Cache) downloadRange(ctx context.Context, key string, w io.Writer, off, n, size int64) error {
 	var lastErr error
 	for t := newTries(); t.next(ctx); {
 		body, err := c.store.Get(ctx, key, off, n)
@@ -344,7 +344,7 @@ func (c *fetcher) downloadRange(ctx context.Context, key string, w io.Writer, of
 // Content-Length says (a truncated body is never taken as the whole
 // object). An object the store announces with another size, or a body
 // longer than announced, fails the check at once.
-func (c *fetcher) downloadWhole(ctx context.Context, key string, f *os.File, size int64) (*verifier, error) {
+func (c *Cache) downloadWhole(ctx context.Context, key string, f *os.File, size int64) (*verifier, error) {
 	var got int64
 	var v *verifier
 	var lastErr error
@@ -386,7 +386,7 @@ func (c *fetcher) downloadWhole(ctx context.Context, key string, f *os.File, siz
 // (deleted by another host). The last copy of a version this host wrote
 // is never dropped on one 404 (see ownUploadGone). It reports whether the
 // file is still there.
-func (c *fetcher) forgetRemote(p string, r index.Record) (kept bool) {
+func (c *Cache) forgetRemote(p string, r index.Record) (kept bool) {
 	if isOwnUnconfirmed(r) && c.ownUploadStillThere(p, r) {
 		return true
 	}
@@ -426,14 +426,14 @@ func isOwnUnconfirmed(r index.Record) bool {
 // version this host uploaded, after a 404 that followed the upload: it
 // keeps the copy unless the object is really gone. If the LIST shows it,
 // the store's time is recorded and it is there.
-func (c *fetcher) ownUploadStillThere(p string, r index.Record) bool {
+func (c *Cache) ownUploadStillThere(p string, r index.Record) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StoreTimeout)
 	defer cancel()
 	f, err := c.store.Lookup(ctx, p, nil)
 	size, mtime := f.Size, f.MTime
 	switch {
 	case err != nil:
-		c.remote.noteStoreError(err)
+		c.noteStoreError(err)
 		return true // not shown gone: keep it
 	case !f.File:
 		return false
@@ -457,7 +457,7 @@ func (c *fetcher) ownUploadStillThere(p string, r index.Record) bool {
 // host's delete removed, perhaps a late delete of an older version: it is
 // kept in cache_dir/lost+found under its path, and the log says so.
 // Callers hold c.mu.
-func (c *fetcher) dropLocalCopyLocked(p string, r index.Record) {
+func (c *Cache) dropLocalCopyLocked(p string, r index.Record) {
 	if !isOwnUnconfirmed(r) {
 		c.data.Remove(r.Data)
 		return

@@ -21,18 +21,18 @@ type storeHealth struct {
 // tripAfter consecutive failures open the breaker.
 const tripAfter = 3
 
-func (c *remote) storeIsDown() bool { return c.health.down.Load() }
+func (c *Cache) storeIsDown() bool { return c.health.down.Load() }
 
 // StoreUnreachable tells the cache that the store did not answer (as the
 // daemon started): it counts as down at once, as in an outage, until the
 // probe finds it back.
 func (c *Cache) StoreUnreachable(err error) {
-	c.remote.health.failures.Store(tripAfter)
-	c.remote.noteStoreError(err)
+	c.health.failures.Store(tripAfter)
+	c.noteStoreError(err)
 }
 
 // noteStoreOK records a request the store answered.
-func (c *remote) noteStoreOK() {
+func (c *Cache) noteStoreOK() {
 	c.health.failures.Store(0)
 	if c.health.down.CompareAndSwap(true, false) {
 		c.log.Info("object store reachable again")
@@ -42,7 +42,7 @@ func (c *remote) noteStoreOK() {
 // noteStoreError records a failed request; "not found" is an answer, not
 // a failure, and so are bytes that fail their check: a store that lies
 // about an object is up, and the names it holds must not answer "absent".
-func (c *remote) noteStoreError(err error) {
+func (c *Cache) noteStoreError(err error) {
 	if err == nil || isNotFound(err) || errors.Is(err, context.Canceled) || errors.Is(err, errCorrupt) {
 		return
 	}
@@ -60,7 +60,7 @@ func (c *remote) noteStoreError(err error) {
 
 // probeStore asks the store about a key that does not exist every
 // probeEvery until it answers, then closes the breaker.
-func (c *remote) probeStore(life context.Context) {
+func (c *Cache) probeStore(life context.Context) {
 	defer c.health.probing.Store(false)
 	const probeEvery = 2 * time.Second
 	for c.health.down.Load() {

@@ -101,7 +101,7 @@ func TestAnotherHostsDeleteKeepsTheWritersBytes(t *testing.T) {
 	// The same, found by eviction, which asks the store first.
 	write("m/d")
 	mem.Delete(ctx, "m/d")
-	if c.evictor.evictOne("m/d") {
+	if c.evictOne("m/d") {
 		t.Fatal("evicted a copy the store lost")
 	}
 	kept("m/d")

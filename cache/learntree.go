@@ -13,7 +13,7 @@ import (
 // learnTree records every object the store holds below the directory p
 // that the index lacks (with the directories they imply), so that a
 // rename moves them too. It does not hold the index lock while listing.
-func (c *mover) learnTree(ctx context.Context, p string) error {
+func (c *Cache) learnTree(ctx context.Context, p string) error {
 	var page []listedObject
 	var pageErr error
 	asked := time.Now()
@@ -44,7 +44,7 @@ type listedObject struct {
 
 // learnObjects records the objects at p/<name> the index lacks, from a
 // listing asked for at asked.
-func (c *mover) learnObjects(p string, objs []listedObject, asked time.Time) error {
+func (c *Cache) learnObjects(p string, objs []listedObject, asked time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.updateLocked(func(t *index.Tx) error {
@@ -74,7 +74,7 @@ func (c *Cache) settledSinceLocked(p string, asked time.Time) bool {
 
 // learnPathTxn records the object at p and its directories, where the
 // index knows nothing of them and nothing was removed here.
-func (c *mover) learnPathTxn(t *index.Tx, p string, size int64, mtime time.Time) error {
+func (c *Cache) learnPathTxn(t *index.Tx, p string, size int64, mtime time.Time) error {
 	if _, ok, err := t.Get(p); err != nil || ok {
 		return err
 	}
@@ -101,7 +101,7 @@ func (c *mover) learnPathTxn(t *index.Tx, p string, size int64, mtime time.Time)
 }
 
 // learnDirTxn records the directory p and those above it that are missing.
-func (c *mover) learnDirTxn(t *index.Tx, p string) error {
+func (c *Cache) learnDirTxn(t *index.Tx, p string) error {
 	if p == "" {
 		return nil
 	}

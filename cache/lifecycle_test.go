@@ -37,7 +37,7 @@ func TestCloseEndsFetchesInFlight(t *testing.T) {
 		// The reader gives up at once; the fetch it started goes on.
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() { <-inGet; cancel() }()
-		read <- c.fetcher.fetch(ctx, "local_content/ab/cd/media")
+		read <- c.fetch(ctx, "local_content/ab/cd/media")
 	}()
 	<-inGet
 	<-read
@@ -48,7 +48,7 @@ func TestCloseEndsFetchesInFlight(t *testing.T) {
 		t.Fatal("Close returned with a fetch still waiting for the store")
 	}
 	// And a fetch asked for after Close starts nothing.
-	if err := c.fetcher.fetch(context.Background(), "local_content/ab/cd/media"); !errors.Is(err, ErrClosed) {
+	if err := c.fetch(context.Background(), "local_content/ab/cd/media"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("a fetch after Close: %v, want ErrClosed", err)
 	}
 }

@@ -142,7 +142,7 @@ func applyMeta(r *index.Record, meta map[string]string) {
 // learnMeta reads the metadata of the object at p, which p's record was
 // learned without (from a LIST), and records it. Until the store answers,
 // the mount's defaults show: a failed HEAD is retried at the next lookup.
-func (c *remote) learnMeta(ctx context.Context, p string, r index.Record) Attr {
+func (c *Cache) learnMeta(ctx context.Context, p string, r index.Record) Attr {
 	if c.storeIsDown() {
 		return attrOf(r)
 	}
@@ -150,7 +150,7 @@ func (c *remote) learnMeta(ctx context.Context, p string, r index.Record) Attr {
 		// The open that follows a lookup as a rule then finds its
 		// bytes arriving, or arrived: a cold read of a thumbnail costs
 		// the store's latency once past the lookup, not twice.
-		c.fetcher.startFetch(p)
+		c.startFetch(p)
 	}
 	v, _, _ := c.metaLookups.Do(p, func() (any, error) {
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LookupTimeout)
@@ -194,7 +194,7 @@ const readdirQuiet = time.Minute
 // worthFetchingWithMeta reports whether the lookup of p, a file known from
 // a LIST, should start fetching its bytes: a small, store-only file whose
 // directory was not just listed.
-func (c *remote) worthFetchingWithMeta(p string, r index.Record) bool {
+func (c *Cache) worthFetchingWithMeta(p string, r index.Record) bool {
 	if r.Dir || r.State != Remote || r.Size > c.opts.FetchAheadMax || r.Kind != 0 {
 		return false
 	}

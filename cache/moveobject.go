@@ -40,9 +40,9 @@ func waitForMove(t *index.Tx, p string) (bool, error) {
 // reuploadMoved moves an object too large for one CopyObject by sending
 // its bytes to the new key: fetched from the old key if they are not
 // here, then uploaded as a new version, whose upload deletes the old key.
-func (c *uploader) reuploadMoved(ctx context.Context, p string, r index.Record) (again bool, err error) {
+func (c *Cache) reuploadMoved(ctx context.Context, p string, r index.Record) (again bool, err error) {
 	if r.State == Remote {
-		if err := c.fetcher.fetch(ctx, p); err != nil {
+		if err := c.fetch(ctx, p); err != nil {
 			return false, fmt.Errorf("move %q to %q: %w", r.MoveFrom, p, err)
 		}
 	}
@@ -60,9 +60,9 @@ func (c *uploader) reuploadMoved(ctx context.Context, p string, r index.Record) 
 }
 
 // objectKeyOf is the key the object of the file at p sits at now.
-func (c *uploader) objectKeyOf(p string) (string, error) {
+func (c *Cache) objectKeyOf(p string) (string, error) {
 	var r index.Record
-	err := c.view(func(txn index.View) (err error) {
+	err := c.ix.View(func(txn index.View) (err error) {
 		r, _, err = txn.Get(p)
 		return err
 	})
@@ -71,7 +71,7 @@ func (c *uploader) objectKeyOf(p string) (string, error) {
 
 // moveObject carries out the owed move of p's object from r.MoveFrom (see
 // the top of this file): copy, then forget the old key, then delete it.
-func (c *uploader) moveObject(ctx context.Context, p string, r index.Record) (again bool, err error) {
+func (c *Cache) moveObject(ctx context.Context, p string, r index.Record) (again bool, err error) {
 	src := r.MoveFrom
 	if r.Size >= maxCopySize {
 		return c.reuploadMoved(ctx, p, r)
@@ -101,7 +101,7 @@ func (c *uploader) moveObject(ctx context.Context, p string, r index.Record) (ag
 	} else if err != nil {
 		return false, err
 	}
-	c.remote.noteStoreOK()
+	c.noteStoreOK()
 	c.mu.Lock()
 	err = c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)

@@ -89,7 +89,7 @@ func (c *Cache) InodeOf(p string) (ino uint64, ok bool) {
 // lets a daemon that took over a live mount answer for the inodes the
 // kernel learnt from the one before it.
 func (c *Cache) PathOfInode(ino uint64) (p string, ok bool, err error) {
-	err = c.view(func(txn index.View) error {
+	err = c.ix.View(func(txn index.View) error {
 		p, ok, err = txn.PathOfInode(ino)
 		return err
 	})
@@ -134,7 +134,7 @@ func (c *Cache) OpenInode(ctx context.Context, p string, ino uint64, flags int) 
 		c.open[p] = of
 	}
 	of.refs++
-	c.evictor.touchLocked(p)
+	c.touchLocked(p)
 	if r.State != Remote {
 		c.stats.hits.Add(1)
 	}
@@ -187,7 +187,7 @@ func (h *Handle) ensureData(ctx context.Context) error {
 		return nil
 	}
 	of, c, p := h.of, h.c, h.path()
-	if err := c.fetcher.fetch(ctx, p); err != nil {
+	if err := c.fetch(ctx, p); err != nil {
 		return err
 	}
 	of.mu.Lock()

@@ -73,7 +73,7 @@ func TestLocalOnlyTreesNeverReachTheStore(t *testing.T) {
 	c.opts.MaxSize = 1
 	c.mu.Unlock()
 	writeFile(t, c, "url_cache/big", make([]byte, 10_000))
-	c.evictor.evict(ctx)
+	c.evict(ctx)
 	if a, _ := c.Stat(ctx, "url_cache/big"); a.State != Local {
 		t.Fatalf("local-only file evicted: %s", a.State)
 	}

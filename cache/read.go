@@ -43,7 +43,7 @@ func (h *Handle) readArriving(ctx context.Context, b []byte, off int64) (n int, 
 	if !h.Streams() {
 		return 0, nil, false
 	}
-	d := h.c.fetcher.startFetch(h.path())
+	d := h.c.startFetch(h.path())
 	for {
 		wake := d.progress.C()
 		if n, err, ready := d.readAt(b, off); ready {
@@ -66,6 +66,6 @@ func (h *Handle) readArriving(ctx context.Context, b []byte, off int64) (n int, 
 // without waiting: reads then find them arriving.
 func (h *Handle) Prefetch() {
 	if !h.Local() {
-		h.c.fetcher.startFetch(h.path())
+		h.c.startFetch(h.path())
 	}
 }

@@ -40,7 +40,7 @@ func (c *Cache) Readdir(ctx context.Context, dir string) ([]DirEntry, error) {
 	if err := c.checkPath(dir); err != nil {
 		return nil, err
 	}
-	ch := c.lister.listings.DoChan(dir, func() (any, error) { return c.lister.listDir(dir) })
+	ch := c.listings.DoChan(dir, func() (any, error) { return c.listDir(dir) })
 	select {
 	case res := <-ch:
 		if res.Err != nil {
@@ -78,9 +78,9 @@ type listedName struct {
 // listDir is Readdir's shared work: LIST dir in the store, record what it
 // shows a page at a time, forget what it no longer has, and return the
 // directory's entries.
-func (c *lister) listDir(dir string) ([]DirEntry, error) {
+func (c *Cache) listDir(dir string) ([]DirEntry, error) {
 	l := &listing{dir: dir, seed: maphash.MakeSeed()}
-	if err := c.view(func(txn index.View) error {
+	if err := c.ix.View(func(txn index.View) error {
 		if ok, err := txn.IsDir(dir); err != nil || !ok {
 			return errorOr(err, ErrNotExist)
 		}
@@ -137,7 +137,7 @@ func (c *lister) listDir(dir string) ([]DirEntry, error) {
 		return nil, wrapPath("readdir", dir, recordErr)
 	}
 	if listErr != nil {
-		c.remote.noteStoreError(listErr)
+		c.noteStoreError(listErr)
 		c.log.Warn("store listing failed; showing local entries only", "dir", dir, "err", listErr)
 		return c.indexEntries(dir)
 	}
@@ -154,7 +154,7 @@ func (c *lister) listDir(dir string) ([]DirEntry, error) {
 
 // recordListed records one page of the store's listing of l.dir: names
 // the index lacks are learned, names it has are marked verified.
-func (c *lister) recordListed(ctx context.Context, l *listing, page []listedName) error {
+func (c *Cache) recordListed(ctx context.Context, l *listing, page []listedName) error {
 	for _, e := range page {
 		l.seen = append(l.seen, l.hash(e.name))
 	}
@@ -232,9 +232,9 @@ func (c *lister) recordListed(ctx context.Context, l *listing, page []listedName
 // deletedHere reports whether every object the store holds below the
 // directory p is being deleted here, or was deleted here since a listing
 // asked for at asked showed it, so the directory is gone.
-func (c *lister) deletedHere(ctx context.Context, p string, asked time.Time) bool {
+func (c *Cache) deletedHere(ctx context.Context, p string, asked time.Time) bool {
 	var pending bool
-	if err := c.view(func(txn index.View) error {
+	if err := c.ix.View(func(txn index.View) error {
 		pending = txn.HasGoneBelow(p)
 		return nil
 	}); err != nil {
@@ -246,7 +246,7 @@ func (c *lister) deletedHere(ctx context.Context, p string, asked time.Time) boo
 	if !pending && !stale {
 		return false
 	}
-	exists, err := c.remote.remoteDirExists(ctx, p)
+	exists, err := c.remoteDirExists(ctx, p)
 	return err == nil && !exists
 }
 
@@ -255,12 +255,12 @@ func (c *lister) deletedHere(ctx context.Context, p string, asked time.Time) boo
 // written, fetched or learned while the LIST ran is kept (it may be
 // missing from a listing that began before it reached the store), and so
 // is one open or owed an upload.
-func (c *lister) forgetUnlisted(l *listing) error {
+func (c *Cache) forgetUnlisted(l *listing) error {
 	for from := ""; ; {
 		var gone []string
 		var next string
 		more := false
-		err := c.view(func(txn index.View) error {
+		err := c.ix.View(func(txn index.View) error {
 			return txn.ForChildrenFrom(l.dir, from, func(name string, r index.Record) error {
 				if len(gone) == listPage {
 					more, next = true, name
@@ -289,7 +289,7 @@ func (c *lister) forgetUnlisted(l *listing) error {
 
 // forgetNames removes the records of names in l.dir that a listing did
 // not show, where they are still what the listing judged.
-func (c *lister) forgetNames(l *listing, names []string) error {
+func (c *Cache) forgetNames(l *listing, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -315,7 +315,7 @@ func (c *lister) forgetNames(l *listing, names []string) error {
 				}
 				continue
 			}
-			c.fetcher.dropLocalCopyLocked(p, r) // a LIST shows it gone
+			c.dropLocalCopyLocked(p, r) // a LIST shows it gone
 			delete(c.verified, p)
 			if err := t.Del(p); err != nil {
 				return err
@@ -326,9 +326,9 @@ func (c *lister) forgetNames(l *listing, names []string) error {
 }
 
 // indexEntries returns the entries the index holds for dir, in name order.
-func (c *lister) indexEntries(dir string) ([]DirEntry, error) {
+func (c *Cache) indexEntries(dir string) ([]DirEntry, error) {
 	var out []DirEntry
-	err := c.view(func(txn index.View) error {
+	err := c.ix.View(func(txn index.View) error {
 		return txn.ForChildren(dir, func(name string, r index.Record) error {
 			out = append(out, DirEntry{Name: name, Dir: r.Dir, Kind: r.Kind, Ino: r.Ino})
 			return nil

@@ -17,7 +17,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.remote.removeFromSubtreesLocked(p)
+	c.removeFromSubtreesLocked(p)
 	var r index.Record
 	tomb := false
 	err := c.updateLocked(func(t *index.Tx) error {
@@ -35,7 +35,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 		if err := touchParent(t, p, time.Now().UnixNano()); err != nil {
 			return err
 		}
-		return c.remover.forgetKey(t, p, r.InStore, &tomb)
+		return c.forgetKey(t, p, r.InStore, &tomb)
 	})
 	if err != nil {
 		return wrapPath("unlink", p, err)
@@ -56,7 +56,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 // forgetKey settles the store's object at a key whose record is gone: a
 // delete is owed if an object may exist (tomb is set), unless the mount
 // keeps deleted objects, in which case the key is hidden instead.
-func (c *remover) forgetKey(t *index.Tx, p string, inStore bool, tomb *bool) error {
+func (c *Cache) forgetKey(t *index.Tx, p string, inStore bool, tomb *bool) error {
 	switch {
 	case !inStore:
 		// Never sent: nothing to delete in the store.
@@ -84,8 +84,8 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 		return err
 	}
 	var r index.Record
-	if err := c.view(func(txn index.View) (err error) {
-		r, err = c.remover.checkEmptyDirTxn(txn, p)
+	if err := c.ix.View(func(txn index.View) (err error) {
+		r, err = c.checkEmptyDirTxn(txn, p)
 		return err
 	}); err != nil {
 		return wrapPath("rmdir", p, err)
@@ -96,7 +96,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	defer cancel()
 	remote, known := false, c.localOnly(p)
 	if !known {
-		remote, known = c.remover.storeBelowKnown(p, r)
+		remote, known = c.storeBelowKnown(p, r)
 	}
 	checkLater := false
 	if !known && !c.opts.RmdirWaitsForStore && !c.opts.KeepDeletedInStore {
@@ -108,15 +108,15 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	if !known {
 		// One LIST around p answers this rmdir and, as a rule, the one
 		// of p's parent that a purge sends next.
-		c.remover.learnAround(lctx, index.ParentOf(p))
-		remote, known = c.remover.storeBelowKnown(p, r)
+		c.learnAround(lctx, index.ParentOf(p))
+		remote, known = c.storeBelowKnown(p, r)
 	}
 	var err error
 	if !known {
-		remote, err = c.remote.remoteDirExists(lctx, p)
+		remote, err = c.remoteDirExists(lctx, p)
 	}
 	if err != nil {
-		c.remote.noteStoreError(err)
+		c.noteStoreError(err)
 		return wrapPath("rmdir", p, fmt.Errorf("%w: %w", ErrStore, err))
 	}
 	if remote {
@@ -124,10 +124,10 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.remote.removeFromSubtreesLocked(p)
+	c.removeFromSubtreesLocked(p)
 	inStore := !c.localOnly(p)
 	err = c.updateLocked(func(t *index.Tx) error {
-		if _, err := c.remover.checkEmptyDirTxn(t.View, p); err != nil {
+		if _, err := c.checkEmptyDirTxn(t.View, p); err != nil {
 			return err
 		}
 		switch {
@@ -153,19 +153,19 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	switch {
 	case !inStore:
 	case c.opts.KeepDeletedInStore:
-		c.remover.removeHiddenBelowLocked(p)
+		c.removeHiddenBelowLocked(p)
 	default:
 		c.q.Add(folderKey(p))
 	}
 	if checkLater {
-		c.remover.rmdirChecks.add(p)
+		c.rmdirChecks.add(p)
 	}
 	return nil
 }
 
 // removeHiddenBelowLocked drops the hidden keys below the directory p,
 // now hidden as a whole, a batch at a time. Callers hold c.mu.
-func (c *remover) removeHiddenBelowLocked(p string) {
+func (c *Cache) removeHiddenBelowLocked(p string) {
 	for {
 		n := 0
 		err := c.updateLocked(func(t *index.Tx) error {
@@ -196,7 +196,7 @@ func isFolderKey(k string) bool { return strings.HasSuffix(k, "/") }
 
 // checkEmptyDirTxn returns the record of p if p is a directory with no
 // entries in the index.
-func (c *remover) checkEmptyDirTxn(txn index.View, p string) (index.Record, error) {
+func (c *Cache) checkEmptyDirTxn(txn index.View, p string) (index.Record, error) {
 	r, ok, err := txn.Get(p)
 	if err != nil || !ok {
 		return r, errorOr(err, ErrNotExist)
@@ -223,7 +223,7 @@ func (c *remover) checkEmptyDirTxn(txn index.View, p string) (index.Record, erro
 // again on the next lookup, which is what a purge that just emptied it
 // may expect (Synapse ignores rmdir's answer), and it saves the LIST per
 // purged media that would otherwise bound a purge by the store's latency.
-func (c *remover) storeBelowKnown(p string, r index.Record) (holds, known bool) {
+func (c *Cache) storeBelowKnown(p string, r index.Record) (holds, known bool) {
 	if r.MadeHere {
 		return false, true
 	}
@@ -235,7 +235,7 @@ func (c *remover) storeBelowKnown(p string, r index.Record) (holds, known bool) 
 	// A subtree is kept in step with this mount's removals, so for an
 	// rmdir it is as good as the index is for a directory made here:
 	// trusted as long as a clean file's presence is (RevalidateAfter).
-	empty, known := c.remote.subtreeEmptyBelowLocked(p, c.remote.subtreeAge())
+	empty, known := c.subtreeEmptyBelowLocked(p, c.subtreeAge())
 	return !empty, known
 }
 
@@ -243,7 +243,7 @@ func (c *remover) storeBelowKnown(p string, r index.Record) (holds, known bool) 
 // directory d, and keeps it as a subtree when one page holds it whole,
 // less what is being removed here. An rmdir of a child of d then knows
 // its answer, and so does the rmdir of d that a purge sends next.
-func (c *remover) learnAround(ctx context.Context, d string) {
+func (c *Cache) learnAround(ctx context.Context, d string) {
 	if d == "" {
 		return
 	}
@@ -251,7 +251,7 @@ func (c *remover) learnAround(ctx context.Context, d string) {
 	below := newSubtree(asked)
 	found, err := c.store.Lookup(ctx, d, below.add)
 	if err != nil {
-		c.remote.noteStoreError(err)
+		c.noteStoreError(err)
 		return
 	}
 	if !found.Complete {
@@ -259,7 +259,7 @@ func (c *remover) learnAround(ctx context.Context, d string) {
 	}
 	// Complete, and perhaps empty: the deletes just sent may all have
 	// landed. "Nothing below d" is knowledge too.
-	err = c.view(func(txn index.View) error {
+	err = c.ix.View(func(txn index.View) error {
 		for name := range below.files {
 			gone, err := txn.GoneHere(index.JoinPath(d, name))
 			if err != nil {
@@ -276,6 +276,6 @@ func (c *remover) learnAround(ctx context.Context, d string) {
 		return
 	}
 	c.mu.Lock()
-	c.remote.keepSubtreeLocked(d, below)
+	c.keepSubtreeLocked(d, below)
 	c.mu.Unlock()
 }

@@ -37,9 +37,9 @@ func (c *Cache) rename(ctx context.Context, oldp, newp string, noReplace bool) e
 		return nil
 	}
 	for {
-		fetchNeeded, err := c.mover.renameLocal(oldp, newp, noReplace)
+		fetchNeeded, err := c.renameLocal(oldp, newp, noReplace)
 		if errors.Is(err, errDirRename) {
-			if err := c.mover.renameDir(ctx, oldp, newp, noReplace); err != nil {
+			if err := c.renameDir(ctx, oldp, newp, noReplace); err != nil {
 				return wrapPath("rename", oldp, err)
 			}
 			return nil
@@ -51,7 +51,7 @@ func (c *Cache) rename(ctx context.Context, oldp, newp string, noReplace bool) e
 			return nil
 		}
 		// The new key needs the bytes, and only the store has them.
-		if err := c.fetcher.fetch(ctx, oldp); err != nil {
+		if err := c.fetch(ctx, oldp); err != nil {
 			return wrapPath("rename", oldp, err)
 		}
 	}
@@ -62,7 +62,7 @@ func (c *Cache) rename(ctx context.Context, oldp, newp string, noReplace bool) e
 // are here and go up whole at the new key, so an owed move of its object
 // is moot: its source is deleted once nothing reads it (the caller queues
 // it; its mark, naming the old path, no longer holds it).
-func (c *mover) putRenamedTxn(t *index.Tx, newp string, moved index.Record) error {
+func (c *Cache) putRenamedTxn(t *index.Tx, newp string, moved index.Record) error {
 	if moved.State != Special {
 		moved.MoveFrom = ""
 		moved.Gen++
@@ -79,10 +79,10 @@ func (c *mover) putRenamedTxn(t *index.Tx, newp string, moved index.Record) erro
 	return t.SetPending(newp)
 }
 
-func (c *mover) renameLocal(oldp, newp string, noReplace bool) (fetchNeeded bool, err error) {
+func (c *Cache) renameLocal(oldp, newp string, noReplace bool) (fetchNeeded bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.remote.removeFromSubtreesLocked(oldp)
+	c.removeFromSubtreesLocked(oldp)
 	var fr fileRename
 	err = c.updateLocked(func(t *index.Tx) error { return c.renameFileTxn(t, oldp, newp, noReplace, &fr) })
 	if err != nil || fr.fetchNeeded {
@@ -104,7 +104,7 @@ type fileRename struct {
 }
 
 // renameFileTxn moves the record of the file at oldp to newp in t.
-func (c *mover) renameFileTxn(t *index.Tx, oldp, newp string, noReplace bool, fr *fileRename) error {
+func (c *Cache) renameFileTxn(t *index.Tx, oldp, newp string, noReplace bool, fr *fileRename) error {
 	*fr = fileRename{} // a transaction may be run again
 	src, ok, err := t.Get(oldp)
 	if err != nil || !ok {
@@ -157,7 +157,7 @@ func (c *mover) renameFileTxn(t *index.Tx, oldp, newp string, noReplace bool, fr
 	if err := t.Del(oldp); err != nil {
 		return err
 	}
-	if err := c.remover.forgetKey(t, oldp, src.InStore, &fr.oldTomb); err != nil {
+	if err := c.forgetKey(t, oldp, src.InStore, &fr.oldTomb); err != nil {
 		return err
 	}
 	moved := src
@@ -169,7 +169,7 @@ func (c *mover) renameFileTxn(t *index.Tx, oldp, newp string, noReplace bool, fr
 
 // renamedLocked brings the open files, the caches of what the store holds
 // and the upload queue in step with a committed file rename.
-func (c *mover) renamedLocked(oldp, newp string, fr *fileRename) {
+func (c *Cache) renamedLocked(oldp, newp string, fr *fileRename) {
 	if fr.dstOK {
 		c.data.Remove(fr.dst.Data)
 		c.detachLocked(newp)
@@ -190,6 +190,6 @@ func (c *mover) renamedLocked(oldp, newp string, fr *fileRename) {
 	if fr.moveSrc != "" {
 		c.q.Add(fr.moveSrc)
 	}
-	c.uploader.queueAll(fr.queued)
+	c.queueAll(fr.queued)
 	c.q.Add(newp)
 }

@@ -59,23 +59,23 @@ func (m *movingTrees) remove(oldp string) {
 // is still moving its records to the path of the record now. Outside such
 // a move it returns p at once.
 func (c *Cache) Resolve(p string) string {
-	if c.mover.moving.n.Load() == 0 {
+	if c.moving.n.Load() == 0 {
 		return p
 	}
-	c.mover.moving.mu.RLock()
+	c.moving.mu.RLock()
 	var q string
-	for oldp, newp := range c.mover.moving.m {
+	for oldp, newp := range c.moving.m {
 		if p == oldp || strings.HasPrefix(p, oldp+"/") {
 			q = newp + p[len(oldp):]
 			break
 		}
 	}
-	c.mover.moving.mu.RUnlock()
+	c.moving.mu.RUnlock()
 	if q == "" {
 		return p
 	}
 	var here, there bool
-	err := c.view(func(txn index.View) (err error) {
+	err := c.ix.View(func(txn index.View) (err error) {
 		if _, here, err = txn.Get(p); err != nil || here {
 			return err
 		}
@@ -103,7 +103,7 @@ func (c *Cache) moveBatchSize() int {
 }
 
 // renameDir moves the directory oldp, and everything below it, to newp.
-func (c *mover) renameDir(ctx context.Context, oldp, newp string, noReplace bool) error {
+func (c *Cache) renameDir(ctx context.Context, oldp, newp string, noReplace bool) error {
 	if strings.HasPrefix(newp, oldp+"/") {
 		return ErrInvalid // into itself
 	}
@@ -113,7 +113,7 @@ func (c *mover) renameDir(ctx context.Context, oldp, newp string, noReplace bool
 	}
 	var dst index.Record
 	var dstOK bool
-	if err := c.view(func(txn index.View) (err error) {
+	if err := c.ix.View(func(txn index.View) (err error) {
 		dst, dstOK, err = txn.Get(newp)
 		return err
 	}); err != nil {
@@ -137,7 +137,7 @@ func (c *mover) renameDir(ctx context.Context, oldp, newp string, noReplace bool
 		err := c.learnTree(lctx, oldp)
 		cancel()
 		if err != nil {
-			c.remote.noteStoreError(err)
+			c.noteStoreError(err)
 			return fmt.Errorf("%w: %w", ErrStore, err)
 		}
 	}
@@ -154,14 +154,14 @@ type treeMove struct {
 // moveTree moves the records at and below oldp to newp in the index, in
 // batches under a rename intent, each under the index lock. resuming is
 // set when Open finishes a move a crash interrupted.
-func (c *mover) moveTree(oldp, newp string, resuming bool) error {
+func (c *Cache) moveTree(oldp, newp string, resuming bool) error {
 	c.moving.add(oldp, newp)
 	defer c.moving.remove(oldp)
 	m := treeMove{oldp: oldp, newp: newp, resuming: resuming, now: time.Now().UnixNano()}
 	// The tree is read from one snapshot, without the lock: the kernel
 	// adds nothing below a directory it is renaming.
 	var paths []string
-	if err := c.view(func(txn index.View) error {
+	if err := c.ix.View(func(txn index.View) error {
 		_, ok, err := txn.Get(oldp)
 		if err != nil || (!ok && !resuming) {
 			return err
@@ -196,7 +196,7 @@ func (c *mover) moveTree(oldp, newp string, resuming bool) error {
 // moveBatch moves the records at paths in one transaction. The first
 // batch checks the target and writes the intent when more batches follow;
 // the last one removes the intent.
-func (c *mover) moveBatch(m treeMove, paths []string, first, last bool) error {
+func (c *Cache) moveBatch(m treeMove, paths []string, first, last bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var queue []string
@@ -232,17 +232,17 @@ func (c *mover) moveBatch(m treeMove, paths []string, first, last bool) error {
 		c.negative.remove(to)
 		c.q.Supersede(from)
 	}
-	c.remote.removeFromSubtreesLocked(m.oldp)
-	c.remote.removeFromSubtreesLocked(m.newp)
+	c.removeFromSubtreesLocked(m.oldp)
+	c.removeFromSubtreesLocked(m.newp)
 	c.negative.remove(m.newp)
-	c.uploader.queueAll(queue)
+	c.queueAll(queue)
 	return nil
 }
 
 // startMoveTxn checks that the rename's target is free (unless resuming),
 // writes the intent when the move takes more than one batch, and moves
 // both parents' times.
-func (c *mover) startMoveTxn(t *index.Tx, m treeMove, batched bool) error {
+func (c *Cache) startMoveTxn(t *index.Tx, m treeMove, batched bool) error {
 	if !m.resuming {
 		if _, ok, err := t.Get(m.newp); err != nil || ok {
 			return errorOr(err, ErrExist)
@@ -286,7 +286,7 @@ func collectBelow(txn index.View, p string, out *[]string) error {
 
 // moveRecordTxn moves one record from to to, and owes the store what that
 // takes; it returns the keys to queue once the transaction commits.
-func (c *mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []string, err error) {
+func (c *Cache) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []string, err error) {
 	r, ok, err := t.Get(from)
 	if err != nil || !ok {
 		return nil, err // moved before a crash
@@ -337,7 +337,7 @@ func (c *mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []
 		// go up at the new key; an object at the old key is deleted.
 		tomb := false
 		if r.MoveFrom == "" {
-			if err := c.remover.forgetKey(t, from, r.InStore, &tomb); err != nil {
+			if err := c.forgetKey(t, from, r.InStore, &tomb); err != nil {
 				return nil, err
 			}
 		} else {
@@ -377,10 +377,10 @@ func (c *mover) moveRecordTxn(t *index.Tx, from, to string, now int64) (queue []
 }
 
 // finishRenames completes the directory renames a crash interrupted.
-func (c *mover) finishRenames() error {
+func (c *Cache) finishRenames() error {
 	type move struct{ from, to string }
 	var moves []move
-	err := c.view(func(txn index.View) error {
+	err := c.ix.View(func(txn index.View) error {
 		underway, err := txn.RenamesUnderway()
 		for _, m := range underway {
 			moves = append(moves, move{m[0], m[1]})

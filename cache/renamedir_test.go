@@ -51,7 +51,7 @@ func renameTree(t *testing.T, c *Cache, mem *objstore.Mem) map[string]string {
 		t.Fatal(err)
 	}
 	drainTest(t, c)
-	if !c.evictor.evictOne("a/sub/y") {
+	if !c.evictOne("a/sub/y") {
 		t.Fatal("a/sub/y could not be evicted")
 	}
 	mem.SetObjectMeta("a/sub/deep/z", []byte(want["sub/deep/z"]), map[string]string{"uid": "33", "gid": "33", "mode": "33152"})
@@ -245,14 +245,14 @@ func TestDirectoryRenameInBatchesFinishesAfterAStop(t *testing.T) {
 	// Now stop half way through moving b to c, by hand.
 	c.mu.Lock()
 	var paths []string
-	err := c.view(func(txn index.View) error { return collectBelow(txn, "b", &paths) })
+	err := c.ix.View(func(txn index.View) error { return collectBelow(txn, "b", &paths) })
 	if err == nil {
 		err = c.updateLocked(func(t *index.Tx) error {
 			if err := t.StartRename("b", "c"); err != nil {
 				return err
 			}
 			for _, from := range append([]string{"b"}, paths[:2]...) {
-				if _, err := c.mover.moveRecordTxn(t, from, "c"+strings.TrimPrefix(from, "b"), 1); err != nil {
+				if _, err := c.moveRecordTxn(t, from, "c"+strings.TrimPrefix(from, "b"), 1); err != nil {
 					return err
 				}
 			}
@@ -333,12 +333,12 @@ func TestResolveDuringAMove(t *testing.T) {
 	if got := c.Resolve("a/x"); got != "a/x" {
 		t.Errorf("no move under way: %q", got)
 	}
-	c.mover.moving.add("a", "b")
-	defer c.mover.moving.remove("a")
+	c.moving.add("a", "b")
+	defer c.moving.remove("a")
 	c.mu.Lock()
 	err := c.updateLocked(func(t *index.Tx) error {
 		for _, p := range []string{"a", "a/x"} {
-			if _, err := c.mover.moveRecordTxn(t, p, "b"+strings.TrimPrefix(p, "a"), 1); err != nil {
+			if _, err := c.moveRecordTxn(t, p, "b"+strings.TrimPrefix(p, "a"), 1); err != nil {
 				return err
 			}
 		}
@@ -377,7 +377,7 @@ func TestReadRacingItsObjectsMove(t *testing.T) {
 	c := openTest(t, t.TempDir(), faulty, nil)
 	writeFile(t, c, "a/f", []byte("moving"))
 	drainTest(t, c)
-	if !c.evictor.evictOne("a/f") {
+	if !c.evictOne("a/f") {
 		t.Fatal("a/f could not be evicted")
 	}
 	if err := c.Rename(context.Background(), "a", "b"); err != nil {
@@ -398,7 +398,7 @@ func TestFileRenameMovesTheObjectInTheStore(t *testing.T) {
 	writeFile(t, c, "d/clean", []byte("thumb"))
 	writeFile(t, c, "d/replaced", []byte("old"))
 	drainTest(t, c)
-	if !c.evictor.evictOne("d/evicted") {
+	if !c.evictOne("d/evicted") {
 		t.Fatal("not evicted")
 	}
 	gets, puts := mem.Count("get"), mem.Count("put")
@@ -429,7 +429,7 @@ func TestRenameOfObjectsTooLargeToCopy(t *testing.T) {
 	writeFile(t, c, "a/clean", []byte("large two"))
 	writeFile(t, c, "a/s", []byte("s"))
 	drainTest(t, c)
-	if !c.evictor.evictOne("a/evicted") {
+	if !c.evictOne("a/evicted") {
 		t.Fatal("not evicted")
 	}
 	puts := mem.Count("put")

@@ -7,24 +7,11 @@ import (
 	"github.com/s3mediafs/s3mediafs/cache/index"
 )
 
-func (c *remote) dueForRevalidation(p string) bool {
-	if c.opts.RevalidateAfter <= 0 || c.storeIsDown() {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if of := c.open[p]; of != nil {
-		return false
-	}
-	at, ok := c.verified[p]
-	return !ok || time.Since(at) > c.opts.RevalidateAfter
-}
-
 // revalidateLater revalidates p in the background: the lookup that found
 // it due is answered from the index at once, and one by another host
 // deleted or rewritten is seen by the lookups after (see
 // Options.RevalidateWaits). One HEAD per path is in flight at a time.
-func (c *remote) revalidateLater(p string, r index.Record) {
+func (c *Cache) revalidateLater(p string, r index.Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.background(func(life context.Context) {
@@ -42,7 +29,7 @@ func (c *remote) revalidateLater(p string, r index.Record) {
 
 // revalidate asks the store whether a clean or remote file is still there
 // and unchanged; another host may have deleted or rewritten it.
-func (c *remote) revalidate(ctx context.Context, p string, r index.Record) (Attr, error) {
+func (c *Cache) revalidate(ctx context.Context, p string, r index.Record) (Attr, error) {
 	if r.MoveFrom != "" {
 		return attrOf(r), nil // not at its key yet: nothing to compare
 	}
@@ -52,7 +39,7 @@ func (c *remote) revalidate(ctx context.Context, p string, r index.Record) (Attr
 	size, mtime, meta := o.Size, o.MTime, o.Meta
 	switch {
 	case isNotFound(err):
-		if c.fetcher.forgetRemote(p, r) {
+		if c.forgetRemote(p, r) {
 			return c.withOpenSize(p, attrOf(r)), nil
 		}
 		return Attr{}, ErrNotExist

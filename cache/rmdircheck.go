@@ -105,9 +105,9 @@ func (r *rmdirChecks) roundDue(now time.Time) bool {
 }
 
 // checkRemovedDirsLoop runs the due checks every r.every until ctx ends.
-func (c *remover) checkRemovedDirsLoop(ctx context.Context) {
+func (c *Cache) checkRemovedDirsLoop(ctx context.Context) {
 	tick(ctx, c.rmdirChecks.every, func(now time.Time) {
-		if c.rmdirChecks.roundDue(now) && !c.remote.storeIsDown() {
+		if c.rmdirChecks.roundDue(now) && !c.storeIsDown() {
 			c.checkRemovedDirs(ctx)
 		}
 	})
@@ -115,11 +115,11 @@ func (c *remover) checkRemovedDirsLoop(ctx context.Context) {
 
 // checkRemovedDirs checks the removed directories below which no delete is
 // owed any more: until then, a LIST would see this mount's own objects.
-func (c *remover) checkRemovedDirs(ctx context.Context) {
+func (c *Cache) checkRemovedDirs(ctx context.Context) {
 	var due []string
 	// The view cannot fail: hasOwedAtOrBelow counts a failed read as
 	// owed, which leaves that directory for the next round.
-	if err := c.view(func(txn index.View) error {
+	if err := c.ix.View(func(txn index.View) error {
 		due = c.rmdirChecks.take(func(p string) bool {
 			return !hasOwedAtOrBelow(txn, p)
 		})
@@ -175,7 +175,7 @@ func groupByParent(dirs []string) map[string][]string {
 // parent: one delimited LIST of parent names those that may hold objects
 // (or, on stores that keep empty folders, held some), and a LIST of each
 // of those settles it. A single directory is asked about directly.
-func (c *remover) checkSiblings(ctx context.Context, parent string, dirs []string) {
+func (c *Cache) checkSiblings(ctx context.Context, parent string, dirs []string) {
 	c.rmdirChecks.done.Add(uint64(len(dirs)))
 	maybe, settled := dirs, false
 	if len(dirs) > 1 {
@@ -196,10 +196,10 @@ func (c *remover) checkSiblings(ctx context.Context, parent string, dirs []strin
 	for _, d := range maybe {
 		if !settled {
 			lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
-			holds, err := c.remote.remoteDirExists(lctx, d)
+			holds, err := c.remoteDirExists(lctx, d)
 			cancel()
 			if err != nil {
-				c.remote.noteStoreError(err)
+				c.noteStoreError(err)
 				c.log.Debug("checking a removed directory in the store failed; its next lookup asks again", "dir", d, "err", err)
 				continue
 			}
@@ -215,7 +215,7 @@ func (c *remover) checkSiblings(ctx context.Context, parent string, dirs []strin
 // prefixes, or, recursive, with an object below them that is not being
 // deleted here. ok is false when the LIST failed or the parent holds too
 // many names to read them all.
-func (c *remover) listedAmong(ctx context.Context, parent string, dirs []string, recursive bool) (seen []string, ok bool) {
+func (c *Cache) listedAmong(ctx context.Context, parent string, dirs []string, recursive bool) (seen []string, ok bool) {
 	want := map[string]bool{}
 	for _, d := range dirs {
 		want[d] = true
@@ -245,7 +245,7 @@ func (c *remover) listedAmong(ctx context.Context, parent string, dirs []string,
 		}
 		key := index.JoinPath(parent, name)
 		var gone bool
-		viewErr = c.view(func(txn index.View) (err error) {
+		viewErr = c.ix.View(func(txn index.View) (err error) {
 			gone, err = txn.GoneHere(key)
 			return err
 		})
@@ -258,7 +258,7 @@ func (c *remover) listedAmong(ctx context.Context, parent string, dirs []string,
 	err = errorOr(err, viewErr)
 	if err != nil || n >= maxSiblingsListed {
 		if err != nil {
-			c.remote.noteStoreError(err)
+			c.noteStoreError(err)
 		}
 		return nil, false
 	}
@@ -268,7 +268,7 @@ func (c *remover) listedAmong(ctx context.Context, parent string, dirs []string,
 // reappear records the removed directory d again, and any removed
 // directories above it, because the store holds objects below d that
 // this mount did not remove.
-func (c *remover) reappear(d string) {
+func (c *Cache) reappear(d string) {
 	var chain []string
 	for p := d; p != ""; p = index.ParentOf(p) {
 		if _, ok, err := c.readRecord(p); err != nil || ok {
@@ -280,7 +280,7 @@ func (c *remover) reappear(d string) {
 		return // made again here meanwhile: it shows already
 	}
 	for i := len(chain) - 1; i >= 0; i-- {
-		if _, err := c.remote.learn(chain[i], index.Record{Dir: true, MTime: time.Now().UnixNano()}, time.Time{}); err != nil {
+		if _, err := c.learn(chain[i], index.Record{Dir: true, MTime: time.Now().UnixNano()}, time.Time{}); err != nil {
 			c.log.Warn("recording a removed directory that still holds objects failed; its next lookup finds it", "dir", chain[i], "err", err)
 			return
 		}

@@ -193,7 +193,7 @@ func testPurgeLists(t *testing.T, keeps bool) {
 		t.Fatalf("the purge sent %d LISTs on its path, want none", n)
 	}
 	drainTest(t, c)
-	c.remover.checkRemovedDirs(ctx)
+	c.checkRemovedDirs(ctx)
 	st := c.Status()
 	if st.RmdirChecksWaiting != 0 {
 		t.Fatalf("%d directories left unchecked once every delete landed", st.RmdirChecksWaiting)
@@ -237,7 +237,7 @@ func TestRemovedSiblingsSettledByOneRecursiveList(t *testing.T) {
 	}
 	drainTest(t, c)
 	lists := mem.Count("list")
-	c.remover.checkRemovedDirs(ctx)
+	c.checkRemovedDirs(ctx)
 	if n := mem.Count("list") - lists; n != 2 {
 		t.Errorf("%d LISTs for four removed siblings, want a delimited and a recursive one", n)
 	}

@@ -33,7 +33,7 @@ func touchParent(t *index.Tx, p string, now int64) error {
 func (c *Cache) RootAttr() Attr {
 	a := Attr{Ino: index.RootIno, Dir: true}
 	var m index.RootAttrs
-	if err := c.view(func(txn index.View) (err error) {
+	if err := c.ix.View(func(txn index.View) (err error) {
 		m, err = txn.Root()
 		return err
 	}); err != nil {

@@ -38,7 +38,7 @@ func (c *Cache) scrubLoop(ctx context.Context) {
 			r index.Record
 		}
 		var batch []item
-		err := c.view(func(txn index.View) (err error) {
+		err := c.ix.View(func(txn index.View) (err error) {
 			after, err = txn.ForFilesFrom(after, scrubBatch, func(p string, r index.Record) {
 				if r.State == Clean && r.HasCRC && r.Data != "" {
 					batch = append(batch, item{p, r})
@@ -105,7 +105,7 @@ func (c *Cache) scrubOne(ctx context.Context, p string, r index.Record) {
 		if err != nil || !ok || cur.Ino != r.Ino || cur.Gen != r.Gen || cur.Data != r.Data || cur.State != Clean {
 			return err // changed while it was read: not this copy's fault
 		}
-		c.fetcher.dropLocalCopyLocked(p, cur)
+		c.dropLocalCopyLocked(p, cur)
 		cur.State, cur.Data = Remote, ""
 		dropped = true
 		return t.Put(p, cur)

@@ -45,7 +45,7 @@ func (n *notifier) C() <-chan struct{} {
 }
 
 // minFree is the free-space floor in bytes.
-func (c *spaceKeeper) minFree(total int64) int64 {
+func (c *Cache) minFree(total int64) int64 {
 	floor := c.opts.MinFree
 	if pct := int64(c.opts.MinFreePercent / 100 * float64(total)); pct > floor {
 		floor = pct
@@ -55,7 +55,7 @@ func (c *spaceKeeper) minFree(total int64) int64 {
 
 // roomLocked reports whether extra more local bytes fit under the size
 // limit and above the free-space floor. Callers hold c.mu.
-func (c *spaceKeeper) roomLocked(extra int64) bool {
+func (c *Cache) roomLocked(extra int64) bool {
 	if c.opts.MaxSize > 0 && c.used+extra > c.opts.MaxSize {
 		return false
 	}
@@ -64,9 +64,9 @@ func (c *spaceKeeper) roomLocked(extra int64) bool {
 }
 
 // kickEvictor wakes the evictor without blocking.
-func (c *spaceKeeper) kickEvictor() {
+func (c *Cache) kickEvictor() {
 	select {
-	case c.evictor.evictKick <- struct{}{}:
+	case c.evictKick <- struct{}{}:
 	default:
 	}
 }
@@ -76,7 +76,7 @@ func (c *spaceKeeper) kickEvictor() {
 // DirtyMax. It gives up after wait: with ErrNoSpace when there is no
 // room, and without error when only the dirty bound is still exceeded (a
 // slow store delays writers; it does not fail them).
-func (c *spaceKeeper) admit(ctx context.Context, extra int64, write bool, wait time.Duration) error {
+func (c *Cache) admit(ctx context.Context, extra int64, write bool, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	waiting := false
 	defer func() {
@@ -124,14 +124,14 @@ func (c *spaceKeeper) admit(ctx context.Context, extra int64, write bool, wait t
 // to wait: what a file holds is admitted again when its version is stored.
 // A file written in order grows a write at a time and is never refused
 // here; it is bounded by the free-space floor (checkFloor).
-func (c *spaceKeeper) checkGrowth(extra int64) error {
+func (c *Cache) checkGrowth(extra int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.checkGrowthLocked(extra)
 }
 
 // checkGrowthLocked is checkGrowth for callers holding c.mu.
-func (c *spaceKeeper) checkGrowthLocked(extra int64) error {
+func (c *Cache) checkGrowthLocked(extra int64) error {
 	if c.opts.DirtyMax > 0 && extra > c.opts.DirtyMax {
 		return ErrTooBig
 	}
@@ -141,7 +141,7 @@ func (c *spaceKeeper) checkGrowthLocked(extra int64) error {
 // couldHoldLocked reports, as checkGrowth does but for clean bytes (a
 // fetch), whether extra more local bytes could fit once every clean file
 // is evicted: ErrTooBig past the size limit, ErrNoSpace past the floor.
-func (c *spaceKeeper) couldHoldLocked(extra int64) error {
+func (c *Cache) couldHoldLocked(extra int64) error {
 	if extra <= 0 {
 		return nil
 	}
@@ -161,7 +161,7 @@ func (c *spaceKeeper) couldHoldLocked(extra int64) error {
 
 // checkFloor is the write path's guard: an admitted file may keep growing,
 // but not below half the free-space floor, which stays for the index.
-func (c *spaceKeeper) checkFloor(ctx context.Context, n int64) error {
+func (c *Cache) checkFloor(ctx context.Context, n int64) error {
 	free, total := c.data.Free(false)
 	hard := c.minFree(total) / 2
 	if free-n >= hard {

@@ -70,7 +70,7 @@ func TestLimitHoldsUnderWriteStorm(t *testing.T) {
 		h.Release(ctx)
 	}
 	drainTest(t, c)
-	c.spaceKeeper.kickEvictor()
+	c.kickEvictor()
 	for p, data := range files {
 		wantObject(t, mem, p, data)
 	}
@@ -118,7 +118,7 @@ func TestDirtyFilesAreNeverEvicted(t *testing.T) {
 	if !errors.Is(full, ErrNoSpace) {
 		t.Fatalf("writing past the limit with the store down: %v, want ErrNoSpace", full)
 	}
-	c.spaceKeeper.kickEvictor()
+	c.kickEvictor()
 	time.Sleep(50 * time.Millisecond)
 	for p, data := range written {
 		if a, _ := c.Stat(ctx, p); a.State != Dirty && a.State != Uploading {
@@ -147,10 +147,10 @@ func TestEvictionIsLeastRecentlyUsedFirst(t *testing.T) {
 		drainTest(t, c)
 	}
 	readFile(t, c, "a") // a is now more recent than b and c
-	c.evictor.flushAccess()
+	c.flushAccess()
 	writeFile(t, c, "d", bytes.Repeat([]byte("d"), size))
 	drainTest(t, c)
-	c.spaceKeeper.kickEvictor()
+	c.kickEvictor()
 	eventually(t, func() bool {
 		a, _ := c.Stat(context.Background(), "b")
 		return a.State == Remote
@@ -176,7 +176,7 @@ func TestMaxAgeEvictsIdleCleanFiles(t *testing.T) {
 	writeFile(t, c, "old", []byte("idle"))
 	drainTest(t, c)
 	time.Sleep(150 * time.Millisecond)
-	c.spaceKeeper.kickEvictor()
+	c.kickEvictor()
 	eventually(t, func() bool { a, _ := c.Stat(context.Background(), "old"); return a.State == Remote })
 	if got := readFile(t, c, "old"); string(got) != "idle" {
 		t.Fatalf("refetch after age eviction: %q", got)

@@ -129,7 +129,7 @@ func (c *Cache) readLinkObject(ctx context.Context, p string) (string, error) {
 	defer cancel()
 	body, err := c.store.Get(gctx, p, 0, maxLinkSize+1)
 	if err != nil {
-		c.remote.noteStoreError(err)
+		c.noteStoreError(err)
 		return "", fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	defer body.Close()

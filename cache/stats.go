@@ -18,7 +18,6 @@ type counters struct {
 	uploads, deletes           atomic.Uint64
 	bytesUp, bytesDown         atomic.Uint64
 	errTransient, errPermanent atomic.Uint64
-	indexUpdates, indexReads   atomic.Uint64 // index transactions, for the performance budget
 
 	mu        sync.Mutex // guards lastErr, lastErrAt
 	lastErr   string
@@ -93,11 +92,11 @@ type Status struct {
 // Status returns the current figures.
 func (c *Cache) Status() Status {
 	c.mu.Lock()
-	s := Status{DirtyFiles: c.dirtyFiles, DirtyBytes: c.dirty, LocalBytes: c.used, MaxSize: c.opts.MaxSize, DirtyMax: c.opts.DirtyMax, Fetches: len(c.fetcher.downloads)}
+	s := Status{DirtyFiles: c.dirtyFiles, DirtyBytes: c.dirty, LocalBytes: c.used, MaxSize: c.opts.MaxSize, DirtyMax: c.opts.DirtyMax, Fetches: len(c.downloads)}
 	c.mu.Unlock()
 	var total int64
 	s.FreeBytes, total = c.data.Free(false)
-	s.MinFreeBytes = c.spaceKeeper.minFree(total)
+	s.MinFreeBytes = c.minFree(total)
 	var oldest time.Duration
 	s.QueueDepth, oldest = c.q.Depth()
 	s.OldestPending = oldest.Seconds()
@@ -105,10 +104,10 @@ func (c *Cache) Status() Status {
 	s.Uploads, s.UploadedBytes, s.Deletes = st.uploads.Load(), st.bytesUp.Load(), st.deletes.Load()
 	s.Hits, s.Misses, s.FetchedBytes, s.Evictions = st.hits.Load(), st.misses.Load(), st.bytesDown.Load(), st.evictions.Load()
 	s.ErrorsTransient, s.ErrorsPermanent = st.errTransient.Load(), st.errPermanent.Load()
-	s.IndexUpdates, s.IndexReads = st.indexUpdates.Load(), st.indexReads.Load()
-	s.StoreDown = c.remote.storeIsDown()
+	s.IndexReads, s.IndexUpdates = c.ix.Transactions()
+	s.StoreDown = c.storeIsDown()
 	s.CorruptDownloads, s.ScrubChecked, s.ScrubCorrupt = st.corrupt.Load(), st.scrubbed.Load(), st.scrubCorrupt.Load()
-	s.RmdirChecks, s.RmdirReappeared, s.RmdirChecksWaiting = c.remover.rmdirChecks.done.Load(), c.remover.rmdirChecks.back.Load(), c.remover.rmdirChecks.waiting()
+	s.RmdirChecks, s.RmdirReappeared, s.RmdirChecksWaiting = c.rmdirChecks.done.Load(), c.rmdirChecks.back.Load(), c.rmdirChecks.waiting()
 	st.mu.Lock()
 	s.LastError, s.LastErrorAt = st.lastErr, st.lastErrAt
 	st.mu.Unlock()
@@ -128,7 +127,7 @@ func (c *Cache) Flush(ctx context.Context) (int, error) {
 		// Done ones are dropped from the front up to the first still
 		// owed: one upload's end then costs a look or two, not a look
 		// at every path still owed.
-		err := c.view(func(txn index.View) error {
+		err := c.ix.View(func(txn index.View) error {
 			for len(owed) > 0 {
 				pending, err := txn.HasPending(owed[0])
 				if err != nil || pending {
@@ -156,7 +155,7 @@ func (c *Cache) Flush(ctx context.Context) (int, error) {
 // stillOwed counts the paths of owed that still owe the store.
 func (c *Cache) stillOwed(owed []string) int {
 	n := 0
-	if err := c.view(func(txn index.View) error {
+	if err := c.ix.View(func(txn index.View) error {
 		for _, p := range owed {
 			if pending, err := txn.HasPending(p); err != nil || pending {
 				n++ // a path not read counts as owed

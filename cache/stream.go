@@ -40,7 +40,7 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 	c.mu.Lock()
 	path, size := h.of.path, h.of.attr.Size
 	c.mu.Unlock()
-	p, err := c.uploader.objectKeyOf(path)
+	p, err := c.objectKeyOf(path)
 	if err != nil {
 		return 0, err
 	}
@@ -59,9 +59,9 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 			n := body.Len
 			if err != nil {
 				cancel()
-				c.remote.noteStoreError(err)
+				c.noteStoreError(err)
 				if isNotFound(err) {
-					if now, err := c.uploader.objectKeyOf(path); err == nil && now != p {
+					if now, err := c.objectKeyOf(path); err == nil && now != p {
 						p = now // a rename's move finished meanwhile
 						continue
 					}
@@ -87,7 +87,7 @@ func (h *Handle) readStream(ctx context.Context, b []byte, off int64) (int, erro
 		s.pos += int64(n)
 		c.stats.bytesDown.Add(uint64(n))
 		if err == nil {
-			c.remote.noteStoreOK()
+			c.noteStoreOK()
 			return n, nil
 		}
 		s.close()

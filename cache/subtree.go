@@ -62,7 +62,7 @@ func (s *subtree) count(name string, n int) {
 // keepSubtreeLocked keeps st as the tree below dir, in place of the
 // oldest one when maxSubtrees are kept; the janitor drops expired ones.
 // Called with c.mu held.
-func (c *remote) keepSubtreeLocked(dir string, st *subtree) {
+func (c *Cache) keepSubtreeLocked(dir string, st *subtree) {
 	if len(c.subtrees) >= maxSubtrees {
 		oldest := ""
 		for d, s := range c.subtrees {
@@ -79,7 +79,7 @@ func (c *remote) keepSubtreeLocked(dir string, st *subtree) {
 // its ancestors, learned at the time given: a file (f not nil), a
 // directory, or absent. covered is false when no fresh subtree holds p.
 // Called with c.mu held.
-func (c *remote) fromSubtreeLocked(p string) (f *remoteFile, dir, covered bool, at time.Time) {
+func (c *Cache) fromSubtreeLocked(p string) (f *remoteFile, dir, covered bool, at time.Time) {
 	for d := index.ParentOf(p); ; d = index.ParentOf(d) {
 		if s := c.subtrees[d]; s != nil && time.Since(s.at) < c.opts.NegativeTTL {
 			rel := p
@@ -101,7 +101,7 @@ func (c *remote) fromSubtreeLocked(p string) (f *remoteFile, dir, covered bool, 
 // here: the file p, or the directory p and all below it. What a subtree
 // still holds is then what the store holds that this mount has not
 // removed. Called with c.mu held.
-func (c *remote) removeFromSubtreesLocked(p string) {
+func (c *Cache) removeFromSubtreesLocked(p string) {
 	// Only p's ancestors can hold it: a purge after many lookups keeps
 	// many subtrees, and visiting each per removal would be quadratic.
 	for d := p; d != ""; {
@@ -126,7 +126,7 @@ func (c *remote) removeFromSubtreesLocked(p string) {
 // ancestors learned within maxAge, whether the store holds anything this
 // mount has not removed below the directory p; known is false when no
 // such subtree covers p. Called with c.mu held.
-func (c *remote) subtreeEmptyBelowLocked(p string, maxAge time.Duration) (empty, known bool) {
+func (c *Cache) subtreeEmptyBelowLocked(p string, maxAge time.Duration) (empty, known bool) {
 	for d := p; ; d = index.ParentOf(d) {
 		if s := c.subtrees[d]; s != nil && time.Since(s.at) < maxAge {
 			if d == p {
@@ -148,7 +148,7 @@ func (c *remote) subtreeEmptyBelowLocked(p string, maxAge time.Duration) (empty,
 
 // subtreeAge is how long a subtree is kept: lookups trust one for
 // NegativeTTL, rmdir for RevalidateAfter (see storeBelowKnown).
-func (c *remote) subtreeAge() time.Duration {
+func (c *Cache) subtreeAge() time.Duration {
 	return max(c.opts.NegativeTTL, c.opts.RevalidateAfter)
 }
 

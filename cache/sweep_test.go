@@ -41,7 +41,7 @@ func TestSweepSparesFilesMadeDuringIt(t *testing.T) {
 	if !c.uncleanStop {
 		t.Fatal("the second open did not see the unclean stop")
 	}
-	referenced, err := c.evictor.referencedData(ctx)
+	referenced, err := c.referencedData(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestSweepSparesFilesMadeDuringIt(t *testing.T) {
 	if _, err := c.SetAttr(ctx, "media/f", AttrChange{MTime: &past}); err != nil {
 		t.Fatal(err)
 	}
-	c.evictor.removeOrphans(ctx, referenced)
+	c.removeOrphans(ctx, referenced)
 
 	if _, err := os.Stat(c.data.Path(orphanID)); !os.IsNotExist(err) {
 		t.Errorf("the orphan was not swept: %v", err)

@@ -24,8 +24,7 @@ func (c *Cache) updateLocked(fn func(t *index.Tx) error) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	c.stats.indexUpdates.Add(1)
-	d, err := c.ix.Update(index.Acct{Used: c.used, Dirty: c.dirty, DirtyFiles: c.dirtyFiles}, c.lister.touchedLocked, fn)
+	d, err := c.ix.Update(index.Acct{Used: c.used, Dirty: c.dirty, DirtyFiles: c.dirtyFiles}, c.touchedLocked, fn)
 	if err != nil {
 		return err
 	}
@@ -35,7 +34,7 @@ func (c *Cache) updateLocked(fn func(t *index.Tx) error) error {
 		c.dirty += d.Dirty
 		c.space.Broadcast()
 		if c.opts.MaxSize > 0 && c.used > int64(float64(c.opts.MaxSize)*lowWater) {
-			c.spaceKeeper.kickEvictor()
+			c.kickEvictor()
 		}
 	}
 	return nil
@@ -43,7 +42,7 @@ func (c *Cache) updateLocked(fn func(t *index.Tx) error) error {
 
 // touchedLocked tells a listing in progress of p's directory that p
 // changed meanwhile (see forgetUnlisted). Callers hold c.mu.
-func (c *lister) touchedLocked(p string) {
+func (c *Cache) touchedLocked(p string) {
 	if len(c.watches) == 0 {
 		return
 	}
@@ -53,15 +52,9 @@ func (c *lister) touchedLocked(p string) {
 	}
 }
 
-// view runs fn in a read-only index transaction.
-func (c *Cache) view(fn func(txn index.View) error) error {
-	c.stats.indexReads.Add(1)
-	return c.ix.View(fn)
-}
-
 // readRecord is index.Get in a read-only transaction of its own.
 func (c *Cache) readRecord(p string) (r index.Record, ok bool, err error) {
-	err = c.view(func(txn index.View) error {
+	err = c.ix.View(func(txn index.View) error {
 		r, ok, err = txn.Get(p)
 		return err
 	})

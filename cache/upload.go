@@ -13,7 +13,7 @@ import (
 // syncPath brings the store's object at p in line with the index: it uploads
 // a dirty file or deletes a tombstoned key. again is true when the index
 // changed while the request ran and p must be looked at once more.
-func (c *uploader) syncPath(ctx context.Context, p string) (again bool, err error) {
+func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) {
 	if isFolderKey(p) {
 		return false, c.deleteFolder(ctx, p)
 	}
@@ -103,7 +103,7 @@ func (c *uploader) syncPath(ctx context.Context, p string) (again bool, err erro
 	return false, nil
 }
 
-func (c *uploader) uploadFile(ctx context.Context, p string, r index.Record, data *os.File) (bool, error) {
+func (c *Cache) uploadFile(ctx context.Context, p string, r index.Record, data *os.File) (bool, error) {
 	fi, err := data.Stat()
 	if err != nil {
 		return false, fmt.Errorf("stat data file of %q: %w", p, err)
@@ -122,7 +122,7 @@ func (c *uploader) uploadFile(ctx context.Context, p string, r index.Record, dat
 		return false, err
 	}
 	c.log.Debug("uploaded", "path", p, "bytes", size, "took", time.Since(start))
-	c.remote.noteStoreOK()
+	c.noteStoreOK()
 	c.stats.uploads.Add(1)
 	c.stats.bytesUp.Add(uint64(size))
 
@@ -180,7 +180,7 @@ var maxCopySize int64 = 5 << 30
 
 // sendMeta sends a metadata-only update of p (see SetAttr): one request,
 // no bytes. again is true when the metadata changed meanwhile.
-func (c *uploader) sendMeta(ctx context.Context, p string, r index.Record) (again bool, err error) {
+func (c *Cache) sendMeta(ctx context.Context, p string, r index.Record) (again bool, err error) {
 	if r.Size >= maxCopySize {
 		c.log.Warn("an object over 5 GiB keeps its old owner, mode and time in the store", "path", p)
 	} else if err := c.store.Copy(ctx, p, p, metaOf(r)); err != nil && !isNotFound(err) {
@@ -211,10 +211,10 @@ func (c *uploader) sendMeta(ctx context.Context, p string, r index.Record) (agai
 // deleteFolder sends the DELETE of a removed directory's folder key k
 // (see folderKey) once no delete is owed below it; until then it waits,
 // and the last delete below queues it again (wakeFolders).
-func (c *uploader) deleteFolder(ctx context.Context, k string) error {
+func (c *Cache) deleteFolder(ctx context.Context, k string) error {
 	dir := strings.TrimSuffix(k, "/")
 	var owed, busy, exists bool
-	err := c.view(func(txn index.View) error {
+	err := c.ix.View(func(txn index.View) error {
 		var err error
 		if owed, err = txn.HasPending(k); err != nil || !owed {
 			return err
@@ -262,13 +262,13 @@ func foldersOwedAbove(txn index.View, p string) []string {
 }
 
 // queueAll queues every path in paths.
-func (c *uploader) queueAll(paths []string) {
+func (c *Cache) queueAll(paths []string) {
 	for _, p := range paths {
 		c.q.Add(p)
 	}
 }
 
-func (c *uploader) deleteRemote(ctx context.Context, p string) (bool, error) {
+func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
 	if err := c.store.Delete(ctx, p); err != nil && !isNotFound(err) {
 		return false, err
 	}

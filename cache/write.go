@@ -24,7 +24,7 @@ func (h *Handle) whileWriting(ctx context.Context, fn func() error) error {
 	if !of.dirty.Load() {
 		// A new version starts: it must fit, and wait while too much is
 		// owed to the store.
-		if err := h.c.spaceKeeper.admit(ctx, 0, true, h.c.opts.SpaceWait); err != nil {
+		if err := h.c.admit(ctx, 0, true, h.c.opts.SpaceWait); err != nil {
 			return err
 		}
 	}
@@ -43,7 +43,7 @@ func (h *Handle) whileWriting(ctx context.Context, fn func() error) error {
 
 // WriteAt writes to the local data file only; the upload happens after close.
 func (h *Handle) WriteAt(ctx context.Context, b []byte, off int64) (int, error) {
-	if err := h.c.spaceKeeper.checkFloor(ctx, int64(len(b))); err != nil {
+	if err := h.c.checkFloor(ctx, int64(len(b))); err != nil {
 		return 0, err
 	}
 	var n int
@@ -87,7 +87,7 @@ func (h *Handle) checkHoleTo(end int64) error {
 	if err != nil {
 		return fmt.Errorf("stat data file: %w", err)
 	}
-	return h.c.spaceKeeper.checkGrowth(end - fi.Size())
+	return h.c.checkGrowth(end - fi.Size())
 }
 
 // emptyData gives a store-only file an empty local data file.
@@ -197,7 +197,7 @@ func (h *Handle) waitStored(ctx context.Context) error {
 		wake := c.uploadsDone.C()
 		var r index.Record
 		var ok, pending bool
-		if err := c.view(func(txn index.View) error {
+		if err := c.ix.View(func(txn index.View) error {
 			var err error
 			if r, ok, err = txn.Get(p); err != nil {
 				return err
@@ -302,7 +302,7 @@ func (c *Cache) refuseDirectHoleLocked(of *openFile, fi os.FileInfo, lastSize in
 		allocated = st.Blocks * 512
 	}
 	hole := fi.Size() - lastSize - allocated
-	err := c.spaceKeeper.checkGrowthLocked(hole)
+	err := c.checkGrowthLocked(hole)
 	if err == nil {
 		return nil
 	}

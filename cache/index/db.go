@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -17,7 +18,15 @@ type DB struct {
 	db    *badger.DB
 	ino   *badger.Sequence
 	guard *spaceGuard // nil when read-only
+
+	// reads and updates count the transactions callers ran (View,
+	// Update), for the performance budget.
+	reads, updates atomic.Uint64
 }
+
+// Transactions reports how many read-only and read-write transactions
+// callers have run.
+func (ix *DB) Transactions() (reads, updates uint64) { return ix.reads.Load(), ix.updates.Load() }
 
 // RootIno is the inode number of the mount's root directory.
 const RootIno = 1
@@ -167,7 +176,7 @@ func backfillInodes(ix *DB) error {
 	wb := ix.db.NewWriteBatch()
 	defer wb.Cancel()
 	err := ix.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{EntryPrefix}, PrefetchValues: true})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{entryPrefix}, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var r Record
@@ -267,7 +276,7 @@ func (ix *DB) MarkStopped() error {
 // ForPending calls fn for every path with an owed upload or delete.
 func (ix *DB) ForPending(fn func(p string)) error {
 	return ix.db.View(func(txn *badger.Txn) error {
-		prefix := []byte{PendingPrefix}
+		prefix := []byte{pendingPrefix}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -298,11 +307,6 @@ func OpenReadOnly(dir string, log *slog.Logger) (*DB, error) {
 		return nil, fmt.Errorf("open the index in %s read-only: %w (mount it once, or run this while it is mounted)", dir, err)
 	}
 	return &DB{db: db}, nil
-}
-
-// View runs fn in a read-only transaction.
-func (ix *DB) View(fn func(v View) error) error {
-	return ix.db.View(func(txn *badger.Txn) error { return fn(View{txn}) })
 }
 
 // Sync makes every committed change durable (fsync).

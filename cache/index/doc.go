@@ -1,7 +1,8 @@
 // Package index is the cache's Badger index: one record per known file
 // or directory, the marks of work owed to the store, the eviction order
 // of clean files, the byte accounting, and the journal of open multipart
-// uploads. Every key's layout is in keys.go; the table of them all is in
+// uploads. Every key's layout is in keys.go (a record's own key in
+// record.go, beside the record); the table of them all is in
 // the cache package's documentation.
 //
 // This package is the only one that sees Badger: callers read through

@@ -22,7 +22,7 @@ func (t *Tx) Unhide(p string) error { return t.txn.Delete(HiddenKey(p)) }
 // UnhideBelow drops up to n hidden marks below the directory p and
 // reports how many it dropped: fewer than n means none is left.
 func (t *Tx) UnhideBelow(p string, n int) (int, error) {
-	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: BelowPrefix(HiddenPrefix, p)})
+	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: BelowPrefix(hiddenPrefix, p)})
 	var keys [][]byte
 	for it.Rewind(); it.Valid() && len(keys) < n; it.Next() {
 		keys = append(keys, it.Item().KeyCopy(nil))
@@ -68,7 +68,7 @@ func (t *Tx) EndRename(old, new string) error { return t.txn.Delete(RenameIntent
 // from and to paths.
 func (v View) RenamesUnderway() ([][2]string, error) {
 	var out [][2]string
-	it := v.txn.NewIterator(badger.IteratorOptions{Prefix: []byte{RenameIntentPrefix}})
+	it := v.txn.NewIterator(badger.IteratorOptions{Prefix: []byte{renameIntentPrefix}})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		if from, to, ok := strings.Cut(string(it.Item().Key()[1:]), "\x00"); ok {
@@ -83,14 +83,14 @@ func (v View) RenamesUnderway() ([][2]string, error) {
 // dir, not what dir holds.
 func (v View) OwedChildren(dir string) (map[string]bool, error) {
 	out := map[string]bool{}
-	it := v.txn.NewIterator(badger.IteratorOptions{Prefix: BelowPrefix(PendingPrefix, dir)})
+	it := v.txn.NewIterator(badger.IteratorOptions{Prefix: BelowPrefix(pendingPrefix, dir)})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		p := string(it.Item().Key()[1:])
 		if ParentOf(p) != dir {
 			continue
 		}
-		if _, ok, err := get(v.txn, p); err != nil {
+		if _, ok, err := v.Get(p); err != nil {
 			return nil, err
 		} else if !ok {
 			out[p] = true
@@ -102,10 +102,10 @@ func (v View) OwedChildren(dir string) (map[string]bool, error) {
 // HasOwedAtOrBelow reports an owed upload or delete at p or below it; a
 // failed read counts as owed.
 func (v View) HasOwedAtOrBelow(p string) bool {
-	if ok, err := hasKey(v.txn, PendingKey(p)); ok || err != nil {
+	if ok, err := v.hasKey(PendingKey(p)); ok || err != nil {
 		return true
 	}
-	it := v.txn.NewIterator(badger.IteratorOptions{Prefix: BelowPrefix(PendingPrefix, p), PrefetchValues: false})
+	it := v.txn.NewIterator(badger.IteratorOptions{Prefix: BelowPrefix(pendingPrefix, p), PrefetchValues: false})
 	defer it.Close()
 	it.Rewind()
 	return it.Valid()
@@ -136,7 +136,7 @@ type LRUEntry struct {
 func (v View) LRUFrom(from []byte, n int) ([]LRUEntry, []byte, error) {
 	var out []LRUEntry
 	var next []byte
-	it := v.txn.NewIterator(badger.IteratorOptions{Prefix: []byte{LRUPrefix}})
+	it := v.txn.NewIterator(badger.IteratorOptions{Prefix: []byte{lruPrefix}})
 	defer it.Close()
 	if from == nil {
 		it.Rewind()
@@ -157,7 +157,7 @@ func (v View) LRUFrom(from []byte, n int) ([]LRUEntry, []byte, error) {
 // ForRecords calls fn for every record in the index, in key order; stop
 // is checked between records and ends the walk with its error.
 func (v View) ForRecords(stop func() error, fn func(p string, r Record) error) error {
-	it := v.txn.NewIterator(badger.IteratorOptions{Prefix: []byte{EntryPrefix}, PrefetchValues: true, PrefetchSize: 64})
+	it := v.txn.NewIterator(badger.IteratorOptions{Prefix: []byte{entryPrefix}, PrefetchValues: true, PrefetchSize: 64})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		if err := stop(); err != nil {

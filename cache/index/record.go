@@ -293,3 +293,58 @@ func validKind(r Record, kind uint32) bool {
 	}
 	return false
 }
+
+// A record's key is its parent and its name (entryPrefix in keys.go), so
+// that one prefix scan lists a directory's direct children and nothing
+// below them.
+
+// EntryKey is the key of the record at p.
+func EntryKey(p string) []byte {
+	parent, name := SplitPath(p)
+	k := make([]byte, 0, len(p)+2)
+	k = append(k, entryPrefix)
+	k = append(k, parent...)
+	k = append(k, 0)
+	return append(k, name...)
+}
+
+// ChildrenPrefix is the key prefix of the records of dir's children.
+func ChildrenPrefix(dir string) []byte {
+	k := make([]byte, 0, len(dir)+2)
+	k = append(k, entryPrefix)
+	k = append(k, dir...)
+	return append(k, 0)
+}
+
+// PathOfEntryKey is the path an n key (EntryKey) is the record of.
+func PathOfEntryKey(k []byte) string {
+	k = k[1:]
+	for i, b := range k {
+		if b == 0 {
+			return JoinPath(string(k[:i]), string(k[i+1:]))
+		}
+	}
+	return string(k)
+}
+
+// ParentOf is the directory holding p ("" for a top-level name).
+func ParentOf(p string) string {
+	parent, _ := SplitPath(p)
+	return parent
+}
+
+// SplitPath splits "a/b/c" into "a/b" and "c"; a top-level name has parent "".
+func SplitPath(p string) (parent, name string) {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i], p[i+1:]
+	}
+	return "", p
+}
+
+// JoinPath joins a directory path and a name.
+func JoinPath(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}

@@ -23,7 +23,7 @@ type Tx struct {
 
 // Put writes r at p.
 func (t *Tx) Put(p string, r Record) error {
-	old, had, err := get(t.txn, p)
+	old, had, err := t.Get(p)
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func (t *Tx) Put(p string, r Record) error {
 
 // Del removes the record at p.
 func (t *Tx) Del(p string) error {
-	old, had, err := get(t.txn, p)
+	old, had, err := t.Get(p)
 	if err != nil || !had {
 		return err
 	}
@@ -112,28 +112,8 @@ func (t *Tx) derive(p string, old Record, hadOld bool, new Record, hasNew bool) 
 	return nil
 }
 
-// lruGet returns p's last access time, if p is in the LRU order.
-func lruGet(txn *badger.Txn, p string) (int64, bool, error) {
-	item, err := txn.Get(AccessKey(p))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	var at int64
-	err = item.Value(func(v []byte) error {
-		if len(v) != 8 {
-			return fmt.Errorf("%w: access time of %q", ErrCorrupt, p)
-		}
-		at = int64(binary.BigEndian.Uint64(v))
-		return nil
-	})
-	return at, true, err
-}
-
 func (t *Tx) lruRemove(p string) error {
-	at, ok, err := lruGet(t.txn, p)
+	at, ok, err := t.LRUGet(p)
 	if err != nil || !ok {
 		return err
 	}
@@ -170,6 +150,7 @@ func (ix *DB) Update(base Acct, touch func(p string), fn func(t *Tx) error) (Acc
 	if touch == nil {
 		touch = func(string) {}
 	}
+	ix.updates.Add(1)
 	var t *Tx
 	err := ix.update(func(txn *badger.Txn) error {
 		t = &Tx{View: View{txn}, txn: txn, now: time.Now().UnixNano(), touch: touch}
@@ -222,3 +203,42 @@ func (ix *DB) LoadAcct() (a Acct, err error) {
 	})
 	return a, err
 }
+
+// Writes of records and marks other than Put and Del, which keep the
+// accounting: for them alone.
+
+func putRecord(txn *badger.Txn, p string, r Record) error {
+	return txn.Set(EntryKey(p), r.Encode())
+}
+
+func deleteRecord(txn *badger.Txn, p string) error {
+	return txn.Delete(EntryKey(p))
+}
+
+// forgetInode removes the inode key of ino if it still names p: a rename
+// in the same transaction may have pointed it at the new name already.
+func forgetInode(txn *badger.Txn, ino uint64, p string) error {
+	item, err := txn.Get(InodeKey(ino))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	same := false
+	if err := item.Value(func(v []byte) error { same = string(v) == p; return nil }); err != nil || !same {
+		return err
+	}
+	return txn.Delete(InodeKey(ino))
+}
+
+// SetPending owes the store an upload or a delete of p.
+func (t *Tx) SetPending(p string) error { return t.txn.Set(PendingKey(p), nil) }
+
+// ClearPending records that nothing is owed for p any more.
+func (t *Tx) ClearPending(p string) error { return t.txn.Delete(PendingKey(p)) }
+
+// HideTree hides everything the store holds below the directory p, in
+// place of the hidden keys below it, which go in batches of their own
+// (removeHiddenBelow).
+func (t *Tx) HideTree(p string) error { return t.txn.Set(HiddenTreeKey(p), nil) }
