@@ -35,10 +35,6 @@ var permanentCodes = map[string]bool{
 // isNotFoundErr reports a missing object or upload.
 func isNotFoundErr(err error) bool { return errors.Is(err, iofs.ErrNotExist) }
 
-// IsPermanent reports whether err is a store error that retrying alone
-// cannot fix.
-func IsPermanent(err error) bool { return objstore.IsPermanent(err) }
-
 // transientCodes are 4xx answers that a retry can cure: the body was
 // damaged or changed on the way, or the store timed out reading it.
 var transientCodes = map[string]bool{
