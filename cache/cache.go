@@ -70,12 +70,13 @@ type Cache struct {
 	listings      singleflight.Group             // one LIST per directory listed (readdir.go)
 
 	// Owners of their own state and lock, each a leaf in the lock order.
-	fetchBudget fetchBudget   // bounds the fetches in flight (fetch.go)
-	births      births        // data files made while an orphan sweep may run (evict.go)
-	moving      movingTrees   // directory renames under way (renamedir.go)
-	health      storeHealth   // the store's circuit breaker (health.go)
-	rmdirChecks *rmdirChecks  // directories removed on the index's word (rmdircheck.go)
-	evictKick   chan struct{} // wakes the eviction loop
+	fetchBudget fetchBudget    // bounds the fetches in flight (fetch.go)
+	births      births         // data files made while an orphan sweep may run (evict.go)
+	moving      movingTrees    // directory renames under way (renamedir.go)
+	health      storeHealth    // the store's circuit breaker (health.go)
+	rmdirChecks *rmdirChecks   // directories removed on the index's word (rmdircheck.go)
+	deletes     *deleteBatches // owed deletes, sent in batches (deletebatch.go)
+	evictKick   chan struct{}  // wakes the eviction loop
 
 	q           *uploadqueue.Queue
 	uploadsDone *notifier // broadcast after every upload job, for synchronous writers
@@ -191,6 +192,7 @@ func newCache(opts Options) *Cache {
 		evictKick:   make(chan struct{}, 1),
 	}
 	c.life, c.endLife = context.WithCancel(context.Background())
+	c.deletes = newDeleteBatches(opts.Store, opts.DeleteOneByOne, opts.StoreTimeout, c.background, c.log)
 	c.data = datafiles.New(c.dataDir, c.births.add, c.log)
 	c.q = uploadqueue.New(uploadqueue.Options{
 		Sync:        c.syncPath,

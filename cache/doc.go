@@ -70,6 +70,9 @@
 //	notifier.mu     (space.go) a wake-up channel; a leaf
 //	stats.mu        (stats.go) the last store error and its time; a leaf
 //	rmdirChecks.mu  (rmdircheck.go) the removed directories to check; a leaf
+//	deleteBatches.mu (deletebatch.go) the deletes waiting for a request;
+//	                taken before Cache.lifeMu (it starts its sender), never
+//	                under Cache.mu
 //
 // No function returns holding a lock it took.
 //
@@ -84,8 +87,8 @@
 // locks to take in order. What does stand alone is a type with its own
 // lock and no path back to the Cache, a leaf of the lock order: the
 // fetch budget, a download, a stream, the renames under way, the orphan
-// sweep's births, the circuit breaker, the rmdir checks, the upload
-// queue, the data files.
+// sweep's births, the circuit breaker, the rmdir checks, the delete
+// batches, the upload queue, the data files.
 //
 //	          fs (the kernel's requests)
 //	             |
@@ -93,7 +96,8 @@
 //	   /       |         |          |            \
 //	download  stream  uploadqueue  datafiles  storeHealth, fetchBudget,
 //	(a fetch) (reads)  (owed work) (data files) movingTrees, births,
-//	                                             rmdirChecks: leaves
+//	                                             rmdirChecks, deleteBatches:
+//	                                             leaves
 //	             |
 //	    objstore.Store (the S3 client, or a test store)
 //
@@ -125,6 +129,7 @@
 //	download.go    a fetch in flight, readable as its bytes arrive
 //	stream.go      reads served from the store for files the cache cannot hold
 //	upload.go      one path's owed upload, delete or copy
+//	deletebatch.go the owed deletes reached together, as one DeleteObjects
 //	uploadqueue/   the upload queue: one job per path, with its backoff
 //	retry.go       the retry policy, for requests a caller waits on and owed work
 //	evict.go       eviction of clean files, LRU; the orphan sweep

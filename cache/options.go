@@ -54,6 +54,10 @@ type Options struct {
 	// from a listing rather than reading their metadata with a HEAD at
 	// their first lookup (a store whose objects carry none).
 	SkipObjectMeta bool
+	// DeleteOneByOne sends each owed delete as a DELETE of its own. By
+	// default the deletes upload workers reach together go as one
+	// DeleteObjects request (up to 1,000 keys), on stores that have it.
+	DeleteOneByOne bool
 	// MaxKeyLen is the longest path the store accepts (1024 minus the prefix).
 	MaxKeyLen int
 

@@ -65,7 +65,7 @@ func TestLocalOnlyTreesNeverReachTheStore(t *testing.T) {
 		t.Fatalf("%d store requests for a local-only tree", n)
 	}
 	drainTest(t, c)
-	if mem.Count("delete") != 0 {
+	if mem.DeleteRequests() != 0 {
 		t.Fatal("a local-only unlink sent a DELETE")
 	}
 	// Local files are never evicted, even over the limit.
@@ -90,7 +90,7 @@ func TestKeepDeletedInStoreHidesInsteadOfDeleting(t *testing.T) {
 	}
 	drainTest(t, c)
 	wantObject(t, mem, "d/x", []byte("kept"))
-	if mem.Count("delete") != 0 {
+	if mem.DeleteRequests() != 0 {
 		t.Fatal("DELETE sent with delete_from_s3 off")
 	}
 	if _, err := c.Stat(ctx, "d/x"); !errors.Is(err, ErrNotExist) {

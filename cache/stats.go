@@ -52,6 +52,8 @@ type Status struct {
 	Uploads       uint64 `json:"uploads"`
 	UploadedBytes uint64 `json:"uploaded_bytes"`
 	Deletes       uint64 `json:"deletes"`
+	// DeleteBatches counts the DeleteObjects requests that carried them.
+	DeleteBatches uint64 `json:"delete_batches"`
 	Hits          uint64 `json:"hits"`
 	Misses        uint64 `json:"misses"`
 	FetchedBytes  uint64 `json:"fetched_bytes"`
@@ -105,6 +107,7 @@ func (c *Cache) Status() Status {
 	s.Hits, s.Misses, s.FetchedBytes, s.Evictions = st.hits.Load(), st.misses.Load(), st.bytesDown.Load(), st.evictions.Load()
 	s.ErrorsTransient, s.ErrorsPermanent = st.errTransient.Load(), st.errPermanent.Load()
 	s.IndexReads, s.IndexUpdates = c.ix.Transactions()
+	s.DeleteBatches = c.deletes.requests.Load()
 	s.StoreDown = c.storeIsDown()
 	s.CorruptDownloads, s.ScrubChecked, s.ScrubCorrupt = st.corrupt.Load(), st.scrubbed.Load(), st.scrubCorrupt.Load()
 	s.RmdirChecks, s.RmdirReappeared, s.RmdirChecksWaiting = c.rmdirChecks.done.Load(), c.rmdirChecks.back.Load(), c.rmdirChecks.waiting()

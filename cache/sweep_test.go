@@ -103,7 +103,7 @@ func TestDeleteRepeatedAfterAbandonedRequestsSettle(t *testing.T) {
 	c.Start()
 	t.Cleanup(func() { c.Close() })
 	deadline := time.Now().Add(5 * time.Second)
-	for store.Count("delete") == 0 && time.Now().Before(deadline) {
+	for store.DeleteRequests() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// The abandoned PUT lands after the first DELETE.

@@ -229,7 +229,7 @@ func (c *Cache) deleteFolder(ctx context.Context, k string) error {
 		return err
 	}
 	if !exists {
-		if err := c.store.Delete(ctx, k); err != nil && !isNotFound(err) {
+		if err := c.deletes.delete(ctx, k); err != nil {
 			return err
 		}
 		c.log.Debug("deleted folder from store", "path", dir)
@@ -269,7 +269,7 @@ func (c *Cache) queueAll(paths []string) {
 }
 
 func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
-	if err := c.store.Delete(ctx, p); err != nil && !isNotFound(err) {
+	if err := c.deletes.delete(ctx, p); err != nil {
 		return false, err
 	}
 	c.log.Debug("deleted from store", "path", p)

@@ -2,7 +2,9 @@ package s3
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -33,7 +35,7 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (failed map[stri
 		Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
 	})
 	if err != nil {
-		return nil, classify("delete_objects", keys[0], err)
+		return nil, notImplemented(classify("delete_objects", keys[0], err))
 	}
 	for _, e := range out.Errors {
 		k, ok := byFull[aws.ToString(e.Key)]
@@ -49,4 +51,15 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (failed map[stri
 		failed[k] = &Error{Op: "delete_objects", Key: k, Code: aws.ToString(e.Code), Err: fmt.Errorf("%s", aws.ToString(e.Message))}
 	}
 	return failed, nil
+}
+
+// notImplemented marks the answer of a store that has no DeleteObjects
+// (501 Not Implemented, 405 Method Not Allowed) as errors.ErrUnsupported,
+// so that the caller deletes one key a request from then on.
+func notImplemented(err error) error {
+	var e *Error
+	if errors.As(err, &e) && (e.Status == http.StatusNotImplemented || e.Status == http.StatusMethodNotAllowed || e.Code == "NotImplemented") {
+		e.Err = fmt.Errorf("%w: %w", errors.ErrUnsupported, e.Err)
+	}
+	return err
 }

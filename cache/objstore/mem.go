@@ -47,6 +47,10 @@ func (m *Mem) Count(op string) int {
 	return m.counts[op]
 }
 
+// DeleteRequests counts the requests that could have deleted an object:
+// DELETEs and DeleteObjects batches.
+func (m *Mem) DeleteRequests() int { return m.Count("delete") + m.Count("delete_objects") }
+
 // Object returns a copy of the object at key and whether it exists.
 func (m *Mem) Object(key string) ([]byte, bool) {
 	m.mu.Lock()

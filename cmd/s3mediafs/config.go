@@ -65,6 +65,10 @@ type Config struct {
 	MultipartThreshold ByteSize `yaml:"multipart_threshold"`
 	MultipartChunksize ByteSize `yaml:"multipart_chunksize"`
 
+	// BatchDeletes sends owed deletes as DeleteObjects requests of up
+	// to 1,000 keys (false: one DELETE a key).
+	BatchDeletes bool `yaml:"batch_deletes"`
+
 	CacheDir          string `yaml:"cache_dir"`
 	UploadConcurrency int    `yaml:"upload_concurrency"`
 
@@ -194,6 +198,7 @@ func defaultConfig() Config {
 	return Config{
 		CacheDir:           "/var/cache/s3mediafs",
 		UploadConcurrency:  8,
+		BatchDeletes:       true,
 		StoreLocal:         true,
 		StoreRemote:        true,
 		DeleteFromS3:       true,

@@ -108,6 +108,7 @@ var (
 	descBytesDown   = prometheus.NewDesc("s3mediafs_downloaded_bytes_total", "Bytes fetched from S3.", nil, nil)
 	descUploads     = prometheus.NewDesc("s3mediafs_uploads_total", "Files uploaded to S3.", nil, nil)
 	descDeletes     = prometheus.NewDesc("s3mediafs_deletes_total", "Objects deleted from S3.", nil, nil)
+	descDeleteBatch = prometheus.NewDesc("s3mediafs_delete_batches_total", "DeleteObjects requests that carried owed deletes.", nil, nil)
 	descRmdirChecks = prometheus.NewDesc("s3mediafs_rmdir_checks_total", "Directories removed on the index's word and checked in S3 afterwards.", nil, nil)
 	descRmdirBack   = prometheus.NewDesc("s3mediafs_rmdir_reappeared_total", "Removed directories that still held objects this mount did not write (another host's), shown again.", nil, nil)
 	descStoreUp     = prometheus.NewDesc("s3mediafs_store_up", "1 while the object store answers; 0 while it counts as down (lookups of unknown names answer absent, uploads wait).", nil, nil)
@@ -120,7 +121,7 @@ var (
 func (cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDirtyBytes, descDirtyLimit, descDirtyFiles, descCacheBytes, descCacheLimit, descCacheFree, descFreeFloor,
 		descQueueDepth, descQueueOldest, descHits, descMisses, descEvictions, descBytesUp, descBytesDown,
-		descUploads, descDeletes, descErrors, descRmdirChecks, descRmdirBack, descCorrupt, descScrubbed, descScrubBad, descStoreUp} {
+		descUploads, descDeletes, descDeleteBatch, descErrors, descRmdirChecks, descRmdirBack, descCorrupt, descScrubbed, descScrubBad, descStoreUp} {
 		ch <- d
 	}
 }
@@ -147,6 +148,7 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	n(descBytesDown, s.FetchedBytes)
 	n(descUploads, s.Uploads)
 	n(descDeletes, s.Deletes)
+	n(descDeleteBatch, s.DeleteBatches)
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.ErrorsTransient), "transient")
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.ErrorsPermanent), "permanent")
 	n(descRmdirChecks, s.RmdirChecks)

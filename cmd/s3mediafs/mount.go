@@ -257,6 +257,7 @@ func openCache(cfg Config, ix *index.DB, client *s3.Client, met *metrics, log *s
 		FetchAheadMax:      int64(cfg.FetchAheadMax),
 		RevalidateAfter:    cfg.RevalidateAfter.D(),
 		RevalidateWaits:    cfg.RevalidateWaits,
+		DeleteOneByOne:     !cfg.BatchDeletes,
 		StoreTimeout:       cfg.StoreTimeout.D(),
 		LookupTimeout:      cfg.LookupTimeout.D(),
 		SkipObjectMeta:     cfg.ReadObjectMetadata != nil && !*cfg.ReadObjectMetadata,

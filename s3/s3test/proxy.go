@@ -313,6 +313,8 @@ func (r Request) Op() string {
 		return "CreateMultipartUpload"
 	case r.Method == http.MethodPost && q.Has("uploadId"):
 		return "CompleteMultipartUpload"
+	case r.Method == http.MethodPost && q.Has("delete"):
+		return "DeleteObjects"
 	case r.Method == http.MethodPut && q.Has("partNumber"):
 		return "UploadPart"
 	case r.Method == http.MethodDelete && q.Has("uploadId"):
