@@ -46,6 +46,9 @@ type Cache struct {
 	readdirs recentNames
 	// made holds directories this mount made, when (see MadeDirTrust).
 	made recentNames
+	// listedAhead holds directories whose tree was listed ahead into the
+	// index, when (listahead.go).
+	listedAhead recentNames
 	// settled holds keys whose owed delete (an unlink's, a rename's
 	// move away) landed, when: a store answer asked for before that
 	// time may still show the object, and must not bring it back.
@@ -179,6 +182,7 @@ func newCache(opts Options) *Cache {
 		listed:      newRecentNames(),
 		readdirs:    newRecentNames(),
 		made:        newRecentNames(),
+		listedAhead: newRecentNames(),
 		settled:     newRecentNames(),
 		verified:    map[string]time.Time{},
 		space:       newNotifier(),
@@ -327,6 +331,7 @@ func (c *Cache) janitor(ctx context.Context) {
 		c.listed.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.NegativeTTL })
 		c.readdirs.dropIf(func(at time.Time) bool { return now.Sub(at) > readdirQuiet })
 		c.made.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.MadeDirTrust })
+		c.listedAhead.dropIf(func(at time.Time) bool { return now.Sub(at) > c.opts.RevalidateAfter })
 		for d, s := range c.subtrees {
 			if now.Sub(s.at) > c.subtreeAge() {
 				delete(c.subtrees, d)

@@ -114,7 +114,9 @@
 //	open.go        OpenFile, the open file and its Handle; passthrough; Release
 //	read.go        ReadAt: local, arriving, or from the store
 //	write.go       WriteAt, Truncate, Allocate, Flush, Fsync: a write's commit
-//	lookup.go      Stat: the index first, then the store, one LIST
+//	lookup.go      Stat and Lookup (which leaves an object's metadata
+//	               unread): the index first
+//	lookupstore.go then the store, one LIST
 //	revalidate.go  rechecking clean files against the store, behind the
 //	               lookup
 //	meta.go        owner, mode and times as object metadata; the fetch a

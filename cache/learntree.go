@@ -56,8 +56,13 @@ func (c *Cache) learnObjects(p string, objs []listedObject, asked time.Time) err
 			if c.settledSinceLocked(full, asked) {
 				continue // deleted here after the listing was asked for
 			}
-			if err := c.learnPathTxn(t, full, o.size, o.mtime); err != nil {
+			learned, err := c.learnPathTxn(t, full, o.size, o.mtime)
+			if err != nil {
 				return err
+			}
+			if learned {
+				// The listing confirmed the object as a lookup would.
+				c.verified[full] = asked
 			}
 		}
 		return nil
@@ -73,30 +78,31 @@ func (c *Cache) settledSinceLocked(p string, asked time.Time) bool {
 }
 
 // learnPathTxn records the object at p and its directories, where the
-// index knows nothing of them and nothing was removed here.
-func (c *Cache) learnPathTxn(t *index.Tx, p string, size int64, mtime time.Time) error {
+// index knows nothing of them and nothing was removed here; learned
+// reports whether it did.
+func (c *Cache) learnPathTxn(t *index.Tx, p string, size int64, mtime time.Time) (learned bool, err error) {
 	if _, ok, err := t.Get(p); err != nil || ok {
-		return err
+		return false, err
 	}
 	if gone, err := t.GoneHere(p); err != nil || gone {
-		return err
+		return false, err
 	}
 	parent := index.ParentOf(p)
 	if ok, err := t.IsDir(parent); err != nil {
-		return err
+		return false, err
 	} else if !ok {
 		if _, exists, err := t.Get(parent); err != nil || exists {
-			return err // a file where a directory would be: leave it
+			return false, err // a file where a directory would be: leave it
 		}
 		if err := c.learnDirTxn(t, parent); err != nil {
-			return err
+			return false, err
 		}
 	}
 	ino, err := c.ix.NextIno()
 	if err != nil {
-		return err
+		return false, err
 	}
-	return t.Put(p, index.Record{State: Remote, Ino: ino, Size: size, InStore: true, MetaUnknown: true,
+	return true, t.Put(p, index.Record{State: Remote, Ino: ino, Size: size, InStore: true, MetaUnknown: true,
 		MTime: mtime.UnixNano(), StoreMTime: mtime.UnixNano()})
 }
 

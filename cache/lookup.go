@@ -26,6 +26,10 @@ type Attr struct {
 	// those files, 0 for a regular file or a directory; Rdev is a device
 	// node's number.
 	Kind, Rdev uint32
+	// Provisional: the owner, mode and modification time are the mount's
+	// defaults and the listing's, because the object's metadata has not
+	// been read yet (Lookup); Stat reads it.
+	Provisional bool
 }
 
 // written is a as the open file's data says: its size and modification
@@ -60,7 +64,22 @@ func attrOf(r index.Record) Attr {
 // know, in the store (HEAD for a file, LIST for a directory). A store that
 // cannot be reached makes an unknown name look absent rather than failing,
 // so that creating new files goes on during an outage.
-func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
+func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) { return c.stat(ctx, p, true) }
+
+// Lookup is Stat for resolving a name, which needs its type but not its
+// owner or mode: a file known only from a listing is answered without
+// reading its object's metadata, Provisional. The kernel asks again (Stat)
+// before anything that needs them, so a purge of media never seen here
+// sends no request per name. A file small enough to be a symlink (its
+// type is in the metadata, and an inode cannot change type) is read as
+// Stat reads it.
+func (c *Cache) Lookup(ctx context.Context, p string) (Attr, error) { return c.stat(ctx, p, false) }
+
+// maxSymlinkObject is the largest object that can hold a symlink: its
+// target, at most PATH_MAX bytes with the terminating NUL.
+const maxSymlinkObject = 4095
+
+func (c *Cache) stat(ctx context.Context, p string, withMeta bool) (Attr, error) {
 	if p == "" {
 		return c.RootAttr(), nil
 	}
@@ -94,7 +113,12 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 			c.revalidateLater(p, r)
 		}
 		if r.MetaUnknown && !c.opts.SkipObjectMeta {
-			return c.learnMeta(ctx, p, r), nil
+			if withMeta || r.Size <= maxSymlinkObject {
+				return c.learnMeta(ctx, p, r), nil
+			}
+			a := attrOf(r)
+			a.Provisional = true
+			return c.withOpenSize(p, a), nil
 		}
 		return c.withOpenSize(p, attrOf(r)), nil
 	}
@@ -106,7 +130,7 @@ func (c *Cache) Stat(ctx context.Context, p string) (Attr, error) {
 		return a, err
 	}
 	// The LIST that found the object carries no metadata.
-	return c.Stat(ctx, p)
+	return c.stat(ctx, p, withMeta)
 }
 
 // dueForRevalidation reports whether the store should be asked again

@@ -115,6 +115,9 @@ func (c *Cache) lookupRemoteOnce(ctx context.Context, p string) (Attr, bool, err
 			c.keepSubtreeLocked(p, below)
 			c.mu.Unlock()
 		}
+		if err == nil && f.Dir {
+			c.listAhead(p, below, f.Complete, asked)
+		}
 	} else {
 		var o objstore.Object
 		o, err = c.store.Head(lctx, p)

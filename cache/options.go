@@ -54,6 +54,10 @@ type Options struct {
 	// from a listing rather than reading their metadata with a HEAD at
 	// their first lookup (a store whose objects carry none).
 	SkipObjectMeta bool
+	// ListAheadKeys bounds how many objects below a directory a lookup
+	// that found it records in the index ahead of the lookups that follow
+	// there (listahead.go); default 10,000, negative turns it off.
+	ListAheadKeys int
 	// DeleteOneByOne sends each owed delete as a DELETE of its own. By
 	// default the deletes upload workers reach together go as one
 	// DeleteObjects request (up to 1,000 keys), on stores that have it.
@@ -122,6 +126,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.LookupTimeout <= 0 {
 		o.LookupTimeout = 3 * time.Second
+	}
+	if o.ListAheadKeys == 0 {
+		o.ListAheadKeys = 10000
 	}
 	if o.MaxKeyLen <= 0 {
 		o.MaxKeyLen = 1024

@@ -89,8 +89,11 @@ func newServer(dir string, c *cache.Cache, o MountOptions, cn *conn, gen uint64,
 	opts.mode = &ioMode{ready: make(chan struct{})}
 	root := &node{c: c, opts: &opts}
 	bridge := gofs.NewNodeFS(root, &gofs.Options{
-		EntryTimeout:    durationPtr(o.EntryTimeout),
-		AttrTimeout:     durationPtr(o.AttrTimeout),
+		EntryTimeout: durationPtr(o.EntryTimeout),
+		// No AttrTimeout: go-fuse would put it in place of a zero one,
+		// and a lookup answered with attributes not known yet must
+		// reach the kernel with zero (node.entry). Every reply that
+		// carries attributes sets its own (entry, Getattr).
 		NegativeTimeout: durationPtr(o.NegativeTimeout),
 		// Owners and permission bits come from the index, where 0 is a
 		// real value (root, or mode 0 as `mv -f` makes): go-fuse must

@@ -44,6 +44,13 @@ var ioModes = []struct {
 // is skipped elsewhere.
 func testMountWith(t *testing.T, o cache.Options, mo Options) (string, *cache.Cache, *Server) {
 	t.Helper()
+	return testMountFull(t, o, MountOptions{Options: mo})
+}
+
+// testMountFull is testMountWith with the mount-level options too.
+func testMountFull(t *testing.T, o cache.Options, mopts MountOptions) (string, *cache.Cache, *Server) {
+	t.Helper()
+	mo := mopts.Options
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
 			t.Fatal("mount tests need root, and CI runs as root")
@@ -74,7 +81,8 @@ func testMountWith(t *testing.T, o cache.Options, mo Options) (string, *cache.Ca
 	if mo.EntryTimeout == 0 {
 		mo.EntryTimeout, mo.AttrTimeout = time.Second, time.Second
 	}
-	server, err := Mount(mnt, c, MountOptions{Options: mo})
+	mopts.Options = mo
+	server, err := Mount(mnt, c, mopts)
 	if err != nil {
 		c.Close()
 		t.Fatal(err)

@@ -157,6 +157,12 @@ func (n *node) entry(ctx context.Context, a cache.Attr, out *fuse.EntryOut) *gof
 	n.fill(a, &out.Attr)
 	out.SetEntryTimeout(n.opts.EntryTimeout)
 	out.SetAttrTimeout(n.opts.AttrTimeout)
+	if a.Provisional {
+		// Owner and mode are not known yet: with the attributes already
+		// stale, the kernel asks (GETATTR) before a permission check or
+		// a stat, and never decides on the defaults.
+		out.SetAttrTimeout(0)
+	}
 	return n.NewInode(ctx, &node{c: n.c, opts: n.opts}, gofs.StableAttr{Mode: fileType(a), Ino: a.Ino})
 }
 
@@ -189,7 +195,12 @@ func (n *node) newFile(ctx context.Context, mode uint32, dir bool) cache.NewFile
 // Lookup implements gofs.NodeLookuper.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
 	defer n.observe("lookup", time.Now(), &errno)
-	a, err := n.c.Stat(ctx, n.child(name))
+	a, err := n.c.Lookup(ctx, n.child(name))
+	if err == nil && a.Provisional && n.sticky(ctx) {
+		// Who may remove a name from a sticky directory depends on the
+		// file's owner, which the kernel checks without asking again.
+		a, err = n.c.Stat(ctx, n.child(name))
+	}
 	if err != nil {
 		if errno := toErrno(err); errno == syscall.ENOENT {
 			out.SetEntryTimeout(n.opts.NegativeTimeout)
@@ -198,6 +209,18 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *
 		return nil, n.fail("lookup", n.child(name), err)
 	}
 	return n.entry(ctx, a, out), 0
+}
+
+// sticky reports whether this directory has the sticky bit (or its
+// attributes cannot be read, which counts as having it).
+func (n *node) sticky(ctx context.Context) bool {
+	a, err := n.c.Stat(ctx, n.path())
+	if err != nil {
+		return true
+	}
+	var da fuse.Attr
+	n.fill(a, &da)
+	return da.Mode&syscall.S_ISVTX != 0
 }
 
 // fail logs an unexpected error and returns its errno. Expected answers

@@ -65,6 +65,9 @@ type Config struct {
 	MultipartThreshold ByteSize `yaml:"multipart_threshold"`
 	MultipartChunksize ByteSize `yaml:"multipart_chunksize"`
 
+	// ListAheadKeys: how many objects below a directory a lookup that
+	// found it records ahead of the lookups that follow (0: off).
+	ListAheadKeys int `yaml:"list_ahead_keys"`
 	// BatchDeletes sends owed deletes as DeleteObjects requests of up
 	// to 1,000 keys (false: one DELETE a key).
 	BatchDeletes bool `yaml:"batch_deletes"`
@@ -199,6 +202,7 @@ func defaultConfig() Config {
 		CacheDir:           "/var/cache/s3mediafs",
 		UploadConcurrency:  8,
 		BatchDeletes:       true,
+		ListAheadKeys:      10000,
 		StoreLocal:         true,
 		StoreRemote:        true,
 		DeleteFromS3:       true,
@@ -333,6 +337,9 @@ func (c *Config) cacheErrors() (errs []error) {
 	}
 	if c.UploadConcurrency < 1 || c.UploadConcurrency > 1024 {
 		errs = append(errs, fmt.Errorf("upload_concurrency %d must be between 1 and 1024", c.UploadConcurrency))
+	}
+	if c.ListAheadKeys < 0 || c.ListAheadKeys > 1000000 {
+		errs = append(errs, fmt.Errorf("list_ahead_keys %d must be between 0 (off) and 1000000", c.ListAheadKeys))
 	}
 	if len(c.Prefix) >= 1024 {
 		errs = append(errs, errors.New("prefix is longer than an S3 key may be"))

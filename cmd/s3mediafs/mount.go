@@ -258,6 +258,7 @@ func openCache(cfg Config, ix *index.DB, client *s3.Client, met *metrics, log *s
 		RevalidateAfter:    cfg.RevalidateAfter.D(),
 		RevalidateWaits:    cfg.RevalidateWaits,
 		DeleteOneByOne:     !cfg.BatchDeletes,
+		ListAheadKeys:      listAheadKeys(cfg.ListAheadKeys),
 		StoreTimeout:       cfg.StoreTimeout.D(),
 		LookupTimeout:      cfg.LookupTimeout.D(),
 		SkipObjectMeta:     cfg.ReadObjectMetadata != nil && !*cfg.ReadObjectMetadata,
@@ -432,4 +433,13 @@ func unmountWhenIdle(mnt string, server interface{ Unmount() error }, done <-cha
 		case <-tick.C:
 		}
 	}
+}
+
+// listAheadKeys is list_ahead_keys as the cache takes it: 0 (off) is
+// negative there, where 0 is the default.
+func listAheadKeys(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

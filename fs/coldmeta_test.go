@@ -1,0 +1,86 @@
+package fs
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/s3mediafs/s3mediafs/cache"
+	"github.com/s3mediafs/s3mediafs/cache/objstore"
+)
+
+// TestColdLookupLeavesMetadataToGetattr: a lookup of a file only the
+// store has answers from its listing, without a HEAD for its owner and
+// mode, and tells the kernel those attributes are not to be kept: an
+// unlink of media this host never saw (a purge) then costs no request
+// on its path, while anything that needs the owner or mode (a stat, the
+// kernel's permission check before an open) gets them from the object.
+func TestColdLookupLeavesMetadataToGetattr(t *testing.T) {
+	mem := objstore.NewMem()
+	secret := cache.ObjectMeta(1234, 1234, 0o600, time.Unix(1700000000, 0))
+	open := cache.ObjectMeta(1234, 1234, 0o644, time.Unix(1700000000, 0))
+	media := payload(5000, 1) // larger than any symlink's object
+	mem.SetObjectMeta("media/ab/purged", media, secret)
+	mem.SetObjectMeta("media/ab/secret", media, secret)
+	mem.SetObjectMeta("media/ab/secret2", media, secret)
+	mem.SetObjectMeta("media/ab/open", media, open)
+	// A symlink, as s3fs and this mount store one: its type is in its
+	// metadata, and the lookup must read it.
+	mem.SetObjectMeta("media/ab/link", []byte("open"), map[string]string{"mode": strconv.Itoa(syscall.S_IFLNK | 0o777)})
+	store := countRequests(mem)
+	mnt, c, _ := testMountFull(t, cache.Options{Store: store}, MountOptions{Options: Options{Passthrough: true}, AllowOther: true})
+
+	// The directory's own lookup lists it; then the purge's unlink.
+	if _, err := os.ReadDir(filepath.Join(mnt, "media/ab")); err != nil {
+		t.Fatal(err)
+	}
+	heads := store.heads.Load()
+	if err := os.Remove(filepath.Join(mnt, "media/ab/purged")); err != nil {
+		t.Fatal(err)
+	}
+	if n := store.heads.Load() - heads; n != 0 {
+		t.Errorf("an unlink of a file never seen here sent %d HEADs", n)
+	}
+	drain(t, c)
+	if _, ok := mem.Object("media/ab/purged"); ok {
+		t.Error("the unlinked object is still in the store")
+	}
+
+	if target, err := os.Readlink(filepath.Join(mnt, "media/ab/link")); err != nil || target != "open" {
+		t.Errorf("cold symlink: %q, %v", target, err)
+	}
+
+	// A stat shows the object's owner and mode.
+	fi, err := os.Stat(filepath.Join(mnt, "media/ab/secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o600 || st.Uid != 1234 || st.Gid != 1234 {
+		t.Errorf("stat of a cold file: %v %d:%d, want -rw------- 1234:1234", fi.Mode(), st.Uid, st.Gid)
+	}
+
+	// Another user is refused a file its mode keeps from it, though the
+	// lookup that found it had not read that mode; the open one reads.
+	// (The test's directories are root's own: let that user through.)
+	for d := filepath.Dir(mnt); len(d) >= len(testRoot); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{{"media/ab/secret2", false}, {"media/ab/open", true}} {
+		cmd := exec.Command("cat", filepath.Join(mnt, tc.name))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if (err == nil) != tc.ok {
+			t.Errorf("user nobody reading %s: %q, %v; want allowed %v", tc.name, out, err, tc.ok)
+		}
+	}
+}
