@@ -117,6 +117,8 @@
 //	lookup.go      Stat and Lookup (which leaves an object's metadata
 //	               unread): the index first
 //	lookupstore.go then the store, one LIST
+//	listahead.go   the objects that LIST and the pages after it found,
+//	               recorded in the index ahead of the lookups to come
 //	revalidate.go  rechecking clean files against the store, behind the
 //	               lookup
 //	meta.go        owner, mode and times as object metadata; the fetch a
@@ -124,7 +126,8 @@
 //	subtree.go     trees learned by lookups, answering rmdir
 //	health.go      the store's circuit breaker
 //	readdir.go     listings merged with the store's, a page at a time
-//	fetch.go       a cache miss: one shared GET or ranged GETs
+//	fetch.go       a cache miss: one fetch shared by every reader
+//	getranges.go   its requests: one GET, or ranged GETs side by side
 //	verify.go      the check of every download: length, then CRC-32C,
 //	               the store's checksum or the ETag's MD5
 //	scrub.go       the background re-check of cached files
