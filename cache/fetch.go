@@ -87,7 +87,7 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 		}
 	}
 	start := time.Now()
-	crc, err := c.downloadRecord(ctx, p, r, tmp)
+	crc, meta, err := c.downloadRecord(ctx, p, r, tmp)
 	if err != nil {
 		c.noteStoreError(err)
 		if isNotFound(err) {
@@ -107,27 +107,29 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 	c.noteStoreOK()
 	c.stats.misses.Add(1)
 	c.stats.bytesDown.Add(uint64(size))
-	return c.installFetched(p, r, tmp.Name(), size, crc)
+	return c.installFetched(p, r, tmp.Name(), size, crc, meta)
 }
 
 // downloadRecord writes r's object, checked (r.Size bytes), to the empty
 // file f, and returns its CRC-32C. A 404 while r's server-side move was owed
 // is asked again at the new key: the move finished meanwhile (it clears
 // MoveFrom before deleting the old key) and nothing was written.
-func (c *Cache) downloadRecord(ctx context.Context, p string, r index.Record, f *os.File) (uint32, error) {
-	crc, err := c.getInto(ctx, r.ObjectKey(p), f, r.Size)
+func (c *Cache) downloadRecord(ctx context.Context, p string, r index.Record, f *os.File) (uint32, map[string]string, error) {
+	crc, meta, err := c.getInto(ctx, r.ObjectKey(p), f, r.Size)
 	if isNotFound(err) && r.MoveFrom != "" {
 		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
-			crc, err = c.getInto(ctx, p, f, r.Size)
+			crc, meta, err = c.getInto(ctx, p, f, r.Size)
 		}
 	}
-	return crc, err
+	return crc, meta, err
 }
 
 // installFetched moves a fetched file into the data directory and makes
 // the record Clean with it, unless the record was deleted, replaced or
-// fetched by someone else meanwhile.
-func (c *Cache) installFetched(p string, r index.Record, tmp string, size int64, crc uint32) error {
+// fetched by someone else meanwhile. A record learned from a listing
+// takes the object's metadata from the GET's response (meta), as a HEAD
+// would have given it.
+func (c *Cache) installFetched(p string, r index.Record, tmp string, size int64, crc uint32, meta map[string]string) error {
 	id := c.data.NewID()
 	dst := c.data.Path(id)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
@@ -144,6 +146,9 @@ func (c *Cache) installFetched(p string, r index.Record, tmp string, size int64,
 		if err != nil || !ok || cur.Dir || cur.Ino != r.Ino || cur.State != Remote {
 			// Deleted, replaced or fetched by someone else meanwhile.
 			return err
+		}
+		if cur.MetaUnknown && !c.opts.SkipObjectMeta {
+			applyMeta(&cur, meta)
 		}
 		cur.State, cur.Data, cur.Size = Clean, id, size
 		cur.CRC32C, cur.HasCRC = crc, true

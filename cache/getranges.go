@@ -16,16 +16,17 @@ import (
 // getInto copies the object at key, which the index says holds size
 // bytes, into the empty file f, and checks it (verify.go): a download
 // that fails its check is made again from the start, and the last
-// failure is returned. It returns the bytes' CRC-32C.
-func (c *Cache) getInto(ctx context.Context, key string, f *os.File, size int64) (uint32, error) {
+// failure is returned. It returns the bytes' CRC-32C and the object's user
+// metadata, which the response carried.
+func (c *Cache) getInto(ctx context.Context, key string, f *os.File, size int64) (uint32, map[string]string, error) {
 	var lastErr error
 	for try := 0; try < verifyTries; try++ {
 		if try > 0 {
 			if err := f.Truncate(0); err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 		}
 		var v *verifier
@@ -39,10 +40,10 @@ func (c *Cache) getInto(ctx context.Context, key string, f *os.File, size int64)
 			err = v.check()
 		}
 		if err == nil {
-			return v.crc.Sum32(), nil
+			return v.crc.Sum32(), v.meta, nil
 		}
 		if !errors.Is(err, errCorrupt) {
-			return 0, err
+			return 0, nil, err
 		}
 		c.stats.corrupt.Add(1)
 		lastErr = err
@@ -50,7 +51,7 @@ func (c *Cache) getInto(ctx context.Context, key string, f *os.File, size int64)
 	}
 	c.log.Error("the store keeps sending bytes that fail their check: nothing is cached and readers get EIO",
 		"key", key, "tries", verifyTries, "err", lastErr)
-	return 0, lastErr
+	return 0, nil, lastErr
 }
 
 // downloadRanges fetches a large object as parallel ranged GETs into f,

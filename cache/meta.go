@@ -142,15 +142,26 @@ func applyMeta(r *index.Record, meta map[string]string) {
 // learnMeta reads the metadata of the object at p, which p's record was
 // learned without (from a LIST), and records it. Until the store answers,
 // the mount's defaults show: a failed HEAD is retried at the next lookup.
+//
+// A small file whose open follows as a rule (a thumbnail) is fetched
+// instead, and its GET's response carries the metadata (installFetched):
+// a cold read then costs one request, not a HEAD beside the GET, and the
+// store's latency once.
 func (c *Cache) learnMeta(ctx context.Context, p string, r index.Record) Attr {
 	if c.storeIsDown() {
 		return attrOf(r)
 	}
 	if c.worthFetchingWithMeta(p, r) {
-		// The open that follows a lookup as a rule then finds its
-		// bytes arriving, or arrived: a cold read of a thumbnail costs
-		// the store's latency once past the lookup, not twice.
-		c.startFetch(p)
+		d := c.startFetch(p)
+		wait, cancel := context.WithTimeout(ctx, c.opts.LookupTimeout)
+		select {
+		case <-d.finished:
+		case <-wait.Done():
+		}
+		cancel()
+		if cur, ok, err := c.readRecord(p); err == nil && ok && cur.Ino == r.Ino && !cur.MetaUnknown {
+			return c.withOpenSize(p, attrOf(cur))
+		}
 	}
 	v, _, _ := c.metaLookups.Do(p, func() (any, error) {
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LookupTimeout)

@@ -34,12 +34,13 @@ type verifier struct {
 	crc  hash.Hash32
 	want objstore.Sum // zero: checked by length alone
 	h    hash.Hash    // computes want; crc itself when want is CRC-32C
+	meta map[string]string // the object's user metadata, as the response carried it
 }
 
 // newVerifier checks against what o, the object as the response
 // described it, vouches for.
 func newVerifier(o objstore.Object) *verifier {
-	v := &verifier{crc: objstore.NewCRC32C(), want: o.Sum}
+	v := &verifier{crc: objstore.NewCRC32C(), want: o.Sum, meta: o.Meta}
 	if crc, ok := crcOfMeta(o.Meta); ok {
 		v.want = objstore.CRC32CSum(crc)
 	}

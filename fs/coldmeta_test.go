@@ -84,3 +84,37 @@ func TestColdLookupLeavesMetadataToGetattr(t *testing.T) {
 		}
 	}
 }
+
+// TestColdReadIsOneRequest: a cold read of a small file (a thumbnail) in
+// a directory already listed costs one GET: its response carries the
+// metadata the kernel's permission check asks for, so no HEAD goes
+// beside it.
+func TestColdReadIsOneRequest(t *testing.T) {
+	mem := objstore.NewMem()
+	meta := cache.ObjectMeta(1234, 1234, 0o640, time.Unix(1700000000, 0))
+	for _, name := range []string{"a", "b", "c"} {
+		mem.SetObjectMeta("thumbs/ab/cd/"+name, payload(20000, name[0]), meta)
+	}
+	store := countRequests(mem)
+	mnt, _ := testMountOpts(t, cache.Options{Store: store, FetchAheadMax: 256 << 10})
+	if _, err := os.Stat(filepath.Join(mnt, "thumbs/ab/cd")); err != nil {
+		t.Fatal(err)
+	}
+	gets, heads, lists := store.gets.Load(), store.heads.Load(), store.lists.Load()
+	for _, name := range []string{"a", "b", "c"} {
+		got, err := os.ReadFile(filepath.Join(mnt, "thumbs/ab/cd", name))
+		if err != nil || len(got) != 20000 {
+			t.Fatalf("cold read of %s: %d bytes, %v", name, len(got), err)
+		}
+	}
+	if g, h, l := store.gets.Load()-gets, store.heads.Load()-heads, store.lists.Load()-lists; g != 3 || h != 0 || l != 0 {
+		t.Errorf("3 cold reads: %d GETs, %d HEADs, %d LISTs; want 3, 0, 0", g, h, l)
+	}
+	fi, err := os.Stat(filepath.Join(mnt, "thumbs/ab/cd/b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o640 || st.Uid != 1234 {
+		t.Errorf("after a cold read: %v uid %d, want -rw-r----- 1234", fi.Mode(), st.Uid)
+	}
+}

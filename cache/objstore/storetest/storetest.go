@@ -196,6 +196,20 @@ func testHead(t *testing.T, st objstore.Store) {
 			t.Errorf("metadata %q = %q, want %q (all: %v)", k, o.Meta[k], v, o.Meta)
 		}
 	}
+	// A GET's headers say as much: a cold read needs no HEAD.
+	body, err := st.Get(ctx(t), "h", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body.Close()
+	if body.Size != 5 || !body.MTime.Equal(o.MTime) {
+		t.Errorf("GET: size %d, mtime %v; HEAD said %d, %v", body.Size, body.MTime, o.Size, o.MTime)
+	}
+	for k, v := range meta {
+		if body.Meta[k] != v {
+			t.Errorf("GET's metadata %q = %q, want %q (all: %v)", k, body.Meta[k], v, body.Meta)
+		}
+	}
 }
 
 // A missing object is ErrNotExist, and only that: not permanent, so that
