@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,7 +89,17 @@ func rcloneWrite(b *testing.B, srv s3test.Server, proxy *s3test.Proxy, mix []mix
 	proxy.Reset()
 	cpu0 := cpuSeconds(b, cmd.Process.Pid)
 	f.write, _ = writeMix(b, mnt, mix)
-	eventually(b, 600*time.Second, fmt.Sprintf("rclone to upload %d files", len(mix)), func() bool { return puts() >= len(mix) })
+	// rclone's uploads do not always finish against every store (on
+	// SeaweedFS they stalled): the peer's figures are then left out, and
+	// the mount's kept.
+	deadline = time.Now().Add(300 * time.Second)
+	for puts() < len(mix) {
+		if time.Now().After(deadline) {
+			b.Logf("rclone uploaded %d of %d files in 5 minutes: no rclone figures", puts(), len(mix))
+			return f, false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	f.cpu = cpuSeconds(b, cmd.Process.Pid) - cpu0
 	return f, true
 }
