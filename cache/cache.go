@@ -196,7 +196,7 @@ func newCache(opts Options) *Cache {
 		evictKick:   make(chan struct{}, 1),
 	}
 	c.life, c.endLife = context.WithCancel(context.Background())
-	c.deletes = newDeleteBatches(opts.Store, opts.DeleteOneByOne, opts.StoreTimeout, c.background, c.log)
+	c.deletes = newDeleteBatches(opts.Store, opts.DeleteOneByOne, opts.StoreTimeout, opts.UploadConcurrency, c.background, c.log)
 	c.data = datafiles.New(c.dataDir, c.births.add, c.log)
 	c.q = uploadqueue.New(uploadqueue.Options{
 		Sync:        c.syncPath,

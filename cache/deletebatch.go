@@ -13,12 +13,14 @@ import (
 
 // deleteBatches sends the owed deletes that upload workers reach at about
 // the same time as one DeleteObjects request (a group commit). A delete
-// joins the keys waiting; when no request is out, a sender starts and
-// sends what is waiting, up to objstore.MaxDeleteBatch keys a request, and
-// goes on while more arrives. Nothing waits for a batch to fill: an idle
-// store gets the first delete at once, and a purge's deletes gather while
-// one request is answered. Each waiter gets its own key's answer, so a key
-// the store refused stays owed and is retried on its own.
+// joins the keys waiting; when no request is out, a sender starts, lets
+// the batch gather for up to gatherWindow or until every upload worker has
+// a key in it (full), sends it, up to objstore.MaxDeleteBatch keys, and
+// goes on while more arrives. A purge's deletes thus go several to a
+// request even from a store that answers in a millisecond, and deletes
+// wait at most gatherWindow more: they are owed work, which no caller of
+// the filesystem waits for. Each waiter gets its own key's answer, so a
+// key the store refused stays owed and is retried on its own.
 //
 // A store without DeleteObjects (no BatchDeleter, or one that answers it
 // is not implemented, found once) is sent one DELETE a key.
@@ -26,6 +28,7 @@ type deleteBatches struct {
 	store   objstore.Store
 	batches objstore.BatchDeleter // nil: one DELETE a key
 	timeout time.Duration         // bounds one request
+	full    int                   // keys that fill a batch: one per upload worker
 	// start runs the sender in the cache's lifetime; false once the
 	// cache is closing.
 	start func(func(ctx context.Context)) bool
@@ -37,7 +40,11 @@ type deleteBatches struct {
 	mu      sync.Mutex
 	waiting []*pendingDelete // keys for the next request, in arrival order
 	sending bool             // a sender is running
+	arrived chan struct{}    // a key joined waiting (capacity 1: a wake-up)
 }
+
+// gatherWindow is how long a batch may gather after its first key.
+const gatherWindow = 10 * time.Millisecond
 
 // pendingDelete is one key waiting in a batch, and its answer.
 type pendingDelete struct {
@@ -49,9 +56,10 @@ type pendingDelete struct {
 // the store turned out to have no DeleteObjects.
 var errSendAlone = errors.New("delete the key alone")
 
-func newDeleteBatches(store objstore.Store, oneByOne bool, timeout time.Duration,
+func newDeleteBatches(store objstore.Store, oneByOne bool, timeout time.Duration, workers int,
 	start func(func(ctx context.Context)) bool, log *slog.Logger) *deleteBatches {
-	b := &deleteBatches{store: store, timeout: timeout, start: start, log: log}
+	b := &deleteBatches{store: store, timeout: timeout, full: max(workers, 1), start: start, log: log,
+		arrived: make(chan struct{}, 1)}
 	if bd, ok := store.(objstore.BatchDeleter); ok && !oneByOne {
 		b.batches = bd
 	}
@@ -67,6 +75,10 @@ func (b *deleteBatches) delete(ctx context.Context, key string) error {
 	d := &pendingDelete{key: key, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.waiting = append(b.waiting, d)
+	select {
+	case b.arrived <- struct{}{}:
+	default:
+	}
 	if !b.sending {
 		if !b.start(b.send) {
 			b.waiting = b.waiting[:len(b.waiting)-1]
@@ -97,6 +109,7 @@ func (b *deleteBatches) deleteAlone(ctx context.Context, key string) error {
 // send sends the waiting keys, a batch a request, until none is left.
 func (b *deleteBatches) send(life context.Context) {
 	for {
+		b.gather(life)
 		b.mu.Lock()
 		n := min(len(b.waiting), objstore.MaxDeleteBatch)
 		if n == 0 {
@@ -109,6 +122,27 @@ func (b *deleteBatches) send(life context.Context) {
 		b.waiting = append(b.waiting[:0], b.waiting[n:]...)
 		b.mu.Unlock()
 		b.sendBatch(life, batch)
+	}
+}
+
+// gather waits until the batch is full or gatherWindow has passed.
+func (b *deleteBatches) gather(life context.Context) {
+	window := time.NewTimer(gatherWindow)
+	defer window.Stop()
+	for {
+		b.mu.Lock()
+		n := len(b.waiting)
+		b.mu.Unlock()
+		if n == 0 || n >= b.full || n >= objstore.MaxDeleteBatch {
+			return
+		}
+		select {
+		case <-b.arrived:
+		case <-window.C:
+			return
+		case <-life.Done():
+			return
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package objstore
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 )
 
@@ -105,6 +107,33 @@ func (f *Faulty) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	return f.Store.Delete(ctx, key)
+}
+
+// DeleteMany implements BatchDeleter when the inner store does (and says
+// it does not otherwise): BeforeDelete runs for each key, and a key whose
+// hook fails is reported failed, the others deleted in one request.
+func (f *Faulty) DeleteMany(ctx context.Context, keys []string) (map[string]error, error) {
+	bd, ok := f.Store.(BatchDeleter)
+	if !ok {
+		return nil, fmt.Errorf("delete_objects: %w", errors.ErrUnsupported)
+	}
+	failed := map[string]error{}
+	rest := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if err := run(f.BeforeDelete, ctx, k); err != nil {
+			failed[k] = err
+		} else {
+			rest = append(rest, k)
+		}
+	}
+	more, err := bd.DeleteMany(ctx, rest)
+	if err != nil {
+		return nil, err
+	}
+	for k, e := range more {
+		failed[k] = e
+	}
+	return failed, nil
 }
 
 // List implements Store.

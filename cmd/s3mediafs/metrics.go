@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	iofs "io/fs"
 	"net"
@@ -213,6 +214,18 @@ func (s instrumentedStore) Lookup(ctx context.Context, key string, below func(ob
 func (s instrumentedStore) Delete(ctx context.Context, key string) (err error) {
 	defer func(start time.Time) { s.observe("delete", start, err) }(time.Now())
 	return s.Store.Delete(ctx, key)
+}
+
+// DeleteMany implements objstore.BatchDeleter for a store that has it;
+// for one that does not it says so (errors.ErrUnsupported), and the cache
+// deletes one key a request.
+func (s instrumentedStore) DeleteMany(ctx context.Context, keys []string) (failed map[string]error, err error) {
+	bd, ok := s.Store.(objstore.BatchDeleter)
+	if !ok {
+		return nil, fmt.Errorf("delete_objects: %w", errors.ErrUnsupported)
+	}
+	defer func(start time.Time) { s.observe("delete_objects", start, err) }(time.Now())
+	return bd.DeleteMany(ctx, keys)
 }
 
 func (s instrumentedStore) List(ctx context.Context, prefix string, recursive bool, fn func(objstore.Entry) bool) (err error) {

@@ -184,6 +184,7 @@ func floorMount(b *testing.B, dir string) string {
 		if err := srv.Unmount(); err != nil {
 			unmount(mnt)
 		}
+		srv.Wait() // its request loop ends with the connection
 	})
 	return mnt
 }

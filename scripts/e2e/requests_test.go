@@ -80,3 +80,53 @@ func TestWarmHitWaitsForNoStoreRequest(t *testing.T) {
 		return errors.Is(err, os.ErrNotExist)
 	})
 }
+
+// TestColdPurgeAsksOncePerTree: media written through one mount are
+// purged, as Synapse purges them, through a mount on an empty cache that
+// never saw them (another host, or a restart that lost the cache): the
+// lookups on the purge's path are answered from one listing of the tree,
+// with no HEAD, and the deletes go out in DeleteObjects batches.
+func TestColdPurgeAsksOncePerTree(t *testing.T) {
+	client, srv, bucket := s3test.Bucket(t, "synapse/")
+	proxy, cfg, d := startThroughProxy(t, srv, bucket, "")
+	rnd := rand.New(rand.NewPCG(4, 4))
+	const media = 150
+	var paths []string
+	for i := range media {
+		id := fmt.Sprintf("%016x", rnd.Uint64())
+		p := filepath.Join("local_content", id[:2], id[2:4], id[4:])
+		mounttest.MustWriteLikeSynapse(t, filepath.Join(d.mnt, p), payload(6000, i))
+		paths = append(paths, p)
+	}
+	flushed(t, cfg, 60*time.Second)
+	d.terminate(t)
+
+	cfg2 := config(t, srv, proxy.URL, bucket, t.TempDir(), "")
+	d2 := start(t, cfg2, t.TempDir())
+	defer d2.terminate(t)
+	proxy.Reset()
+	for _, p := range paths {
+		full := filepath.Join(d2.mnt, p)
+		if err := os.Remove(full); err != nil {
+			t.Fatal(err)
+		}
+		for dir := filepath.Dir(full); dir != d2.mnt; dir = filepath.Dir(dir) {
+			if os.Remove(dir) != nil {
+				break
+			}
+		}
+	}
+	onPath := opsOf(proxy)
+	flushed(t, cfg2, 60*time.Second)
+	all := opsOf(proxy)
+	t.Logf("cold purge of %d media: on its path %v, in all %v", media, onPath, all)
+	if onPath["HeadObject"] != 0 || onPath["GetObject"] != 0 || onPath["ListObjects"] > 3 {
+		t.Errorf("the purge's path asked the store %v; want a LIST or so per tree and nothing per media", onPath)
+	}
+	if all["DeleteObject"] != 0 || all["DeleteObjects"] == 0 || all["DeleteObjects"] > media/2 {
+		t.Errorf("deletes: %d DELETEs, %d DeleteObjects for %d media; want batches only", all["DeleteObject"], all["DeleteObjects"], media)
+	}
+	if left := keysUnder(t, client, ""); len(left) != 0 {
+		t.Errorf("%d keys left after the purge: %v", len(left), left[:min(len(left), 5)])
+	}
+}
