@@ -38,7 +38,7 @@ func (c *Cache) flushAccess() {
 	c.accessed = map[string]int64{}
 	for len(pending) > 0 {
 		n := 0
-		err := c.updateLocked(func(t *index.Tx) error {
+		err := c.updateFreeingLocked(func(t *index.Tx) error {
 			for p, at := range pending {
 				if n == batch {
 					break
@@ -151,7 +151,7 @@ func (c *Cache) evictOne(p string) bool {
 		return false
 	}
 	var data string
-	err = c.updateLocked(func(t *index.Tx) error {
+	err = c.updateFreeingLocked(func(t *index.Tx) error {
 		r, ok, err := t.Get(p)
 		if err != nil || !index.Evictable(r, ok) || r.StoreMTime == 0 {
 			return err
@@ -195,7 +195,7 @@ func (c *Cache) confirmStored(p string, r index.Record) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	confirmed := false
-	err = c.updateLocked(func(t *index.Tx) error {
+	err = c.updateFreeingLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !index.Evictable(cur, ok) || cur.Ino != r.Ino || cur.Gen != r.Gen {
 			return err

@@ -48,7 +48,7 @@ func (c *Cache) reuploadMoved(ctx context.Context, p string, r index.Record) (ag
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.updateLocked(func(t *index.Tx) error {
+	err = c.updateFreeingLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.MoveFrom != r.MoveFrom || cur.State != Clean {
 			return err // changed meanwhile: looked at again below
@@ -103,7 +103,7 @@ func (c *Cache) moveObject(ctx context.Context, p string, r index.Record) (again
 	}
 	c.noteStoreOK()
 	c.mu.Lock()
-	err = c.updateLocked(func(t *index.Tx) error {
+	err = c.updateFreeingLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.MoveFrom != src {
 			again = err == nil

@@ -175,7 +175,7 @@ func (c *Cache) openDataLocked(p string, r index.Record) *os.File {
 	}
 	c.log.Warn("dropping bad local copy; it will be fetched again", "path", p, "err", err)
 	r.State, r.Data = Remote, ""
-	if uerr := c.updateLocked(func(t *index.Tx) error { return t.Put(p, r) }); uerr != nil {
+	if uerr := c.updateFreeingLocked(func(t *index.Tx) error { return t.Put(p, r) }); uerr != nil {
 		c.log.Error("index update failed", "path", p, "err", uerr)
 	}
 	return nil

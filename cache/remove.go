@@ -20,7 +20,7 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	c.removeFromSubtreesLocked(p)
 	var r index.Record
 	tomb := false
-	err := c.updateLocked(func(t *index.Tx) error {
+	err := c.updateFreeingLocked(func(t *index.Tx) error {
 		var ok bool
 		var err error
 		if r, ok, err = t.Get(p); err != nil || !ok {
@@ -126,7 +126,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 	defer c.mu.Unlock()
 	c.removeFromSubtreesLocked(p)
 	inStore := !c.localOnly(p)
-	err = c.updateLocked(func(t *index.Tx) error {
+	err = c.updateFreeingLocked(func(t *index.Tx) error {
 		if _, err := c.checkEmptyDirTxn(t.View, p); err != nil {
 			return err
 		}
@@ -168,7 +168,7 @@ func (c *Cache) Rmdir(ctx context.Context, p string) error {
 func (c *Cache) removeHiddenBelowLocked(p string) {
 	for {
 		n := 0
-		err := c.updateLocked(func(t *index.Tx) error {
+		err := c.updateFreeingLocked(func(t *index.Tx) error {
 			var err error
 			n, err = t.UnhideBelow(p, listPage)
 			return err

@@ -100,7 +100,7 @@ func (c *Cache) scrubOne(ctx context.Context, p string, r index.Record) {
 		return
 	}
 	dropped := false
-	uerr := c.updateLocked(func(t *index.Tx) error {
+	uerr := c.updateFreeingLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || cur.Gen != r.Gen || cur.Data != r.Data || cur.State != Clean {
 			return err // changed while it was read: not this copy's fault

@@ -21,10 +21,23 @@ const (
 // applies its accounting. Callers hold c.mu, which also makes the
 // read-modify-write of the counters safe.
 func (c *Cache) updateLocked(fn func(t *index.Tx) error) error {
+	return c.updateAboveLocked(c.ix.Update, fn)
+}
+
+// updateFreeingLocked is updateLocked for a write that makes room or
+// leads to it (index.DB.UpdateFreeing): an upload's steps, a delete, an
+// eviction, a written file's commit, which a full cache filesystem must
+// still let through or nothing in it could ever go. Callers hold c.mu.
+func (c *Cache) updateFreeingLocked(fn func(t *index.Tx) error) error {
+	return c.updateAboveLocked(c.ix.UpdateFreeing, fn)
+}
+
+func (c *Cache) updateAboveLocked(update func(index.Acct, func(string), func(*index.Tx) error) (index.Acct, error),
+	fn func(t *index.Tx) error) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	d, err := c.ix.Update(index.Acct{Used: c.used, Dirty: c.dirty, DirtyFiles: c.dirtyFiles}, c.touchedLocked, fn)
+	d, err := update(index.Acct{Used: c.used, Dirty: c.dirty, DirtyFiles: c.dirtyFiles}, c.touchedLocked, fn)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ func (c *Cache) syncPath(ctx context.Context, p string) (again bool, err error) 
 		metaOnly bool
 		move     bool
 	)
-	err = c.updateLocked(func(t *index.Tx) error {
+	err = c.updateFreeingLocked(func(t *index.Tx) error {
 		pending, err := t.HasPending(p)
 		if err != nil || !pending {
 			return err
@@ -130,7 +130,7 @@ func (c *Cache) uploadFile(ctx context.Context, p string, r index.Record, data *
 	defer c.mu.Unlock()
 	again := false
 	moveSrc := ""
-	err = c.updateLocked(func(t *index.Tx) error {
+	err = c.updateFreeingLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok {
 			// Unlinked meanwhile: the tombstone's delete runs next.
@@ -189,7 +189,7 @@ func (c *Cache) sendMeta(ctx context.Context, p string, r index.Record) (again b
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err = c.updateLocked(func(t *index.Tx) error {
+	err = c.updateFreeingLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
 		if err != nil || !ok || cur.Ino != r.Ino || !cur.MetaOwed {
 			return err
@@ -237,7 +237,7 @@ func (c *Cache) deleteFolder(ctx context.Context, k string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var wake []string
-	err = c.updateLocked(func(t *index.Tx) error {
+	err = c.updateFreeingLocked(func(t *index.Tx) error {
 		if err := t.ClearPending(k); err != nil {
 			return err
 		}
@@ -284,7 +284,7 @@ func (c *Cache) deleteRemote(ctx context.Context, p string) (bool, error) {
 	defer c.mu.Unlock()
 	again := false
 	var wake []string
-	err := c.updateLocked(func(t *index.Tx) error {
+	err := c.updateFreeingLocked(func(t *index.Tx) error {
 		r, ok, err := t.Get(p)
 		switch {
 		case err != nil:

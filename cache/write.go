@@ -265,7 +265,7 @@ func (h *Handle) commit(syncData bool) error {
 	defer c.mu.Unlock()
 	p := of.path
 	if !of.unlinked {
-		err = c.updateLocked(func(t *index.Tx) error {
+		err = c.updateFreeingLocked(func(t *index.Tx) error {
 			r, ok, err := t.Get(p)
 			if err != nil || !ok {
 				return errorOr(err, ErrNotExist)

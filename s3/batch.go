@@ -42,13 +42,16 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (failed map[stri
 		if !ok {
 			continue
 		}
-		if aws.ToString(e.Code) == "NoSuchKey" {
+		code := aws.ToString(e.Code)
+		err := &Error{Op: "delete_objects", Key: k, Code: code, Perm: permanentCodes[code] || code == "AccessDenied",
+			Err: fmt.Errorf("%s", aws.ToString(e.Message))}
+		if code == "NoSuchKey" || deleted(k, err) {
 			continue
 		}
 		if failed == nil {
 			failed = map[string]error{}
 		}
-		failed[k] = &Error{Op: "delete_objects", Key: k, Code: aws.ToString(e.Code), Err: fmt.Errorf("%s", aws.ToString(e.Message))}
+		failed[k] = err
 	}
 	return failed, nil
 }

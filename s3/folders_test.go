@@ -63,6 +63,20 @@ func TestFolderDeleteRemovesOnlyEmptyFolders(t *testing.T) {
 	if _, err := client.Head(ctx, "full/a/x"); err != nil {
 		t.Errorf("an object below a deleted folder key: %v", err)
 	}
+
+	// DeleteObjects answers as DELETE does, key by key.
+	put("batch/b/x")
+	put("batch-emptied/y")
+	if err := client.Delete(ctx, "batch-emptied/y"); err != nil {
+		t.Fatal(err)
+	}
+	failed, err := client.DeleteMany(ctx, []string{"batch/", "batch/b/", "batch-emptied/"})
+	if err != nil || len(failed) != 0 {
+		t.Errorf("batched delete of folder keys: %v, failed %v", err, failed)
+	}
+	if _, err := client.Head(ctx, "batch/b/x"); err != nil {
+		t.Errorf("an object below a batch-deleted folder key: %v", err)
+	}
 }
 
 // A name that is both an object and a prefix ("a" and "a/b") is listed as

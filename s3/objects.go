@@ -219,13 +219,20 @@ func escapeKey(key string) string {
 // taken as done, as SeaweedFS and AWS answer it.
 func (c *Client) Delete(ctx context.Context, key string) error {
 	_, err := c.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &c.bucket, Key: aws.String(c.key(key))})
-	err = classify("delete", key, err)
-	var se *Error
-	if errors.Is(err, iofs.ErrNotExist) ||
-		strings.HasSuffix(key, "/") && errors.As(err, &se) && strings.Contains(se.Code, "NotEmpty") {
+	if err = classify("delete", key, err); deleted(key, err) {
 		return nil
 	}
 	return err
+}
+
+// deleted reports whether a delete of key that ended in err left the key
+// gone as the caller means it: it was not there, or it is a folder key
+// whose folder still holds objects (see Delete). Single and batched
+// deletes answer alike through it.
+func deleted(key string, err error) bool {
+	var se *Error
+	return err == nil || errors.Is(err, iofs.ErrNotExist) ||
+		strings.HasSuffix(key, "/") && errors.As(err, &se) && strings.Contains(se.Code, "NotEmpty")
 }
 
 // Lookup answers in one request whether key is an object (with its size

@@ -81,8 +81,12 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 // update is Badger's Update, refused with ErrFull while the filesystem
 // lacks the room the index may need (space.go). Every write of the index
 // goes through it.
-func (ix *DB) update(fn func(txn *badger.Txn) error) error {
-	if err := ix.guard.admit(); err != nil {
+func (ix *DB) update(fn func(txn *badger.Txn) error) error { return ix.updateAbove(false, fn) }
+
+// updateAbove is update for a write that makes room when freeing is true
+// (see spaceGuard.admitFreeing).
+func (ix *DB) updateAbove(freeing bool, fn func(txn *badger.Txn) error) error {
+	if err := ix.guard.admitAbove(freeing); err != nil {
 		return err
 	}
 	return ix.db.Update(fn)

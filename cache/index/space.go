@@ -27,7 +27,10 @@ import (
 //   - Below a floor of free space (need: one memtable's log, the table it
 //     flushes to and a compaction step), the index takes no write: Update
 //     and the other writers return ErrFull, which the cache answers with
-//     ENOSPC, while every read goes on.
+//     ENOSPC, while every read goes on. The writes that make room (an
+//     upload's steps, a delete, an eviction: UpdateFreeing) go on down to
+//     a lower floor, a memtable's log and its table, so that a full
+//     filesystem of dirty files can still send them and let them go.
 //   - A reserve file (cache_dir/index.reserve: two memtables and a
 //     megabyte) is kept while there is room for it and the floor. A stop
 //     on a full filesystem gives it back so that Badger can flush its
@@ -66,6 +69,11 @@ func memTableSize(total int64) int64 {
 // manifest.
 func spaceNeed(m int64) int64 { return 3*m + 1<<20 }
 
+// freeingNeed is the floor of the writes that make room: a new memtable's
+// log and the table the full one flushes to, without the compaction step
+// spaceNeed keeps besides.
+func freeingNeed(m int64) int64 { return 2*m + 1<<20 }
+
 // openNeed is what Badger writes as it opens with logs files to replay:
 // a table for each (m), a new log's first page, the manifest.
 func openNeed(m int64, logs int) int64 { return int64(logs)*m + 1<<20 }
@@ -85,6 +93,7 @@ type spaceGuard struct {
 	dir      string // cache_dir: holds index/ and the reserve
 	memTable int64  // Badger's memtable size
 	need     int64  // the floor: spaceNeed(memTable)
+	needLow  int64  // the floor of writes that make room: freeingNeed(memTable)
 	log      *slog.Logger
 	stop     chan struct{}  // closed by close: the watcher ends
 	stopped  sync.WaitGroup // the watcher
@@ -115,7 +124,7 @@ func prepareSpace(dir string, log *slog.Logger) (*spaceGuard, int64, error) {
 		return nil, 0, fmt.Errorf("index: %w", err)
 	}
 	m := memTableSize(total)
-	g := &spaceGuard{dir: dir, memTable: m, need: spaceNeed(m), log: log, stop: make(chan struct{})}
+	g := &spaceGuard{dir: dir, memTable: m, need: spaceNeed(m), needLow: freeingNeed(m), log: log, stop: make(chan struct{})}
 	logs, _ := filepath.Glob(filepath.Join(g.indexDir(), "*.mem"))
 	want := openNeed(m, len(logs))
 	if free < want && g.giveBackReserve("open", -1) {
@@ -355,7 +364,13 @@ func (g *spaceGuard) keepReserve() {
 // admit reports ErrFull when the filesystem has less free space than the
 // index may need. It asks the filesystem every 100 ms at most, and at
 // every write once free space is near the floor.
-func (g *spaceGuard) admit() error {
+func (g *spaceGuard) admit() error { return g.admitAbove(false) }
+
+// admitFreeing is admit for a write that makes room, down to the lower
+// floor.
+func (g *spaceGuard) admitFreeing() error { return g.admitAbove(true) }
+
+func (g *spaceGuard) admitAbove(freeing bool) error {
 	if g == nil {
 		return nil
 	}
@@ -367,6 +382,9 @@ func (g *spaceGuard) admit() error {
 			return fmt.Errorf("index: %w", err)
 		}
 		g.free, g.at = free, time.Now()
+	}
+	if freeing && g.free >= g.needLow {
+		return nil
 	}
 	if g.free >= g.need {
 		if g.full {

@@ -179,3 +179,52 @@ func TestStartWithoutReserveOnAFullFilesystem(t *testing.T) {
 		t.Fatalf("writes once there is room: %v", err)
 	}
 }
+
+// TestWritesThatMakeRoomGoOnNearTheFloor: between the lower floor and the
+// floor, the writes that make room (UpdateFreeing) are taken while every
+// other is refused; below the lower floor both are.
+func TestWritesThatMakeRoomGoOnNearTheFloor(t *testing.T) {
+	dir := smallFS(t, 24<<20)
+	ix, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	os.Remove(filepath.Join(dir, reserveName)) // only the filler decides what is free
+	g := ix.guard
+	take := func(keep int64) {
+		t.Helper()
+		os.Remove(filepath.Join(dir, "filler"))
+		free, _, err := freeBytes(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(dir, "filler"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := syscall.Fallocate(int(f.Fd()), 0, 0, free-keep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(freeing bool) error {
+		update := ix.Update
+		if freeing {
+			update = ix.UpdateFreeing
+		}
+		_, err := update(Acct{}, nil, func(t *Tx) error { return t.Put("f", Record{State: Dirty, Ino: 5}) })
+		return err
+	}
+	take((g.need + g.needLow) / 2)
+	if err := write(false); !errors.Is(err, ErrFull) {
+		t.Errorf("an ordinary write between the floors: %v, want ErrFull", err)
+	}
+	if err := write(true); err != nil {
+		t.Errorf("a write that makes room, between the floors: %v", err)
+	}
+	take(g.needLow / 2)
+	if err := write(true); !errors.Is(err, ErrFull) {
+		t.Errorf("a write that makes room, below the lower floor: %v, want ErrFull", err)
+	}
+}

@@ -147,12 +147,25 @@ type Acct struct {
 // written or removed. Callers serialize their updates (and so the
 // read-modify-write of base) under a lock of their own.
 func (ix *DB) Update(base Acct, touch func(p string), fn func(t *Tx) error) (Acct, error) {
+	return ix.updateTx(false, base, touch, fn)
+}
+
+// UpdateFreeing is Update for a write that makes room on the cache
+// filesystem, or leads to it: an upload's steps, a delete, an eviction, a
+// written file's commit. While the filesystem is near full it still runs,
+// down to a lower floor, so that dirty files can go to the store and be
+// evicted (see the package's space guard).
+func (ix *DB) UpdateFreeing(base Acct, touch func(p string), fn func(t *Tx) error) (Acct, error) {
+	return ix.updateTx(true, base, touch, fn)
+}
+
+func (ix *DB) updateTx(freeing bool, base Acct, touch func(p string), fn func(t *Tx) error) (Acct, error) {
 	if touch == nil {
 		touch = func(string) {}
 	}
 	ix.updates.Add(1)
 	var t *Tx
-	err := ix.update(func(txn *badger.Txn) error {
+	err := ix.updateAbove(freeing, func(txn *badger.Txn) error {
 		t = &Tx{View: View{txn}, txn: txn, now: time.Now().UnixNano(), touch: touch}
 		if err := fn(t); err != nil {
 			return err
