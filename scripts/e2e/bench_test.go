@@ -73,9 +73,13 @@ func benchMix(b *testing.B, mix []mixFile, delay time.Duration) {
 	plain := b.TempDir()
 	f.plainWrite, f.plainLat = writeMix(b, plain, mix)
 	f.plainRead = readMix(b, plain, mix)
-	floor := floorMount(b, b.TempDir())
+	floor, unmountFloor := floorMount(b, b.TempDir())
 	f.floorWrite, f.floorLat = writeMix(b, floor, mix)
 	f.floorRead = readMix(b, floor, mix)
+	purgeSet := purgeMix(mix)
+	writeMix(b, floor, purgeSet)
+	f.floorPurge = purge(b, floor, purgeSet)
+	unmountFloor()
 
 	// The mount, through a counting proxy that adds delay to every
 	// request. The direct baselines go through the same proxy, so that
@@ -96,7 +100,6 @@ func benchMix(b *testing.B, mix []mixFile, delay time.Duration) {
 	f.writeCPU = cpuSeconds(b, d.cmd.Process.Pid) - cpu0
 	f.writeOps = opsOf(proxy)
 	f.mountRead = readMix(b, mnt, mix)
-	purgeSet := purgeMix(mix)
 	writeMix(b, mnt, purgeSet)
 	flushed(b, cfg, 600*time.Second)
 	d.terminate(b)
@@ -118,8 +121,6 @@ func benchMix(b *testing.B, mix []mixFile, delay time.Duration) {
 	d2 := start(b, cfg2, mnt)
 	writeMix(b, plain, purgeSet)
 	f.plainPurge = purge(b, plain, purgeSet)
-	writeMix(b, floor, purgeSet)
-	f.floorPurge = purge(b, floor, purgeSet)
 	proxy.Reset()
 	f.mountPurge = purge(b, mnt, purgeSet)
 	f.purgeLists = opsOf(proxy)["ListObjects"]
