@@ -366,10 +366,8 @@ func (g *spaceGuard) keepReserve() {
 // every write once free space is near the floor.
 func (g *spaceGuard) admit() error { return g.admitAbove(false) }
 
-// admitFreeing is admit for a write that makes room, down to the lower
-// floor.
-func (g *spaceGuard) admitFreeing() error { return g.admitAbove(true) }
-
+// admitAbove is admit, down to the lower floor for a write that makes
+// room (freeing).
 func (g *spaceGuard) admitAbove(freeing bool) error {
 	if g == nil {
 		return nil
