@@ -84,7 +84,7 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 func (ix *DB) update(fn func(txn *badger.Txn) error) error { return ix.updateAbove(false, fn) }
 
 // updateAbove is update for a write that makes room when freeing is true
-// (see spaceGuard.admitFreeing).
+// (see spaceGuard.admitAbove).
 func (ix *DB) updateAbove(freeing bool, fn func(txn *badger.Txn) error) error {
 	if err := ix.guard.admitAbove(freeing); err != nil {
 		return err
