@@ -7,7 +7,7 @@
 # reconcile of 1,000,000 media. Run as root (it mounts and drops the page
 # cache). Results and their reading: scripts/bench/RESULTS.md.
 #   scripts/bench.sh                         # everything
-#   scripts/bench.sh mix                     # the Synapse mixes only
+#   scripts/bench.sh mix                     # the Synapse mixes only, on versitygw and SeaweedFS
 #   scripts/bench.sh synapse                 # the real Synapse's HTTP API, 3 runs
 #   S3MEDIAFS_BENCH_FILES=300 scripts/bench.sh mix   # a smaller thumbnail mix
 set -euo pipefail
@@ -18,6 +18,15 @@ what=${1:-all}
 if ! command -v rclone >/dev/null || ! command -v fusermount3 >/dev/null; then
 	(apt-get update -qq && apt-get install -y -qq rclone fuse3) >/dev/null 2>&1 ||
 		echo "bench: cannot install rclone and fuse3; no rclone figures" >&2
+fi
+if [ "$what" = mix ] && [ -z "${S3MEDIAFS_TEST_STORE:-}" ]; then
+	# The mixes (cold purge and cold read included) on both stores, one
+	# after the other: stores differ in what they answer and how fast.
+	for store in versitygw seaweedfs; do
+		echo "=== the Synapse mixes on $store"
+		S3MEDIAFS_TEST_STORE=$store "$0" mix
+	done
+	exit 0
 fi
 exec scripts/s3-server.sh run bash -c '
   if [ "'"$what"'" = synapse ]; then
