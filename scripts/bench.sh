@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks, each figure a ratio against its baseline measured in the same
-# run (a plain local directory, go-fuse's loopback, rclone mount, direct SDK
-# calls through the same proxy): the Synapse mixes (media; thumbnail-heavy,
-# also with 20 ms added per store request), 1 GiB sequential I/O, eviction
+# run (a plain local directory, the FUSE floor: go-fuse's loopback with
+# passthrough and one-hour caches, rclone mount, direct SDK calls through
+# the same proxy): the Synapse mixes (media; thumbnail-heavy, also with
+# 20 ms added per store request; writes, warm reads, a cold purge and cold
+# reads on a wiped cache), 1 GiB sequential I/O, eviction
 # with 1,000,000 index entries, import against the provider's upload loop,
 # reconcile of 1,000,000 media. Run as root (it mounts and drops the page
 # cache). Results and their reading: scripts/bench/RESULTS.md.
