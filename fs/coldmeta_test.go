@@ -118,3 +118,36 @@ func TestColdReadIsOneRequest(t *testing.T) {
 		t.Errorf("after a cold read: %v uid %d, want -rw-r----- 1234", fi.Mode(), st.Uid)
 	}
 }
+
+// TestStickyDirectoryReadsTheOwnerAtLookup: in a sticky directory the
+// kernel lets a user remove only its own names, judged on the owner it
+// holds without asking again; a lookup there reads the object's owner,
+// so the mount's default owner never stands in for it.
+func TestStickyDirectoryReadsTheOwnerAtLookup(t *testing.T) {
+	mem := objstore.NewMem()
+	mem.SetObjectMeta("shared/theirs", payload(5000, 1), cache.ObjectMeta(1234, 1234, 0o644, time.Unix(1700000000, 0)))
+	mem.SetObjectMeta("shared/keep", payload(10, 1), nil) // makes shared/ a directory
+	// The mount's default owner is the user who tries the unlink.
+	mnt, _, _ := testMountFull(t, cache.Options{Store: mem},
+		MountOptions{Options: Options{Passthrough: true, UID: 65534, GID: 65534}, AllowOther: true})
+	for d := filepath.Dir(mnt); len(d) >= len(testRoot); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(mnt, "shared") // root's, as /tmp is
+	if err := os.Chown(dir, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Chmod(dir, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("unlink", filepath.Join(dir, "theirs")) // unlink(2) alone: no stat before it
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("user nobody removed uid 1234's file from a sticky directory: %s", out)
+	}
+	if _, ok := mem.Object("shared/theirs"); !ok {
+		t.Error("the object is gone")
+	}
+}
