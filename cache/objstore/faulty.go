@@ -2,8 +2,6 @@ package objstore
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 )
 
@@ -113,9 +111,9 @@ func (f *Faulty) Delete(ctx context.Context, key string) error {
 // it does not otherwise): BeforeDelete runs for each key, and a key whose
 // hook fails is reported failed, the others deleted in one request.
 func (f *Faulty) DeleteMany(ctx context.Context, keys []string) (map[string]error, error) {
-	bd, ok := f.Store.(BatchDeleter)
-	if !ok {
-		return nil, fmt.Errorf("delete_objects: %w", errors.ErrUnsupported)
+	bd, err := BatchDeleterOf(f.Store)
+	if err != nil {
+		return nil, err
 	}
 	failed := map[string]error{}
 	rest := make([]string, 0, len(keys))

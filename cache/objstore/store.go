@@ -60,6 +60,16 @@ type BatchDeleter interface {
 	DeleteMany(ctx context.Context, keys []string) (failed map[string]error, err error)
 }
 
+// BatchDeleterOf is s's DeleteMany, for a wrapper that forwards it: an
+// error wrapping errors.ErrUnsupported when s has none, so that callers
+// send one DELETE a key instead.
+func BatchDeleterOf(s Store) (BatchDeleter, error) {
+	if bd, ok := s.(BatchDeleter); ok {
+		return bd, nil
+	}
+	return nil, fmt.Errorf("delete_objects: %w", errors.ErrUnsupported)
+}
+
 // MaxDeleteBatch is the most keys one DeleteObjects request may name.
 const MaxDeleteBatch = 1000
 

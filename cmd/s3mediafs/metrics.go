@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	iofs "io/fs"
 	"net"
@@ -220,9 +219,9 @@ func (s instrumentedStore) Delete(ctx context.Context, key string) (err error) {
 // for one that does not it says so (errors.ErrUnsupported), and the cache
 // deletes one key a request.
 func (s instrumentedStore) DeleteMany(ctx context.Context, keys []string) (failed map[string]error, err error) {
-	bd, ok := s.Store.(objstore.BatchDeleter)
-	if !ok {
-		return nil, fmt.Errorf("delete_objects: %w", errors.ErrUnsupported)
+	bd, err := objstore.BatchDeleterOf(s.Store)
+	if err != nil {
+		return nil, err
 	}
 	defer func(start time.Time) { s.observe("delete_objects", start, err) }(time.Now())
 	return bd.DeleteMany(ctx, keys)
