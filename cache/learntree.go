@@ -11,9 +11,11 @@ import (
 )
 
 // learnTree records every object the store holds below the directory p
-// that the index lacks (with the directories they imply), so that a
-// rename moves them too. It does not hold the index lock while listing.
-func (c *Cache) learnTree(ctx context.Context, p string) error {
+// that the index lacks (with the directories they imply), or the first
+// max of them (0: all): a rename must move them all, a read-ahead
+// (listahead.go) stops at its bound. It does not hold the index lock
+// while listing.
+func (c *Cache) learnTree(ctx context.Context, p string, max int) error {
 	var page []listedObject
 	var pageErr error
 	asked := time.Now()
@@ -22,11 +24,16 @@ func (c *Cache) learnTree(ctx context.Context, p string) error {
 		page = page[:0]
 		return pageErr == nil
 	}
+	seen := 0
 	err := c.store.List(ctx, p+"/", true, func(e objstore.Entry) bool {
 		if e.Dir || e.Name == "" || strings.HasSuffix(e.Name, "/") {
 			return true // folder markers: their directories come with the objects
 		}
 		page = append(page, listedObject{e.Name, e.Size, e.MTime})
+		seen++
+		if max > 0 && seen >= max {
+			return false
+		}
 		return len(page) < c.moveBatchSize() || flush()
 	})
 	if err == nil && len(page) > 0 {

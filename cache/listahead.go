@@ -2,11 +2,9 @@ package cache
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/s3mediafs/s3mediafs/cache/index"
-	"github.com/s3mediafs/s3mediafs/cache/objstore"
 )
 
 // Metadata read-ahead. Synapse keeps media two directory levels below a
@@ -27,9 +25,6 @@ import (
 // for, which lookups trust as they trust their own answers, for
 // RevalidateAfter, and then check again in the background. Nothing is
 // learned over a name removed here since (settled, or owed).
-
-// listAheadPage is how many objects go into the index per transaction.
-const listAheadPage = 1000
 
 // listAhead starts recording below the directory p what the store holds,
 // from the lookup that found p at asked: first, the objects its answer
@@ -65,24 +60,8 @@ func (c *Cache) listAhead(p string, first *subtree, complete bool, asked time.Ti
 		// again among them, in the background of the lookup.
 		ctx, cancel := context.WithTimeout(life, c.opts.StoreTimeout)
 		defer cancel()
-		listed := time.Now()
-		var page []listedObject
-		seen := 0
-		err := c.store.List(ctx, p+"/", true, func(e objstore.Entry) bool {
-			if e.Dir || e.Name == "" || strings.HasSuffix(e.Name, "/") {
-				return true // folder markers: their directories come with the objects
-			}
-			page = append(page, listedObject{e.Name, e.Size, e.MTime})
-			seen++
-			if len(page) == listAheadPage {
-				c.learnAhead(p, page, listed)
-				page = page[:0]
-			}
-			return seen < c.opts.ListAheadKeys
-		})
-		c.learnAhead(p, page, listed)
-		if err != nil && life.Err() == nil {
-			c.log.Debug("listing ahead stopped", "dir", p, "objects", seen, "err", err)
+		if err := c.learnTree(ctx, p, c.opts.ListAheadKeys); err != nil && life.Err() == nil {
+			c.log.Debug("listing ahead stopped", "dir", p, "err", err)
 		}
 	})
 }

@@ -70,16 +70,7 @@ func openListAhead(t *testing.T, store objstore.Store, keys int) *Cache {
 }
 
 // lookupPath looks p up as the kernel does, one name at a time.
-func lookupPath(t *testing.T, c *Cache, p string) {
-	t.Helper()
-	for i := range len(p) + 1 {
-		if i == len(p) || p[i] == '/' {
-			if _, err := c.Lookup(context.Background(), p[:i]); err != nil {
-				t.Fatalf("lookup %s: %v", p[:i], err)
-			}
-		}
-	}
-}
+func lookupPath(t *testing.T, c *Cache, p string) { t.Helper(); walkPath(t, c.Lookup, p) }
 
 // TestListAheadAnswersAPurgeFromTheIndex: the first lookup below a tree
 // the index lacks records what the store holds there, page after page

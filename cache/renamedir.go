@@ -134,7 +134,7 @@ func (c *Cache) renameDir(ctx context.Context, oldp, newp string, noReplace bool
 	if !c.localOnly(oldp) {
 		// Objects below oldp that the index has not met move too.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StoreTimeout*10)
-		err := c.learnTree(lctx, oldp)
+		err := c.learnTree(lctx, oldp, 0)
 		cancel()
 		if err != nil {
 			c.noteStoreError(err)

@@ -45,12 +45,15 @@ func learnThenEmpty(t *testing.T, c *Cache, mem *objstore.Mem) {
 
 // lookUp stats p and each directory above it, top down, as the kernel
 // looks a path up.
-func lookUp(t *testing.T, c *Cache, p string) {
+func lookUp(t *testing.T, c *Cache, p string) { t.Helper(); walkPath(t, c.Stat, p) }
+
+// walkPath asks look about each directory above p, top down, then p.
+func walkPath(t *testing.T, look func(context.Context, string) (Attr, error), p string) {
 	t.Helper()
 	for i := range len(p) + 1 {
 		if i == len(p) || p[i] == '/' {
-			if _, err := c.Stat(context.Background(), p[:i]); err != nil {
-				t.Fatalf("stat %s: %v", p[:i], err)
+			if _, err := look(context.Background(), p[:i]); err != nil {
+				t.Fatalf("look up %s: %v", p[:i], err)
 			}
 		}
 	}

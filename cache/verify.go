@@ -32,8 +32,8 @@ var errCorrupt = errors.New("the store's bytes fail their check")
 // (and the scrub checks) and the checksum the object is checked against.
 type verifier struct {
 	crc  hash.Hash32
-	want objstore.Sum // zero: checked by length alone
-	h    hash.Hash    // computes want; crc itself when want is CRC-32C
+	want objstore.Sum      // zero: checked by length alone
+	h    hash.Hash         // computes want; crc itself when want is CRC-32C
 	meta map[string]string // the object's user metadata, as the response carried it
 }
 
