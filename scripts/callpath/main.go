@@ -81,7 +81,7 @@ type walk struct {
 	fset    *token.FileSet
 	read    map[*ssa.Function]bool
 	ran     *coveredBlocks // nil: every call site counts
-	files   []string // files in the order entered, consecutive repeats folded
+	files   []string       // files in the order entered, consecutive repeats folded
 	verbose bool
 	depth   int
 }

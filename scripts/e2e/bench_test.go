@@ -52,17 +52,17 @@ func BenchmarkSynapseMix(b *testing.B) {
 type mixFigures struct {
 	plainWrite, plainRead, floorWrite, floorRead, mountWrite, mountRead time.Duration
 	plainLat, floorLat, mountLat                                        []time.Duration
-	drain, directPut                                                  time.Duration
-	writeOps                                                          map[string]int
-	writeCPU                                                          float64 // daemon CPU seconds for the writes and their upload
-	plainPurge, floorPurge, mountPurge                                time.Duration
-	purgeLists, checkLists                                            int
-	purgeOps                                                          map[string]int // the purge's requests, its deletes and checks included
-	ttfbMount, ttfbDirect                                             []time.Duration
-	coldOps                                                           map[string]int
-	coldMount, coldDirect                                             time.Duration
-	rclone                                                            rcloneFigures
-	haveRclone                                                        bool
+	drain, directPut                                                    time.Duration
+	writeOps                                                            map[string]int
+	writeCPU                                                            float64 // daemon CPU seconds for the writes and their upload
+	plainPurge, floorPurge, mountPurge                                  time.Duration
+	purgeLists, checkLists                                              int
+	purgeOps                                                            map[string]int // the purge's requests, its deletes and checks included
+	ttfbMount, ttfbDirect                                               []time.Duration
+	coldOps                                                             map[string]int
+	coldMount, coldDirect                                               time.Duration
+	rclone                                                              rcloneFigures
+	haveRclone                                                          bool
 }
 
 func benchMix(b *testing.B, mix []mixFile, delay time.Duration) {
