@@ -241,6 +241,11 @@ func (c *conn) readLoop() {
 		}
 		n, err := unix.Read(c.fd, *buf)
 		c.mu.Lock()
+		if err == nil {
+			// Counted before the read is over for suspend, which
+			// waits for the reader and then for what it read.
+			c.inflight.Add(1)
+		}
 		c.reading = false
 		c.readDone.Broadcast()
 		c.mu.Unlock()
@@ -265,7 +270,6 @@ func (c *conn) readLoop() {
 		} else {
 			buf = nil
 		}
-		c.inflight.Add(1)
 		takeover := time.AfterFunc(readerTakeover, c.readLoop)
 		c.handle(req, n)
 		takeover.Stop()
