@@ -135,6 +135,14 @@ func totalBytes(mix []mixFile) int64 {
 	return n
 }
 
+// dropCaches writes back what is dirty and drops the page, dentry and
+// inode caches: what a cold figure starts from.
+func dropCaches(b *testing.B) {
+	b.Helper()
+	syscall.Sync()
+	dropPageCache(b)
+}
+
 func dropPageCache(b *testing.B) {
 	b.Helper()
 	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
