@@ -204,13 +204,14 @@ func (c *conn) resend() bool {
 }
 
 // serve starts reading requests. The reader answers each request itself
-// and then reads the next: on a serial workload (a purge's lookup, unlink
-// and rmdir, one after another) a request is then answered by a thread
-// already running, where handing each to a goroutine of its own cost a
-// wake-up between threads, and two readers taking turns a third of each
-// request's time. A request that takes longer than readerTakeover (one
-// waiting for the store) lets another reader start, so that it holds up
-// no other request, and a FUSE_INTERRUPT for it can be read.
+// and then reads the next, so that on a serial workload (a purge's
+// lookup, unlink and rmdir, one after another) a thread already running
+// answers: handing each request to a goroutine of its own cost a wake-up
+// of another thread per request, a third of a cold purge's time, and two
+// readers taking turns kept most of that cost. A request that takes
+// longer than readerTakeover (one waiting for the store) lets another
+// reader start, so that it holds up no other request and a
+// FUSE_INTERRUPT for it can be read.
 func (c *conn) serve() {
 	go c.readLoop()
 }
