@@ -58,7 +58,9 @@ func TestSlowRequestHoldsUpNoOther(t *testing.T) {
 		return nil
 	}
 	store := &objstore.Faulty{Store: mem, BeforeList: wait, BeforeHead: wait, BeforeGet: wait}
-	mnt, _, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: true})
+	// The store's time bounds long enough for a loaded machine: the slow
+	// lookup must still wait when the writes are done.
+	mnt, _, _ := testMountWith(t, cache.Options{Store: store, StoreTimeout: time.Minute, LookupTimeout: time.Minute}, Options{Passthrough: true})
 	t.Cleanup(func() {
 		select {
 		case <-release:
