@@ -20,6 +20,13 @@ import (
 // later process tells its own handles from inherited ones and can reopen
 // those.
 //
+// A kernel handle is never given twice in one process: go-fuse gives a
+// released bridge handle to the next open at once, while the release that
+// freed it may not yet have dropped what it recorded under its kernel
+// handle (the writer entry a next process reopens). Were the kernel
+// handle made of the bridge handle, that entry would be taken for the new
+// open's, and the new open's for the released one's.
+//
 // In a process that took a live mount over (adopted), a node ID the bridge
 // does not hold is looked up again from the root along its path in the
 // index, and the lookups the bridge holds are counted, so that the
@@ -33,6 +40,10 @@ type kernelFS struct {
 	writers            *writers
 
 	reopenMu sync.Mutex // one reopen at a time: it may wait for the store
+
+	handlesMu  sync.Mutex
+	handles    map[uint64]uint64 // this process's kernel handle IDs -> bridge handles
+	lastHandle uint64
 
 	mu       sync.Mutex
 	counts   map[uint64]uint64 // adopted: the bridge's lookups of each node
@@ -57,17 +68,43 @@ const (
 
 func newKernelFS(bridge fuse.RawFileSystem, c *cache.Cache, gen uint64, adopted bool, w *writers) *kernelFS {
 	return &kernelFS{RawFileSystem: bridge, c: c, gen: gen, adopted: adopted, writers: w,
-		counts: map[uint64]uint64{}, reopened: map[uint64]uint64{}}
+		counts: map[uint64]uint64{}, reopened: map[uint64]uint64{}, handles: map[uint64]uint64{}}
 }
 
 // kernelHandle is the handle the kernel is given for the bridge's handle
-// bfh of an open with flags.
+// bfh of an open with flags: a new ID, none in use (see kernelFS).
 func (k *kernelFS) kernelHandle(bfh uint64, flags uint32, dir bool) uint64 {
-	h := k.gen<<fhGenShift | (bfh&fhIDMask)<<fhIDShift | uint64(flags)&fhAccMode
+	k.handlesMu.Lock()
+	for {
+		k.lastHandle = (k.lastHandle + 1) & fhIDMask
+		if _, used := k.handles[k.lastHandle]; k.lastHandle != 0 && !used {
+			break
+		}
+	}
+	id := k.lastHandle
+	k.handles[id] = bfh
+	k.handlesMu.Unlock()
+	h := k.gen<<fhGenShift | id<<fhIDShift | uint64(flags)&fhAccMode
 	if dir {
 		h |= fhDir
 	}
 	return h
+}
+
+// ownHandle returns the bridge handle of one of this process's kernel
+// handles, if it is still open.
+func (k *kernelFS) ownHandle(kfh uint64) (uint64, bool) {
+	k.handlesMu.Lock()
+	defer k.handlesMu.Unlock()
+	bfh, ok := k.handles[kfh>>fhIDShift&fhIDMask]
+	return bfh, ok
+}
+
+// forgetHandle lets one of this process's kernel handle IDs be given again.
+func (k *kernelFS) forgetHandle(kfh uint64) {
+	k.handlesMu.Lock()
+	defer k.handlesMu.Unlock()
+	delete(k.handles, kfh>>fhIDShift&fhIDMask)
 }
 
 // bridgeHandle translates a kernel handle in place. An inherited handle is
@@ -80,7 +117,11 @@ func (k *kernelFS) bridgeHandle(cancel <-chan struct{}, node uint64, fh *uint64,
 		return true, fuse.OK
 	}
 	if kfh>>fhGenShift == k.gen {
-		*fh = kfh >> fhIDShift & fhIDMask
+		bfh, ok := k.ownHandle(kfh)
+		if !ok {
+			return false, fuse.EBADF
+		}
+		*fh = bfh
 		return true, fuse.OK
 	}
 	if !k.adopted {
@@ -509,6 +550,11 @@ func (k *kernelFS) ReleaseDir(in *fuse.ReleaseIn) {
 // its release finishes what was written (and owes it to the store).
 func (k *kernelFS) release(cancel <-chan struct{}, in *fuse.ReleaseIn, rel func(<-chan struct{}, *fuse.ReleaseIn)) {
 	kfh := in.Fh
+	if kfh>>fhGenShift == k.gen {
+		// Last: until the writer entry is dropped, no open may be given
+		// this handle.
+		defer k.forgetHandle(kfh)
+	}
 	if kfh&fhAccMode != syscall.O_RDONLY && kfh&fhDir == 0 {
 		// After the release, or after the process dies in it: a
 		// RELEASE never answered is sent again.

@@ -147,3 +147,91 @@ func TestResentOpenDropsItsStaleWriter(t *testing.T) {
 		})
 	}
 }
+
+// recyclingBridge hands out handles as go-fuse's bridge does: a released
+// handle is the next one given. afterRecycle runs inside a release once
+// its handle is free again, where another request may take it.
+type recyclingBridge struct {
+	fuse.RawFileSystem // nil: any other call panics
+	free               []uint64
+	next               uint64
+	nodes              map[uint64]uint64 // bridge handle -> node
+	afterRecycle       func()
+}
+
+func (b *recyclingBridge) take(node uint64) uint64 {
+	var fh uint64
+	if n := len(b.free); n > 0 {
+		fh, b.free = b.free[n-1], b.free[:n-1]
+	} else {
+		b.next++
+		fh = b.next
+	}
+	b.nodes[fh] = node
+	return fh
+}
+
+func (b *recyclingBridge) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	out.Fh = b.take(in.NodeId)
+	return fuse.OK
+}
+
+func (b *recyclingBridge) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	if b.nodes[in.Fh] != in.NodeId {
+		return fuse.EBADF
+	}
+	return fuse.OK
+}
+
+func (b *recyclingBridge) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	delete(b.nodes, in.Fh)
+	b.free = append(b.free, in.Fh)
+	if f := b.afterRecycle; f != nil {
+		b.afterRecycle = nil
+		f()
+	}
+}
+
+// A release frees its bridge handle before kernelFS has dropped the
+// writer it recorded; an open in that window gets the same bridge
+// handle. It must still get a kernel handle of its own, and the state a
+// next process loads must hold its writer (the one the kernel still
+// writes through) and not the released one; else that process would take
+// the open file for a closed one, and its flush for another file's.
+func TestReleasedHandleIsNotGivenAgainBeforeItsWriterIsDropped(t *testing.T) {
+	state := stateForTest(t)
+	c := &conn{state: state, log: slog.New(slog.DiscardHandler)}
+	c.writers = newWriters(c)
+	bridge := &recyclingBridge{nodes: map[uint64]uint64{}}
+	k := newKernelFS(bridge, nil, 1, false, c.writers)
+
+	var first fuse.OpenOut
+	if st := k.Open(nil, &fuse.OpenIn{InHeader: fuse.InHeader{NodeId: 10, Unique: 2}, Flags: syscall.O_WRONLY}, &first); !st.Ok() {
+		t.Fatal(st)
+	}
+	var second fuse.OpenOut
+	bridge.afterRecycle = func() {
+		if st := k.Open(nil, &fuse.OpenIn{InHeader: fuse.InHeader{NodeId: 11, Unique: 4}, Flags: syscall.O_WRONLY}, &second); !st.Ok() {
+			t.Fatal(st)
+		}
+	}
+	k.Release(nil, &fuse.ReleaseIn{InHeader: fuse.InHeader{NodeId: 10}, Fh: first.Fh})
+	if second.Fh == first.Fh {
+		t.Errorf("the open in the release's window was given the released kernel handle %#x", first.Fh)
+	}
+
+	next := &conn{state: state, log: slog.New(slog.DiscardHandler)}
+	next.writers = newWriters(next)
+	loaded := next.writers.load()
+	if len(loaded) != 1 || loaded[0].node != 11 || loaded[0].fh != second.Fh {
+		t.Fatalf("a next process loads the writers %+v, want only node 11's, handle %#x", loaded, second.Fh)
+	}
+	// The kernel's flush of the second file reaches the second file.
+	if st := k.Flush(nil, &fuse.FlushIn{InHeader: fuse.InHeader{NodeId: 11}, Fh: second.Fh}); !st.Ok() {
+		t.Errorf("flush of the open file: %v", st)
+	}
+	// A handle released is not known any more.
+	if st := k.Flush(nil, &fuse.FlushIn{InHeader: fuse.InHeader{NodeId: 10}, Fh: first.Fh}); st.Ok() && first.Fh != second.Fh {
+		t.Errorf("flush of a released handle: %v, want an error", st)
+	}
+}
