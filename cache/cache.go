@@ -66,6 +66,7 @@ type Cache struct {
 	downloads     map[string]*download           // fetches in flight, by path (fetch.go)
 	accessed      map[string]int64               // opens since the last LRU flush, unix ns (evict.go)
 	subtrees      map[string]*subtree            // what lookups learned below directories (subtree.go)
+	ahead         purgeAhead                     // small objects' metadata asked for ahead of a purge (purgeahead.go)
 	watches       map[string]map[string]struct{} // per directory being listed, names changed since (readdir.go)
 	lookups       singleflight.Group             // one store lookup per unknown name (lookup.go)
 	metaLookups   singleflight.Group             // one HEAD per object whose metadata is unknown (meta.go)
@@ -190,6 +191,7 @@ func newCache(opts Options) *Cache {
 		downloads:   map[string]*download{},
 		accessed:    map[string]int64{},
 		subtrees:    map[string]*subtree{},
+		ahead:       purgeAhead{inFlight: map[string]chan struct{}{}},
 		watches:     map[string]map[string]struct{}{},
 		fetchBudget: newFetchBudget(opts.MaxSize),
 		rmdirChecks: newRmdirChecks(opts.rmdirCheckEvery),

@@ -70,6 +70,7 @@ func (c *Cache) learnObjects(p string, objs []listedObject, asked time.Time) err
 			if learned {
 				// The listing confirmed the object as a lookup would.
 				c.verified[full] = asked
+				c.rememberSmallLocked(full, o.size)
 			}
 		}
 		return nil

@@ -151,6 +151,9 @@ func (c *Cache) learnMeta(ctx context.Context, p string, r index.Record) Attr {
 	if c.storeIsDown() {
 		return attrOf(r)
 	}
+	if a, ok := c.awaitAhead(ctx, p, r.Ino); ok {
+		return a
+	}
 	if c.worthFetchingWithMeta(p, r) {
 		d := c.startFetch(p)
 		wait, cancel := context.WithTimeout(ctx, c.opts.LookupTimeout)
@@ -163,6 +166,12 @@ func (c *Cache) learnMeta(ctx context.Context, p string, r index.Record) Attr {
 			return c.withOpenSize(p, attrOf(cur))
 		}
 	}
+	return c.headMeta(ctx, p, r)
+}
+
+// headMeta reads the metadata of the object at p with one HEAD, shared by
+// every caller asking meanwhile, and records it (see learnMeta).
+func (c *Cache) headMeta(ctx context.Context, p string, r index.Record) Attr {
 	v, _, _ := c.metaLookups.Do(p, func() (any, error) {
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LookupTimeout)
 		defer cancel()

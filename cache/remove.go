@@ -50,6 +50,9 @@ func (c *Cache) Unlink(ctx context.Context, p string) error {
 	if r.MoveFrom != "" {
 		c.q.Add(r.MoveFrom) // its object's owed move is moot: delete it
 	}
+	if r.State == Remote {
+		c.purgeAheadLocked()
+	}
 	return nil
 }
 
