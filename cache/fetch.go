@@ -256,7 +256,7 @@ func (c *Cache) forgetRemote(p string, r index.Record) (kept bool) {
 	}
 	err := c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
-		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Remote && cur.State != Clean) {
+		if err != nil || !ok || !sameVersion(cur, r) || (cur.State != Remote && cur.State != Clean) {
 			kept = ok
 			return err
 		}

@@ -60,7 +60,7 @@ func (c *Cache) revalidate(ctx context.Context, p string, r index.Record) (Attr,
 	var out Attr
 	err = c.updateLocked(func(t *index.Tx) error {
 		cur, ok, err := t.Get(p)
-		if err != nil || !ok || cur.Ino != r.Ino || (cur.State != Clean && cur.State != Remote) || c.open[p] != nil {
+		if err != nil || !ok || !sameVersion(cur, r) || (cur.State != Clean && cur.State != Remote) || c.open[p] != nil {
 			if ok {
 				out = attrOf(cur)
 			}
@@ -84,4 +84,12 @@ func (c *Cache) revalidate(ctx context.Context, p string, r index.Record) (Attr,
 		return Attr{}, ErrNotExist
 	}
 	return out, nil
+}
+
+// sameVersion reports whether cur, the record at a path now, is still the
+// version r was when the store was asked about it: a store answer is
+// about that version, and says nothing of one written, uploaded or
+// learned here since.
+func sameVersion(cur, r index.Record) bool {
+	return cur.Ino == r.Ino && cur.Gen == r.Gen && cur.Size == r.Size && cur.StoreMTime == r.StoreMTime
 }

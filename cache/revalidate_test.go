@@ -77,3 +77,60 @@ func TestRevalidationRunsBehindTheLookup(t *testing.T) {
 		}
 	}
 }
+
+// headThen is a store whose HEAD, once armed, runs then before it
+// returns: what the HEAD answered is older than what then changes.
+type headThen struct {
+	objstore.Store
+	then func()
+}
+
+func (s *headThen) Head(ctx context.Context, key string) (objstore.Object, error) {
+	o, err := s.Store.Head(ctx, key)
+	if f := s.then; f != nil {
+		s.then = nil
+		f()
+	}
+	return o, err
+}
+
+// A revalidation's answer describes the store when it was asked. If this
+// host wrote and uploaded the file again before that answer is
+// processed, the answer is about the version before (a restart met this:
+// the HEAD saw the truncated version of a rewrite, and the answer,
+// processed after the whole file's upload, dropped the local copy and
+// showed the file empty for seconds). It must change nothing: the same
+// for an object found changed as for one found gone.
+func TestRevalidationKeepsAVersionNewerThanItsQuestion(t *testing.T) {
+	for _, gone := range []bool{false, true} {
+		mem := objstore.NewMem()
+		store := &headThen{Store: mem}
+		c := openWith(t, Options{Store: store, RevalidateAfter: time.Hour, StoreTimeout: 5 * time.Second})
+		ctx := context.Background()
+		writeFile(t, c, "m/f", []byte("the first version"))
+		drainTest(t, c)
+		asked, _, err := c.readRecord("m/f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gone {
+			mem.Delete(ctx, "m/f")
+		} else {
+			mem.SetObject("m/f", []byte("old")) // what the HEAD is to see
+		}
+		store.then = func() {
+			writeFile(t, c, "m/f", []byte("the second, written here"))
+			drainTest(t, c)
+		}
+		if _, err := c.revalidate(ctx, "m/f", asked); err != nil && !gone {
+			t.Fatal(err)
+		}
+		r, ok, err := c.readRecord("m/f")
+		if err != nil || !ok || r.State != Clean || r.Size != int64(len("the second, written here")) {
+			t.Fatalf("gone %v: after the late answer the record is %+v (found %v, %v); want the second version, clean", gone, r, ok, err)
+		}
+		if got := readFile(t, c, "m/f"); string(got) != "the second, written here" {
+			t.Errorf("gone %v: read %q", gone, got)
+		}
+	}
+}
