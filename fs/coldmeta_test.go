@@ -1,10 +1,12 @@
 package fs
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,18 +34,25 @@ func TestColdLookupLeavesMetadataToGetattr(t *testing.T) {
 	// metadata, and the lookup must read it.
 	mem.SetObjectMeta("media/ab/link", []byte("open"), map[string]string{"mode": strconv.Itoa(syscall.S_IFLNK | 0o777)})
 	store := countRequests(mem)
+	var headed sync.Map // keys HEAD was asked for
+	countHead := store.BeforeHead
+	store.BeforeHead = func(ctx context.Context, key string) error {
+		headed.Store(key, true)
+		return countHead(ctx, key)
+	}
 	mnt, c, _ := testMountFull(t, cache.Options{Store: store}, MountOptions{Options: Options{Passthrough: true}, AllowOther: true})
 
-	// The directory's own lookup lists it; then the purge's unlink.
+	// The directory's own lookup lists it; then the purge's unlink. (The
+	// unlink may let the daemon ask about the small objects listed, the
+	// symlink here, in the background: that is not on its path.)
 	if _, err := os.ReadDir(filepath.Join(mnt, "media/ab")); err != nil {
 		t.Fatal(err)
 	}
-	heads := store.heads.Load()
 	if err := os.Remove(filepath.Join(mnt, "media/ab/purged")); err != nil {
 		t.Fatal(err)
 	}
-	if n := store.heads.Load() - heads; n != 0 {
-		t.Errorf("an unlink of a file never seen here sent %d HEADs", n)
+	if _, ok := headed.Load("media/ab/purged"); ok {
+		t.Error("an unlink of a file never seen here sent a HEAD for it")
 	}
 	drain(t, c)
 	if _, ok := mem.Object("media/ab/purged"); ok {
