@@ -101,6 +101,28 @@ func (c *Cache) PathOfInode(ino uint64) (p string, ok bool, err error) {
 // since (a file swapped for a symlink, say), and opening, let alone
 // truncating, whatever p names now would act on another file.
 func (c *Cache) OpenInode(ctx context.Context, p string, ino uint64, flags int) (*Handle, error) {
+	return c.openInode(ctx, p, ino, flags, false)
+}
+
+// ReopenWriter reopens, in a process that took a live mount over, a file
+// the kernel holds open for writing from the process before, and declares
+// it written directly (WriteDirectly). That process may have committed a
+// version of the file, and uploaded it, before the kernel wrote more to
+// the data file unseen: a data file larger than a clean record says is
+// here the writer's bytes, not a torn write, and it is kept.
+func (c *Cache) ReopenWriter(ctx context.Context, p string, ino uint64, flags int) (*Handle, error) {
+	h, err := c.openInode(ctx, p, ino, flags&^os.O_TRUNC, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.WriteDirectly(ctx); err != nil {
+		h.Release(ctx)
+		return nil, err
+	}
+	return h, nil
+}
+
+func (c *Cache) openInode(ctx context.Context, p string, ino uint64, flags int, kernelWrites bool) (*Handle, error) {
 	if err := c.checkPath(p); err != nil {
 		return nil, err
 	}
@@ -129,7 +151,7 @@ func (c *Cache) OpenInode(ctx context.Context, p string, ino uint64, flags int) 
 	if of == nil {
 		of = &openFile{path: p, attr: attrOf(r)}
 		if r.State != Remote {
-			of.data = c.openDataLocked(p, r)
+			of.data = c.openDataLocked(p, r, kernelWrites)
 		}
 		c.open[p] = of
 	}
@@ -155,10 +177,11 @@ func (c *Cache) OpenInode(ctx context.Context, p string, ino uint64, flags int) 
 
 // openDataLocked opens the data file of a local record. A missing file, or
 // a clean one whose size disagrees with the index (a torn write before a
-// power loss, or tampering), is dropped so the bytes are fetched again.
-func (c *Cache) openDataLocked(p string, r index.Record) *os.File {
+// power loss, or tampering), is dropped so the bytes are fetched again,
+// unless the kernel writes to it (see ReopenWriter).
+func (c *Cache) openDataLocked(p string, r index.Record, kernelWrites bool) *os.File {
 	f, err := os.OpenFile(c.data.Path(r.Data), os.O_RDWR, 0)
-	if err == nil && r.State == Clean {
+	if err == nil && r.State == Clean && !kernelWrites {
 		if fi, serr := f.Stat(); serr != nil || fi.Size() != r.Size {
 			f.Close()
 			f, err = nil, fmt.Errorf("data file has the wrong size")
@@ -204,7 +227,7 @@ func (h *Handle) ensureData(ctx context.Context) error {
 	if !ok || r.Dir || r.State == Remote {
 		return fmt.Errorf("read %q: local copy vanished: %w", p, ErrStore)
 	}
-	of.data = c.openDataLocked(of.path, r)
+	of.data = c.openDataLocked(of.path, r, false)
 	if of.data == nil {
 		return fmt.Errorf("read %q: %w", p, ErrStore)
 	}

@@ -312,19 +312,17 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 // Open implements gofs.NodeOpener.
 func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, errno syscall.Errno) {
 	defer n.observe("open", time.Now(), &errno)
-	reopen := flags&reopenFlag != 0
+	reopen := flags&reopenFlag != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	flags &^= reopenFlag
-	h, err := n.c.OpenInode(ctx, n.path(), n.StableAttr().Ino, int(flags))
-	if err != nil {
-		return nil, 0, n.fail("open", n.path(), err)
-	}
+	open := n.c.OpenInode
 	if reopen {
 		// The process before wrote through this handle to the data file;
 		// its close must record whatever the file holds now.
-		if err := h.WriteDirectly(ctx); err != nil {
-			h.Release(ctx)
-			return nil, 0, n.fail("open", n.path(), err)
-		}
+		open = n.c.ReopenWriter
+	}
+	h, err := open(ctx, n.path(), n.StableAttr().Ino, int(flags))
+	if err != nil {
+		return nil, 0, n.fail("open", n.path(), err)
 	}
 	fh, fuseFlags, err := n.open(ctx, h, int(flags))
 	if err != nil {
