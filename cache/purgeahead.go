@@ -21,8 +21,10 @@ import (
 // none it would not have made.
 const (
 	purgeAheadPerUnlink = 4
-	purgeAheadWorkers   = 4
-	purgeAheadMax       = 4096 // small objects remembered, oldest first
+	// purgeAheadWorkers: on the thumbnail mix with the store 20 ms away,
+	// 4, 8 and 16 at a time purged 670–760, 910–990 and 980–1,070 media/s.
+	purgeAheadWorkers = 8
+	purgeAheadMax     = 4096 // small objects remembered, oldest first
 )
 
 // purgeAhead is the read-ahead's state, guarded by Cache.mu.
