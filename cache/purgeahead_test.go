@@ -32,7 +32,7 @@ func thumbTree(mem *objstore.Mem, top string, n int) (paths []string, small map[
 // listedAll waits until the read-ahead has recorded every path.
 func listedAll(t *testing.T, c *Cache, paths []string) {
 	t.Helper()
-	eventuallyTrue(t, "the listing recorded in the index", func() bool {
+	eventually(t, func() bool {
 		for _, p := range paths {
 			if !known(t, c, p) {
 				return false
@@ -40,17 +40,6 @@ func listedAll(t *testing.T, c *Cache, paths []string) {
 		}
 		return true
 	})
-}
-
-func eventuallyTrue(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 20s: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func metaKnown(t *testing.T, c *Cache, p string) bool {
@@ -84,7 +73,7 @@ func TestPurgeAsksAboutSmallObjectsAhead(t *testing.T) {
 	// The purge goes on, one media at a time; the read-ahead keeps ahead.
 	asked := 0
 	for _, p := range paths[2:] {
-		eventuallyTrue(t, "the read-ahead idle", func() bool { return aheadIdle(c) })
+		eventually(t, func() bool { return aheadIdle(c) })
 		before := mem.Count("head") + mem.Count("get")
 		lookupPath(t, c, p)
 		asked += mem.Count("head") + mem.Count("get") - before
@@ -113,7 +102,7 @@ func TestLoneDeleteAsksAboutFewAhead(t *testing.T) {
 	if err := c.Unlink(context.Background(), paths[1]); err != nil {
 		t.Fatal(err)
 	}
-	eventuallyTrue(t, "the read-ahead idle", func() bool { return aheadIdle(c) })
+	eventually(t, func() bool { return aheadIdle(c) })
 	time.Sleep(50 * time.Millisecond)
 	if n := mem.Count("head") + mem.Count("get"); n != purgeAheadPerUnlink {
 		t.Errorf("one unlink led to %d HEADs and GETs; want %d", n, purgeAheadPerUnlink)
@@ -173,7 +162,7 @@ func TestLookupJoinsTheRequestAhead(t *testing.T) {
 	if !metaKnown(t, c, target) {
 		t.Error("the lookup returned without the metadata")
 	}
-	eventuallyTrue(t, "the read-ahead idle", func() bool { return aheadIdle(c) })
+	eventually(t, func() bool { return aheadIdle(c) })
 	if n := mem.Count("get"); n != 0 {
 		t.Errorf("the lookup asked the store itself: %d GETs", n)
 	}
