@@ -410,10 +410,13 @@ func TestExternalUnmountWhileStoreFails(t *testing.T) {
 // parses it as Prometheus does.
 func metricsOf(t testing.TB, d *daemon) map[string]*dto.MetricFamily {
 	t.Helper()
-	m := regexp.MustCompile(`msg=metrics url=(\S+)`).FindStringSubmatch(d.logs())
-	if m == nil {
-		t.Fatal("no metrics URL in the log")
-	}
+	// The log is copied from the daemon's stderr as it comes: the line
+	// may arrive after the mount already serves.
+	var m []string
+	eventually(t, 10*time.Second, "the metrics URL in the daemon's log", func() bool {
+		m = regexp.MustCompile(`msg=metrics url=(\S+)`).FindStringSubmatch(d.logs())
+		return m != nil
+	})
 	resp, err := http.Get(m[1])
 	if err != nil {
 		t.Fatal(err)
