@@ -166,10 +166,10 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 	mix := thumbnailMixOf(files)
 	const clients = 4
 	for range b.N {
-		client, srv, bucket := s3test.Bucket(b, "synapse/")
+		_, srv, bucket := s3test.Bucket(b, "synapse/")
 		proxy := s3test.NewProxy(b, srv.Endpoint)
 		plainDir := b.TempDir()
-		plain := startSynapse(b, plainDir, "max_upload_size: 50M\n")
+		plain, plainTrace := startTracedSynapse(b, plainDir, "max_upload_size: 50M\n")
 		mnt := b.TempDir()
 		cfg := config(b, srv, proxy.URL, bucket, b.TempDir(), "log_level: info\n")
 		// S3MEDIAFS_BENCH_CPUPROFILE: the CPU profile of the daemon that
@@ -179,7 +179,7 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 			env = append(env, "S3MEDIAFS_CPUPROFILE="+p)
 		}
 		d := startEnv(b, cfg, mnt, env)
-		onMount := startSynapse(b, mnt, "max_upload_size: 50M\n")
+		onMount, mountTrace := startTracedSynapse(b, mnt, "max_upload_size: 50M\n")
 
 		// The plain directory, then the mount, then the mount with the
 		// store cut off: uploads, then warm downloads; and the CPU time
@@ -193,8 +193,11 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 		plainUp, plainIDs := benchUploads(b, plain, mix, clients)
 		plainUpCPU := m.per(len(mix))
 		m = meter(plain)
+		plainTrace.mark(b)
 		plainWarm := benchDownloads(b, plain, mix, plainIDs, clients)
 		plainWarmCPU := m.per(len(mix))
+		plainBlocked := plainTrace.since(b)
+		plainOne := benchDownloads(b, plain, mix, plainIDs, 1)
 		m = meter(onMount)
 		ops := fuseOps(b, d)
 		up, ids := benchUploads(b, onMount, mix, clients)
@@ -203,7 +206,9 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 		upCPU := m.per(len(mix))
 		m = meter(onMount)
 		ops = fuseOps(b, d)
+		mountTrace.mark(b)
 		warm := benchDownloads(b, onMount, mix, ids, clients)
+		warmBlocked := mountTrace.since(b)
 		warmOps := opsPer(ops, fuseOps(b, d), len(mix))
 		warmCPU := m.per(len(mix))
 		proxy.SetFaults(s3test.Faults{Blackhole: true}, 1)
@@ -213,22 +218,38 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 		proxy.SetFaults(s3test.Faults{}, 1)
 		flushed(b, cfg, 5*time.Minute)
 
-		// Direct GETs of the objects, 4 at once: the cold read's floor.
-		gets := synapseClients(len(ids), clients, func(i int) {
-			if _, ok := object(b, client, filepath.ToSlash(mediaDir(ids[i]))); !ok {
-				b.Errorf("%s is not in the bucket", ids[i])
-			}
-		})
+		// Direct GETs of the objects through the same proxy as the
+		// daemon's, 4 at once and one at a time: the cold read's floor.
+		direct := viaProxy(b, srv, proxy, bucket, "synapse/")
+		directGETs := func(delay time.Duration, clients int) httpRun {
+			proxy.SetFaults(s3test.Faults{Delay: delay}, 1)
+			defer proxy.SetFaults(s3test.Faults{}, 1)
+			return synapseClients(len(ids), clients, func(i int) {
+				if _, ok := object(b, direct, filepath.ToSlash(mediaDir(ids[i]))); !ok {
+					b.Errorf("%s is not in the bucket", ids[i])
+				}
+			})
+		}
+		gets, getsOne := directGETs(0, clients), directGETs(0, 1)
+		gets20, gets20One := directGETs(20*time.Millisecond, clients), directGETs(20*time.Millisecond, 1)
 
-		// Cold: the daemon again on an empty cache, near and 20 ms away.
-		var coldRequests string
-		cold := func(delay time.Duration) httpRun {
+		// Cold: the daemon again on an empty cache, near and 20 ms away,
+		// with 4 clients and with one: Synapse 1.67 waits for the file
+		// system on its reactor thread (reactorTracePrelude), so its
+		// clients queue behind each other's store round trips.
+		var coldRequests, coldOps string
+		var coldBlocked reactorBlocked
+		cold := func(delay time.Duration, clients int) httpRun {
 			d.terminate(b)
 			proxy.SetFaults(s3test.Faults{Delay: delay}, 1)
 			cfg = config(b, srv, proxy.URL, bucket, b.TempDir(), "log_level: info\n")
 			d = start(b, cfg, mnt)
 			before := opsOf(proxy)
+			ops := fuseOps(b, d)
+			mountTrace.mark(b)
 			run := benchDownloads(b, onMount, mix, ids, clients)
+			coldBlocked = mountTrace.since(b)
+			coldOps = opsPer(ops, fuseOps(b, d), len(ids))
 			after := opsOf(proxy)
 			var parts []string
 			for _, op := range slices.Sorted(maps.Keys(after)) {
@@ -239,9 +260,13 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 			coldRequests = "store requests per cold download: " + strings.Join(parts, ", ")
 			return run
 		}
-		cold0 := cold(0)
-		cold0Requests := coldRequests
-		cold20 := cold(20 * time.Millisecond)
+		cold0 := cold(0, clients)
+		cold0Requests, cold0Blocked := coldRequests, coldBlocked
+		cold0One := cold(0, 1)
+		cold0OneBlocked, cold0OneOps := coldBlocked, coldOps
+		cold20One := cold(20*time.Millisecond, 1)
+		cold20OneBlocked := coldBlocked
+		cold20 := cold(20*time.Millisecond, clients)
 		// And uploads with the store 20 ms away.
 		up20, _ := benchUploads(b, onMount, mix[:len(mix)/2], clients)
 		proxy.SetFaults(s3test.Faults{}, 1)
@@ -257,14 +282,45 @@ func BenchmarkSynapseHTTP(b *testing.B) {
 		b.ReportMetric(cutUp.perSecond()/plainUp.perSecond(), "upload_cut_off_ratio")
 		b.ReportMetric(warm.perSecond()/plainWarm.perSecond(), "warm_download_ratio")
 		b.ReportMetric(percentile(cold0.lat, 50).Seconds()/budget.Seconds(), "cold_p50_vs_plain+GET")
+		budgetOne := percentile(plainOne.lat, 50) + percentile(getsOne.lat, 50)
+		b.ReportMetric(percentile(cold0One.lat, 50).Seconds()/budgetOne.Seconds(), "cold_p50_one_client_vs_plain+GET")
+		b.ReportMetric(cold0Blocked.total().Seconds()/float64(len(ids))/percentile(gets.lat, 50).Seconds(), "cold_reactor_held_per_download_vs_GET")
+		b.ReportMetric(coldBlocked.total().Seconds()/float64(len(ids))/percentile(gets20.lat, 50).Seconds(), "cold_20ms_reactor_held_per_download_vs_GET")
 		b.Logf("%d media, %d clients", len(mix), clients)
 		b.Logf("uploads:   plain %v | mount %v | store cut off %v | store 20 ms away (half the mix) %v", plainUp, up, cutUp, up20)
-		b.Logf("downloads: plain %v | mount warm %v | cold %v | cold, store 20 ms away %v | direct GETs %v", plainWarm, warm, cold0, cold20, gets)
+		b.Logf("downloads: plain %v | mount warm %v | cold %v | cold, store 20 ms away %v | direct GETs %v, 20 ms away %v", plainWarm, warm, cold0, cold20, gets, gets20)
+		b.Logf("one client: plain %v | cold, store near %v | cold, store 20 ms away %v | direct GETs %v, 20 ms away %v", plainOne, cold0One, cold20One, getsOne, gets20One)
+		sizeOf := func(path string) int {
+			for _, list := range [][]string{ids, plainIDs} {
+				for i, id := range list {
+					if strings.HasSuffix(path, mediaDir(id)) {
+						return mix[i].size
+					}
+				}
+			}
+			return 0
+		}
+		for _, p := range []struct {
+			name, root string
+			run        httpRun
+			blocked    reactorBlocked
+		}{
+			{"warm, plain", plainDir, plainWarm, plainBlocked},
+			{"warm, mount", mnt, warm, warmBlocked},
+			{"cold, store near", mnt, cold0, cold0Blocked},
+			{"cold, store near, one client", mnt, cold0One, cold0OneBlocked},
+			{"cold, store 20 ms away, one client", mnt, cold20One, cold20OneBlocked},
+			{"cold, store 20 ms away", mnt, cold20, coldBlocked},
+		} {
+			b.Logf("Synapse's reactor held by the file system, %s: %s", p.name, p.blocked.per(len(ids), p.run.took))
+			b.Logf("    slowest: %s", p.blocked.slow(p.root, sizeOf))
+		}
 		b.Logf("uploads, plain: %s", plainUpCPU)
 		b.Logf("uploads, mount (until flushed): %s", upCPU)
 		b.Logf("uploads, mount: %s", upOps)
 		b.Logf("warm downloads, mount: %s", warmOps)
 		b.Logf("cold downloads, store near: %s", cold0Requests)
+		b.Logf("cold downloads, store near, one client: %s", cold0OneOps)
 		b.Logf("cold downloads, store 20 ms away: %s", coldRequests)
 		b.Logf("uploads, mount, store cut off: %s", cutUpCPU)
 		b.Logf("warm downloads, plain: %s", plainWarmCPU)
