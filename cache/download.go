@@ -14,6 +14,12 @@ type download struct {
 	finished chan struct{} // closed when the fetch has ended
 	err      error         // why it failed; read after finished
 
+	// metaKnown is closed once the GET's response has brought the
+	// object's metadata and it is in the index (or the fetch has ended):
+	// a stat waits for no more than that.
+	metaKnown chan struct{}
+	metaOnce  sync.Once
+
 	progress *notifier // broadcast as bytes arrive and at the end
 
 	mu   sync.RWMutex // held shared by a read of file
@@ -24,7 +30,7 @@ type download struct {
 }
 
 func newDownload() *download {
-	return &download{finished: make(chan struct{}), progress: newNotifier()}
+	return &download{finished: make(chan struct{}), metaKnown: make(chan struct{}), progress: newNotifier()}
 }
 
 // begin makes the download readable as it arrives: name is the scratch
@@ -49,8 +55,12 @@ func (d *download) arrive(n int64) {
 	d.progress.Broadcast()
 }
 
+// learnedMeta says the object's metadata is in the index.
+func (d *download) learnedMeta() { d.metaOnce.Do(func() { close(d.metaKnown) }) }
+
 // finish ends the download: readers go to the installed file from now on.
 func (d *download) finish(err error) {
+	defer d.learnedMeta()
 	d.mu.Lock()
 	if d.file != nil {
 		d.file.Close()

@@ -87,7 +87,10 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 		}
 	}
 	start := time.Now()
-	crc, meta, err := c.downloadRecord(ctx, p, r, tmp)
+	crc, meta, err := c.downloadRecord(ctx, p, r, tmp, func(meta map[string]string) {
+		c.recordObjectMeta(p, r, meta)
+		d.learnedMeta()
+	})
 	if err != nil {
 		c.noteStoreError(err)
 		if isNotFound(err) {
@@ -114,11 +117,11 @@ func (c *Cache) fetchOnce(ctx context.Context, p string, d *download) error {
 // file f, and returns its CRC-32C. A 404 while r's server-side move was owed
 // is asked again at the new key: the move finished meanwhile (it clears
 // MoveFrom before deleting the old key) and nothing was written.
-func (c *Cache) downloadRecord(ctx context.Context, p string, r index.Record, f *os.File) (uint32, map[string]string, error) {
-	crc, meta, err := c.getInto(ctx, r.ObjectKey(p), f, r.Size)
+func (c *Cache) downloadRecord(ctx context.Context, p string, r index.Record, f *os.File, onMeta func(map[string]string)) (uint32, map[string]string, error) {
+	crc, meta, err := c.getInto(ctx, r.ObjectKey(p), f, r.Size, onMeta)
 	if isNotFound(err) && r.MoveFrom != "" {
 		if cur, ok, rerr := c.readRecord(p); rerr == nil && ok && cur.Ino == r.Ino && cur.MoveFrom == "" {
-			crc, meta, err = c.getInto(ctx, p, f, r.Size)
+			crc, meta, err = c.getInto(ctx, p, f, r.Size, onMeta)
 		}
 	}
 	return crc, meta, err

@@ -17,8 +17,10 @@ import (
 // bytes, into the empty file f, and checks it (verify.go): a download
 // that fails its check is made again from the start, and the last
 // failure is returned. It returns the bytes' CRC-32C and the object's user
-// metadata, which the response carried.
-func (c *Cache) getInto(ctx context.Context, key string, f *os.File, size int64) (uint32, map[string]string, error) {
+// metadata, which the response carried. onMeta, when set, is given that
+// metadata as soon as a response has brought it, before its body, for an
+// object fetched with one GET (a ranged fetch learns it only at the end).
+func (c *Cache) getInto(ctx context.Context, key string, f *os.File, size int64, onMeta func(map[string]string)) (uint32, map[string]string, error) {
 	var lastErr error
 	for try := 0; try < verifyTries; try++ {
 		if try > 0 {
@@ -32,7 +34,7 @@ func (c *Cache) getInto(ctx context.Context, key string, f *os.File, size int64)
 		var v *verifier
 		var err error
 		if size < rangedFetchMin {
-			v, err = c.downloadWhole(ctx, key, f, size)
+			v, err = c.downloadWhole(ctx, key, f, size, onMeta)
 		} else {
 			v, err = c.downloadRanges(ctx, key, f, size)
 		}
@@ -120,7 +122,7 @@ func (c *Cache) downloadRange(ctx context.Context, key string, w io.Writer, off,
 // Content-Length says (a truncated body is never taken as the whole
 // object). An object the store announces with another size, or a body
 // longer than announced, fails the check at once.
-func (c *Cache) downloadWhole(ctx context.Context, key string, f *os.File, size int64) (*verifier, error) {
+func (c *Cache) downloadWhole(ctx context.Context, key string, f *os.File, size int64, onMeta func(map[string]string)) (*verifier, error) {
 	var got int64
 	var v *verifier
 	var lastErr error
@@ -139,6 +141,9 @@ func (c *Cache) downloadWhole(ctx context.Context, key string, f *os.File, size 
 		}
 		if v == nil {
 			v = newVerifier(body.Object)
+			if onMeta != nil {
+				onMeta(body.Object.Meta)
+			}
 		}
 		// One byte past the announced end, to see a body that runs on.
 		copied, err := io.CopyN(io.MultiWriter(f, v), body, size-got+1)

@@ -143,10 +143,11 @@ func applyMeta(r *index.Record, meta map[string]string) {
 // learned without (from a LIST), and records it. Until the store answers,
 // the mount's defaults show: a failed HEAD is retried at the next lookup.
 //
-// A small file whose open follows as a rule (a thumbnail) is fetched
-// instead, and its GET's response carries the metadata (installFetched):
-// a cold read then costs one request, not a HEAD beside the GET, and the
-// store's latency once.
+// A file whose open follows as a rule (a thumbnail, a photo) is fetched
+// instead, and its GET's response carries the metadata: the lookup
+// answers once the response has brought it, while the body is still on
+// its way, and a cold read costs one request, not a HEAD beside the GET,
+// and the store's latency once.
 func (c *Cache) learnMeta(ctx context.Context, p string, r index.Record) Attr {
 	if c.storeIsDown() {
 		return attrOf(r)
@@ -158,7 +159,7 @@ func (c *Cache) learnMeta(ctx context.Context, p string, r index.Record) Attr {
 		d := c.startFetch(p)
 		wait, cancel := context.WithTimeout(ctx, c.opts.LookupTimeout)
 		select {
-		case <-d.finished:
+		case <-d.metaKnown:
 		case <-wait.Done():
 		}
 		cancel()
@@ -183,27 +184,34 @@ func (c *Cache) headMeta(ctx context.Context, p string, r index.Record) Attr {
 			}
 			return attrOf(r), nil
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		out := attrOf(r)
-		err = c.updateLocked(func(t *index.Tx) error {
-			cur, ok, err := t.Get(p)
-			if err != nil || !ok || !cur.MetaUnknown || cur.Ino != r.Ino {
-				if ok {
-					out = attrOf(cur)
-				}
-				return err
-			}
-			applyMeta(&cur, meta)
-			out = attrOf(cur)
-			return t.Put(p, cur)
-		})
-		if err != nil {
-			c.log.Warn("recording an object's metadata failed", "path", p, "err", err)
-		}
-		return out, nil
+		return c.recordObjectMeta(p, r, meta), nil
 	})
 	return v.(Attr)
+}
+
+// recordObjectMeta records the metadata of p's object (a HEAD's or a
+// GET's), unless p is another file now or has it already, and returns
+// p's attributes.
+func (c *Cache) recordObjectMeta(p string, r index.Record, meta map[string]string) Attr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := attrOf(r)
+	err := c.updateLocked(func(t *index.Tx) error {
+		cur, ok, err := t.Get(p)
+		if err != nil || !ok || !cur.MetaUnknown || cur.Ino != r.Ino || c.opts.SkipObjectMeta {
+			if ok {
+				out = attrOf(cur)
+			}
+			return err
+		}
+		applyMeta(&cur, meta)
+		out = attrOf(cur)
+		return t.Put(p, cur)
+	})
+	if err != nil {
+		c.log.Warn("recording an object's metadata failed", "path", p, "err", err)
+	}
+	return out
 }
 
 // readdirQuiet is how long after a listing of a directory its names'
@@ -212,10 +220,10 @@ func (c *Cache) headMeta(ctx context.Context, p string, r index.Record) Attr {
 const readdirQuiet = time.Minute
 
 // worthFetchingWithMeta reports whether the lookup of p, a file known from
-// a LIST, should start fetching its bytes: a small, store-only file whose
-// directory was not just listed.
+// a LIST, should start fetching its bytes: a store-only file up to
+// FetchAheadMax that one GET fetches, whose directory was not just listed.
 func (c *Cache) worthFetchingWithMeta(p string, r index.Record) bool {
-	if r.Dir || r.State != Remote || r.Size > c.opts.FetchAheadMax || r.Kind != 0 {
+	if r.Dir || r.State != Remote || r.Size > c.opts.FetchAheadMax || r.Size >= rangedFetchMin || r.Kind != 0 {
 		return false
 	}
 	c.mu.Lock()

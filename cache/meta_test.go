@@ -7,7 +7,9 @@ package cache
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -274,5 +276,56 @@ func TestLookupFetchesSmallFilesAhead(t *testing.T) {
 	}
 	if n := mem.Count("get"); n != 1 {
 		t.Errorf("%d GETs, want the thumbnail's alone", n)
+	}
+}
+
+// A stat that fetches a file ahead answers once the GET's response has
+// brought the object's metadata: it waits neither for the body (a large
+// photo, or a store far away) nor for a HEAD beside the GET.
+func TestFetchAheadAnswersWithTheHeaders(t *testing.T) {
+	mem := objstore.NewMem()
+	data := make([]byte, 1<<20)
+	mem.SetObjectMeta("a/b/photo", data, ObjectMeta(1234, 5678, 0o640, time.Unix(1700000000, 0)))
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	letBodyThrough := func() { releaseOnce.Do(func() { close(release) }) }
+	store := &objstore.Faulty{Store: mem, Body: func(key string, body io.ReadCloser, size int64) io.ReadCloser {
+		return objstore.HoldBack(body, 4<<10, release)
+	}}
+	// A lookup that gave up on the GET would send a HEAD after an hour.
+	c := openWith(t, Options{Store: store, FetchAheadMax: 4 << 20, LookupTimeout: time.Hour})
+	t.Cleanup(letBodyThrough) // before the cache closes, which waits for the fetch
+	lookUp(t, c, "a/b")
+	type stat struct {
+		a   Attr
+		err error
+	}
+	got := make(chan stat, 1)
+	go func() {
+		a, err := c.Stat(context.Background(), "a/b/photo")
+		got <- stat{a, err}
+	}()
+	select {
+	case s := <-got:
+		a := s.a
+		if s.err != nil {
+			t.Fatal(s.err)
+		}
+		if a.Owner == nil || *a.Owner != (Owner{UID: 1234, GID: 5678}) || !a.ModeSet || a.Mode != 0o640 || a.Size != 1<<20 || a.Provisional {
+			t.Errorf("stat while the body is on its way = %+v, want the object's owner, mode and size", a)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stat waited for the body")
+	}
+	if n := mem.Count("head"); n != 0 {
+		t.Errorf("%d HEADs beside the GET", n)
+	}
+	letBodyThrough()
+	eventually(t, func() bool {
+		r, _, err := c.readRecord("a/b/photo")
+		return err == nil && r.State == Clean
+	})
+	if n := mem.Count("get"); n != 1 {
+		t.Errorf("%d GETs, want one", n)
 	}
 }

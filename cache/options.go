@@ -43,12 +43,13 @@ type Options struct {
 	// LookupTimeout bounds one store lookup (HEAD or LIST) of an unknown
 	// name; default 3s.
 	LookupTimeout time.Duration
-	// FetchAheadMax is the largest store-only file whose download a lookup
-	// starts, beside the HEAD that reads its metadata: thumbnails and small
-	// images, whose open follows their lookup, then cost the store's
-	// latency once past the lookup rather than twice. A lookup that no
-	// open follows (a stat, an unlink of a file this mount never saw)
-	// wastes that GET. 0 turns it off.
+	// FetchAheadMax is the largest store-only file whose download a stat
+	// starts instead of a HEAD, answering once the GET's response has
+	// brought the metadata: thumbnails and images, whose open follows
+	// their stat, then cost the store's latency once rather than twice.
+	// A stat that no open follows downloads the file into the cache all
+	// the same. Objects of rangedFetchMin (16 MiB) or more, fetched as
+	// ranges, are never fetched ahead. 0 turns it off.
 	FetchAheadMax int64
 	// SkipObjectMeta shows the mount's owner and modes for objects learned
 	// from a listing rather than reading their metadata with a HEAD at
