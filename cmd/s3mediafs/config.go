@@ -102,8 +102,9 @@ type Config struct {
 	RevalidateWaits bool `yaml:"revalidate_waits"`
 	// NegativeCacheTTL: how long "not in the store" is trusted.
 	NegativeCacheTTL Duration `yaml:"negative_cache_ttl"`
-	// FetchAheadMax: the largest file whose download its lookup starts,
-	// when S3 alone has it (0: none).
+	// FetchAheadMax: the largest file whose download its stat starts,
+	// when S3 alone has it, taking its metadata from the GET (0: none;
+	// files of 16 MiB or more are fetched as ranges and asked with a HEAD).
 	FetchAheadMax ByteSize `yaml:"fetch_ahead_max"`
 	// MadeDirTrust: how long after this host made a directory a name it
 	// lacks is absent without asking S3 (0: negative_cache_ttl).
@@ -219,7 +220,7 @@ func defaultConfig() Config {
 		RevalidateAfter:    Duration(time.Minute),
 		NegativeCacheTTL:   Duration(2 * time.Second),
 		MadeDirTrust:       Duration(time.Minute),
-		FetchAheadMax:      256 << 10,
+		FetchAheadMax:      4 << 20,
 		Passthrough:        true,
 		EntryTimeout:       Duration(10 * time.Second),
 		AttrTimeout:        Duration(10 * time.Second),

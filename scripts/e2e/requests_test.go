@@ -142,3 +142,47 @@ func TestColdPurgeAsksOncePerTree(t *testing.T) {
 		t.Errorf("%d keys left after the purge: %v", len(left), left[:min(len(left), 5)])
 	}
 }
+
+// TestColdReadIsOneGetEach: media this host never held (a restart on an
+// empty cache), read the way Synapse serves a download (stat, then open
+// and read), cost one GET each, and no HEAD, up to fetch_ahead_max (4 MiB
+// by default): the stat takes the metadata from the GET's headers.
+func TestColdReadIsOneGetEach(t *testing.T) {
+	_, srv, bucket := s3test.Bucket(t, "synapse/")
+	proxy, cfg, d := startThroughProxy(t, srv, bucket, "")
+	sizes := []int{3_000, 40_000, 700_000, 3 << 20}
+	var paths []string
+	for i, n := range sizes {
+		p := filepath.Join("local_content", fmt.Sprintf("c%d", i), "de", "media")
+		mounttest.MustWriteLikeSynapse(t, filepath.Join(d.mnt, p), payload(n, i))
+		// A mode no default gives: the stat must have read the metadata.
+		if err := os.Chmod(filepath.Join(d.mnt, p), 0o604); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	flushed(t, cfg, 60*time.Second)
+	d.terminate(t)
+
+	d2 := start(t, config(t, srv, proxy.URL, bucket, t.TempDir(), ""), t.TempDir())
+	defer d2.terminate(t)
+	if _, err := os.Stat(filepath.Join(d2.mnt, "local_content")); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range paths {
+		full := filepath.Join(d2.mnt, p)
+		before := opsOf(proxy)
+		fi, err := os.Stat(full)
+		if err != nil || fi.Size() != int64(sizes[i]) || fi.Mode().Perm() != 0o604 {
+			t.Fatalf("stat %s: %v, %v", p, fi, err)
+		}
+		got, err := os.ReadFile(full)
+		if err != nil || !bytes.Equal(got, payload(sizes[i], i)) {
+			t.Fatalf("cold read of %s: %d bytes, %v", p, len(got), err)
+		}
+		after := opsOf(proxy)
+		if gets, heads := after["GetObject"]-before["GetObject"], after["HeadObject"]-before["HeadObject"]; gets != 1 || heads != 0 {
+			t.Errorf("a cold read of %d bytes: %d GETs and %d HEADs, want one GET", sizes[i], gets, heads)
+		}
+	}
+}
