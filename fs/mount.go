@@ -61,7 +61,14 @@ func fuseOptions(o MountOptions) *fuse.MountOptions {
 		// default for large files.
 		MaxWrite:     maxWrite,
 		MaxReadAhead: maxWrite,
-		Logger:       log.New(slogWriter{o.Log}, "", 0),
+		// A file being fetched is served with direct I/O (see open), and
+		// the kernel refuses a shared mapping of such a file unless told
+		// it may: a program that maps what it reads would get ENODEV on
+		// a file not cached yet. Its mapping goes through the page cache
+		// and FUSE reads; the daemon-served open keeps passthrough opens
+		// of that inode off until it is released (Release).
+		ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP,
+		Logger:            log.New(slogWriter{o.Log}, "", 0),
 	}
 }
 

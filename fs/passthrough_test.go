@@ -277,3 +277,53 @@ func TestPassthroughOpenAfterSlowDaemonRelease(t *testing.T) {
 		t.Errorf("the daemon served %d reads once everything settled; passthrough should have", r)
 	}
 }
+
+// A file being fetched is served by the daemon with direct I/O, and the
+// kernel refuses a shared mapping of such a file (ENODEV) unless the mount
+// allows it: a program that maps what it reads (a thumbnailer, a backup
+// tool) must not fail on a file this host has not cached yet.
+func TestColdFileCanBeMapped(t *testing.T) {
+	for _, mode := range ioModes {
+		t.Run(mode.name, func(t *testing.T) {
+			mem := objstore.NewMem()
+			data := payload(300_000, 9)
+			mem.SetObject("remote_content/x/ab/cd/media", data)
+			gate := make(chan struct{})
+			store := &objstore.Faulty{Store: mem, Body: func(_ string, body io.ReadCloser, _ int64) io.ReadCloser {
+				return objstore.HoldBack(body, 64<<10, gate)
+			}}
+			var once sync.Once
+			release := func() { once.Do(func() { close(gate) }) }
+			defer release()
+			mnt, _, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: mode.passthrough})
+			f, err := os.Open(filepath.Join(mnt, "remote_content/x/ab/cd/media"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			m, err := syscall.Mmap(int(f.Fd()), 0, len(data), syscall.PROT_READ, syscall.MAP_SHARED)
+			if err != nil {
+				t.Fatalf("a shared, read-only mapping of a file on its way from the store: %v", err)
+			}
+			release()
+			if !bytes.Equal(m, data) {
+				t.Fatal("the mapping does not hold the object's bytes")
+			}
+			// The mapping holds the inode in the kernel's page-cache
+			// mode, where a passthrough open would be refused: other
+			// opens meanwhile must still read.
+			got, err := os.ReadFile(f.Name())
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("another read while the file is mapped: %d bytes, %v", len(got), err)
+			}
+			if err := syscall.Munmap(m); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			got, err = os.ReadFile(f.Name())
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("a read after the mapping is gone: %d bytes, %v", len(got), err)
+			}
+		})
+	}
+}
