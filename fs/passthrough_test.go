@@ -305,6 +305,12 @@ func TestColdFileCanBeMapped(t *testing.T) {
 			if err != nil {
 				t.Fatalf("a shared, read-only mapping of a file on its way from the store: %v", err)
 			}
+			mapped := true
+			defer func() {
+				if mapped { // a mapping left would keep the mount busy
+					syscall.Munmap(m)
+				}
+			}()
 			release()
 			if !bytes.Equal(m, data) {
 				t.Fatal("the mapping does not hold the object's bytes")
@@ -316,6 +322,7 @@ func TestColdFileCanBeMapped(t *testing.T) {
 			if err != nil || !bytes.Equal(got, data) {
 				t.Fatalf("another read while the file is mapped: %d bytes, %v", len(got), err)
 			}
+			mapped = false
 			if err := syscall.Munmap(m); err != nil {
 				t.Fatal(err)
 			}
