@@ -74,7 +74,33 @@ func (h *Handle) Truncate(ctx context.Context, size int64) error {
 		if err := h.checkHoleTo(size); err != nil {
 			return err
 		}
-		return h.of.data.Truncate(size)
+		if err := h.of.data.Truncate(size); err != nil {
+			return err
+		}
+		if size == 0 {
+			clearFlushOnClose(h.of.data)
+		}
+		return nil
+	})
+}
+
+// clearFlushOnClose releases a descriptor of f, just emptied. ext4 marks a
+// file emptied by a truncate for a flush of its delayed allocations at the
+// next release of any descriptor of it (auto_da_alloc, for programs that
+// rewrite a file in place without fsync); here that release would be the
+// writer's close, paying the whole rewrite's writeback (a second for a
+// GiB) while the upload reads the same file. Released now, with nothing
+// yet to flush, the mark is spent. What it guards against is power loss,
+// for which the contract asks fsync. Elsewhere this is an open and a close.
+func clearFlushOnClose(f *os.File) {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	raw.Control(func(fd uintptr) {
+		if g, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", fd)); err == nil {
+			g.Close()
+		}
 	})
 }
 
