@@ -4,10 +4,13 @@
 package fs
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -281,7 +284,9 @@ func TestPassthroughOpenAfterSlowDaemonRelease(t *testing.T) {
 // A file being fetched is served by the daemon with direct I/O, and the
 // kernel refuses a shared mapping of such a file (ENODEV) unless the mount
 // allows it: a program that maps what it reads (a thumbnailer, a backup
-// tool) must not fail on a file this host has not cached yet.
+// tool) must not fail on a file this host has not cached yet. The mapping
+// is made by another process: a page fault on a mount this process
+// serves can wait for a garbage collection that waits for the fault.
 func TestColdFileCanBeMapped(t *testing.T) {
 	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
@@ -296,41 +301,69 @@ func TestColdFileCanBeMapped(t *testing.T) {
 			release := func() { once.Do(func() { close(gate) }) }
 			defer release()
 			mnt, _, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: mode.passthrough})
-			f, err := os.Open(filepath.Join(mnt, "remote_content/x/ab/cd/media"))
+			p := filepath.Join(mnt, "remote_content/x/ab/cd/media")
+			child := exec.Command(os.Args[0])
+			child.Env = append(os.Environ(), mapHelperEnv+"="+p)
+			var out bytes.Buffer
+			child.Stdout = &out
+			stderr, err := child.StderrPipe()
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer f.Close()
-			m, err := syscall.Mmap(int(f.Fd()), 0, len(data), syscall.PROT_READ, syscall.MAP_SHARED)
-			if err != nil {
-				t.Fatalf("a shared, read-only mapping of a file on its way from the store: %v", err)
+			if err := child.Start(); err != nil {
+				t.Fatal(err)
 			}
-			mapped := true
-			defer func() {
-				if mapped { // a mapping left would keep the mount busy
-					syscall.Munmap(m)
-				}
-			}()
+			// The body is held back until the child has mapped the
+			// file: its open is the daemon's, with direct I/O.
+			said, _ := bufio.NewReader(stderr).ReadString('\n')
 			release()
-			if !bytes.Equal(m, data) {
-				t.Fatal("the mapping does not hold the object's bytes")
+			rest, _ := io.ReadAll(stderr)
+			if err := child.Wait(); err != nil || said != mappedLine {
+				t.Fatalf("mapping a file on its way from the store: %v: %s%s", err, said, rest)
 			}
-			// The mapping holds the inode in the kernel's page-cache
-			// mode, where a passthrough open would be refused: other
-			// opens meanwhile must still read.
-			got, err := os.ReadFile(f.Name())
+			if !bytes.Equal(out.Bytes(), data) {
+				t.Fatalf("the mapping held %d bytes, not the object's", out.Len())
+			}
+			// Once the mapping is gone, the file reads as usual.
+			got, err := os.ReadFile(p)
 			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("another read while the file is mapped: %d bytes, %v", len(got), err)
-			}
-			mapped = false
-			if err := syscall.Munmap(m); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
-			got, err = os.ReadFile(f.Name())
-			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("a read after the mapping is gone: %d bytes, %v", len(got), err)
+				t.Fatalf("a read after the mapping: %d bytes, %v", len(got), err)
 			}
 		})
 	}
+}
+
+// mapHelperEnv names the file a child test process maps (mapAndCopy),
+// which says mappedLine on stderr once it has.
+const (
+	mapHelperEnv = "S3MEDIAFS_TEST_MAP_AND_COPY"
+	mappedLine   = "mapped\n"
+)
+
+// mapAndCopy maps the file at p shared and read-only, copies the mapping
+// to stdout and returns the exit code.
+func mapAndCopy(p string) int {
+	f, err := os.Open(p)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	m, err := syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mmap:", err)
+		return 1
+	}
+	defer syscall.Munmap(m)
+	fmt.Fprint(os.Stderr, mappedLine)
+	if _, err := os.Stdout.Write(m); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
 }
