@@ -161,24 +161,34 @@ func TestPassthroughReaderAndWriterTogether(t *testing.T) {
 	}
 }
 
+// mountHeldBack mounts a store holding data as one object, whose GETs
+// send their first 64 KiB and hold the rest back until release is
+// called (t.Cleanup calls it too), and returns the object's path on the
+// mount.
+func mountHeldBack(t *testing.T, passthrough bool, data []byte) (p string, release func()) {
+	t.Helper()
+	mem := objstore.NewMem()
+	mem.SetObject("remote_content/x/ab/cd/media", data)
+	gate := make(chan struct{})
+	store := &objstore.Faulty{Store: mem, Body: func(_ string, body io.ReadCloser, _ int64) io.ReadCloser {
+		return objstore.HoldBack(body, 64<<10, gate)
+	}}
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	mnt, _, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: passthrough})
+	t.Cleanup(release) // before the unmount, which waits for the fetch
+	return filepath.Join(mnt, "remote_content/x/ab/cd/media"), release
+}
+
 // A cold read's first bytes wait until the whole object has arrived and
 // passed its check, in both I/O modes: no reader sees a byte that could
 // still prove wrong (and be fetched again).
 func TestColdReadServesOnlyCheckedBytes(t *testing.T) {
 	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
-			mem := objstore.NewMem()
 			data := payload(1_000_000, 8)
-			mem.SetObject("remote_content/x/ab/cd/media", data)
-			gate := make(chan struct{})
-			store := &objstore.Faulty{Store: mem, Body: func(_ string, body io.ReadCloser, _ int64) io.ReadCloser {
-				return objstore.HoldBack(body, 64<<10, gate)
-			}}
-			var once sync.Once
-			release := func() { once.Do(func() { close(gate) }) }
-			defer release()
-			mnt, _, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: mode.passthrough})
-			f, err := os.Open(filepath.Join(mnt, "remote_content/x/ab/cd/media"))
+			p, release := mountHeldBack(t, mode.passthrough, data)
+			f, err := os.Open(p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -290,18 +300,8 @@ func TestPassthroughOpenAfterSlowDaemonRelease(t *testing.T) {
 func TestColdFileCanBeMapped(t *testing.T) {
 	for _, mode := range ioModes {
 		t.Run(mode.name, func(t *testing.T) {
-			mem := objstore.NewMem()
 			data := payload(300_000, 9)
-			mem.SetObject("remote_content/x/ab/cd/media", data)
-			gate := make(chan struct{})
-			store := &objstore.Faulty{Store: mem, Body: func(_ string, body io.ReadCloser, _ int64) io.ReadCloser {
-				return objstore.HoldBack(body, 64<<10, gate)
-			}}
-			var once sync.Once
-			release := func() { once.Do(func() { close(gate) }) }
-			defer release()
-			mnt, _, _ := testMountWith(t, cache.Options{Store: store}, Options{Passthrough: mode.passthrough})
-			p := filepath.Join(mnt, "remote_content/x/ab/cd/media")
+			p, release := mountHeldBack(t, mode.passthrough, data)
 			child := exec.Command(os.Args[0])
 			child.Env = append(os.Environ(), mapHelperEnv+"="+p)
 			var out bytes.Buffer
